@@ -1,0 +1,65 @@
+"""seewhy: where an image model looks when it decides, and how far to trust it.
+
+Importing seewhy imports no deep-learning framework; the backend for a model
+is loaded when a model is first explained.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .api import Explainer, explain, layers, model_spec, predict
+from .errors import (
+    BackendError,
+    InvalidInput,
+    LayerNotFound,
+    MethodNotFound,
+    SeewhyError,
+    UnsupportedModel,
+    UntrustedModel,
+)
+from .explanation import Explanation, Prediction
+from .loading import load_model
+from .preprocess import IMAGENET, ModelSpec, Preprocess
+from .registry import names as methods
+from .registry import register
+
+if TYPE_CHECKING:
+    from . import samples, zoo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "Explainer",
+    "Explanation",
+    "IMAGENET",
+    "InvalidInput",
+    "LayerNotFound",
+    "MethodNotFound",
+    "ModelSpec",
+    "Prediction",
+    "Preprocess",
+    "SeewhyError",
+    "UnsupportedModel",
+    "UntrustedModel",
+    "__version__",
+    "explain",
+    "layers",
+    "load_model",
+    "methods",
+    "model_spec",
+    "predict",
+    "register",
+    "samples",
+    "zoo",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``seewhy.zoo`` and ``seewhy.samples`` load on first use."""
+    if name in ("zoo", "samples"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'seewhy' has no attribute {name!r}")

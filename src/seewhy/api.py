@@ -1,0 +1,253 @@
+"""The public entry points: ``explain``, ``Explainer``, ``layers``, ``predict``."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .backends import Backend, LayerInfo, backend_for, select_default_layer
+from .backends.base import Score
+from .errors import InvalidInput
+from .explanation import Explanation, Prediction
+from .maps import postprocess
+from .methods.base import Context, Method, RawResult
+from .preprocess import ModelSpec, Preprocess
+
+__all__ = ["Explainer", "explain", "layers", "predict", "model_spec"]
+
+Target = int | str | Sequence[int | str] | np.ndarray | None
+
+
+def model_spec(
+    model: Any, *, preprocess: Preprocess | None = None, labels: Sequence[str] | None = None
+) -> ModelSpec:
+    """The model's own spec (bundled models carry one) with the caller's overrides."""
+    spec = getattr(model, "seewhy_spec", None)
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec(name=type(model).__name__)
+    if preprocess is not None:
+        spec = replace(spec, preprocess=preprocess)
+    if labels is not None:
+        spec = replace(spec, labels=tuple(labels))
+    return spec
+
+
+def resolve_targets(target: Target, count: int, spec: ModelSpec) -> np.ndarray | None:
+    """Class indices (count,) from an int, a class name, or one of those per image."""
+    if target is None:
+        return None
+    if isinstance(target, (int, np.integer, str)):
+        return np.full(count, _class_index(target, spec), dtype=np.int64)
+    items = list(np.asarray(target).tolist()) if isinstance(target, np.ndarray) else list(target)
+    if len(items) != count:
+        raise InvalidInput(f"target: expected one class per image ({count}), got {len(items)}")
+    return np.array([_class_index(t, spec) for t in items], dtype=np.int64)
+
+
+def _class_index(target: int | str, spec: ModelSpec) -> int:
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if target < 0:
+            raise InvalidInput(f"target: class index must be >= 0, got {target}")
+        return int(target)
+    if isinstance(target, str):
+        text = target.strip()
+        if text.lstrip("-").isdigit():
+            return _class_index(int(text), spec)
+        if spec.labels is None:
+            raise InvalidInput(f"target: {target!r} is a class name, but the model has no labels")
+        lowered = [label.lower() for label in spec.labels]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(spec.labels[lowered.index(c)]) for c in close)}?"
+        raise InvalidInput(f"target: no class named {target!r}{hint if close else ''}")
+    raise InvalidInput(f"target: expected a class index or name, got {type(target).__name__}")
+
+
+def top_predictions(logits: np.ndarray, spec: ModelSpec, k: int) -> tuple[tuple[Prediction, ...], ...]:
+    """Top-k classes per image with softmax probabilities."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    k = max(1, min(k, logits.shape[1]))
+    order = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return tuple(
+        tuple(
+            Prediction(int(c), spec.label(int(c)), float(p[i, c]), float(logits[i, c]))
+            for c in order[i]
+        )
+        for i in range(len(logits))
+    )
+
+
+class Explainer:
+    """A model and a method, set up once and applied to many batches.
+
+    Reusing one ``Explainer`` avoids repeating the layer search and method set-up;
+    ``explain()`` builds one per call.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        method: str = "gradcam",
+        *,
+        layer: str | None = None,
+        preprocess: Preprocess | None = None,
+        labels: Sequence[str] | None = None,
+        score: Score = "logit",
+        top_k: int = 5,
+        batch_size: int = 32,
+        **params: Any,
+    ) -> None:
+        if score not in ("logit", "probability"):
+            raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
+        self.model = model
+        self.backend: Backend = backend_for(model)
+        self.spec = model_spec(model, preprocess=preprocess, labels=labels)
+        self.method: Method = registry.get(method)(**params)
+        self.layer = layer
+        self.score: Score = score
+        self.top_k = top_k
+        self.batch_size = batch_size
+
+    def explain(
+        self,
+        images: Any,
+        *,
+        target: Target = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Explanation:
+        """Explain ``images`` (paths, PIL images, arrays or tensors; one or many)."""
+        from .io import prepare
+
+        batch, failures = prepare(
+            images, self.spec.preprocess, channels_first=self.backend.channels_first
+        )
+        for failure in failures:
+            warnings.warn(f"skipped {failure.source}: {failure.reason}", stacklevel=2)
+        targets = resolve_targets(target, len(batch.sources) + len(failures), self.spec)
+        if targets is not None and failures:
+            targets = targets[np.asarray(batch.indices, dtype=np.int64)]
+        layer = (
+            self.backend.resolve_layer(self.layer, batch.inputs) if self.method.uses_layer else None
+        )
+        results = [
+            self.method.run(
+                Context(
+                    backend=self.backend,
+                    inputs=batch.inputs[start : start + self.batch_size],
+                    targets=None if targets is None else targets[start : start + self.batch_size],
+                    layer=layer,
+                    score=self.score,
+                    batch_size=self.batch_size,
+                    progress=progress,
+                    images=batch.images[start : start + self.batch_size],
+                    preprocess=self.spec.preprocess,
+                )
+            )
+            for start in range(0, len(batch.inputs), self.batch_size)
+        ]
+        raw = _concat(results)
+        size = (batch.inputs.shape[1], batch.inputs.shape[2])
+        chosen = raw.targets.astype(np.int64)
+        return Explanation(
+            maps=postprocess(raw.maps, size, rectify=self.method.rectify),
+            layer_maps=raw.maps.astype(np.float32, copy=False),
+            images=batch.images,
+            sources=batch.sources,
+            targets=chosen,
+            target_labels=tuple(self.spec.label(int(t)) for t in chosen),
+            logits=raw.logits,
+            predictions=top_predictions(raw.logits, self.spec, self.top_k),
+            method=self.method.name,
+            layer=layer,
+            params=dict(self.method.params),
+            framework=self.backend.framework,
+            model_name=self.spec.name,
+            failures=tuple(failures),
+            extras=dict(raw.extras),
+        )
+
+    __call__ = explain
+
+
+def _concat(results: list[RawResult]) -> RawResult:
+    if len(results) == 1:
+        return results[0]
+    extras = {
+        key: np.concatenate([r.extras[key] for r in results]) for key in results[0].extras
+    }
+    return RawResult(
+        maps=np.concatenate([r.maps for r in results]),
+        logits=np.concatenate([r.logits for r in results]),
+        targets=np.concatenate([r.targets for r in results]),
+        extras=extras,
+    )
+
+
+def explain(
+    model: Any,
+    images: Any,
+    method: str = "gradcam",
+    *,
+    target: Target = None,
+    layer: str | None = None,
+    preprocess: Preprocess | None = None,
+    labels: Sequence[str] | None = None,
+    score: Score = "logit",
+    top_k: int = 5,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    **params: Any,
+) -> Explanation:
+    """Explain why ``model`` predicts what it does on ``images``.
+
+    ``target`` is the class to explain (index or name; one for all, or one per
+    image); the default is each image's top-1 class. Scores are logits unless
+    ``score="probability"``. Extra keyword arguments go to the method.
+    """
+    explainer = Explainer(
+        model,
+        method,
+        layer=layer,
+        preprocess=preprocess,
+        labels=labels,
+        score=score,
+        top_k=top_k,
+        batch_size=batch_size,
+        **params,
+    )
+    return explainer.explain(images, target=target, progress=progress)
+
+
+def layers(model: Any, *, preprocess: Preprocess | None = None) -> tuple[list[LayerInfo], str | None]:
+    """Layers a CAM can use, in forward order, and the one chosen by default."""
+    spec = model_spec(model, preprocess=preprocess)
+    backend = backend_for(model)
+    height, width = spec.preprocess.size
+    probe = np.zeros((1, height, width, 3), dtype=np.float32)
+    infos = backend.layers(probe)
+    default = select_default_layer(infos)
+    return infos, default.name if default else None
+
+
+def predict(
+    model: Any, images: Any, *, top_k: int = 5, preprocess: Preprocess | None = None,
+    labels: Sequence[str] | None = None, batch_size: int = 32,
+) -> tuple[tuple[Prediction, ...], ...]:
+    """Top-k predictions per image, without explaining."""
+    from .io import prepare
+
+    spec = model_spec(model, preprocess=preprocess, labels=labels)
+    backend = backend_for(model)
+    batch, _ = prepare(images, spec.preprocess, channels_first=backend.channels_first)
+    return top_predictions(backend.predict(batch.inputs, batch_size=batch_size), spec, top_k)

@@ -1,0 +1,111 @@
+"""The small protocol every framework backend implements.
+
+Backends are the only modules that import a deep-learning framework. They
+speak numpy at the boundary:
+
+* model inputs are float32 arrays in NHWC layout (the backend moves them to
+  its own layout and device);
+* layer activations and their gradients come back as float32 NCHW arrays, so
+  the method math is written once;
+* gradients with respect to the input come back in NHWC, like the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Backend", "Capture", "LayerInfo", "Score", "select_default_layer"]
+
+Score = Literal["logit", "probability"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer whose output is a spatial feature map (usable by a CAM)."""
+
+    name: str
+    shape: tuple[int, ...]  # output shape without the batch axis, channels first (C, h, w)
+    kind: str  # the layer's class name
+    calls: int = 1  # how often the layer runs in one forward pass (the last call is used)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one forward (and optional backward) pass returns.
+
+    ``gradients`` are d(score of the target class)/d(activations), summed over
+    nothing: image ``i``'s gradient depends only on image ``i``'s score.
+    """
+
+    logits: np.ndarray  # (N, K) float32, pre-softmax unless the model has none
+    targets: np.ndarray  # (N,) int64, the classes the scores were taken for
+    activations: np.ndarray | None = None  # (N, C, h, w) float32
+    gradients: np.ndarray | None = None  # same shape as activations, or (N, H, W, C) for input
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the methods may ask of a model, whatever its framework."""
+
+    framework: str
+    channels_first: bool  # layout the model itself expects (for reading user tensors)
+
+    def layers(self, x: np.ndarray) -> list[LayerInfo]:
+        """Layers with 4-D outputs in the order they finish, for input like ``x``."""
+        ...
+
+    def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
+        """Check a layer name (or pick the default when None); raise LayerNotFound."""
+        ...
+
+    def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """Logits (N, K) float32 for inputs ``x``, without gradients."""
+        ...
+
+    def capture(
+        self,
+        x: np.ndarray,
+        *,
+        layer: str,
+        targets: np.ndarray | None,
+        gradients: bool,
+        score: Score = "logit",
+    ) -> Capture:
+        """One pass: logits, the layer's activations and, if asked, their gradients.
+
+        ``targets=None`` means each image's top-1 class.
+        """
+        ...
+
+    def input_gradients(
+        self,
+        x: np.ndarray,
+        *,
+        targets: np.ndarray | None,
+        score: Score = "logit",
+        guided: bool = False,
+    ) -> Capture:
+        """Gradients of the target score with respect to the input (NHWC).
+
+        ``guided=True`` applies the Guided Backprop rule at every ReLU.
+        """
+        ...
+
+    def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Weights (K, C) and bias (K,) of the model's last dense layer, if it has one."""
+        ...
+
+
+def select_default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
+    """The last layer to finish whose output is a map with more than one position.
+
+    A 1x1 output (a pooled vector kept 4-D) cannot localise anything, so it is
+    skipped, as the seeds' ``find_target_layer`` skips non-4-D outputs.
+    """
+    for info in reversed(layers):
+        if len(info.shape) == 3 and info.shape[1] * info.shape[2] > 1:
+            return info
+    return None

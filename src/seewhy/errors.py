@@ -1,0 +1,51 @@
+"""Exceptions raised by seewhy.
+
+Every error a user can cause is a :class:`SeewhyError` with a one-line message
+that names the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SeewhyError",
+    "InvalidInput",
+    "LayerNotFound",
+    "BackendError",
+    "MethodNotFound",
+    "UnsupportedModel",
+    "UntrustedModel",
+]
+
+
+class SeewhyError(Exception):
+    """Base class of every error seewhy raises on purpose."""
+
+
+class InvalidInput(SeewhyError, ValueError):
+    """An image, target or parameter that cannot be used as given."""
+
+
+class LayerNotFound(SeewhyError, KeyError):
+    """A layer name that the model does not have, or no usable layer at all."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MethodNotFound(SeewhyError, KeyError):
+    """A method name that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendError(SeewhyError, RuntimeError):
+    """The model's framework is missing, unknown, or failed in a way we can name."""
+
+
+class UnsupportedModel(SeewhyError, TypeError):
+    """The model cannot be explained by the requested method (e.g. CAM without a GAP head)."""
+
+
+class UntrustedModel(SeewhyError):
+    """A model file that could run arbitrary code when loaded, without the trust flag."""

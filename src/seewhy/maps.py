@@ -1,0 +1,66 @@
+"""Map post-processing shared by every method: upsampling and normalisation.
+
+Written in numpy so that every backend's maps go through the very same code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["upsample", "normalise", "postprocess"]
+
+
+@lru_cache(maxsize=64)
+def _bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
+    """(out_len, in_len) weights of 1-D linear interpolation, half-pixel centres.
+
+    Matches ``cv2.resize`` / ``torch`` ``align_corners=False`` sampling, so a
+    separable resize is two small matrix products.
+    """
+    m = np.zeros((out_len, in_len), dtype=np.float32)
+    if in_len == 1:
+        m[:, 0] = 1.0
+        return m
+    src = (np.arange(out_len, dtype=np.float64) + 0.5) * (in_len / out_len) - 0.5
+    src = np.clip(src, 0.0, in_len - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, in_len - 1)
+    frac = (src - lo).astype(np.float32)
+    rows = np.arange(out_len)
+    np.add.at(m, (rows, lo), 1.0 - frac)
+    np.add.at(m, (rows, hi), frac)
+    return m
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize (N, h, w) maps to (N, H, W)."""
+    n, h, w = maps.shape
+    height, width = size
+    if (h, w) == (height, width):
+        return maps.astype(np.float32, copy=False)
+    rows = _bilinear_matrix(height, h)
+    cols = _bilinear_matrix(width, w)
+    out = np.matmul(np.matmul(rows, maps.astype(np.float32, copy=False)), cols.T)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def normalise(maps: np.ndarray, *, rtol: float = 1e-6) -> np.ndarray:
+    """Per-image min-max to [0, 1]; a constant (or non-finite) map becomes zeros."""
+    maps = np.nan_to_num(maps.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
+    flat = maps.reshape(len(maps), -1)
+    lo = flat.min(axis=1, keepdims=True)
+    hi = flat.max(axis=1, keepdims=True)
+    span = hi - lo
+    scale = np.maximum(np.abs(hi), np.abs(lo))
+    flat_ok = span > rtol * np.maximum(scale, np.float32(1e-30))
+    safe = np.where(flat_ok, span, np.float32(1.0))
+    out = np.where(flat_ok, (flat - lo) / safe, np.float32(0.0))
+    return out.reshape(maps.shape).astype(np.float32, copy=False)
+
+
+def postprocess(raw: np.ndarray, size: tuple[int, int], *, rectify: bool) -> np.ndarray:
+    """Rectify (optional), upsample to the input size, normalise per image."""
+    maps = np.maximum(raw, 0.0) if rectify else raw
+    return normalise(upsample(maps.astype(np.float32, copy=False), size))

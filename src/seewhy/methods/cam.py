@@ -1,0 +1,197 @@
+"""The class-activation-map family, each written as its paper's formula.
+
+A CAM is a weighted sum of a layer's feature maps ``A`` (N, C, h, w). Most
+variants differ only in the channel weights; a few weigh each position.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ..backends.base import Capture
+from ..errors import UnsupportedModel
+from ..registry import register
+from .base import Context, Method, RawResult
+
+__all__ = [
+    "CAM",
+    "ClassCAM",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "XGradCAM",
+]
+
+_EPS = np.float32(1e-7)
+
+
+class CAM(Method):
+    """Base of the family: capture the layer, then combine its channels."""
+
+    needs_gradients: ClassVar[bool] = True
+
+    def run(self, ctx: Context) -> RawResult:
+        if ctx.layer is None:
+            raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
+        cap = ctx.backend.capture(
+            ctx.inputs,
+            layer=ctx.layer,
+            targets=ctx.targets,
+            gradients=self.needs_gradients,
+            score=ctx.score,
+        )
+        maps = self.layer_map(cap, ctx)
+        if ctx.progress is not None:
+            ctx.progress(len(ctx.inputs))
+        return RawResult(maps=maps, logits=cap.logits, targets=cap.targets)
+
+    def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        """(N, h, w) map: sum over channels of weight x activation."""
+        acts = _acts(cap)
+        weights = self.channel_weights(acts, _need(cap.gradients, self.name))
+        return np.einsum("nc,nchw->nhw", weights, acts, optimize=True)
+
+    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        """(N, C) weight of each feature map."""
+        raise NotImplementedError
+
+
+def _acts(cap: Capture) -> np.ndarray:
+    if cap.activations is None:  # pragma: no cover - a backend bug
+        raise UnsupportedModel("the backend returned no activations")
+    return cap.activations
+
+
+def _need(gradients: np.ndarray | None, name: str) -> np.ndarray:
+    if gradients is None:  # pragma: no cover - a backend bug
+        raise UnsupportedModel(f"{name}: the backend returned no gradients")
+    return gradients
+
+
+@register("gradcam", "grad-cam")
+class GradCAM(CAM):
+    """Grad-CAM (Selvaraju et al., 2017): channel weight = mean gradient.
+
+    ``guided=True`` is the variant of the pyimagesearch tutorial: gradients
+    count only where both the activation and the gradient are positive.
+    """
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return ("guided",)
+
+    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        if self.param("guided", False):
+            gradients = gradients * ((activations > 0) & (gradients > 0))
+        return gradients.mean(axis=(2, 3))
+
+
+@register("gradcam++", "gradcampp", "gradcam-plus-plus")
+class GradCAMPlusPlus(CAM):
+    """Grad-CAM++ (Chattopadhyay et al., 2018), closed form for exp(score).
+
+    alpha = g^2 / (2 g^2 + sum_ab(A) g^3); weight = sum_ij alpha relu(g).
+    """
+
+    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        g2 = gradients**2
+        g3 = g2 * gradients
+        sum_a = activations.sum(axis=(2, 3), keepdims=True)
+        denom = 2.0 * g2 + sum_a * g3
+        nonzero = denom != 0
+        alpha = np.where(nonzero, g2 / np.where(nonzero, denom, 1.0), 0.0)
+        return (alpha * np.maximum(gradients, 0.0)).sum(axis=(2, 3))
+
+
+@register("xgradcam", "xgrad-cam")
+class XGradCAM(CAM):
+    """XGrad-CAM (Fu et al., 2020): gradients weighted by normalised activations."""
+
+    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+        sum_a = activations.sum(axis=(2, 3))
+        return (gradients * activations).sum(axis=(2, 3)) / (sum_a + _EPS)
+
+
+@register("hirescam", "hires-cam")
+class HiResCAM(CAM):
+    """HiResCAM (Draelos & Carin, 2020): gradient times activation, position by position."""
+
+    def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        return np.einsum("nchw,nchw->nhw", _need(cap.gradients, self.name), _acts(cap))
+
+
+@register("layercam", "layer-cam")
+class LayerCAM(CAM):
+    """LayerCAM (Jiang et al., 2021): positive gradients weigh each position."""
+
+    def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        positive = np.maximum(_need(cap.gradients, self.name), 0.0)
+        return np.einsum("nchw,nchw->nhw", positive, _acts(cap))
+
+
+@register("eigencam", "eigen-cam")
+class EigenCAM(CAM):
+    """Eigen-CAM (Muhammad & Yeasin, 2020): first principal component of the maps.
+
+    Class-independent. The component's sign is chosen so that the map agrees
+    with the mean activation, since an SVD's sign is arbitrary.
+    """
+
+    needs_gradients = False
+
+    def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        activations = _acts(cap)
+        n, c, h, w = activations.shape
+        flat = activations.reshape(n, c, h * w).transpose(0, 2, 1)  # (N, hw, C)
+        centred = flat - flat.mean(axis=1, keepdims=True)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        proj = np.einsum("npc,nc->np", flat, vt[:, 0, :])
+        mean_map = flat.mean(axis=2)
+        sign = np.sign(np.einsum("np,np->n", proj - proj.mean(1, keepdims=True), mean_map))
+        sign[sign == 0] = 1.0
+        return (proj * sign[:, None]).reshape(n, h, w).astype(np.float32)
+
+
+@register("cam")
+class ClassCAM(CAM):
+    """CAM (Zhou et al., 2016): the classifier's weights for the class.
+
+    Only defined when the layer feeds global average pooling and one linear
+    layer; this is checked numerically on the batch (logits must equal
+    W . mean(A) + b), so a wrong head gives a clear error, not a wrong map.
+    """
+
+    needs_gradients = False
+
+    def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        activations = _acts(cap)
+        head = ctx.backend.final_linear()
+        hint = "use gradcam, which equals CAM on such heads and works on any model"
+        if head is None:
+            raise UnsupportedModel(f"cam: the model has no final linear layer; {hint}")
+        weight, bias = head
+        if weight.shape[1] != activations.shape[1]:
+            raise UnsupportedModel(
+                f"cam: layer {ctx.layer!r} has {activations.shape[1]} channels but the final "
+                f"linear layer takes {weight.shape[1]}; {hint}"
+            )
+        if not self.check_head(activations, cap.logits, weight, bias):
+            raise UnsupportedModel(
+                f"cam: the logits are not global-average-pooling of layer {ctx.layer!r} followed "
+                f"by the final linear layer; {hint}"
+            )
+        return np.einsum("nc,nchw->nhw", weight[cap.targets], activations, optimize=True)
+
+    @staticmethod
+    def check_head(
+        activations: np.ndarray, logits: np.ndarray, weight: np.ndarray, bias: np.ndarray
+    ) -> bool:
+        """True when the logits are a linear function of the pooled activations."""
+        pooled = activations.mean(axis=(2, 3))
+        expected = pooled @ weight.T + bias
+        scale = max(float(np.abs(logits).max()), 1.0)
+        return bool(np.abs(expected - logits).max() <= 1e-3 * scale)

@@ -1,0 +1,259 @@
+"""The PyTorch backend: correct maps, batching, targets, and no trace left on the model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from conftest import tiny_cnn
+
+import seewhy
+from seewhy.errors import InvalidInput, LayerNotFound, UnsupportedModel
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+CAMS = ["cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"]
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [p.grad for p in model.parameters()],
+        "modules": [id(m) for m in model.modules()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        "inplace": [getattr(m, "inplace", None) for m in model.modules()],
+    }
+
+
+def _assert_untouched(model: torch.nn.Module, before: dict) -> None:
+    after = _snapshot(model)
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert all(g is None for g in after["grads"]), ".grad was filled"
+    assert after["modules"] == before["modules"], "a module was swapped"
+    assert after["hooks"] == before["hooks"], "a hook was left behind"
+    assert after["inplace"] == before["inplace"]
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), key
+    assert torch.is_grad_enabled(), "global grad mode was not restored"
+
+
+@pytest.mark.parametrize("method", CAMS)
+def test_batch_equals_single_calls(method: str, batch: np.ndarray) -> None:
+    model = tiny_cnn()
+    together = seewhy.explain(model, batch, method=method, target=[0, 1, 2, 3])
+    for i in range(len(batch)):
+        alone = seewhy.explain(model, batch[i : i + 1], method=method, target=i)
+        np.testing.assert_allclose(alone.maps[0], together.maps[i], atol=1e-5)
+    split = seewhy.explain(model, batch, method=method, target=[0, 1, 2, 3], batch_size=3)
+    np.testing.assert_allclose(split.maps, together.maps, atol=1e-5)
+
+
+def test_maps_change_with_the_target(batch: np.ndarray) -> None:
+    model = tiny_cnn()
+    a = seewhy.explain(model, batch, target=0)
+    b = seewhy.explain(model, batch, target=3)
+    assert (a.targets == 0).all() and (b.targets == 3).all()
+    assert not np.allclose(a.maps, b.maps, atol=1e-3)
+
+
+def test_default_target_is_top1_and_predictions_are_sorted(batch: np.ndarray) -> None:
+    model = tiny_cnn()
+    ex = seewhy.explain(model, batch, top_k=3)
+    logits = model(torch.from_numpy(batch)).detach().numpy()
+    np.testing.assert_array_equal(ex.targets, logits.argmax(1))
+    np.testing.assert_allclose(ex.logits, logits, rtol=1e-5, atol=1e-6)
+    for preds in ex.predictions:
+        assert len(preds) == 3
+        probs = [p.probability for p in preds]
+        assert probs == sorted(probs, reverse=True)
+
+
+def test_score_is_the_logit_unless_asked() -> None:
+    model = tiny_cnn()
+    x = np.random.default_rng(3).normal(size=(2, 3, 24, 24)).astype(np.float32)
+    backend = seewhy.backends.backend_for(model)
+    inputs = x.transpose(0, 2, 3, 1)
+    logit = backend.capture(inputs, layer="2", targets=np.array([1, 1]), gradients=True)
+    prob = backend.capture(
+        inputs, layer="2", targets=np.array([1, 1]), gradients=True, score="probability"
+    )
+    # d softmax_1 / dA = p1 * (d z1/dA - sum_j p_j d z_j/dA): not a multiple of d z1/dA
+    assert logit.gradients is not None and prob.gradients is not None
+    ratio = prob.gradients / np.where(logit.gradients == 0, 1, logit.gradients)
+    assert np.nanstd(ratio[0]) > 1e-3
+    reference = copy.deepcopy(model)
+    reference[3] = nn.ReLU()
+    store = {}
+    reference[2].register_forward_hook(lambda m, a, o: store.setdefault("a", o))
+    out = reference(torch.from_numpy(x))
+    (g,) = torch.autograd.grad(out[:, 1].sum(), store["a"])
+    np.testing.assert_allclose(logit.gradients, g.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_target_by_name_and_errors() -> None:
+    model = tiny_cnn()
+    labels = ["cat", "dog", "tank", "cloud", "car"]
+    x = np.zeros((2, 3, 24, 24), np.float32)
+    ex = seewhy.explain(model, x, target="Tank", labels=labels)
+    assert list(ex.targets) == [2, 2] and ex.target_labels == ("tank", "tank")
+    with pytest.raises(InvalidInput, match="did you mean 'tank'"):
+        seewhy.explain(model, x, target="tnak", labels=labels)
+    with pytest.raises(InvalidInput, match="outside"):
+        seewhy.explain(model, x, target=9)
+    with pytest.raises(InvalidInput, match="one class per image"):
+        seewhy.explain(model, x, target=[1, 2, 3])
+
+
+@pytest.mark.parametrize("method", CAMS)
+def test_model_untouched_after_success(method: str, batch: np.ndarray) -> None:
+    model = tiny_cnn()
+    model[0].weight.requires_grad_(False)  # a frozen layer stays frozen
+    model.train()
+    model[2].eval()  # mixed flags come back exactly
+    before = _snapshot(model)
+    seewhy.explain(model, batch, method=method)
+    _assert_untouched(model, before)
+
+
+class Exploding(nn.Module):
+    """Raises inside forward, after the CAM layer has run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny_cnn()
+        self.boom = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.boom:
+            raise RuntimeError("model failed")
+        return out
+
+
+@pytest.mark.parametrize("method", ["gradcam", "eigencam"])
+def test_model_untouched_after_an_exception(method: str, batch: np.ndarray) -> None:
+    model = Exploding()
+    model.train()
+    seewhy.layers(model)  # trace once while it still works
+    model.boom = True
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match="model failed"):
+        seewhy.explain(model, batch, method=method, layer="body.2")
+    _assert_untouched(model, before)
+
+
+def test_model_untouched_after_a_bad_target(batch: np.ndarray) -> None:
+    model = tiny_cnn().train()
+    before = _snapshot(model)
+    with pytest.raises(InvalidInput):
+        seewhy.explain(model, batch, target=99)
+    _assert_untouched(model, before)
+
+
+def test_dropout_model_is_explained_in_eval_mode(batch: np.ndarray) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 3),
+    ).train()
+    a = seewhy.explain(model, batch)
+    b = seewhy.explain(model, batch)
+    np.testing.assert_array_equal(a.maps, b.maps)
+    assert model.training
+
+
+def test_default_layer_skips_pooled_maps_and_follows_inplace_relu() -> None:
+    infos, default = seewhy.layers(tiny_cnn())
+    assert default == "3"  # the ReLU after the last conv, not the 1x1 pooled output
+    assert infos[-1].shape[1:] == (1, 1)
+
+
+class Reuse(nn.Module):
+    """One activation module called several times, as in EfficientNet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv1(x))
+        h = self.act(self.conv2(h) + h)
+        return self.fc(torch.relu(h).mean(dim=(2, 3)))
+
+
+def test_module_called_twice_uses_its_last_call(batch: np.ndarray) -> None:
+    model = Reuse()
+    infos, default = seewhy.layers(model)
+    assert default == "act"
+    assert next(i for i in infos if i.name == "act").calls == 2
+    ex = seewhy.explain(model, batch, method="gradcam", target=1)
+    x = torch.from_numpy(batch)
+    h1 = model.act(model.conv1(x))
+    a = model.act(model.conv2(h1) + h1).detach().requires_grad_(True)
+    out = model.fc(torch.relu(a).mean(dim=(2, 3)))
+    (g,) = torch.autograd.grad(out[:, 1].sum(), a)
+    expected = np.einsum("nc,nchw->nhw", g.mean(dim=(2, 3)).numpy(), a.detach().numpy())
+    np.testing.assert_allclose(ex.layer_maps, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_wrong_layer_name_lists_near_matches(batch: np.ndarray) -> None:
+    model = Reuse()
+    with pytest.raises(LayerNotFound, match="conv2"):
+        seewhy.explain(model, batch, layer="conv3")
+    with pytest.raises(LayerNotFound, match="no 4-D feature map"):
+        seewhy.explain(model, batch, layer="fc")
+
+
+def test_a_model_without_feature_maps_gets_a_clear_error() -> None:
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    with pytest.raises(LayerNotFound, match="no layer with a 4-D output"):
+        seewhy.explain(mlp, np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_cam_refuses_a_head_that_is_not_gap_linear(batch: np.ndarray) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    )
+    with pytest.raises(UnsupportedModel, match="gradcam"):
+        seewhy.explain(model, batch, method="cam")
+
+
+def test_zero_gradient_gives_zero_map_not_nan() -> None:
+    model = tiny_cnn()
+    with torch.no_grad():
+        model[6].weight[2].zero_()
+    ex = seewhy.explain(model, np.ones((1, 3, 24, 24), np.float32), target=2)
+    assert np.isfinite(ex.maps).all() and (ex.maps == 0).all()
+
+
+def test_model_with_tuple_output_and_inplace_layer_target(batch: np.ndarray) -> None:
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_cnn()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.net(x), x.mean()
+
+    # layer "net.2" is followed by an in-place ReLU: the capture must keep pre-ReLU values
+    model = Pair()
+    ex = seewhy.explain(model, batch, layer="net.2", method="gradcam")
+    assert ex.layer_maps.shape == (4, 12, 12)
+    cap = seewhy.backends.backend_for(model).capture(
+        batch.transpose(0, 2, 3, 1), layer="net.2", targets=None, gradients=True
+    )
+    expected = model.net[2](model.net[1](model.net[0](torch.from_numpy(batch)))).detach()
+    np.testing.assert_allclose(cap.activations, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert (cap.activations < 0).any()
