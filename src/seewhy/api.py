@@ -13,7 +13,7 @@ import numpy as np
 from . import registry
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
 from .backends.base import Score
-from .errors import InvalidInput
+from .errors import InvalidInput, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess
 from .methods.base import Context, Method, RawResult
@@ -133,7 +133,7 @@ class Explainer:
             images, self.spec.preprocess, channels_first=self.backend.channels_first
         )
         for failure in failures:
-            warnings.warn(f"skipped {failure.source}: {failure.reason}", stacklevel=2)
+            warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
         targets = resolve_targets(target, len(batch.sources) + len(failures), self.spec)
         if targets is not None and failures:
             targets = targets[np.asarray(batch.indices, dtype=np.int64)]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import SeewhyError
+from .errors import SeewhyError, SkippedInputWarning
 
 __all__ = ["main"]
 
@@ -133,7 +134,8 @@ def _explain(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     for source, reason in failures:
-        print(f"seewhy: skipped {source}: {reason}", file=sys.stderr)
+        shown = reason if source in reason else f"{source}: {reason}"
+        print(f"seewhy: skipped: {shown}", file=sys.stderr)
     if args.json:
         payload = {"model": args.model, "methods": methods, "images": records,
                    "failures": [{"source": s, "reason": r} for s, r in failures]}
@@ -213,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"explain": _explain, "layers": _layers, "methods": _methods}
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedInputWarning)  # the CLI lists them itself
+            return handlers[args.command](args)
     except SeewhyError as exc:
         if args.debug:
             raise

@@ -14,6 +14,7 @@ __all__ = [
     "MethodNotFound",
     "UnsupportedModel",
     "UntrustedModel",
+    "SkippedInputWarning",
 ]
 
 
@@ -49,3 +50,7 @@ class UnsupportedModel(SeewhyError, TypeError):
 
 class UntrustedModel(SeewhyError):
     """A model file that could run arbitrary code when loaded, without the trust flag."""
+
+
+class SkippedInputWarning(UserWarning):
+    """An image in a batch could not be used; the others were explained."""

@@ -98,6 +98,23 @@ class Backend(Protocol):
         """Weights (K, C) and bias (K,) of the model's last dense layer, if it has one."""
         ...
 
+    def predict_with_layer_edit(
+        self,
+        x: np.ndarray,
+        *,
+        layer: str,
+        scales: np.ndarray,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Logits (N, E, K): each image run E times with the layer's output edited.
+
+        Run ``e`` of image ``i`` multiplies channel ``c`` of ``layer``'s output by
+        ``scales[i, e, c]`` (``scales`` may be (E, C) for all images); channels are
+        those of ``capture()``'s activations. No gradients; the model is unchanged.
+        Used by Ablation-CAM (a zero ablates a channel).
+        """
+        ...
+
 
 def select_default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
     """The last layer to finish whose output is a map with more than one position.

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from .base import Capture, LayerInfo, Score, select_default_layer
@@ -312,6 +315,102 @@ class TorchBackend:
         )
         return weight, bias
 
+    def predict_with_layer_edit(
+        self,
+        x: np.ndarray,
+        *,
+        layer: str,
+        scales: np.ndarray,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Logits (N, E, K): image ``i`` run E times, the layer's output scaled per channel.
+
+        Run ``e`` of image ``i`` multiplies channel ``c`` of the layer's output by
+        ``scales[i, e, c]`` (``scales`` may also be (E, C), the same for every image);
+        a zero ablates the channel (Ablation-CAM).
+
+        Cost: the naive way repeats the image E times, so the network before the
+        layer runs E times for nothing. Here it runs once per image and batch: the
+        image goes in alone and the layer's forward hook hands the rest of the
+        network the whole batch of edited copies (batch 1 becomes B mid-forward;
+        broadcasting carries the skip connections that started before the layer).
+        A model that cannot take that (it raises, or returns the wrong number of
+        rows) is run the naive way from then on, which is always correct.
+        """
+        module = self._modules().get(layer)
+        if module is None:
+            raise LayerNotFound(f"layer: the model has no layer {layer!r}")
+        scales = np.asarray(scales, dtype=np.float32)
+        if scales.ndim == 2:
+            scales = np.broadcast_to(scales, (len(x), *scales.shape))
+        if scales.ndim != 3 or len(scales) != len(x):
+            raise InvalidInput(
+                f"scales: expected (N, E, C) or (E, C) with N = {len(x)}, got {scales.shape}"
+            )
+        edits = scales.shape[1]
+        step = max(1, batch_size or edits or 1)
+        wanted = self._call_count(layer, x) - 1
+        state: dict[str, Any] = {"calls": 0, "scale": None, "seen": False}
+
+        def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+            call = state["calls"]
+            state["calls"] = call + 1
+            if call != wanted:
+                return None
+            if not isinstance(output, torch.Tensor) or output.ndim < 2:
+                raise LayerNotFound(f"layer: {layer!r} does not return an (N, C, ...) tensor")
+            state["seen"] = True
+            scale = state["scale"]
+            shape = (scale.shape[0], scale.shape[1]) + (1,) * (output.ndim - 2)
+            return output * scale.reshape(shape)  # a new tensor; the model's own stays as is
+
+        cache: dict[str, bool] = self.__dict__.setdefault("_layer_edit_shared_prefix", {})
+        out = np.zeros((len(x), edits, 0), np.float32)
+        handle = module.register_forward_hook(hook)
+        try:
+            with self._eval_mode(), torch.no_grad():
+                rows: list[np.ndarray] = []
+                for i in range(len(x)):
+                    image = self._to_tensor(x[i : i + 1])
+                    per_image = []
+                    for start in range(0, edits, step):
+                        chunk = torch.from_numpy(np.array(scales[i, start : start + step]))
+                        state["scale"] = chunk.to(device=self.device, dtype=self.dtype)
+                        per_image.append(self._edited_forward(image, len(chunk), layer, state, cache))
+                    rows.append(np.concatenate(per_image) if per_image else np.zeros((0, 0), np.float32))
+                if rows and edits:
+                    out = np.stack(rows)
+        finally:
+            handle.remove()
+        return out
+
+    def _edited_forward(
+        self, image: torch.Tensor, count: int, layer: str, state: dict[str, Any], cache: dict[str, bool]
+    ) -> np.ndarray:
+        """One batch of edits of one image: shared prefix when the model allows it."""
+        shared = cache.get(layer)
+        if shared is not False:
+            state["calls"], state["seen"] = 0, False
+            try:
+                logits: torch.Tensor | None = _as_logits(self._forward(image))
+            except (RuntimeError, ValueError, IndexError):
+                if shared:  # the shared prefix worked before: this is the model's own error
+                    raise
+                logits = None
+            if logits is not None:
+                if not state["seen"]:
+                    raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
+                if logits.shape[0] == count:
+                    if count > 1:
+                        cache[layer] = True
+                    return logits.float().cpu().numpy()
+            cache[layer] = False
+        state["calls"], state["seen"] = 0, False
+        logits = _as_logits(self._forward(image.expand(count, *image.shape[1:]).contiguous()))
+        if not state["seen"]:
+            raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
+        return logits.float().cpu().numpy()
+
 
 def _opaque(model: nn.Module) -> bool:
     """TorchScript and torch.export modules run layers that forward hooks never see."""
@@ -324,10 +423,96 @@ def _suggest(layer: str, infos: list[LayerInfo]) -> str:
     return ", ".join(close or names[-5:]) or "(none)"
 
 
+class _GuidedClamp(torch.autograd.Function):
+    """ReLU / ReLU6 forward; Guided Backprop backward (Springenberg et al., 2015).
+
+    The gradient passes only where the unit was active (0 < x < upper) and the
+    gradient coming back is positive. The mask is computed from the output, so
+    the in-place form (``ReLU(inplace=True)``) needs no copy of the input.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, upper: float | None, inplace: bool) -> torch.Tensor:
+        if inplace:
+            out = x.clamp_(min=0.0, max=upper)
+            ctx.mark_dirty(x)
+        else:
+            out = x.clamp(min=0.0, max=upper)
+        active = out > 0 if upper is None else (out > 0) & (out < upper)
+        ctx.save_for_backward(active)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (active,) = ctx.saved_tensors
+        return grads[0].clamp(min=0.0) * active, None, None
+
+
+def _guided_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float | None, bool] | None:
+    """(input, upper bound, in-place) when ``func`` is a ReLU-like call, else None."""
+    if func in _RELU:
+        inplace = func in _RELU_INPLACE or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+        return args[0], None, inplace
+    if func in _RELU6:
+        inplace = func in _RELU6_INPLACE or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+        return args[0], 6.0, inplace
+    if func in _HARDTANH:
+        names = ("min_val", "max_val", "inplace")
+        values = {"min_val": -1.0, "max_val": 1.0, "inplace": func is _HARDTANH_INPLACE}
+        values.update(zip(names, args[1:]))
+        values.update({k: v for k, v in kwargs.items() if k in names})
+        if float(values["min_val"]) != 0.0:  # a clamp that is not a ReLU: leave it alone
+            return None
+        return args[0], float(values["max_val"]), bool(values["inplace"])
+    return None
+
+
+_RELU = {F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_}
+_RELU_INPLACE = {torch.relu_, torch.Tensor.relu_}
+_RELU6 = {F.relu6, torch._C._nn.relu6, torch._C._nn.relu6_}
+_RELU6_INPLACE = {torch._C._nn.relu6_}
+_HARDTANH_INPLACE = torch._C._nn.hardtanh_
+_HARDTANH = {F.hardtanh, torch._C._nn.hardtanh, _HARDTANH_INPLACE}
+
+
+class _GuidedMode(TorchFunctionMode):
+    """Routes every ReLU / ReLU6 call made while active through :class:`_GuidedClamp`.
+
+    A torch-function mode sees module and functional forms alike (``nn.ReLU``,
+    ``F.relu``, ``torch.relu``, ``x.relu_()``, ``nn.ReLU6`` via ``F.hardtanh``),
+    so no module is swapped and no activation is edited. TorchScript modules
+    bypass Python dispatch and keep their plain gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits = 0
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        call = _guided_call(func, args, kwargs)
+        if call is None or not isinstance(call[0], torch.Tensor):
+            return func(*args, **kwargs)
+        self.hits += 1
+        return _GuidedClamp.apply(*call)
+
+
 @contextlib.contextmanager
 def _guided_relu() -> Iterator[None]:
     """Guided Backprop at every ReLU, without touching the model's modules.
 
-    Filled in by the pixel-attribution methods; plain gradients until then.
+    The mode lives only inside this block (left by ``with`` also on error).
+    A model in which no ReLU was seen gets a warning: its result is a plain
+    gradient.
     """
-    yield
+    mode = _GuidedMode()
+    with mode:
+        yield
+    if mode.hits == 0:
+        warnings.warn(
+            "guided backprop: no ReLU or ReLU6 call was seen in the model (TorchScript, or "
+            "other activations); the result is the plain gradient",
+            stacklevel=3,
+        )
