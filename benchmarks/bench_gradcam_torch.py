@@ -72,7 +72,9 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def competitors(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
+def competitors(
+    model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor
+) -> dict[str, Callable[[], Any]]:
     found: dict[str, Callable[[], Any]] = {}
     try:
         from pytorch_grad_cam import GradCAM
@@ -132,13 +134,20 @@ def speed(name: str, batch: int, repeats: int) -> None:
     seewhy_left_grads = any(p.grad is not None for p in model.parameters())
     for label, fn in competitors(model, layer, x).items():
         rows[label] = timed(fn, repeats)
-    print(f"\n{name}, batch {batch}, {torch.get_num_threads()} threads "
-          f"(seewhy vs floor map correlation {agree:.6f}; "
-          f"parameter .grad left by seewhy: {seewhy_left_grads})")
-    print(f"  {'':24} {'s/batch':>9} {'img/s':>8} {'x forward':>10} {'x floor':>8} {'seewhy faster':>14}")
+    print(
+        f"\n{name}, batch {batch}, {torch.get_num_threads()} threads "
+        f"(seewhy vs floor map correlation {agree:.6f}; "
+        f"parameter .grad left by seewhy: {seewhy_left_grads})"
+    )
+    print(
+        f"  {'':24} {'s/batch':>9} {'img/s':>8} {'x forward':>10} {'x floor':>8}"
+        f" {'seewhy faster':>14}"
+    )
     for label, t in rows.items():
-        print(f"  {label:24} {t:9.3f} {batch / t:8.1f} {t / rows['forward (no_grad)']:10.2f} "
-              f"{t / rows['bare floor']:8.2f} {t / rows['seewhy gradcam']:13.2f}x")
+        print(
+            f"  {label:24} {t:9.3f} {batch / t:8.1f} {t / rows['forward (no_grad)']:10.2f} "
+            f"{t / rows['bare floor']:8.2f} {t / rows['seewhy gradcam']:13.2f}x"
+        )
 
 
 MEMORY_CHILD = """
@@ -170,10 +179,15 @@ def memory(name: str, batch: int) -> None:
     peaks = {}
     for mode in ("forward", "gradcam"):
         code = MEMORY_CHILD.format(bench=bench, model=name, batch=batch, mode=mode)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         peaks[mode] = int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
-    print(f"  peak memory growth at batch {batch}: forward {peaks['forward']:.0f} MiB, "
-          f"seewhy gradcam {peaks['gradcam']:.0f} MiB, ratio {peaks['gradcam'] / peaks['forward']:.2f}")
+    print(
+        f"  peak memory growth at batch {batch}: forward {peaks['forward']:.0f} MiB, "
+        f"seewhy gradcam {peaks['gradcam']:.0f} MiB, "
+        f"ratio {peaks['gradcam'] / peaks['forward']:.2f}"
+    )
 
 
 def main() -> None:

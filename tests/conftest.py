@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the PyTorch tests need torch (pip install seewhy[torch])")
+torch = pytest.importorskip(
+    "torch", reason="the PyTorch tests need torch (pip install seewhy[torch])"
+)
 nn = torch.nn
 
 

@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tiny_cnn
 
 import seewhy
+from conftest import tiny_cnn
 
 torch = pytest.importorskip("torch")
 
@@ -143,7 +143,7 @@ def test_eigencam_is_the_first_principal_component(batch: np.ndarray) -> None:
     for i in range(len(batch)):
         flat = a[i].reshape(a.shape[1], -1).T  # positions x channels
         cov = np.cov(flat, rowvar=False)
-        vals, vecs = np.linalg.eigh(cov)
+        _, vecs = np.linalg.eigh(cov)
         proj = flat @ vecs[:, -1]
         corr = np.corrcoef(proj, ex.layer_maps[i].ravel())[0, 1]
         assert math.isclose(abs(corr), 1.0, abs_tol=1e-4)

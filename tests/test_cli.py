@@ -44,8 +44,20 @@ def test_folder_with_bad_files_does_the_good_ones(
     out = tmp_path / "maps"
     report = tmp_path / "r.json"
     code = main(
-        ["explain", str(photos), "--method", "gradcam,layercam", "--target", "281",
-         "--out", str(out), "--json", str(report), "--batch-size", "2"]
+        [
+            "explain",
+            str(photos),
+            "--method",
+            "gradcam,layercam",
+            "--target",
+            "281",
+            "--out",
+            str(out),
+            "--json",
+            str(report),
+            "--batch-size",
+            "2",
+        ]
     )
     assert code == 3, "partial success has its own exit code"
     err = capsys.readouterr().err
@@ -59,7 +71,9 @@ def test_folder_with_bad_files_does_the_good_ones(
     assert [Path(r["source"]).name for r in data["images"]] == ["a.jpg", "b.jpg", "gray.png"]
     assert all(r["target"] == 281 and len(r["predictions"]) == 5 for r in data["images"])
     assert {Path(f["source"]).name for f in data["failures"]} == {
-        "empty.jpg", "notes.png", "cut.jpg"
+        "empty.jpg",
+        "notes.png",
+        "cut.jpg",
     }
 
 
@@ -90,8 +104,11 @@ def test_errors_are_one_line_without_traceback(
 ) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "seewhy.cli", *args, "--out", str(tmp_path)]
-        if args[0] == "explain" else [sys.executable, "-m", "seewhy.cli", *args],
-        capture_output=True, text=True, cwd=tmp_path,
+        if args[0] == "explain"
+        else [sys.executable, "-m", "seewhy.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if line.strip()]

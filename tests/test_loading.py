@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_cnn
 
 import seewhy
+from conftest import tiny_cnn
 from seewhy.errors import InvalidInput, UnsupportedModel, UntrustedModel
 
 torch = pytest.importorskip("torch")
@@ -70,5 +70,5 @@ def test_torch_export_file_predicts(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(3, 3, 24, 24)).astype(np.float32)
     expected = tiny_cnn()(torch.from_numpy(x)).argmax(1).tolist()
     assert [p[0].index for p in seewhy.predict(model, x)] == expected
-    with pytest.raises(UnsupportedModel, match="torch.export"):
+    with pytest.raises(UnsupportedModel, match=r"torch\.export"):
         seewhy.explain(model, x, method="gradcam")

@@ -6,9 +6,9 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import tiny_cnn
 
 import seewhy
+from conftest import tiny_cnn
 from seewhy.errors import InvalidInput, LayerNotFound, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -161,7 +161,11 @@ def test_model_untouched_after_a_bad_target(batch: np.ndarray) -> None:
 def test_dropout_model_is_explained_in_eval_mode(batch: np.ndarray) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 8, 3),
+        nn.ReLU(),
+        nn.Dropout2d(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(8, 3),
     ).train()
     a = seewhy.explain(model, batch)

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "IMAGENET",
     "BackendError",
     "Explainer",
     "Explanation",
-    "IMAGENET",
     "InvalidInput",
     "LayerNotFound",
     "MethodNotFound",

@@ -19,7 +19,7 @@ from .maps import postprocess
 from .methods.base import Context, Method, RawResult
 from .preprocess import ModelSpec, Preprocess
 
-__all__ = ["Explainer", "explain", "layers", "predict", "model_spec"]
+__all__ = ["Explainer", "explain", "layers", "model_spec", "predict"]
 
 Target = int | str | Sequence[int | str] | np.ndarray | None
 
@@ -70,7 +70,9 @@ def _class_index(target: int | str, spec: ModelSpec) -> int:
     raise InvalidInput(f"target: expected a class index or name, got {type(target).__name__}")
 
 
-def top_predictions(logits: np.ndarray, spec: ModelSpec, k: int) -> tuple[tuple[Prediction, ...], ...]:
+def top_predictions(
+    logits: np.ndarray, spec: ModelSpec, k: int
+) -> tuple[tuple[Prediction, ...], ...]:
     """Top-k classes per image with softmax probabilities."""
     z = logits.astype(np.float64)
     p = np.exp(z - z.max(axis=1, keepdims=True))
@@ -183,9 +185,7 @@ class Explainer:
 def _concat(results: list[RawResult]) -> RawResult:
     if len(results) == 1:
         return results[0]
-    extras = {
-        key: np.concatenate([r.extras[key] for r in results]) for key in results[0].extras
-    }
+    extras = {key: np.concatenate([r.extras[key] for r in results]) for key in results[0].extras}
     return RawResult(
         maps=np.concatenate([r.maps for r in results]),
         logits=np.concatenate([r.logits for r in results]),
@@ -229,7 +229,9 @@ def explain(
     return explainer.explain(images, target=target, progress=progress)
 
 
-def layers(model: Any, *, preprocess: Preprocess | None = None) -> tuple[list[LayerInfo], str | None]:
+def layers(
+    model: Any, *, preprocess: Preprocess | None = None
+) -> tuple[list[LayerInfo], str | None]:
     """Layers a CAM can use, in forward order, and the one chosen by default."""
     spec = model_spec(model, preprocess=preprocess)
     backend = backend_for(model)
@@ -241,8 +243,13 @@ def layers(model: Any, *, preprocess: Preprocess | None = None) -> tuple[list[La
 
 
 def predict(
-    model: Any, images: Any, *, top_k: int = 5, preprocess: Preprocess | None = None,
-    labels: Sequence[str] | None = None, batch_size: int = 32,
+    model: Any,
+    images: Any,
+    *,
+    top_k: int = 5,
+    preprocess: Preprocess | None = None,
+    labels: Sequence[str] | None = None,
+    batch_size: int = 32,
 ) -> tuple[tuple[Prediction, ...], ...]:
     """Top-k predictions per image, without explaining."""
     from .io import prepare

@@ -30,11 +30,18 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model file "
         "(.pt TorchScript, .pt2 torch.export, .keras) [default: efficientnet_lite0]",
     )
-    g.add_argument("--framework", choices=("torch", "keras"), default="torch",
-                   help="framework for a bundled model [default: torch]")
+    g.add_argument(
+        "--framework",
+        choices=("torch", "keras"),
+        default="torch",
+        help="framework for a bundled model [default: torch]",
+    )
     g.add_argument("--weights", help="local weights file (state dict / Keras weights)")
-    g.add_argument("--trust-model", action="store_true",
-                   help="allow model files that run code when loaded (pickles, Keras lambdas)")
+    g.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow model files that run code when loaded (pickles, Keras lambdas)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="explain images and write overlay panels")
     ex.add_argument("images", nargs="+", help="image files, folders, or sample:NAME")
     _model_args(ex)
-    ex.add_argument("--method", default="gradcam",
-                    help="method or comma-separated methods (see `seewhy methods`)")
+    ex.add_argument(
+        "--method",
+        default="gradcam",
+        help="method or comma-separated methods (see `seewhy methods`)",
+    )
     ex.add_argument("--target", help="class index or name to explain [default: top-1]")
     ex.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
     ex.add_argument("--score", choices=("logit", "probability"), default="logit")
@@ -101,8 +111,14 @@ def _explain(args: argparse.Namespace) -> int:
         args.model, framework=args.framework, weights=args.weights, trust=args.trust_model
     )
     explainers = {
-        m: seewhy.Explainer(model, m, layer=args.layer, score=args.score, top_k=args.top_k,
-                            batch_size=args.batch_size)
+        m: seewhy.Explainer(
+            model,
+            m,
+            layer=args.layer,
+            score=args.score,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+        )
         for m in methods
     }
     out = Path(args.out)
@@ -137,8 +153,12 @@ def _explain(args: argparse.Namespace) -> int:
         shown = reason if source in reason else f"{source}: {reason}"
         print(f"seewhy: skipped: {shown}", file=sys.stderr)
     if args.json:
-        payload = {"model": args.model, "methods": methods, "images": records,
-                   "failures": [{"source": s, "reason": r} for s, r in failures]}
+        payload = {
+            "model": args.model,
+            "methods": methods,
+            "images": records,
+            "failures": [{"source": s, "reason": r} for s, r in failures],
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     if failures and not records:
         return EXIT_ERROR
@@ -226,11 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seewhy: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for users; --debug shows the rest
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"seewhy: error: {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
+        print(
+            f"seewhy: error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

@@ -91,7 +91,11 @@ class Explanation:
         from . import viz
 
         return viz.panel(
-            self.images[i], self.maps[i], label=self.label(i), cmap=cmap, alpha=alpha,
+            self.images[i],
+            self.maps[i],
+            label=self.label(i),
+            cmap=cmap,
+            alpha=alpha,
             layout=layout,
         )
 

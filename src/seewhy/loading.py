@@ -76,10 +76,9 @@ def _load_state_dict(model: Any, weights: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise InvalidInput(
-            f"weights: {weights!r} does not fit the model: {first[1].strip() if len(first) > 1 else first[0]}"
-        ) from exc
+        lines = str(exc).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise InvalidInput(f"weights: {weights!r} does not fit the model: {detail}") from exc
 
 
 def _imagenet_spec(name: str, classes: int, preprocess: Preprocess) -> ModelSpec:
@@ -106,7 +105,7 @@ def _torchvision(name: str, weights: str | None) -> Any:
 
 
 def _timm(name: str, weights: str | None) -> Any:
-    timm = _require("timm", "bench")
+    timm = _require("timm", "timm")
     try:
         model = timm.create_model(name, pretrained=weights is None)
     except RuntimeError as exc:
@@ -119,9 +118,9 @@ def _timm(name: str, weights: str | None) -> Any:
     crop = float(cfg.get("crop_pct", 0.875) or 0.875)
     pre = Preprocess(
         size=(int(size[0]), int(size[1])),
-        resize=int(round(size[0] / crop)),
-        mean=tuple(cfg.get("mean", IMAGENET.mean)),  # type: ignore[arg-type]
-        std=tuple(cfg.get("std", IMAGENET.std)),  # type: ignore[arg-type]
+        resize=round(size[0] / crop),
+        mean=tuple(cfg.get("mean", IMAGENET.mean)),
+        std=tuple(cfg.get("std", IMAGENET.std)),
     )
     model.seewhy_spec = _imagenet_spec(f"timm:{name}", int(model.num_classes), pre)
     return model

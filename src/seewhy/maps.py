@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["upsample", "normalise", "postprocess"]
+__all__ = ["normalise", "postprocess", "upsample"]
 
 
 @lru_cache(maxsize=64)
@@ -36,7 +36,7 @@ def _bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinearly resize (N, h, w) maps to (N, H, W)."""
-    n, h, w = maps.shape
+    _, h, w = maps.shape
     height, width = size
     if (h, w) == (height, width):
         return maps.astype(np.float32, copy=False)

@@ -11,7 +11,7 @@ from .errors import MethodNotFound, SeewhyError
 if TYPE_CHECKING:
     from .methods.base import Method
 
-__all__ = ["register", "get", "names"]
+__all__ = ["get", "names", "register"]
 
 _METHODS: dict[str, type[Method]] = {}
 M = TypeVar("M", bound="type[Method]")
@@ -50,9 +50,7 @@ def get(name: str) -> type[Method]:
         return _METHODS[k]
     close = difflib.get_close_matches(k, list(_METHODS), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise MethodNotFound(
-        f"method: unknown method {name!r}{hint} (known: {', '.join(names())})"
-    )
+    raise MethodNotFound(f"method: unknown method {name!r}{hint} (known: {', '.join(names())})")
 
 
 def names() -> list[str]:

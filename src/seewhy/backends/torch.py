@@ -75,7 +75,7 @@ class TorchBackend:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        first = next(iter(model.parameters()), None)
+        first: torch.Tensor | None = next(iter(model.parameters()), None)
         if first is None:
             first = next(iter(model.buffers()), None)
         self.device = first.device if first is not None else torch.device("cpu")
