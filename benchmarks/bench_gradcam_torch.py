@@ -17,7 +17,6 @@ growth of the resident set during one call: Grad-CAM against an inference forwar
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -62,14 +61,20 @@ def floor_gradcam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tenso
     return cam.numpy()
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def timed_all(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds per call, timing the candidates in turn each round.
+
+    Interleaving spreads the machine's load swings over all candidates alike.
+    """
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {label: [] for label in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def competitors(
@@ -123,17 +128,17 @@ def speed(name: str, batch: int, repeats: int) -> None:
         with torch.no_grad():
             return model(x)
 
-    rows: dict[str, float] = {
-        "forward (no_grad)": timed(forward, repeats),
-        "bare floor": timed(lambda: floor_gradcam(model, layer, x), repeats),
-        "seewhy gradcam": timed(lambda: explainer.explain(x_np), repeats),
-    }
     ours = explainer.explain(x_np).maps
     ref = floor_gradcam(model, layer, x)
     agree = float(np.corrcoef(ours.ravel(), ref.ravel())[0, 1])
     seewhy_left_grads = any(p.grad is not None for p in model.parameters())
-    for label, fn in competitors(model, layer, x).items():
-        rows[label] = timed(fn, repeats)
+    candidates: dict[str, Callable[[], Any]] = {
+        "forward (no_grad)": forward,
+        "bare floor": lambda: floor_gradcam(model, layer, x),
+        "seewhy gradcam": lambda: explainer.explain(x_np),
+        **competitors(model, layer, x),
+    }
+    rows = timed_all(candidates, repeats)
     print(
         f"\n{name}, batch {batch}, {torch.get_num_threads()} threads "
         f"(seewhy vs floor map correlation {agree:.6f}; "
@@ -151,7 +156,7 @@ def speed(name: str, batch: int, repeats: int) -> None:
 
 
 MEMORY_CHILD = """
-import resource, sys, numpy as np, torch
+import os, sys, threading, time, numpy as np, torch
 sys.path.insert(0, {bench!r})
 from bench_gradcam_torch import build
 import seewhy
@@ -159,16 +164,27 @@ model, layer, name = build({model!r})
 x = torch.randn({batch}, 3, 224, 224)
 x_np = x.numpy()
 explainer = seewhy.Explainer(model, "gradcam", layer=name, batch_size={batch})
-with torch.no_grad():
-    model(x[:1])
 seewhy.layers(model)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+peak, done = [0], [False]
+def sample():
+    while not done[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.0005)
+base = rss()
+t = threading.Thread(target=sample)
+t.start()
 if {mode!r} == "forward":
     with torch.no_grad():
         model(x)
 else:
     explainer.explain(x_np)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+done[0] = True
+t.join()
+print(max(peak[0], rss()) - base)
 """
 
 
@@ -182,7 +198,7 @@ def memory(name: str, batch: int) -> None:
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
-        peaks[mode] = int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+        peaks[mode] = int(out.stdout.strip().splitlines()[-1]) / 2**20  # bytes -> MiB
     print(
         f"  peak memory growth at batch {batch}: forward {peaks['forward']:.0f} MiB, "
         f"seewhy gradcam {peaks['gradcam']:.0f} MiB, "
@@ -197,7 +213,6 @@ def main() -> None:
     parser.add_argument("--mem-batch", type=int, default=64)
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
     args = parser.parse_args()
-    _ = resource  # imported for the child processes' sake
     for name in args.models.split(","):
         speed(name, args.batch, args.repeats)
         memory(name, args.mem_batch)

@@ -145,6 +145,8 @@ def _explain(args: argparse.Namespace) -> int:
                     path = out / _out_name(source, m, len(methods) > 1)
                     ex.panel(i, cmap=args.cmap, alpha=args.alpha).save(path)
                     chunk_records[source]["outputs"][m] = str(path)
+                    if not args.quiet:
+                        print(f"  wrote {path}")
                 bar.update(len(chunk))
             records.extend(chunk_records.values())
     finally:

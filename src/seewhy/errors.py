@@ -7,14 +7,14 @@ that names the argument, what was expected and what was received.
 from __future__ import annotations
 
 __all__ = [
-    "SeewhyError",
+    "BackendError",
     "InvalidInput",
     "LayerNotFound",
-    "BackendError",
     "MethodNotFound",
+    "SeewhyError",
+    "SkippedInputWarning",
     "UnsupportedModel",
     "UntrustedModel",
-    "SkippedInputWarning",
 ]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Preprocess", "IMAGENET", "ModelSpec"]
+__all__ = ["IMAGENET", "ModelSpec", "Preprocess"]
 
 
 @dataclass(frozen=True)
