@@ -376,8 +376,10 @@ class TorchBackend:
                     for start in range(0, edits, step):
                         chunk = torch.from_numpy(np.array(scales[i, start : start + step]))
                         state["scale"] = chunk.to(device=self.device, dtype=self.dtype)
-                        per_image.append(self._edited_forward(image, len(chunk), layer, state, cache))
-                    rows.append(np.concatenate(per_image) if per_image else np.zeros((0, 0), np.float32))
+                        per_image.append(
+                            self._edited_forward(image, len(chunk), layer, state, cache)
+                        )
+                    rows.append(np.concatenate(per_image))
                 if rows and edits:
                     out = np.stack(rows)
         finally:
@@ -385,7 +387,12 @@ class TorchBackend:
         return out
 
     def _edited_forward(
-        self, image: torch.Tensor, count: int, layer: str, state: dict[str, Any], cache: dict[str, bool]
+        self,
+        image: torch.Tensor,
+        count: int,
+        layer: str,
+        state: dict[str, Any],
+        cache: dict[str, bool],
     ) -> np.ndarray:
         """One batch of edits of one image: shared prefix when the model allows it."""
         shared = cache.get(layer)
@@ -448,18 +455,19 @@ class _GuidedClamp(torch.autograd.Function):
         return grads[0].clamp(min=0.0) * active, None, None
 
 
-def _guided_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float | None, bool] | None:
+def _guided_call(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, float | None, bool] | None:
     """(input, upper bound, in-place) when ``func`` is a ReLU-like call, else None."""
-    if func in _RELU:
-        inplace = func in _RELU_INPLACE or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-        return args[0], None, inplace
-    if func in _RELU6:
-        inplace = func in _RELU6_INPLACE or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-        return args[0], 6.0, inplace
+    if func in _RELU or func in _RELU6:
+        flag = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+        if func in _RELU:
+            return args[0], None, func in _RELU_INPLACE or flag
+        return args[0], 6.0, func in _RELU6_INPLACE or flag
     if func in _HARDTANH:
         names = ("min_val", "max_val", "inplace")
         values = {"min_val": -1.0, "max_val": 1.0, "inplace": func is _HARDTANH_INPLACE}
-        values.update(zip(names, args[1:]))
+        values.update(zip(names, args[1:], strict=False))
         values.update({k: v for k, v in kwargs.items() if k in names})
         if float(values["min_val"]) != 0.0:  # a clamp that is not a ReLU: leave it alone
             return None
@@ -489,7 +497,11 @@ class _GuidedMode(TorchFunctionMode):
         self.hits = 0
 
     def __torch_function__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
         call = _guided_call(func, args, kwargs)

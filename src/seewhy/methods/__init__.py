@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import cam
+from . import cam, gradients, lime, perturbation
 
-__all__ = ["cam"]
+__all__ = ["cam", "gradients", "lime", "perturbation"]

@@ -1,0 +1,272 @@
+"""Run an audit: walk the data, explain it batch by batch, write the report.
+
+The local engine decodes the next batches in a thread pool while the current
+one is explained, and draws and writes the finished batch in another thread,
+so the model rarely waits for files. Pillow and numpy release the GIL while
+they decode, resize and encode, so the threads overlap with the model's
+compute for real.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from seewhy.api import model_spec
+from seewhy.errors import InvalidInput
+from seewhy.loading import load_model
+
+from .dataset import Dataset, Item, LabelsFrom, collect
+from .store import Store
+from .summary import summarize
+from .worker import BatchWorker, Decoded, Settings
+
+__all__ = ["AuditResult", "Engine", "Progress", "audit", "run_local"]
+
+Engine = Literal["local", "ray"]
+#: Called with (images done, images in total) at the start and after each batch.
+Progress = Callable[[int, int], None]
+Batches = Sequence[tuple[int, Sequence[Item]]]
+
+PREFETCH_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Where the audit wrote its files, and its headline numbers."""
+
+    out: Path
+    report: Path
+    tables: tuple[Path, ...]
+    summary: dict[str, Any]
+    batches: int
+    resumed_batches: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> int:
+        return int(self.summary["failed"])
+
+    @property
+    def accuracy(self) -> float | None:
+        acc = self.summary["accuracy"]
+        return None if acc is None else float(acc)
+
+
+def _check_settings(
+    methods: Sequence[str] | str, batch_size: int, top_k: int, thresholds: tuple[float, float]
+) -> tuple[str, ...]:
+    from seewhy import registry
+
+    names = [methods] if isinstance(methods, str) else list(methods)
+    if not names:
+        raise InvalidInput("methods: expected at least one method name, got none")
+    canonical: list[str] = []
+    for m in names:
+        key = registry.get(m).name
+        if key not in canonical:
+            canonical.append(key)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidInput(f"top_k: expected a positive integer, got {top_k!r}")
+    for name, value in zip(("object_threshold", "border_threshold"), thresholds, strict=True):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"{name}: expected a fraction in [0, 1], got {value}")
+    return tuple(canonical)
+
+
+def audit(
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    model: Any,
+    *,
+    out: str | os.PathLike[str],
+    methods: Sequence[str] | str = ("gradcam",),
+    layer: str | None = None,
+    batch_size: int = 32,
+    top_k: int = 5,
+    labels_from: LabelsFrom = "auto",
+    recursive: bool = True,
+    boxes: str | os.PathLike[str] | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    object_threshold: float = 0.5,
+    border_threshold: float = 0.5,
+    engine: Engine = "local",
+    workers: int | None = None,
+    overwrite: bool = False,
+    title: str | None = None,
+    framework: Literal["torch", "keras"] = "torch",
+    weights: str | None = None,
+    trust: bool = False,
+    ray_address: str | None = None,
+    gpus_per_worker: float | None = None,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Explain every image of a data set and write a browsable report to ``out``.
+
+    ``model`` is a model object or a :func:`seewhy.load_model` name/file (then
+    ``framework``, ``weights`` and ``trust`` apply). ``data`` is a folder, a
+    folder of class folders, a list file or image files (see
+    :mod:`seewhy.audit.dataset`). A stopped run resumes where it stopped when
+    called again with the same arguments; ``overwrite`` starts afresh.
+
+    ``engine="ray"`` spreads the batches over a Ray actor pool of ``workers``
+    actors (default 2), one model each; see :mod:`seewhy.audit.ray_engine`.
+    With the local engine ``workers`` is the number of decoding threads.
+    """
+    if engine not in ("local", "ray"):
+        raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise InvalidInput(f"workers: expected a positive integer, got {workers!r}")
+    names = _check_settings(methods, batch_size, top_k, (object_threshold, border_threshold))
+    settings = Settings(
+        methods=names, layer=layer, batch_size=batch_size, top_k=top_k,
+        object_threshold=float(object_threshold), border_threshold=float(border_threshold),
+    )
+    if engine == "ray":  # fail on a missing ray before any model is loaded
+        from .ray_engine import require_ray
+
+        require_ray()
+    model_obj = (
+        load_model(model, framework=framework, weights=weights, trust=trust)
+        if isinstance(model, str) else model
+    )
+    spec = model_spec(model_obj)
+    dataset = collect(
+        data, labels=spec.labels, labels_from=labels_from, recursive=recursive,
+        boxes=boxes, masks=masks,
+    )
+    items = dataset.items
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    model_id = model if isinstance(model, str) else spec.name
+    config = {
+        "model": model_id,
+        "weights": weights,
+        "framework": framework if isinstance(model, str) else None,
+        "preprocess": repr(spec.preprocess),
+        "classes": len(spec.labels) if spec.labels is not None else None,
+        "methods": list(names),
+        "layer": layer,
+        "batch_size": batch_size,
+        "top_k": top_k,
+        "object_threshold": settings.object_threshold,
+        "border_threshold": settings.border_threshold,
+        "cmap": settings.cmap,
+        "alpha": settings.alpha,
+    }
+    store = Store(out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    done = store.open(config, items, overwrite=overwrite)
+    todo = [(k, batch) for k, batch in enumerate(batches) if k not in done]
+    count = sum(len(batches[k]) for k in done if k < len(batches))
+    total = len(items)
+
+    def advance(n: int) -> None:
+        nonlocal count
+        count += n
+        if progress is not None:
+            progress(count, total)
+
+    advance(0)
+    if todo and engine == "local":
+        run_local(BatchWorker(model_obj, settings), todo, store, advance, threads=workers)
+    elif todo:
+        from .ray_engine import run_ray
+
+        run_ray(
+            model, model_obj, settings, todo, store, advance, actors=workers or 2,
+            address=ray_address, gpus_per_worker=gpus_per_worker,
+            load_args={"framework": framework, "weights": weights, "trust": trust},
+        )
+    return finish(store, dataset, names, config, title=title, resumed=len(done))
+
+
+def finish(
+    store: Store,
+    dataset: Dataset,
+    methods: Sequence[str],
+    config: dict[str, Any],
+    *,
+    title: str | None,
+    resumed: int,
+) -> AuditResult:
+    """Tables, summary and report from every shard on disk."""
+    import json
+
+    from seewhy.report import write_audit_report
+
+    from .store import atomic_write
+
+    records = store.records()
+    tables = store.write_tables(records, methods)
+    summary = summarize(records)
+    meta = {
+        "title": title or f"seewhy audit: {Path(store.out).resolve().name}",
+        "model": config["model"],
+        "methods": list(methods),
+        "layer": config["layer"],
+        "layout": dataset.layout,
+        "class_rule": dataset.class_rule,
+        "notes": list(dataset.notes),
+    }
+    atomic_write(
+        store.out / "summary.json",
+        json.dumps({"meta": meta, "summary": summary}, indent=1).encode("utf-8"),
+    )
+    report = write_audit_report(store.out, records, summary, meta)
+    batches = len({int(r["shard"]) for r in records})
+    return AuditResult(
+        out=store.out, report=report, tables=tuple(tables), summary=summary,
+        batches=batches, resumed_batches=resumed, notes=dataset.notes,
+    )
+
+
+def _render_and_write(worker: BatchWorker, store: Store, result: Any) -> None:
+    store.write(worker.render(result))
+
+
+def run_local(
+    worker: BatchWorker,
+    todo: Batches,
+    store: Store,
+    advance: Callable[[int], None],
+    *,
+    threads: int | None = None,
+) -> None:
+    """Explain ``todo`` in order, decoding ahead and writing behind in threads."""
+    # Leave the cores to the model: decoding takes a few ms an image, the model tens.
+    n_threads = threads or max(1, min(4, (os.cpu_count() or 1) // 2))
+    decode_pool = ThreadPoolExecutor(n_threads, thread_name_prefix="seewhy-decode")
+    write_pool = ThreadPoolExecutor(1, thread_name_prefix="seewhy-write")
+    pending: deque[tuple[int, list[Future[Decoded]]]] = deque()
+    upcoming = iter(todo)
+
+    def feed() -> None:
+        nxt = next(upcoming, None)
+        if nxt is not None:
+            k, items = nxt
+            pending.append((k, [decode_pool.submit(worker.decode, item) for item in items]))
+
+    writing: Future[None] | None = None
+    try:
+        for _ in range(PREFETCH_BATCHES):
+            feed()
+        while pending:
+            k, futures = pending.popleft()
+            feed()
+            decoded = [f.result() for f in futures]
+            result = worker.compute(k, decoded)
+            if writing is not None:
+                writing.result()  # one batch in flight: bounded memory, errors surface
+            writing = write_pool.submit(_render_and_write, worker, store, result)
+            advance(len(decoded))
+        if writing is not None:
+            writing.result()
+    finally:
+        decode_pool.shutdown(wait=True, cancel_futures=True)
+        write_pool.shutdown(wait=True)

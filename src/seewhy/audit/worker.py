@@ -1,0 +1,256 @@
+"""One batch of the audit: decode, explain with every method, score, draw.
+
+Both engines run this same code on the same batches, so a local run and a Ray
+run give identical results. Decoding is split from computing so the local
+engine can decode the next batch in threads while this one is explained.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from seewhy.api import Explainer
+from seewhy.errors import InvalidInput
+from seewhy.explanation import Explanation
+from seewhy.io import load_image, resize_for_model
+from seewhy.preprocess import Preprocess
+
+from .dataset import Item
+from .flags import border_energy, image_notes, object_energy, object_mask, suspicion
+
+__all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
+
+THUMB_QUALITY = 82
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs besides the model; plain data, so it pickles."""
+
+    methods: tuple[str, ...] = ("gradcam",)
+    layer: str | None = None
+    batch_size: int = 32
+    top_k: int = 5
+    object_threshold: float = 0.5
+    border_threshold: float = 0.5
+    cmap: str = "viridis"
+    alpha: float = 0.5
+
+
+@dataclass
+class Decoded:
+    """One decoded picture (or the reason it could not be used)."""
+
+    item: Item
+    input: np.ndarray | None = None  # model input, float32 (H, W, 3)
+    picture: np.ndarray | None = None  # what the model saw, uint8 (H, W, 3)
+    size: tuple[int, int] = (0, 0)  # original (H, W)
+    notes: list[str] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a batch leaves behind: one record per item, the maps, and pictures."""
+
+    index: int
+    records: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    images: dict[str, bytes] = field(default_factory=dict)
+    explanations: list[Explanation] | None = None  # dropped once drawn
+
+
+def method_key(position: int) -> str:
+    """File-name-safe key of the ``position``-th method (``m0``, ``m1``...)."""
+    return f"m{position}"
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=THUMB_QUALITY, optimize=False)
+    return buffer.getvalue()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class BatchWorker:
+    """Holds one model and one :class:`Explainer` per method."""
+
+    def __init__(self, model: Any, settings: Settings) -> None:
+        self.settings = settings
+        self.explainers = [
+            Explainer(
+                model, m, layer=settings.layer, top_k=settings.top_k,
+                batch_size=settings.batch_size,
+            )
+            for m in settings.methods
+        ]
+        self.spec = self.explainers[0].spec
+        self.preprocess: Preprocess = self.spec.preprocess
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, item: Item) -> Decoded:
+        """Read one file; any problem becomes a one-line reason, never an exception."""
+        try:
+            rgb = load_image(item.path)
+            picture = resize_for_model(rgb, self.preprocess)
+            x = np.asarray(self.preprocess.normalise(picture), dtype=np.float32)
+            mask = None
+            if item.boxes or item.mask:
+                mask = object_mask(
+                    rgb.shape[:2], self.preprocess, boxes=item.boxes, mask_path=item.mask
+                )
+            return Decoded(item, x, picture, rgb.shape[:2], image_notes(rgb), mask)
+        except InvalidInput as exc:
+            return Decoded(item, error=_first_line(exc).replace(item.path, item.name))
+        except MemoryError:
+            return Decoded(item, error="too large to decode in memory")
+        except Exception as exc:  # a bad file must not stop the audit
+            return Decoded(item, error=f"{type(exc).__name__}: {_first_line(exc)}")
+
+    def decode_all(self, items: Sequence[Item]) -> list[Decoded]:
+        return [self.decode(item) for item in items]
+
+    # ------------------------------------------------------------------ compute
+
+    def compute(self, index: int, decoded: Sequence[Decoded]) -> BatchResult:
+        """Explain the good pictures of a batch with every method and score them."""
+        good = [d for d in decoded if d.error is None]
+        records: dict[int, dict[str, Any]] = {}
+        arrays: dict[str, np.ndarray] = {"ids": np.array([d.item.index for d in good], np.int64)}
+        explanations: list[Explanation] = []
+        if good:
+            inputs = np.stack([d.input for d in good if d.input is not None])
+            for j, explainer in enumerate(self.explainers):
+                ex = explainer.explain(inputs)
+                explanations.append(ex)
+                arrays[f"maps_{j}"] = ex.maps.astype(np.float16)
+                arrays[f"layer_maps_{j}"] = ex.layer_maps.astype(np.float32)
+            arrays["logits"] = explanations[0].logits.astype(np.float32)
+            for row, d in enumerate(good):
+                records[d.item.index] = self._record(d, row, index, explanations)
+        for d in decoded:
+            if d.error is not None:
+                records[d.item.index] = _failure_record(d, index)
+        ordered = [records[d.item.index] for d in decoded]
+        return BatchResult(index, ordered, arrays, explanations=explanations)
+
+    def _record(
+        self, d: Decoded, row: int, batch: int, explanations: Sequence[Explanation]
+    ) -> dict[str, Any]:
+        first = explanations[0]
+        preds = first.predictions[row]
+        top = preds[0]
+        logits = first.logits[row].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        item = d.item
+        truth = item.true_index
+        known = truth is not None and 0 <= truth < len(probs)
+        wrong = (top.index != truth) if known else None
+        energies: dict[str, dict[str, float | None]] = {}
+        obj: list[float] = []
+        bord: list[float] = []
+        for ex in explanations:
+            o = object_energy(ex.maps[row], d.mask) if d.mask is not None else math.nan
+            b = border_energy(ex.maps[row])
+            obj.append(o)
+            bord.append(b)
+            energies[ex.method] = {"object": _num(o), "border": _num(b)}
+        flags: list[str] = []
+        if wrong:
+            flags.append("wrong")
+        if any(not math.isnan(e) and e < self.settings.object_threshold for e in obj):
+            flags.append("off-object")
+        if any(not math.isnan(e) and e > self.settings.border_threshold for e in bord):
+            flags.append("border")
+        if d.notes:
+            flags.append("odd")
+        return {
+            "index": item.index,
+            "name": item.name,
+            "path": item.path,
+            "status": "ok",
+            "reason": "",
+            "true_label": item.true_label,
+            "true_index": truth,
+            "pred_label": top.label,
+            "pred_index": top.index,
+            "confidence": round(top.probability, 6),
+            "true_probability": round(float(probs[truth]), 6) if known and truth is not None
+            else None,
+            "correct": None if wrong is None else not wrong,
+            "top": [[p.label, p.index, round(p.probability, 6)] for p in preds],
+            "width": d.size[1],
+            "height": d.size[0],
+            "has_object": d.mask is not None,
+            "energies": energies,
+            "flags": flags,
+            "notes": d.notes,
+            "suspicion": suspicion(
+                wrong=wrong, confidence=top.probability, object_energies=obj,
+                border_energies=bord,
+            ),
+            "shard": batch,
+            "row": row,
+        }
+
+    # ------------------------------------------------------------------ draw
+
+    def render(self, result: BatchResult) -> BatchResult:
+        """JPEG pictures for the report: what the model saw, and one overlay per method."""
+        s = self.settings
+        for ex_pos, ex in enumerate(result.explanations or ()):
+            for row in range(len(ex)):
+                ident = int(result.arrays["ids"][row])
+                if ex_pos == 0:
+                    result.images[f"{ident:07d}.jpg"] = _jpeg(ex.images[row])
+                overlay = np.asarray(ex.overlay(row, cmap=s.cmap, alpha=s.alpha))
+                result.images[f"{ident:07d}.{method_key(ex_pos)}.jpg"] = _jpeg(overlay)
+        result.explanations = None
+        return result
+
+
+def _num(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
+
+
+def _failure_record(d: Decoded, batch: int) -> dict[str, Any]:
+    item = d.item
+    return {
+        "index": item.index,
+        "name": item.name,
+        "path": item.path,
+        "status": "error",
+        "reason": d.error or "",
+        "true_label": item.true_label,
+        "true_index": item.true_index,
+        "pred_label": None,
+        "pred_index": None,
+        "confidence": None,
+        "true_probability": None,
+        "correct": None,
+        "top": [],
+        "width": None,
+        "height": None,
+        "has_object": False,
+        "energies": {},
+        "flags": ["unreadable"],
+        "notes": [],
+        "suspicion": 0.0,
+        "shard": batch,
+        "row": None,
+    }

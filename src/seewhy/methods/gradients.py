@@ -1,0 +1,348 @@
+"""Pixel attributions from input gradients.
+
+Vanilla gradient (saliency), Gradient x Input, SmoothGrad, Integrated
+Gradients, Guided Backprop and Guided Grad-CAM. Each gives a signed
+attribution per pixel and channel, (N, H, W, C) in model-input space, kept in
+``extras["attributions"]``; the map is a per-pixel reduction over channels
+chosen by ``reduce``:
+
+* ``"absmax"``: max_c |a| (Simonyan et al.'s saliency map; default of ``saliency``);
+* ``"abssum"``: sum_c |a| (the default elsewhere, as the PAIR saliency library);
+* ``"l2"``: the norm over channels;
+* ``"sum"``: sum_c a, signed (negative evidence shows low);
+* ``"positive"``: max(sum_c a, 0), only evidence for the class.
+
+The maps are not rectified by ``explain`` (``rectify=False``): a reduction
+already decides what the sign means. Signed attributions are best shown with
+``viz.signed_to_rgb`` (the tutorials' ``deprocess_image``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import InvalidInput, UnsupportedModel
+from ..maps import normalise, upsample
+from ..registry import register
+from .base import Context, Method, RawResult
+from .cam import GradCAM
+from .perturbation import (
+    ImageProgress,
+    batch_size_of,
+    chunks,
+    fill_values,
+    positive_int,
+    predict_targets,
+    target_scores,
+)
+
+__all__ = [
+    "GradientXInput",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "IntegratedGradients",
+    "Saliency",
+    "SmoothGrad",
+    "reduce_channels",
+]
+
+REDUCTIONS = ("absmax", "abssum", "l2", "sum", "positive")
+
+
+def reduce_channels(attributions: np.ndarray, how: str) -> np.ndarray:
+    """(N, H, W, C) attributions -> (N, H, W) map (see the module docstring)."""
+    a = np.asarray(attributions, dtype=np.float32)
+    if how == "absmax":
+        return np.abs(a).max(axis=-1)
+    if how == "abssum":
+        return np.abs(a).sum(axis=-1)
+    if how == "l2":
+        return np.sqrt(np.square(a).sum(axis=-1))
+    if how == "sum":
+        return a.sum(axis=-1)
+    if how == "positive":
+        return np.maximum(a.sum(axis=-1), 0.0)
+    raise InvalidInput(f"reduce: expected one of {', '.join(REDUCTIONS)}, got {how!r}")
+
+
+class PixelAttribution(Method):
+    """Base of the pixel methods: attributions in, reduced map out."""
+
+    uses_layer = False
+    rectify = False
+    default_reduce: ClassVar[str] = "abssum"
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return ("reduce",)
+
+    def run(self, ctx: Context) -> RawResult:
+        how = self.param("reduce", self.default_reduce)
+        if how not in REDUCTIONS:  # checked before the expensive part
+            raise InvalidInput(f"reduce: expected one of {', '.join(REDUCTIONS)}, got {how!r}")
+        attributions, logits, targets, extras = self.attribute(ctx)
+        attributions = attributions.astype(np.float32, copy=False)
+        return RawResult(
+            maps=reduce_channels(attributions, how),
+            logits=logits,
+            targets=targets,
+            extras={"attributions": attributions, **extras},
+        )
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(attributions (N, H, W, C), logits, targets, extra arrays)."""
+        raise NotImplementedError
+
+
+def _gradients(ctx: Context, *, guided: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cap = ctx.backend.input_gradients(
+        ctx.inputs, targets=ctx.targets, score=ctx.score, guided=guided
+    )
+    if cap.gradients is None:  # pragma: no cover - a backend bug
+        raise UnsupportedModel("the backend returned no input gradients")
+    if ctx.progress is not None:
+        ctx.progress(len(ctx.inputs))
+    return cap.gradients, cap.logits, cap.targets
+
+
+@register("saliency", "gradient", "vanilla-gradient")
+class Saliency(PixelAttribution):
+    """Vanilla gradient (Simonyan et al., 2014): d score / d pixel."""
+
+    default_reduce = "absmax"
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        grads, logits, targets = _gradients(ctx)
+        return grads, logits, targets, {}
+
+
+@register("gradient-x-input", "gradxinput", "input-x-gradient")
+class GradientXInput(PixelAttribution):
+    """Gradient x Input (Shrikumar et al., 2016): first-order contribution of each input value.
+
+    Taken in model-input space, i.e. relative to an all-zero input.
+    """
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        grads, logits, targets = _gradients(ctx)
+        return grads * ctx.inputs, logits, targets, {}
+
+
+@register("guided-backprop", "guidedbackprop", "guided-backpropagation")
+class GuidedBackprop(PixelAttribution):
+    """Guided Backprop (Springenberg et al., 2015): only positive gradients through active ReLUs.
+
+    The backend applies the rule to every ReLU / ReLU6 call without touching
+    the model's modules.
+    """
+
+    default_reduce = "absmax"
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        grads, logits, targets = _gradients(ctx, guided=True)
+        return grads, logits, targets, {}
+
+
+@register("guided-gradcam", "guidedgradcam", "guided-grad-cam")
+class GuidedGradCAM(PixelAttribution):
+    """Guided Grad-CAM (Selvaraju et al., 2017): Guided Backprop x upsampled Grad-CAM.
+
+    As in the tutorials: the Grad-CAM map is rectified, upsampled to the input
+    and scaled to [0, 1], then multiplies the Guided Backprop attribution of
+    the same class. The Grad-CAM map is kept in ``extras["gradcam"]``.
+    """
+
+    uses_layer = True
+    default_reduce = "absmax"
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        if ctx.layer is None:
+            raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
+        cap = ctx.backend.capture(
+            ctx.inputs, layer=ctx.layer, targets=ctx.targets, gradients=True, score=ctx.score
+        )
+        cam = np.maximum(GradCAM().layer_map(cap, ctx), 0.0)
+        heat = normalise(upsample(cam, ctx.inputs.shape[1:3]))
+        guided = ctx.backend.input_gradients(
+            ctx.inputs, targets=cap.targets, score=ctx.score, guided=True
+        ).gradients
+        if guided is None:  # pragma: no cover - a backend bug
+            raise UnsupportedModel("the backend returned no input gradients")
+        if ctx.progress is not None:
+            ctx.progress(len(ctx.inputs))
+        return guided * heat[..., None], cap.logits, cap.targets, {"gradcam": heat}
+
+
+@register("smoothgrad", "smooth-grad")
+class SmoothGrad(PixelAttribution):
+    """SmoothGrad (Smilkov et al., 2017): the gradient averaged over noisy copies.
+
+    ``samples`` copies (default 25) get Gaussian noise of standard deviation
+    ``noise`` x (max - min of the image's inputs) (default 0.15, the paper's
+    10-20 %); ``squared=True`` averages squared gradients (SmoothGrad-Squared;
+    the attributions are then unsigned). Noise is drawn from ``seed``.
+    """
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return (*super().param_names(), "samples", "noise", "squared", "batch_size", "seed")
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        samples = positive_int(self.param("samples", 25), "samples", self.name)
+        level = self.param("noise", 0.15)
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or level < 0:
+            raise InvalidInput(f"{self.name}: noise must be a number >= 0, got {level!r}")
+        squared = bool(self.param("squared", False))
+        bs = batch_size_of(self, ctx)
+        x = ctx.inputs
+        n = len(x)
+        logits, targets = predict_targets(ctx, bs)
+        flat = x.reshape(n, -1)
+        sigma = (float(level) * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
+        rng = np.random.default_rng(self.param("seed", 0))
+        total = np.zeros(x.shape, np.float64)
+        progress = ImageProgress(ctx, samples)
+        for start, stop in chunks(n * samples, bs):
+            img = np.arange(start, stop) // samples
+            noisy = rng.standard_normal((stop - start, *x.shape[1:]), dtype=np.float32)
+            noisy *= sigma[img, None, None, None]  # in place: one batch-sized array in all
+            noisy += x[img]
+            g = _input_grads(ctx, noisy, targets[img])
+            if squared:
+                g = g * g
+            _add_rows(total, img, g)
+            progress.advance(stop - start)
+        return (total / samples).astype(np.float32), logits, targets, {}
+
+
+def _add_rows(total: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """total[rows[j]] += values[j]; rows come sorted, as chunks of a row-major loop."""
+    cuts = np.flatnonzero(np.diff(rows)) + 1
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(rows)], strict=True):
+        total[rows[start]] += values[start:stop].sum(axis=0, dtype=np.float64)
+
+
+def _input_grads(ctx: Context, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    cap = ctx.backend.input_gradients(x, targets=targets, score=ctx.score)
+    if cap.gradients is None:  # pragma: no cover - a backend bug
+        raise UnsupportedModel("the backend returned no input gradients")
+    return cap.gradients
+
+
+RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+BASELINES = ("zeros", "black", "white", "gray", "mean", "blur", "noise")
+
+
+def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Points alpha in [0, 1] and weights of a quadrature rule for the path integral."""
+    k = np.arange(steps, dtype=np.float64)
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1.0) / 2.0, weights / 2.0
+    if rule == "riemann_left":
+        return k / steps, np.full(steps, 1.0 / steps)
+    if rule == "riemann_right":
+        return (k + 1.0) / steps, np.full(steps, 1.0 / steps)
+    if rule == "riemann_middle":
+        return (k + 0.5) / steps, np.full(steps, 1.0 / steps)
+    if rule == "riemann_trapezoid":
+        if steps < 2:
+            raise InvalidInput("steps: the trapezoid rule needs at least 2 steps")
+        w = np.full(steps, 1.0 / (steps - 1))
+        w[[0, -1]] /= 2.0
+        return k / (steps - 1), w
+    raise InvalidInput(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
+
+
+@register("integrated-gradients", "integratedgradients", "ig")
+class IntegratedGradients(PixelAttribution):
+    """Integrated Gradients (Sundararajan et al., 2017).
+
+    IG = (x - x') * integral_0^1 grad f(x' + a (x - x')) da, by a quadrature
+    ``rule`` (default Gauss-Legendre, as Captum) with ``steps`` points
+    (default 50). ``baseline`` x': ``"zeros"`` (default; 0 in model-input
+    space), ``"black"``, ``"white"``, ``"gray"``, ``"mean"`` (the image's mean
+    colour), ``"blur"`` (Gaussian, ``blur_sigma`` pixels), ``"noise"``
+    (uniform random pixels from ``seed``; ``baselines=K`` averages K of them),
+    a number, or an array broadcastable to the inputs (model-input space).
+
+    Completeness (the attributions sum to f(x) - f(x')) is checked and
+    reported per image in ``extras``: ``"attribution_sum"``,
+    ``"score_difference"`` and ``"completeness_error"`` (their difference).
+    """
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return (
+            *super().param_names(),
+            "steps",
+            "baseline",
+            "rule",
+            "baselines",
+            "blur_sigma",
+            "batch_size",
+            "seed",
+        )
+
+    def baselines(self, ctx: Context, count: int) -> list[np.ndarray]:
+        baseline = self.param("baseline", "zeros")
+        seed = self.param("seed", 0)
+        if count > 1 and not (isinstance(baseline, str) and baseline in ("noise", "uniform")):
+            raise InvalidInput(f"{self.name}: baselines > 1 needs baseline='noise'")
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(count):
+            sub_seed = int(rng.integers(0, 2**63 - 1))
+            values = fill_values(ctx, baseline, seed=sub_seed, sigma=self.param("blur_sigma", None))
+            out.append(np.ascontiguousarray(values, dtype=np.float32))
+        return out
+
+    def attribute(
+        self, ctx: Context
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        steps = positive_int(self.param("steps", 50), "steps", self.name)
+        count = positive_int(self.param("baselines", 1), "baselines", self.name)
+        alphas, weights = path_points(steps, self.param("rule", "gausslegendre"))
+        bs = batch_size_of(self, ctx)
+        x = ctx.inputs
+        n = len(x)
+        logits, targets = predict_targets(ctx, bs)
+        attributions = np.zeros(x.shape, np.float64)
+        base_scores = np.zeros(n, np.float64)
+        progress = ImageProgress(ctx, steps * count)
+        for baseline in self.baselines(ctx, count):
+            delta = x - baseline
+            path_grads = np.zeros(x.shape, np.float64)
+            for start, stop in chunks(n * steps, bs):
+                img, k = np.divmod(np.arange(start, stop), steps)
+                points = baseline[img] + alphas[k, None, None, None].astype(np.float32) * delta[img]
+                g = _input_grads(ctx, points, targets[img]) * weights[k, None, None, None]
+                _add_rows(path_grads, img, g)
+                progress.advance(stop - start)
+            attributions += delta * path_grads
+            base_out = ctx.backend.predict(baseline, batch_size=bs)
+            base_scores += target_scores(base_out, targets, ctx.score)
+        attributions /= count
+        base_scores /= count
+        summed = attributions.reshape(n, -1).sum(axis=1)
+        difference = target_scores(logits, targets, ctx.score) - base_scores
+        extras = {
+            "attribution_sum": summed.astype(np.float32),
+            "score_difference": difference.astype(np.float32),
+            "completeness_error": (summed - difference).astype(np.float32),
+        }
+        return attributions.astype(np.float32), logits, targets, extras

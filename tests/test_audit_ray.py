@@ -1,0 +1,62 @@
+"""The Ray engine gives the same audit as the local one (a local Ray with 2 CPUs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import seewhy
+from seewhy.audit import Store, audit
+
+torch = pytest.importorskip("torch")
+ray = pytest.importorskip("ray", reason="the Ray engine test needs ray[data]")
+pytest.importorskip("ray.data", reason="the Ray engine test needs ray[data]")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _model() -> Any:
+    torch.manual_seed(1)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+    ).eval()
+    model.seewhy_spec = seewhy.ModelSpec(
+        name="tiny", preprocess=seewhy.Preprocess(size=(48, 48)), labels=("cat", "coffee")
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
+    for label, sample in (("cat", "chelsea"), ("coffee", "coffee")):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        rgb = seewhy.samples.load(sample)
+        for k in range(3):
+            crop = rgb[k * 20 :, k * 30 :]
+            Image.fromarray(crop).resize((60, 50)).save(folder / f"{sample}{k}.jpg")
+    (tmp_path / "data" / "cat" / "bad.jpg").write_bytes(b"")
+    kwargs: dict[str, Any] = {"methods": ["gradcam", "layercam"], "batch_size": 2, "title": "t"}
+    local = audit(tmp_path / "data", _model(), out=tmp_path / "local", **kwargs)
+    done: list[int] = []
+    remote = audit(tmp_path / "data", _model(), out=tmp_path / "ray", engine="ray", workers=2,
+                   progress=lambda d, t: done.append(d), **kwargs)
+    assert done[-1] == 7 and remote.summary == local.summary
+    for name in ("results.csv", "index.html"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    for method in (0, 1):
+        a, b = Store(tmp_path / "local").maps(method), Store(tmp_path / "ray").maps(method)
+        assert a[0].tolist() == b[0].tolist() == [1, 2, 3, 4, 5, 6]  # bad.jpg is item 0
+        np.testing.assert_allclose(a[1].astype(np.float32), b[1].astype(np.float32), atol=2e-3)

@@ -1,0 +1,28 @@
+"""Run every Keras test file once per installed Keras backend, each in its own process.
+
+A process can use one Keras backend only (``KERAS_BACKEND`` is read at
+``import keras``), and TensorFlow must stay out of the main test process
+(see keras_helpers). Each sub-run's output is shown when it fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from keras_helpers import installed_backends, run_on_backend
+
+KERAS_FILES = [
+    "tests/test_keras_backend.py",
+    "tests/test_keras_zoo.py",
+    "tests/test_keras_callback.py",
+    "tests/test_keras_loading.py",
+]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    installed_backends()
+    or [pytest.param("none", marks=pytest.mark.skip(reason="keras is not installed"))],
+)
+def test_keras_suite_on_backend(backend: str) -> None:
+    run_on_backend(backend, KERAS_FILES)

@@ -1,0 +1,98 @@
+"""The CLI pieces for `seewhy evaluate`, `seewhy sanity` and `seewhy demo shortcut`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from seewhy import demo as demo_module
+from seewhy.errors import InvalidInput
+from seewhy.metrics import cli_commands as cc
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seewhy")
+    sub = p.add_subparsers(dest="command", required=True)
+    cc.add_evaluate_arguments(sub.add_parser("evaluate"))
+    cc.add_sanity_arguments(sub.add_parser("sanity"))
+    demo = sub.add_parser("demo").add_subparsers(dest="demo", required=True)
+    cc.add_demo_shortcut_arguments(demo.add_parser("shortcut"))
+    return p
+
+
+def test_evaluate_writes_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"sample:chelsea": [40, 20, 200, 200]}), encoding="utf-8")
+    out = tmp_path / "metrics.json"
+    args = parser().parse_args([
+        "evaluate", "sample:chelsea", "--steps", "4", "--json", str(out), "--boxes", str(boxes),
+        "--metrics", "deletion,insertion,average-drop,pointing_game,energy_in_box,iou",
+    ])
+    assert cc.evaluate_command(args) == 0
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    scores = payload["methods"]["gradcam"]["metrics"]
+    assert set(scores) == {"deletion", "insertion", "average_drop", "pointing_game",
+                           "energy_in_box", "iou"}
+    assert len(scores["deletion"]["fractions"]) == 5
+    assert "gradcam: deletion=" in capsys.readouterr().out
+
+
+def test_evaluate_errors(tmp_path):
+    args = parser().parse_args(["evaluate", "sample:chelsea", "--metrics", "iou"])
+    pytest.importorskip("torch")
+    with pytest.raises(InvalidInput, match="boxes"):
+        cc.evaluate_command(args)
+    args = parser().parse_args(["evaluate", str(tmp_path)])
+    with pytest.raises(InvalidInput, match="no image files"):
+        cc.evaluate_command(args)
+
+
+def test_sanity_writes_plot(tmp_path, capsys):
+    pytest.importorskip("torch")
+    plot = tmp_path / "sanity.png"
+    numbers = tmp_path / "sanity.json"
+    args = parser().parse_args(["sanity", "sample:chelsea", "--steps", "2", "--out", str(plot),
+                                "--json", str(numbers)])
+    assert cc.sanity_command(args) == 0
+    assert plot.stat().st_size > 1000
+    result = json.loads(numbers.read_text(encoding="utf-8"))["results"][0]
+    assert result["method"] == "gradcam" and len(result["steps"]) == 2
+    assert "final Spearman" in capsys.readouterr().out
+
+
+def test_demo_command_passes_options(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake(out_dir, **kwargs):
+        seen.update(kwargs, out_dir=out_dir)
+        return demo_module.DemoResult(
+            out_dir=tmp_path, report=tmp_path / "index.html", images=(), framework="torch",
+            accuracy={"clean": {"shortcut_holds": 0.9, "shortcut_broken": 0.9},
+                      "shortcut": {"shortcut_holds": 1.0, "shortcut_broken": 0.0}},
+            energy={"clean": 0.4, "shortcut": 0.05}, pointing={"clean": 0.9, "shortcut": 0.1},
+            chance=0.14, flagged={"clean": False, "shortcut": True}, seconds=1.0,
+        )
+
+    monkeypatch.setattr(demo_module, "run_shortcut_demo", fake)
+    args = parser().parse_args(["demo", "shortcut", "--out", str(tmp_path), "--quick",
+                                "--shortcut", "tint"])
+    assert cc.demo_shortcut_command(args) == 0
+    assert seen["shortcut"] == "tint" and seen["n_train"] == 1200
+    assert "shortcut suspected" in capsys.readouterr().out

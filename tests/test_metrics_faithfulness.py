@@ -1,0 +1,204 @@
+"""Deletion, insertion, Average Drop and ROAD on models whose answers are known."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import seewhy  # noqa: E402
+from seewhy import metrics  # noqa: E402
+from seewhy.errors import InvalidInput  # noqa: E402
+from seewhy.metrics.faithfulness import noisy_linear_impute, pixel_ranks, trapezoid  # noqa: E402
+
+SIZE = 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class PixelSum(nn.Module):
+    """Class 0's logit is sum(w * mean-over-channels(x)); class 1's is 0.
+
+    With positive weights and an all-ones image, removing the pixels with the
+    largest weights first lowers the logit fastest: ``w`` is the perfect map.
+    """
+
+    def __init__(self, weights: np.ndarray) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.from_numpy(weights.astype(np.float32)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x.mean(dim=1) * self.w).sum(dim=(1, 2)) - float(self.w.sum()) / 2
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+@pytest.fixture(scope="module")
+def weights() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((SIZE, SIZE)) ** 3 * 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(weights: np.ndarray) -> PixelSum:
+    return PixelSum(weights).eval()
+
+
+def ones(n: int = 2) -> np.ndarray:
+    return np.ones((n, SIZE, SIZE, 3), np.float32)
+
+
+def test_perfect_map_gives_the_best_deletion_and_insertion(model, weights):
+    x = ones(1)
+    perfect = metrics.deletion(model, weights, images=x, targets=[0], steps=12)
+    inverse = metrics.deletion(model, -weights, images=x, targets=[0], steps=12)
+    rng = np.random.default_rng(1)
+    randoms = [
+        metrics.deletion(model, rng.random((SIZE, SIZE)), images=x, targets=[0], steps=12).mean_auc
+        for _ in range(5)
+    ]
+    assert perfect.mean_auc < min(randoms) < max(randoms) < inverse.mean_auc
+    # the first step is the untouched image, the last has every pixel removed
+    assert perfect.scores[0, 0] == pytest.approx(1 / (1 + np.exp(-weights.sum() / 2)), rel=1e-5)
+    assert perfect.scores[0, -1] == pytest.approx(1 / (1 + np.exp(weights.sum() / 2)), rel=1e-5)
+    assert perfect.fractions[0] == 0.0 and perfect.fractions[-1] == 1.0
+    assert not perfect.higher_is_better
+
+    ins = metrics.insertion(model, weights, images=x, targets=[0], steps=12, baseline="zeros")
+    ins_inv = metrics.insertion(model, -weights, images=x, targets=[0], steps=12, baseline="zeros")
+    assert ins.higher_is_better and ins.mean_auc > ins_inv.mean_auc
+
+
+def _reference_curve(model, image, saliency, target, steps, fill, kind):
+    """The paper's loop: one image, one step at a time, one forward per step."""
+    h, w = saliency.shape
+    order = np.argsort(-saliency.ravel(), kind="stable")
+    current = image.copy() if kind == "deletion" else fill.copy()
+    scores, fractions = [], []
+    with torch.no_grad():
+        for k in range(steps + 1):
+            count = (k * h * w) // steps
+            rows, cols = np.unravel_index(order[:count], (h, w))
+            source = fill if kind == "deletion" else image
+            current[rows, cols] = source[rows, cols]
+            t = torch.from_numpy(current[None].copy()).permute(0, 3, 1, 2)
+            p = torch.softmax(model(t), dim=1)[0, target]
+            scores.append(float(p))
+            fractions.append(count / (h * w))
+    y, f = np.array(scores), np.array(fractions)
+    area = sum((y[k] + y[k + 1]) / 2 * (f[k + 1] - f[k]) for k in range(steps))
+    return float(area), y
+
+
+def _tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()
+
+
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+def test_batched_curves_equal_the_slow_reference_loop(kind):
+    net = _tiny_cnn()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 10, 10, 3)).astype(np.float32)
+    maps = rng.random((3, 10, 10)).astype(np.float32)
+    targets = np.array([0, 1, 2])
+    steps = 7  # 100 pixels in 7 uneven steps
+    func = metrics.deletion if kind == "deletion" else metrics.insertion
+    baseline = "mean" if kind == "deletion" else "blur"
+    curve = func(net, maps, images=x, targets=targets, steps=steps, baseline=baseline,
+                 batch_size=5)
+    fill = metrics.faithfulness.fill_values(x, baseline, seewhy.IMAGENET)
+    for i in range(3):
+        auc, y = _reference_curve(net, x[i], maps[i], targets[i], steps, fill[i], kind)
+        np.testing.assert_allclose(curve.scores[i], y, rtol=1e-5, atol=1e-6)
+        assert curve.auc[i] == pytest.approx(auc, rel=1e-5)
+
+
+def test_explanation_in_and_inputs_rebuilt_from_its_pictures():
+    net = _tiny_cnn()
+    rng = np.random.default_rng(4)
+    pictures = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
+    pre = seewhy.Preprocess(size=(16, 16))
+    ex = seewhy.explain(net, pictures, "gradcam", preprocess=pre)
+    a = metrics.deletion(net, ex, steps=8, preprocess=pre)
+    b = metrics.deletion(net, ex.maps, images=pictures, targets=ex.targets, steps=8,
+                         preprocess=pre)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    np.testing.assert_array_equal(a.targets, ex.targets)
+    assert a.to_dict()["metric"] == "deletion"
+    with pytest.warns(UserWarning, match="images="):  # wrong preprocessing is noticed
+        metrics.deletion(net, ex, steps=2, preprocess=seewhy.Preprocess(size=(16, 16),
+                                                                      mean=(0.0,) * 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.insertion(net, ex, steps=2, preprocess=pre)
+
+
+def test_average_drop_and_increase_in_confidence(model, weights):
+    x = ones(2)
+    full = metrics.average_drop(model, np.ones((2, SIZE, SIZE)), images=x, targets=[0, 0])
+    assert full.average_drop == pytest.approx(0.0, abs=1e-9)  # image shown whole: no drop
+    assert full.increase_in_confidence == 0.0
+    empty = metrics.average_drop(model, np.zeros((2, SIZE, SIZE)), images=x, targets=[0, 0],
+                                 baseline="zeros")
+    p1 = 1 / (1 + np.exp(-weights.sum() / 2))
+    p0 = 1 / (1 + np.exp(weights.sum() / 2))
+    assert empty.average_drop == pytest.approx(100 * (p1 - p0) / p1, rel=1e-5)
+    # class 1 gains when class 0's evidence is hidden
+    up = metrics.increase_in_confidence(model, np.zeros((2, SIZE, SIZE)), images=x,
+                                        targets=[1, 1], baseline="zeros")
+    assert up.increase_in_confidence == 100.0 and up.average_drop == 0.0
+    assert set(up.to_dict()) >= {"average_drop", "increase_in_confidence"}
+
+
+def test_road_imputation_and_order(model, weights):
+    yy, xx = np.mgrid[0:20, 0:20].astype(np.float32)
+    ramp = np.stack([0.3 * yy + 0.1 * xx, xx, np.full_like(xx, 2.0)], axis=-1)
+    hole = np.zeros((20, 20), bool)
+    hole[4:15, 6:17] = True
+    filled = noisy_linear_impute(ramp, hole, noise=0.0)
+    np.testing.assert_allclose(filled, ramp, atol=1e-3)  # linear data is imputed exactly
+    noisy = noisy_linear_impute(ramp, hole, noise=0.1, rng=np.random.default_rng(0))
+    assert not np.allclose(noisy[hole], ramp[hole]) and np.array_equal(noisy[~hole], ramp[~hole])
+
+    rng = np.random.default_rng(5)
+    x = np.ones((1, SIZE, SIZE, 3), np.float32) + rng.normal(0, 0.05, (1, SIZE, SIZE, 3))
+    x = x.astype(np.float32)
+    x[0, :, : SIZE // 2] = 0.0  # imputing near dark pixels removes evidence
+    res = metrics.road(model, weights, images=x, targets=[0], fractions=(0.2, 0.5, 0.8))
+    assert res.morf.shape == res.lerf.shape == (1, 3)
+    assert res.gap > 0 and res.morf_score < res.lerf_score
+
+
+def test_helpers_and_validation(model, weights):
+    ranks = pixel_ranks(np.array([[[0.1, 0.9], [0.5, 0.5]]]))
+    np.testing.assert_array_equal(ranks, [[[3, 0], [1, 2]]])  # ties in raster order
+    assert trapezoid(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(0.5)
+    with pytest.raises(InvalidInput, match="steps"):
+        metrics.deletion(model, weights, images=ones(1), steps=0)
+    with pytest.raises(InvalidInput, match="baseline"):
+        metrics.deletion(model, weights, images=ones(1), baseline="purple")
+    with pytest.raises(InvalidInput, match="images"):
+        metrics.deletion(model, weights)
+    with pytest.raises(InvalidInput, match="one map per image"):
+        metrics.deletion(model, np.ones((3, SIZE, SIZE)), images=ones(2))
+    with pytest.raises(InvalidInput, match="fractions"):
+        metrics.road(model, weights, images=ones(1), fractions=(0.0, 0.5))
+    with pytest.raises(InvalidInput, match="target"):
+        metrics.deletion(model, weights, images=ones(1), targets=[7], steps=2)
+    fig = metrics.deletion(model, weights, images=ones(1), steps=4).figure()
+    assert type(fig).__name__ == "Figure"

@@ -1,0 +1,122 @@
+"""The synthetic shapes generator: ground truth, determinism, planted shortcuts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seewhy import synthetic
+from seewhy.errors import InvalidInput
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> synthetic.ShapesData:
+    return synthetic.make_shapes(40, size=48, seed=3)
+
+
+def test_shapes_and_ground_truth(data):
+    n, s = 40, 48
+    assert data.images.shape == (n, s, s, 3) and data.images.dtype == np.uint8
+    assert data.masks.shape == (n, s, s) and data.masks.dtype == bool
+    assert data.labels.shape == (n,) and data.labels.dtype == np.int64
+    assert data.classes == ("disc", "square", "triangle", "cross")
+    assert np.bincount(data.labels).tolist() == [10, 10, 10, 10]  # balanced
+    assert len(data) == n and data.size == s
+    for i in range(n):
+        x0, y0, x1, y1 = data.boxes[i]
+        ys, xs = np.nonzero(data.masks[i])
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+        assert 0.03 < data.masks[i].mean() < 0.4
+    assert (data.shortcut_labels == -1).all() and not data.shortcut_masks.any()
+    x = data.inputs()
+    assert x.dtype == np.float32 and x.shape == (n, s, s, 3) and -2.1 <= x.min() < x.max() <= 2.1
+
+
+def test_deterministic_and_shortcut_changes_only_the_patch(data):
+    again = synthetic.make_shapes(40, size=48, seed=3)
+    assert np.array_equal(again.images, data.images)
+    other = synthetic.make_shapes(40, size=48, seed=4)
+    assert not np.array_equal(other.images, data.images)
+    patched = synthetic.make_shapes(40, size=48, seed=3, shortcut="patch")
+    assert np.array_equal(patched.labels, data.labels)
+    assert np.array_equal(patched.masks, data.masks)
+    patch = patched.shortcut_masks[0]
+    assert patch.any() and not (patch & patched.masks).any()  # object clear of the patch
+    same = ~patched.shortcut_masks
+    assert np.array_equal(patched.images[same], data.images[same])
+    assert np.array_equal(patched.shortcut_labels, patched.labels)  # rate 1.0
+
+
+def test_shortcut_rates():
+    lying = synthetic.make_shapes(60, size=32, seed=0, shortcut="patch", shortcut_rate=0.0)
+    assert (lying.shortcut_labels != lying.labels).all()
+    assert ((lying.shortcut_labels >= 0) & (lying.shortcut_labels < 4)).all()
+    half = synthetic.make_shapes(400, size=32, seed=0, shortcut="tint", shortcut_rate=0.5,
+                                 clutter=0)
+    agree = float(np.mean(half.shortcut_labels == half.labels))
+    assert 0.4 < agree < 0.6
+    assert np.array_equal(half.shortcut_masks, ~half.masks)  # the tint is the background
+    sub = half.subset(slice(0, 5))
+    assert len(sub) == 5 and sub.shortcut == "tint"
+    shuffled = half.shuffled_labels(1)
+    assert sorted(shuffled.labels) == sorted(half.labels)
+    assert not np.array_equal(shuffled.labels, half.labels)
+
+
+def test_validation():
+    with pytest.raises(InvalidInput, match="classes"):
+        synthetic.make_shapes(4, classes=("disc", "hexagon"))
+    with pytest.raises(InvalidInput, match="classes"):
+        synthetic.make_shapes(4, classes=9)
+    with pytest.raises(InvalidInput, match="n:"):
+        synthetic.make_shapes(0)
+    with pytest.raises(InvalidInput, match="size"):
+        synthetic.make_shapes(4, size=8)
+    with pytest.raises(InvalidInput, match="shortcut"):
+        synthetic.make_shapes(4, shortcut="logo")
+    with pytest.raises(InvalidInput, match="shortcut_rate"):
+        synthetic.make_shapes(4, shortcut="patch", shortcut_rate=1.5)
+    with pytest.raises(InvalidInput, match="framework"):
+        synthetic.train(synthetic.make_shapes(4, size=32), framework="jax")
+    five = synthetic.make_shapes(10, size=32, classes=5, seed=1)
+    assert five.classes[-1] == "ring" and set(five.labels.tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_import_needs_no_framework():
+    code = (
+        "import sys, seewhy.synthetic, seewhy.metrics, seewhy.demo;"
+        "bad = {'torch', 'tensorflow', 'keras', 'jax'} & set(sys.modules);"
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_tiny_cnn_trains_and_spec():
+    pytest.importorskip("torch")
+    train = synthetic.make_shapes(96, size=32, seed=0, clutter=2)
+    model = synthetic.train_torch(train, epochs=1)
+    assert not model.training
+    assert model.seewhy_spec.labels == train.classes
+    assert model.seewhy_spec.preprocess.size == (32, 32)
+    acc = synthetic.accuracy(model, synthetic.make_shapes(32, size=32, seed=9, clutter=2))
+    assert 0.0 <= acc <= 1.0
+    import seewhy
+
+    assert seewhy.layers(model)[1] == "relu4"  # the CAM layer the docstring promises
