@@ -13,4 +13,5 @@ PIP=".venv/bin/pip"
 if [ -x scripts/install-system-deps.sh ]; then scripts/install-system-deps.sh; fi
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
-.venv/bin/python -m pytest -q "$@"
+# one torch/BLAS thread per process: the suite runs on small shared CPUs where 2 threads thrash
+OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q "$@"

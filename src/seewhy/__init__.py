@@ -25,7 +25,7 @@ from .registry import names as methods
 from .registry import register
 
 if TYPE_CHECKING:
-    from . import samples, zoo
+    from . import audit, demo, keras, metrics, samples, synthetic, zoo
 
 __version__ = "0.1.0"
 
@@ -44,21 +44,26 @@ __all__ = [
     "UnsupportedModel",
     "UntrustedModel",
     "__version__",
+    "audit",
+    "demo",
     "explain",
+    "keras",
     "layers",
     "load_model",
     "methods",
+    "metrics",
     "model_spec",
     "predict",
     "register",
     "samples",
+    "synthetic",
     "zoo",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``seewhy.zoo`` and ``seewhy.samples`` load on first use."""
-    if name in ("zoo", "samples"):
+    """Submodules that may pull in heavier dependencies load on first use."""
+    if name in ("zoo", "samples", "metrics", "synthetic", "demo", "keras", "audit"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

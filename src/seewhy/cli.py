@@ -76,6 +76,23 @@ def _parser() -> argparse.ArgumentParser:
     _model_args(ly)
 
     sub.add_parser("methods", help="list the explanation methods")
+
+    from .audit.command import add_audit_arguments
+    from .metrics import cli_commands as mc
+
+    add_audit_arguments(
+        sub.add_parser("audit", help="explain a whole data set into an HTML report")
+    )
+    mc.add_evaluate_arguments(
+        sub.add_parser("evaluate", help="score explanations: deletion, insertion, ROAD, ... (JSON)")
+    )
+    mc.add_sanity_arguments(sub.add_parser("sanity", help="model-randomisation sanity check"))
+    demo = sub.add_parser("demo", help="self-contained demos").add_subparsers(
+        dest="demo", required=True
+    )
+    mc.add_demo_shortcut_arguments(
+        demo.add_parser("shortcut", help="catch a model that learnt a watermark")
+    )
     return parser
 
 
@@ -235,7 +252,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seewhy`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"explain": _explain, "layers": _layers, "methods": _methods}
+    from .audit.command import audit_command
+    from .metrics import cli_commands as mc
+
+    handlers = {
+        "explain": _explain,
+        "layers": _layers,
+        "methods": _methods,
+        "audit": audit_command,
+        "evaluate": mc.evaluate_command,
+        "sanity": mc.sanity_command,
+        "demo": mc.demo_shortcut_command,
+    }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SkippedInputWarning)  # the CLI lists them itself

@@ -237,7 +237,9 @@ class TorchBackend:
             if call != wanted:
                 return None
             if not isinstance(output, torch.Tensor):
-                raise LayerNotFound(f"layer: {layer!r} returns {type(output).__name__}, not a tensor")
+                raise LayerNotFound(
+                    f"layer: {layer!r} returns {type(output).__name__}, not a tensor"
+                )
             leaf = output.detach()
             state["leaf"] = leaf
             if not gradients:

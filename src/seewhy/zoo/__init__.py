@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 
     IMAGENET_LABELS: tuple[str, ...]
 
+from seewhy.zoo.efficientnet_lite_keras import efficientnet_lite0_keras
+
 __all__ = [
     "EFFICIENTNET_LITE0_PREPROCESS",
     "IMAGENET_LABELS",
     "efficientnet_lite0",
+    "efficientnet_lite0_keras",
     "imagenet_labels",
     "load",
     "names",
