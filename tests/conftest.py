@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,15 @@ torch = pytest.importorskip(
     "torch", reason="the PyTorch tests need torch (pip install seewhy[torch])"
 )
 nn = torch.nn
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on small shared CPUs, two threads make tiny models many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_cnn(classes: int = 5, seed: int = 0) -> torch.nn.Module:

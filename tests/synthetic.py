@@ -13,8 +13,6 @@ trainer takes a few seconds on two CPU cores and is cached per process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,7 +30,6 @@ __all__ = [
     "make_dataset",
     "mass_inside",
     "peak_inside",
-    "single_thread",
     "trained_torch_cnn",
 ]
 
@@ -173,19 +170,6 @@ def __getattr__(name: str) -> Any:  # TinyCNN without importing torch at module 
     if name == "TinyCNN":
         return _torch_model_class()
     raise AttributeError(name)
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Torch on one thread for the block: tiny models on shared cores run fastest so."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=4)

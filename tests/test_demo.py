@@ -15,20 +15,6 @@ from seewhy.errors import InvalidInput
 from seewhy.metrics import pointing_game
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
     return run_shortcut_demo(tmp_path_factory.mktemp("demo"), n_test=200, examples=4)

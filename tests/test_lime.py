@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator
 from math import factorial
 from typing import Any
 
@@ -23,7 +22,6 @@ from synthetic import (
     box_share,
     make_dataset,
     mass_inside,
-    single_thread,
     trained_torch_cnn,
 )
 
@@ -32,11 +30,6 @@ nn = torch.nn
 
 SLIC = {"segmentation": "slic", "segmentation_params": {"n_segments": 40, "compactness": 10}}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

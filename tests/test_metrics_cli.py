@@ -12,20 +12,6 @@ from seewhy.errors import InvalidInput
 from seewhy.metrics import cli_commands as cc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seewhy")
     sub = p.add_subparsers(dest="command", required=True)

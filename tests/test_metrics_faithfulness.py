@@ -18,14 +18,6 @@ from seewhy.metrics.faithfulness import noisy_linear_impute, pixel_ranks, trapez
 SIZE = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class PixelSum(nn.Module):
     """Class 0's logit is sum(w * mean-over-channels(x)); class 1's is 0.

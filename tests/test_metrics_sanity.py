@@ -14,15 +14,6 @@ from seewhy import metrics  # noqa: E402
 from seewhy.errors import InvalidInput  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_similarity_measures():
     rng = np.random.default_rng(0)
     a = rng.random((32, 32))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,18 +21,12 @@ from synthetic import (
     make_dataset,
     mass_inside,
     peak_inside,
-    single_thread,
     trained_torch_cnn,
 )
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

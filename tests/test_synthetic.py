@@ -12,20 +12,6 @@ from seewhy import synthetic
 from seewhy.errors import InvalidInput
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP spin-waits make two 10-30x slower."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data() -> synthetic.ShapesData:
     return synthetic.make_shapes(40, size=48, seed=3)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seewhy.preprocess import ModelSpec
+from seewhy.zoo.lite0_config import BN_EPS, HEAD_CHANNELS, LITE0_STAGES, STEM_CHANNELS
 
 __all__ = [
     "LITE0_STAGES",
@@ -36,22 +37,7 @@ __all__ = [
     "remap_reference_keys",
 ]
 
-# (repeats, kernel, first stride, expansion, output channels) per stage,
-# the published EfficientNet-Lite0 table (B0 without squeeze-excite, ReLU6).
-LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
-STEM_CHANNELS = 32
-HEAD_CHANNELS = 1280
-# TensorFlow's batch-norm settings the checkpoint was trained with; PyTorch's
-# momentum is one minus TensorFlow's decay.
-BN_EPS = 1e-3
+# PyTorch's batch-norm momentum is one minus TensorFlow's decay.
 BN_MOMENTUM = 0.01
 
 

@@ -30,6 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import BackendError, InvalidInput
+from .lite0_config import BN_EPS, HEAD_CHANNELS, LITE0_STAGES, STEM_CHANNELS
 
 __all__ = [
     "build_efficientnet_lite0",
@@ -38,21 +39,6 @@ __all__ = [
     "load_lite0_keras_weights",
     "read_torch_checkpoint",
 ]
-
-# (repeats, kernel, first stride, expansion, output channels): the published
-# EfficientNet-Lite0 table, the same as the PyTorch definition's LITE0_STAGES.
-LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
-STEM_CHANNELS = 32
-HEAD_CHANNELS = 1280
-BN_EPS = 1e-3
 
 
 # -- reading a PyTorch checkpoint without torch --------------------------------
