@@ -16,6 +16,7 @@ KERAS_FILES = [
     "tests/test_keras_zoo.py",
     "tests/test_keras_callback.py",
     "tests/test_keras_loading.py",
+    "tests/test_keras_guided.py",
 ]
 
 

@@ -132,3 +132,19 @@ def test_keras_and_pytorch_lite0_agree_on_the_sample_photos() -> None:
         corr = np.corrcoef(ek.maps[i].ravel(), et.maps[i].ravel())[0, 1]
         assert corr >= 0.999, f"{name}: Grad-CAM maps correlate {corr:.5f}"
     assert ek.predictions[0][0].label == et.predictions[0][0].label
+
+
+@needs_weights
+@needs_torch
+def test_keras_and_pytorch_lite0_agree_on_guided_backprop() -> None:
+    """The patched Keras ReLU6 gives the same Guided Backprop as the torch function mode."""
+    from seewhy import samples
+
+    photo = samples.load(SAMPLES[0])
+    ek = seewhy.explain(efficientnet_lite0_keras(), photo, method="guided-backprop")
+    et = seewhy.explain(seewhy.zoo.efficientnet_lite0(), photo, method="guided-backprop")
+    np.testing.assert_array_equal(ek.targets, et.targets)
+    a, b = ek.extras["attributions"].ravel(), et.extras["attributions"].ravel()
+    assert np.corrcoef(a, b)[0, 1] >= 0.999
+    plain = seewhy.explain(efficientnet_lite0_keras(), photo, method="saliency")
+    assert np.corrcoef(a, plain.extras["attributions"].ravel())[0, 1] < 0.9

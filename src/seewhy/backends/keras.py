@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ import numpy as np
 
 from ..errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from .base import Capture, LayerInfo, Score, select_default_layer
+from .keras_guided import guided_relu
 
 __all__ = ["KerasBackend"]
 
@@ -427,6 +429,7 @@ class _Pass:
     grad: Grad
     probability: bool
     act_shape: tuple[int, ...] = ()  # per-image output shape of the layer, native layout
+    guided: bool = False  # traced and run with the guided ReLU (its own compiled pass)
 
 
 @dataclass
@@ -453,6 +456,7 @@ class _ModelCache:
     )
     edits: dict[tuple[Any, ...], EditRun] = field(default_factory=dict)
     shared_prefix: dict[str, bool] = field(default_factory=dict)  # layer -> it works
+    guided_relus: dict[tuple[Any, ...], int] = field(default_factory=dict)  # pass -> ReLUs seen
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, _ModelCache] = weakref.WeakKeyDictionary()
@@ -937,15 +941,39 @@ class KerasBackend:
         guided: bool = False,
     ) -> Capture:
         probability = self._score(score)
-        if guided:
-            raise UnsupportedModel(
-                "guided: Guided Backprop is not available for Keras models yet; "
-                "use plain gradients (guided=False)"
-            )
         x = self._check_inputs(x)
         t = self._targets(targets, len(x), self._trace(x).classes)
-        res = self._pass(_Pass(None, 0, "input", probability), x)(x, t)
+        spec = _Pass(None, 0, "input", probability, guided=guided)
+        run = self._pass(spec, x)
+        if not guided:
+            res = run(x, t)
+        else:
+            res = self._guided(run, (spec, self._size()), x, t)
         return Capture(logits=res.logits, targets=res.targets, gradients=res.gradients)
+
+    def _guided(
+        self,
+        run: Callable[[np.ndarray, np.ndarray], _Result],
+        key: tuple[Any, ...],
+        x: np.ndarray,
+        t: np.ndarray,
+    ) -> _Result:
+        """Run a guided pass with Keras' ReLU patched; warn if no ReLU was ever traced.
+
+        Compiled passes (TensorFlow, JAX) call the ReLU only while they are
+        traced, so the count is kept per pass over its lifetime.
+        """
+        with guided_relu() as count:
+            res = run(x, t)
+        seen = self._cache().guided_relus
+        seen[key] = seen.get(key, 0) + count.hits
+        if seen[key] == 0:
+            warnings.warn(
+                "guided backprop: no Keras ReLU or ReLU6 call was seen in the model (other "
+                "activations, or a tf.keras 2 model); the result is the plain gradient",
+                stacklevel=4,
+            )
+        return res
 
     def predict_with_layer_edit(
         self,
