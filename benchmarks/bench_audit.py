@@ -32,11 +32,24 @@ import seewhy
 from seewhy.audit import audit
 from seewhy.io import load_image
 
-CLASSES = {"chelsea": "tabby", "coffee": "espresso", "rocket": "space shuttle",
-           "astronaut": "crash helmet", "camera": "tripod"}
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage"]
+CLASSES = {
+    "chelsea": "tabby",
+    "coffee": "espresso",
+    "rocket": "space shuttle",
+    "astronaut": "crash helmet",
+    "camera": "tripod",
+}
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def make_photos(root: Path, count: int) -> list[Path]:
@@ -90,8 +103,9 @@ def report_size(out: Path) -> tuple[int, int]:
         p.stat().st_size for p in (out / "images").iterdir()
     )
     data = sum(p.stat().st_size for p in (out / "shards").iterdir())
-    data += sum((out / n).stat().st_size for n in ("results.csv", "results.parquet")
-                if (out / n).exists())
+    data += sum(
+        (out / n).stat().st_size for n in ("results.csv", "results.parquet") if (out / n).exists()
+    )
     return page, data
 
 
@@ -107,7 +121,10 @@ def open_in_chromium(index: Path) -> float | None:
     try:
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
-                profile, executable_path=chromium, args=FLAGS, headless=True,
+                profile,
+                executable_path=chromium,
+                args=FLAGS,
+                headless=True,
                 viewport={"width": 1400, "height": 1000},
             )
             page = ctx.new_page()
@@ -145,15 +162,18 @@ def main() -> None:
         model = seewhy.load_model("efficientnet_lite0")
         import torch
 
-        print(f"{args.images} JPEGs, efficientnet_lite0, batch size {args.batch_size}, "
-              f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+        print(
+            f"{args.images} JPEGs, efficientnet_lite0, batch size {args.batch_size}, "
+            f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+        )
         pictures = [load_image(p) for p in paths]
         ray: Any = None
         if not args.no_ray:
             import ray
 
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR")
+            ray.init(
+                num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
         names = ["in-memory Grad-CAM (Explainer.explain)", "audit, local engine"]
         if ray is not None:
             names.append("audit, Ray engine, 2 actors")
@@ -167,28 +187,39 @@ def main() -> None:
                     timed_audit(data, model, root / "report-local", args.batch_size)
                 )
                 if ray is not None:
-                    rates[names[2]].append(timed_audit(
-                        data, model, root / "report-ray", args.batch_size, engine="ray",
-                        workers=2,
-                    ))
+                    rates[names[2]].append(
+                        timed_audit(
+                            data,
+                            model,
+                            root / "report-ray",
+                            args.batch_size,
+                            engine="ray",
+                            workers=2,
+                        )
+                    )
         finally:
             if ray is not None:
                 ray.shutdown()
         memory = max(rates[names[0]])
-        print(f"{'':42s} {'images/s':>9s} {'vs in-memory':>13s}   "
-              f"(best of {args.repeat}; every run)")
+        print(
+            f"{'':42s} {'images/s':>9s} {'vs in-memory':>13s}   (best of {args.repeat}; every run)"
+        )
         for name in names:
             best = max(rates[name])
             runs = ", ".join(f"{r:.1f}" for r in rates[name])
             print(f"{name:42s} {best:9.2f} {best / memory:12.2f}x   ({runs})")
         page, maps = report_size(root / "report-local")
-        print(f"report (index.html + images/): {page / 2**20:.1f} MiB; "
-              f"maps + tables: {maps / 2**20:.1f} MiB")
+        print(
+            f"report (index.html + images/): {page / 2**20:.1f} MiB; "
+            f"maps + tables: {maps / 2**20:.1f} MiB"
+        )
         if not args.no_browser:
             seconds = open_in_chromium(root / "report-local" / "index.html")
             shown = "skipped (no chromium or playwright)" if seconds is None else f"{seconds:.2f} s"
-            print(f"report opens in headless Chromium (grid rendered, visible pictures loaded): "
-                  f"{shown}")
+            print(
+                f"report opens in headless Chromium (grid rendered, visible pictures loaded): "
+                f"{shown}"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

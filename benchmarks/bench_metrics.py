@@ -103,8 +103,10 @@ def main() -> None:
     backend = backend_for(model)
     n, steps, bs = len(x), args.steps, args.batch_size
     needed = n * (steps + 1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n} images at "
-          f"{args.size} px, {steps} steps, batch {bs}: {needed} forward passes per curve")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n} images at "
+        f"{args.size} px, {steps} steps, batch {bs}: {needed} forward passes per curve"
+    )
 
     if not args.quantus_only:
         # the forward passes alone, same inputs count and batch size, inputs prebuilt
@@ -124,22 +126,28 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so load drift hits all three alike
             t_fwd.append(timed(forwards))
             inside[0] = 0.0
-            t_del.append(timed(lambda: metrics.deletion(model, ex, images=x, steps=steps,
-                                                        batch_size=bs)))
+            t_del.append(
+                timed(lambda: metrics.deletion(model, ex, images=x, steps=steps, batch_size=bs))
+            )
             spent_del.append(inside[0])
             inside[0] = 0.0
-            t_ins.append(timed(lambda: metrics.insertion(model, ex, images=x, steps=steps,
-                                                         batch_size=bs)))
+            t_ins.append(
+                timed(lambda: metrics.insertion(model, ex, images=x, steps=steps, batch_size=bs))
+            )
             spent_ins.append(inside[0])
         fwd = min(t_fwd)
         print(f"forward passes only      {fwd:8.2f} s   1.00x")
-        for name, total, spent in (("deletion", t_del, spent_del),
-                                   ("insertion (blur)", t_ins, spent_ins)):
+        for name, total, spent in (
+            ("deletion", t_del, spent_del),
+            ("insertion (blur)", t_ins, spent_ins),
+        ):
             k = int(np.argmin(total))
             own = total[k] - spent[k]
-            print(f"seewhy {name:<17} {total[k]:8.2f} s   {total[k] / fwd:.2f}x   "
-                  f"(target <= 1.1x); outside the forward passes {own:.2f} s = "
-                  f"{1 + own / spent[k]:.3f}x")
+            print(
+                f"seewhy {name:<17} {total[k]:8.2f} s   {total[k] / fwd:.2f}x   "
+                f"(target <= 1.1x); outside the forward passes {own:.2f} s = "
+                f"{1 + own / spent[k]:.3f}x"
+            )
 
     if args.no_quantus or importlib.util.find_spec("quantus") is None:
         print("quantus: not installed, comparison skipped (pip install quantus)")
@@ -149,28 +157,44 @@ def main() -> None:
     # Quantus flips `features_in_step` entries of the flattened (C, H, W) input per
     # step and wants it to divide H * W: take the step count nearest to ours.
     pixels = x.shape[1] * x.shape[2]
-    per_step = min((f for f in range(1, pixels + 1) if pixels % f == 0),
-                   key=lambda f: abs(3 * pixels / f - steps))
+    per_step = min(
+        (f for f in range(1, pixels + 1) if pixels % f == 0),
+        key=lambda f: abs(3 * pixels / f - steps),
+    )
     q_steps = 3 * pixels // per_step
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     a = ex.maps[:, None].astype(np.float32)
     y = ex.targets.astype(np.int64)
-    flip = quantus.PixelFlipping(features_in_step=per_step, perturb_baseline="black",
-                                 normalise=False, disable_warnings=True)
+    flip = quantus.PixelFlipping(
+        features_in_step=per_step, perturb_baseline="black", normalise=False, disable_warnings=True
+    )
     # (curves, not Quantus' own AUC: quantus 0.6 calls np.trapz, gone in numpy 2.4)
 
     def run_quantus() -> Any:
-        return flip(model=model, x_batch=x_nchw, y_batch=y, a_batch=a, device="cpu",
-                    softmax=True, batch_size=n, channel_first=True)
+        return flip(
+            model=model,
+            x_batch=x_nchw,
+            y_batch=y,
+            a_batch=a,
+            device="cpu",
+            softmax=True,
+            batch_size=n,
+            channel_first=True,
+        )
 
     t_q = best_of(args.repeat, run_quantus)
-    t_ours = best_of(args.repeat, lambda: metrics.deletion(model, ex, images=x, steps=q_steps,
-                                                           baseline="zeros", batch_size=bs))
-    print(f"--- {q_steps} steps, {per_step // 3} pixels each (Quantus' step must divide "
-          f"{pixels} pixels)")
+    t_ours = best_of(
+        args.repeat,
+        lambda: metrics.deletion(
+            model, ex, images=x, steps=q_steps, baseline="zeros", batch_size=bs
+        ),
+    )
+    print(
+        f"--- {q_steps} steps, {per_step // 3} pixels each (Quantus' step must divide "
+        f"{pixels} pixels)"
+    )
     print(f"quantus PixelFlipping    {t_q:8.2f} s")
-    print(f"seewhy deletion          {t_ours:8.2f} s   {t_q / t_ours:.2f}x faster "
-          "(target >= 7x)")
+    print(f"seewhy deletion          {t_ours:8.2f} s   {t_q / t_ours:.2f}x faster (target >= 7x)")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ from seewhy.errors import BackendError, InvalidInput
 torch = pytest.importorskip("torch")
 
 LABELS = ("cat", "dog", "bird")
-SPEC = seewhy.ModelSpec(
-    name="tiny", preprocess=seewhy.Preprocess(size=(64, 64)), labels=LABELS
-)
+SPEC = seewhy.ModelSpec(name="tiny", preprocess=seewhy.Preprocess(size=(64, 64)), labels=LABELS)
 
 
 def tiny_model(seed: int = 0) -> Any:
@@ -38,8 +36,13 @@ def tiny_model(seed: int = 0) -> Any:
     torch.manual_seed(seed)
     nn = torch.nn
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
     ).eval()
     model.seewhy_spec = SPEC
     return model
@@ -75,7 +78,8 @@ def classes(tmp_path: Path) -> Path:
 
 def test_class_folders_match_labels_by_name_number_or_order(tmp_path: Path) -> None:
     assert match_classes(["Cat", "dog_", "2"], LABELS) == (
-        {"Cat": 0, "dog_": 1, "2": 2}, "index and name"
+        {"Cat": 0, "dog_": 1, "2": 2},
+        "index and name",
     )
     assert match_classes(["a", "b", "c"], LABELS) == ({"a": 0, "b": 1, "c": 2}, "folder order")
     mapping, rule = match_classes(["cat", "zebra"], LABELS)
@@ -84,7 +88,10 @@ def test_class_folders_match_labels_by_name_number_or_order(tmp_path: Path) -> N
     ds = collect(data, labels=LABELS)
     assert ds.layout == "folders" and ds.class_rule == "name"
     assert [(i.name, i.true_index) for i in ds.items] == [
-        ("bird/bird0.png", 2), ("cat/cat0.png", 0), ("dog/broken.png", 1), ("dog/dog0.png", 1),
+        ("bird/bird0.png", 2),
+        ("cat/cat0.png", 0),
+        ("dog/broken.png", 1),
+        ("dog/dog0.png", 1),
     ]
     flat = collect(data, labels=LABELS, labels_from="none")
     assert flat.layout == "files" and not flat.has_truth and len(flat.items) == 4
@@ -99,7 +106,9 @@ def test_list_file_and_boxes(tmp_path: Path) -> None:
     ds = collect(listing, labels=LABELS, boxes=boxes)
     assert ds.layout == "list"
     assert [(i.true_label, i.true_index) for i in ds.items] == [
-        ("cat", 0), ("dog", 1), (None, None)
+        ("cat", 0),
+        ("dog", 1),
+        (None, None),
     ]
     assert ds.items[0].boxes == ((0.0, 0.0, 36.0, 32.0),)
     assert ds.items[1].boxes == ((0.5, 0.0, 1.0, 1.0),)
@@ -126,8 +135,9 @@ def test_energies_and_object_mask_follow_the_preprocessing() -> None:
     mask = object_mask((100, 200), pre, boxes=[(0, 0, 100, 100)])
     assert mask is not None and mask.shape == (100, 100)
     assert mask[:, :48].all() and not mask[:, 52:].any()
-    assert suspicion(wrong=True, confidence=0.9, object_energies=[0.2],
-                     border_energies=[0.3]) == pytest.approx(2.7)
+    assert suspicion(
+        wrong=True, confidence=0.9, object_energies=[0.2], border_energies=[0.3]
+    ) == pytest.approx(2.7)
 
 
 # --------------------------------------------------------------------------- runs
@@ -139,8 +149,13 @@ def test_audit_writes_report_tables_and_maps(classes: Path, tmp_path: Path) -> N
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"cat/cat0.png": [0, 0, 72, 64], "bird0.png": [0, 0, 8, 8]}))
     result = audit(
-        classes, tiny_model(), out=out, methods=["gradcam", "grad-cam", "layercam"],
-        batch_size=3, boxes=boxes, progress=lambda d, t: seen.append((d, t)),
+        classes,
+        tiny_model(),
+        out=out,
+        methods=["gradcam", "grad-cam", "layercam"],
+        batch_size=3,
+        boxes=boxes,
+        progress=lambda d, t: seen.append((d, t)),
     )
     assert seen[0] == (0, 7) and seen[-1] == (7, 7)
     s = result.summary
@@ -148,8 +163,13 @@ def test_audit_writes_report_tables_and_maps(classes: Path, tmp_path: Path) -> N
     assert result.failed == 1 and result.batches == 3
     rows = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
     assert [r["name"] for r in rows] == [
-        "bird/bird0.png", "bird/bird1.png", "cat/cat0.png", "cat/cat1.png", "dog/broken.png",
-        "dog/dog0.png", "dog/dog1.png",
+        "bird/bird0.png",
+        "bird/bird1.png",
+        "cat/cat0.png",
+        "cat/cat1.png",
+        "dog/broken.png",
+        "dog/dog0.png",
+        "dog/dog1.png",
     ]
     broken = rows[4]
     assert broken["status"] == "error" and "dog/broken.png" in broken["reason"]
@@ -229,8 +249,11 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> Non
 
     def start(out: Path, delay: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, str(script), str(data), str(out), delay], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, str(script), str(data), str(out), delay],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
 
     reference = start(clean, "0")
@@ -279,15 +302,41 @@ def test_command_reports_partial_success(
     model_file = tmp_path / "tiny.pth"
     torch.save(tiny_model(), model_file)
     out = tmp_path / "cli"
-    args = _parse([str(classes), "--model", str(model_file), "--trust-model", "--out", str(out),
-                   "--method", "gradcam", "--method", "eigencam,layercam", "--batch-size", "4",
-                   "--quiet"])
+    args = _parse(
+        [
+            str(classes),
+            "--model",
+            str(model_file),
+            "--trust-model",
+            "--out",
+            str(out),
+            "--method",
+            "gradcam",
+            "--method",
+            "eigencam,layercam",
+            "--batch-size",
+            "4",
+            "--quiet",
+        ]
+    )
     assert audit_command(args) == 3  # one unreadable file
     assert capsys.readouterr().out == ""
     meta = json.loads((out / "summary.json").read_text())["meta"]
     assert meta["methods"] == ["gradcam", "eigencam", "layercam"]
-    args = _parse([str(classes), "--model", str(model_file), "--trust-model", "--out", str(out),
-                   "--method", "gradcam,eigencam,layercam", "--batch-size", "4"])
+    args = _parse(
+        [
+            str(classes),
+            "--model",
+            str(model_file),
+            "--trust-model",
+            "--out",
+            str(out),
+            "--method",
+            "gradcam,eigencam,layercam",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert audit_command(args) == 3
     printed = capsys.readouterr()
     assert "resumed: 2 of 2 batches were done" in printed.out
@@ -317,6 +366,5 @@ def test_import_loads_no_framework() -> None:
         "heavy = [m for m in ('torch', 'ray', 'pyarrow', 'tensorflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

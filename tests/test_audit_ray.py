@@ -22,8 +22,13 @@ def _model() -> Any:
     torch.manual_seed(1)
     nn = torch.nn
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
     ).eval()
     model.seewhy_spec = seewhy.ModelSpec(
         name="tiny", preprocess=seewhy.Preprocess(size=(48, 48)), labels=("cat", "coffee")
@@ -51,8 +56,15 @@ def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
     kwargs: dict[str, Any] = {"methods": ["gradcam", "layercam"], "batch_size": 2, "title": "t"}
     local = audit(tmp_path / "data", _model(), out=tmp_path / "local", **kwargs)
     done: list[int] = []
-    remote = audit(tmp_path / "data", _model(), out=tmp_path / "ray", engine="ray", workers=2,
-                   progress=lambda d, t: done.append(d), **kwargs)
+    remote = audit(
+        tmp_path / "data",
+        _model(),
+        out=tmp_path / "ray",
+        engine="ray",
+        workers=2,
+        progress=lambda d, t: done.append(d),
+        **kwargs,
+    )
     assert done[-1] == 7 and remote.summary == local.summary
     for name in ("results.csv", "index.html"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

@@ -29,7 +29,6 @@ nn = torch.nn
 F = torch.nn.functional
 
 
-
 @pytest.fixture(scope="module")
 def trained() -> Any:
     model, accuracy = trained_torch_cnn()

@@ -159,7 +159,7 @@ def test_relu_is_restored_after_an_exception() -> None:
         raise ValueError("inside")
     assert (keras_backend.nn.relu, keras_backend.nn.relu6) == saved
     model, _ = _conv_model()
-    with pytest.raises(Exception, match="."):  # 7x7 images do not fit the Dense layer
+    with pytest.raises(Exception, match=r"."):  # 7x7 images do not fit the Dense layer
         seewhy.explain(model, images(1, size=7), method="guided-backprop")
     assert (keras_backend.nn.relu, keras_backend.nn.relu6) == saved
     probe = to_numpy(keras, keras.activations.relu(np.array([-1.0, 2.0], np.float32)))

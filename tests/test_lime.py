@@ -13,6 +13,7 @@ import pytest
 import seewhy
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
+from seewhy.methods import kernels
 from seewhy.methods.base import Context
 from seewhy.methods.lime import kernel_shap_fit, lime_weights, ridge_fit, shap_coalitions
 from seewhy.methods.superpixels import compose, segment, segment_means
@@ -29,7 +30,6 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 SLIC = {"segmentation": "slic", "segmentation_params": {"n_segments": 40, "compactness": 10}}
-
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,11 @@ def test_ridge_is_sklearn_ridge_with_sample_weight() -> None:
     assert r2 == pytest.approx(ref.score(x, y, sample_weight=w))
 
 
-def test_compose_equals_where() -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_compose_equals_where(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if compiled and not kernels.available():
+        pytest.skip("numba is not installed (seewhy[fast])")
+    monkeypatch.setattr(kernels, "available", lambda: compiled)
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 6, (9, 7))
     x = rng.normal(size=(9, 7, 3)).astype(np.float32)

@@ -27,15 +27,31 @@ def test_evaluate_writes_json(tmp_path, capsys):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"sample:chelsea": [40, 20, 200, 200]}), encoding="utf-8")
     out = tmp_path / "metrics.json"
-    args = parser().parse_args([
-        "evaluate", "sample:chelsea", "--steps", "4", "--json", str(out), "--boxes", str(boxes),
-        "--metrics", "deletion,insertion,average-drop,pointing_game,energy_in_box,iou",
-    ])
+    args = parser().parse_args(
+        [
+            "evaluate",
+            "sample:chelsea",
+            "--steps",
+            "4",
+            "--json",
+            str(out),
+            "--boxes",
+            str(boxes),
+            "--metrics",
+            "deletion,insertion,average-drop,pointing_game,energy_in_box,iou",
+        ]
+    )
     assert cc.evaluate_command(args) == 0
     payload = json.loads(out.read_text(encoding="utf-8"))
     scores = payload["methods"]["gradcam"]["metrics"]
-    assert set(scores) == {"deletion", "insertion", "average_drop", "pointing_game",
-                           "energy_in_box", "iou"}
+    assert set(scores) == {
+        "deletion",
+        "insertion",
+        "average_drop",
+        "pointing_game",
+        "energy_in_box",
+        "iou",
+    }
     assert len(scores["deletion"]["fractions"]) == 5
     assert "gradcam: deletion=" in capsys.readouterr().out
 
@@ -54,8 +70,9 @@ def test_sanity_writes_plot(tmp_path, capsys):
     pytest.importorskip("torch")
     plot = tmp_path / "sanity.png"
     numbers = tmp_path / "sanity.json"
-    args = parser().parse_args(["sanity", "sample:chelsea", "--steps", "2", "--out", str(plot),
-                                "--json", str(numbers)])
+    args = parser().parse_args(
+        ["sanity", "sample:chelsea", "--steps", "2", "--out", str(plot), "--json", str(numbers)]
+    )
     assert cc.sanity_command(args) == 0
     assert plot.stat().st_size > 1000
     result = json.loads(numbers.read_text(encoding="utf-8"))["results"][0]
@@ -69,16 +86,25 @@ def test_demo_command_passes_options(tmp_path, monkeypatch, capsys):
     def fake(out_dir, **kwargs):
         seen.update(kwargs, out_dir=out_dir)
         return demo_module.DemoResult(
-            out_dir=tmp_path, report=tmp_path / "index.html", images=(), framework="torch",
-            accuracy={"clean": {"shortcut_holds": 0.9, "shortcut_broken": 0.9},
-                      "shortcut": {"shortcut_holds": 1.0, "shortcut_broken": 0.0}},
-            energy={"clean": 0.4, "shortcut": 0.05}, pointing={"clean": 0.9, "shortcut": 0.1},
-            chance=0.14, flagged={"clean": False, "shortcut": True}, seconds=1.0,
+            out_dir=tmp_path,
+            report=tmp_path / "index.html",
+            images=(),
+            framework="torch",
+            accuracy={
+                "clean": {"shortcut_holds": 0.9, "shortcut_broken": 0.9},
+                "shortcut": {"shortcut_holds": 1.0, "shortcut_broken": 0.0},
+            },
+            energy={"clean": 0.4, "shortcut": 0.05},
+            pointing={"clean": 0.9, "shortcut": 0.1},
+            chance=0.14,
+            flagged={"clean": False, "shortcut": True},
+            seconds=1.0,
         )
 
     monkeypatch.setattr(demo_module, "run_shortcut_demo", fake)
-    args = parser().parse_args(["demo", "shortcut", "--out", str(tmp_path), "--quick",
-                                "--shortcut", "tint"])
+    args = parser().parse_args(
+        ["demo", "shortcut", "--out", str(tmp_path), "--quick", "--shortcut", "tint"]
+    )
     assert cc.demo_shortcut_command(args) == 0
     assert seen["shortcut"] == "tint" and seen["n_train"] == 1200
     assert "shortcut suspected" in capsys.readouterr().out

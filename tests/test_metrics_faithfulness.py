@@ -18,7 +18,6 @@ from seewhy.metrics.faithfulness import noisy_linear_impute, pixel_ranks, trapez
 SIZE = 12
 
 
-
 class PixelSum(nn.Module):
     """Class 0's logit is sum(w * mean-over-channels(x)); class 1's is 0.
 
@@ -95,8 +94,13 @@ def _reference_curve(model, image, saliency, target, steps, fill, kind):
 def _tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(6, 3),
     ).eval()
 
@@ -111,8 +115,7 @@ def test_batched_curves_equal_the_slow_reference_loop(kind):
     steps = 7  # 100 pixels in 7 uneven steps
     func = metrics.deletion if kind == "deletion" else metrics.insertion
     baseline = "mean" if kind == "deletion" else "blur"
-    curve = func(net, maps, images=x, targets=targets, steps=steps, baseline=baseline,
-                 batch_size=5)
+    curve = func(net, maps, images=x, targets=targets, steps=steps, baseline=baseline, batch_size=5)
     fill = metrics.faithfulness.fill_values(x, baseline, seewhy.IMAGENET)
     for i in range(3):
         auc, y = _reference_curve(net, x[i], maps[i], targets[i], steps, fill[i], kind)
@@ -127,14 +130,14 @@ def test_explanation_in_and_inputs_rebuilt_from_its_pictures():
     pre = seewhy.Preprocess(size=(16, 16))
     ex = seewhy.explain(net, pictures, "gradcam", preprocess=pre)
     a = metrics.deletion(net, ex, steps=8, preprocess=pre)
-    b = metrics.deletion(net, ex.maps, images=pictures, targets=ex.targets, steps=8,
-                         preprocess=pre)
+    b = metrics.deletion(net, ex.maps, images=pictures, targets=ex.targets, steps=8, preprocess=pre)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
     np.testing.assert_array_equal(a.targets, ex.targets)
     assert a.to_dict()["metric"] == "deletion"
     with pytest.warns(UserWarning, match="images="):  # wrong preprocessing is noticed
-        metrics.deletion(net, ex, steps=2, preprocess=seewhy.Preprocess(size=(16, 16),
-                                                                      mean=(0.0,) * 3))
+        metrics.deletion(
+            net, ex, steps=2, preprocess=seewhy.Preprocess(size=(16, 16), mean=(0.0,) * 3)
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.insertion(net, ex, steps=2, preprocess=pre)
@@ -145,14 +148,16 @@ def test_average_drop_and_increase_in_confidence(model, weights):
     full = metrics.average_drop(model, np.ones((2, SIZE, SIZE)), images=x, targets=[0, 0])
     assert full.average_drop == pytest.approx(0.0, abs=1e-9)  # image shown whole: no drop
     assert full.increase_in_confidence == 0.0
-    empty = metrics.average_drop(model, np.zeros((2, SIZE, SIZE)), images=x, targets=[0, 0],
-                                 baseline="zeros")
+    empty = metrics.average_drop(
+        model, np.zeros((2, SIZE, SIZE)), images=x, targets=[0, 0], baseline="zeros"
+    )
     p1 = 1 / (1 + np.exp(-weights.sum() / 2))
     p0 = 1 / (1 + np.exp(weights.sum() / 2))
     assert empty.average_drop == pytest.approx(100 * (p1 - p0) / p1, rel=1e-5)
     # class 1 gains when class 0's evidence is hidden
-    up = metrics.increase_in_confidence(model, np.zeros((2, SIZE, SIZE)), images=x,
-                                        targets=[1, 1], baseline="zeros")
+    up = metrics.increase_in_confidence(
+        model, np.zeros((2, SIZE, SIZE)), images=x, targets=[1, 1], baseline="zeros"
+    )
     assert up.increase_in_confidence == 100.0 and up.average_drop == 0.0
     assert set(up.to_dict()) >= {"average_drop", "increase_in_confidence"}
 

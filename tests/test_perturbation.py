@@ -28,7 +28,6 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-
 @pytest.fixture(scope="module")
 def trained() -> Any:
     model, accuracy = trained_torch_cnn()

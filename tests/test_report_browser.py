@@ -23,12 +23,20 @@ from seewhy.audit.summary import summarize
 from seewhy.report import write_audit_report
 from seewhy.report.audit import safe_json
 
-CHROMIUM = os.environ.get("SEEWHY_CHROMIUM") or shutil.which("chromium") or shutil.which(
-    "chromium-browser"
+CHROMIUM = (
+    os.environ.get("SEEWHY_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
 )
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 EVIL_NAME = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">.png'
@@ -46,13 +54,28 @@ def _record(
     i: int, name: str, true: str, pred: str, conf: float, flags: list[str]
 ) -> dict[str, Any]:
     return {
-        "index": i, "name": name, "path": f"/data/{name}", "status": "ok", "reason": "",
-        "true_label": true, "true_index": 0, "pred_label": pred, "pred_index": 1,
-        "confidence": conf, "true_probability": 0.1, "correct": "wrong" not in flags,
-        "top": [[pred, 1, conf]], "width": 64, "height": 48, "has_object": False,
+        "index": i,
+        "name": name,
+        "path": f"/data/{name}",
+        "status": "ok",
+        "reason": "",
+        "true_label": true,
+        "true_index": 0,
+        "pred_label": pred,
+        "pred_index": 1,
+        "confidence": conf,
+        "true_probability": 0.1,
+        "correct": "wrong" not in flags,
+        "top": [[pred, 1, conf]],
+        "width": 64,
+        "height": 48,
+        "has_object": False,
         "energies": {m: {"object": None, "border": 0.2} for m in METHODS},
-        "flags": flags, "notes": [], "suspicion": (1 + conf if "wrong" in flags else 0.1),
-        "shard": 0, "row": i,
+        "flags": flags,
+        "notes": [],
+        "suspicion": (1 + conf if "wrong" in flags else 0.1),
+        "shard": 0,
+        "row": i,
     }
 
 
@@ -64,8 +87,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _record(1, EVIL_NAME, EVIL_LABEL, "dog", 0.6, ["wrong"]),
         _record(2, "a.jpg", "cat", "cat", 0.3, []),
         _record(3, "c.jpg", "dog", "cat", 0.99, ["wrong", "border"]),
-        {**_record(4, "broken <b>.jpg", "dog", "", 0, ["unreadable"]), "status": "error",
-         "reason": "not an image <i>really</i>", "pred_label": None, "confidence": None},
+        {
+            **_record(4, "broken <b>.jpg", "dog", "", 0, ["unreadable"]),
+            "status": "error",
+            "reason": "not an image <i>really</i>",
+            "pred_label": None,
+            "confidence": None,
+        },
     ]
     (out / "images").mkdir()
     rng = np.random.default_rng(0)
@@ -73,8 +101,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for suffix in ("jpg", "m0.jpg", "m1.jpg"):
             pixels = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(out / "images" / f"{r['index']:07d}.{suffix}")
-    meta = {"title": "t <b>", "model": "tiny", "methods": METHODS, "layer": None,
-            "class_rule": "name", "notes": [EVIL_LABEL]}
+    meta = {
+        "title": "t <b>",
+        "model": "tiny",
+        "methods": METHODS,
+        "layer": None,
+        "class_rule": "name",
+        "notes": [EVIL_LABEL],
+    }
     write_audit_report(out, records, summarize(records), meta)
     return out / "index.html"
 
@@ -102,9 +136,11 @@ class _Page:
         if self.backend == "playwright":
             self.handle.select_option(css, value)
         else:
-            self.eval(f"(function(s){{s.value={json.dumps(value)};"
-                      "s.dispatchEvent(new Event('change'));return 1})"
-                      f"(document.querySelector({json.dumps(css)}))")
+            self.eval(
+                f"(function(s){{s.value={json.dumps(value)};"
+                "s.dispatchEvent(new Event('change'));return 1})"
+                f"(document.querySelector({json.dumps(css)}))"
+            )
 
     def wait(self, js: str) -> None:
         if self.backend == "playwright":
@@ -128,12 +164,16 @@ def page(report: Path) -> Iterator[_Page]:
     if pw is not None:
         with pw.sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=FLAGS, headless=True,
+                profile,
+                executable_path=CHROMIUM,
+                args=FLAGS,
+                headless=True,
                 viewport={"width": 1200, "height": 900},
             )
             tab = context.new_page()
             errors: list[str] = []
             tab.on("pageerror", lambda e: errors.append(str(e)))
+
             def on_dialog(d: Any) -> None:  # an alert() would mean injected code ran
                 errors.append("dialog " + d.message)
                 d.dismiss()
@@ -161,27 +201,34 @@ def page(report: Path) -> Iterator[_Page]:
 
 
 def _names(page: _Page) -> list[str]:
-    return list(page.eval("Array.from(document.querySelectorAll('#grid .card .name'))"
-                          ".map(e => e.textContent)"))
+    return list(
+        page.eval(
+            "Array.from(document.querySelectorAll('#grid .card .name')).map(e => e.textContent)"
+        )
+    )
 
 
 def test_grid_renders_with_pictures(page: _Page) -> None:
     page.wait("window.seewhyReport && window.seewhyReport.ready")
     page.wait("Array.from(document.querySelectorAll('#grid img')).every(i => i.complete)")
     assert page.eval("document.querySelectorAll('#grid .card').length") == 4
-    assert page.eval("Array.from(document.querySelectorAll('#grid img'))"
-                     ".every(i => i.naturalWidth === 48)")
+    assert page.eval(
+        "Array.from(document.querySelectorAll('#grid img')).every(i => i.naturalWidth === 48)"
+    )
     assert _names(page)[:2] == ["c.jpg", EVIL_NAME]  # most suspicious first
-    assert "not an image <i>really</i>" in page.eval("document.getElementById('failures')"
-                                                    ".nextElementSibling.textContent")
+    assert "not an image <i>really</i>" in page.eval(
+        "document.getElementById('failures').nextElementSibling.textContent"
+    )
 
 
 def test_sorting_and_filtering(page: _Page) -> None:
     page.choose("#sort", "name")
     assert _names(page) == sorted(_names(page))
     page.choose("#sort", "confidence-asc")
-    conf = page.eval("Array.from(document.querySelectorAll('#grid .card .pred'))"
-                     ".map(e => parseFloat(e.textContent.split(' ').pop()))")
+    conf = page.eval(
+        "Array.from(document.querySelectorAll('#grid .card .pred'))"
+        ".map(e => parseFloat(e.textContent.split(' ').pop()))"
+    )
     assert conf == sorted(conf) and len(conf) == 4
     page.click("#f-wrong")
     assert sorted(_names(page)) == sorted(["c.jpg", EVIL_NAME])
@@ -194,11 +241,14 @@ def test_click_opens_large_view_with_every_method(page: _Page) -> None:
     page.click("#grid .card[data-index='2']")
     page.wait("document.getElementById('viewer').open")
     assert page.eval("document.getElementById('v-title').textContent") == "a.jpg"
-    captions = page.eval("Array.from(document.querySelectorAll('#v-images figcaption'))"
-                         ".map(e => e.textContent)")
+    captions = page.eval(
+        "Array.from(document.querySelectorAll('#v-images figcaption')).map(e => e.textContent)"
+    )
     assert captions == ["input", *METHODS]
-    page.wait("Array.from(document.querySelectorAll('#v-images img'))"
-              ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait(
+        "Array.from(document.querySelectorAll('#v-images img'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.click("#v-close")
     assert not page.eval("document.getElementById('viewer').open")
 

@@ -54,8 +54,9 @@ def test_shortcut_rates():
     lying = synthetic.make_shapes(60, size=32, seed=0, shortcut="patch", shortcut_rate=0.0)
     assert (lying.shortcut_labels != lying.labels).all()
     assert ((lying.shortcut_labels >= 0) & (lying.shortcut_labels < 4)).all()
-    half = synthetic.make_shapes(400, size=32, seed=0, shortcut="tint", shortcut_rate=0.5,
-                                 clutter=0)
+    half = synthetic.make_shapes(
+        400, size=32, seed=0, shortcut="tint", shortcut_rate=0.5, clutter=0
+    )
     agree = float(np.mean(half.shortcut_labels == half.labels))
     assert 0.4 < agree < 0.6
     assert np.array_equal(half.shortcut_masks, ~half.masks)  # the tint is the background

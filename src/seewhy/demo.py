@@ -98,13 +98,14 @@ def run_shortcut_demo(
     out.mkdir(parents=True, exist_ok=True)
 
     train_clean = synthetic.make_shapes(n_train, seed=seed)
-    train_short = synthetic.make_shapes(n_train, seed=seed, shortcut=shortcut,
-                                        shortcut_rate=1.0)
+    train_short = synthetic.make_shapes(n_train, seed=seed, shortcut=shortcut, shortcut_rate=1.0)
     tests = {
-        "shortcut_holds": synthetic.make_shapes(n_test, seed=seed + 1, shortcut=shortcut,
-                                                shortcut_rate=1.0),
-        "shortcut_broken": synthetic.make_shapes(n_test, seed=seed + 1, shortcut=shortcut,
-                                                 shortcut_rate=0.0),
+        "shortcut_holds": synthetic.make_shapes(
+            n_test, seed=seed + 1, shortcut=shortcut, shortcut_rate=1.0
+        ),
+        "shortcut_broken": synthetic.make_shapes(
+            n_test, seed=seed + 1, shortcut=shortcut, shortcut_rate=0.0
+        ),
     }
     models = {
         "clean": synthetic.train(train_clean, framework=framework, epochs=epochs, seed=seed),
@@ -116,9 +117,7 @@ def run_shortcut_demo(
     }
     broken = tests["shortcut_broken"]
     explanations = {name: explain(model, broken.images, method) for name, model in models.items()}
-    energy = {
-        name: energy_in_box(ex, boxes=broken.boxes).mean for name, ex in explanations.items()
-    }
+    energy = {name: energy_in_box(ex, boxes=broken.boxes).mean for name, ex in explanations.items()}
     pointing = {
         name: pointing_game(ex, masks=broken.masks).mean for name, ex in explanations.items()
     }
@@ -163,7 +162,8 @@ def _write_examples(path: Path, data: Any, explanations: dict[str, Any], count: 
     names = list(explanations)
     header = 22
     canvas = Image.new(
-        "RGB", ((1 + len(names)) * (size + gap) - gap, header + count * (size + gap + 16)),
+        "RGB",
+        ((1 + len(names)) * (size + gap) - gap, header + count * (size + gap + 16)),
         (255, 255, 255),
     )
     draw = ImageDraw.Draw(canvas)
@@ -173,19 +173,24 @@ def _write_examples(path: Path, data: Any, explanations: dict[str, Any], count: 
         top = header + row * (size + gap + 16)
         picture = Image.fromarray(data.images[row]).resize((size, size), Image.Resampling.NEAREST)
         x0, y0, x1, y1 = (int(v) * scale for v in data.boxes[row])
-        ImageDraw.Draw(picture).rectangle((x0, y0, x1 - 1, y1 - 1), outline=(255, 255, 255),
-                                          width=2)
+        ImageDraw.Draw(picture).rectangle(
+            (x0, y0, x1 - 1, y1 - 1), outline=(255, 255, 255), width=2
+        )
         canvas.paste(picture, (0, top))
         draw.text((4, top + size + 2), f"true: {data.classes[data.labels[row]]}", fill=(0, 0, 0))
         for col, name in enumerate(names, start=1):
             ex = explanations[name]
             blended = Image.fromarray(overlay(data.images[row], ex.maps[row], alpha=0.45))
-            canvas.paste(blended.resize((size, size), Image.Resampling.BILINEAR),
-                         (col * (size + gap), top))
+            canvas.paste(
+                blended.resize((size, size), Image.Resampling.BILINEAR), (col * (size + gap), top)
+            )
             guess = ex.target_labels[row]
             mark = "ok" if int(ex.targets[row]) == int(data.labels[row]) else "wrong"
-            draw.text((col * (size + gap) + 4, top + size + 2), f"says {guess} ({mark})",
-                      fill=(0, 0, 0) if mark == "ok" else (200, 0, 0))
+            draw.text(
+                (col * (size + gap) + 4, top + size + 2),
+                f"says {guess} ({mark})",
+                fill=(0, 0, 0) if mark == "ok" else (200, 0, 0),
+            )
     canvas.save(path)
     return path
 
@@ -253,7 +258,7 @@ truth and once with it always naming a wrong class.</p>
 <table>
 <tr><th>model</th><th>accuracy, shortcut holds</th><th>accuracy, shortcut broken</th>
 <th>{esc(method)} energy in object</th><th>pointing game</th><th>verdict</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table>
 <p>Energy in object: the share of the map's total inside the object's box (1 = all of it).
 A map that ignored the object would score {result.chance:.2f}, the boxes' share of the

@@ -118,8 +118,9 @@ class ShapesData:
 
 def preprocess_for(size: int) -> Preprocess:
     """Inputs in about [-2, 2]: ``(x / 255 - 0.5) / 0.25``, no resizing needed."""
-    return Preprocess(size=(size, size), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3,
-                      scale=1.0 / 255.0)
+    return Preprocess(
+        size=(size, size), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3, scale=1.0 / 255.0
+    )
 
 
 # --------------------------------------------------------------------------- drawing
@@ -184,8 +185,9 @@ def _texture(
     else:
         value = rng.uniform(0.05, max(behind - 0.3, 0.05))
     base = _hsv_to_rgb(hue, rng.uniform(0.5, 1.0), value)
-    other = _hsv_to_rgb((hue + rng.uniform(0.25, 0.75)) % 1.0, rng.uniform(0.3, 1.0),
-                        rng.uniform(0.2, 0.9))
+    other = _hsv_to_rgb(
+        (hue + rng.uniform(0.25, 0.75)) % 1.0, rng.uniform(0.3, 1.0), rng.uniform(0.2, 0.9)
+    )
     other = base + (other - base) * strength
     kind = rng.integers(4)
     period = rng.uniform(3.0, 7.0) * size / 64
@@ -491,8 +493,9 @@ def train_keras(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(data.inputs(), data.labels, epochs=epochs, batch_size=batch_size, shuffle=True,
-              verbose=0)
+    model.fit(
+        data.inputs(), data.labels, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0
+    )
     model.seewhy_spec = _spec(data, "synthetic_cnn")
     return model
 

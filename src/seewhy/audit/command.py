@@ -21,55 +21,105 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "Explain every image of a data set and write a browsable HTML report, a table "
         "(CSV, and Parquet with pyarrow) and the maps (.npz). Run it again to resume."
     )
-    p.add_argument("data", nargs="+",
-                   help="a folder (one sub-folder per class gives true classes), a list "
-                        "file (.txt/.csv: path[,label] per line), or image files")
+    p.add_argument(
+        "data",
+        nargs="+",
+        help="a folder (one sub-folder per class gives true classes), a list "
+        "file (.txt/.csv: path[,label] per line), or image files",
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="efficientnet_lite0",
-                   help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model "
-                        "file [default: efficientnet_lite0]")
-    g.add_argument("--framework", choices=("torch", "keras"), default="torch",
-                   help="framework for a bundled model [default: torch]")
+    g.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model "
+        "file [default: efficientnet_lite0]",
+    )
+    g.add_argument(
+        "--framework",
+        choices=("torch", "keras"),
+        default="torch",
+        help="framework for a bundled model [default: torch]",
+    )
     g.add_argument("--weights", help="local weights file (state dict / Keras weights)")
-    g.add_argument("--trust-model", action="store_true",
-                   help="allow model files that run code when loaded")
+    g.add_argument(
+        "--trust-model", action="store_true", help="allow model files that run code when loaded"
+    )
     e = p.add_argument_group("explanation")
-    e.add_argument("--method", action="append", dest="methods", metavar="METHOD",
-                   help="method; repeat it or separate by commas to compare several "
-                        "side by side [default: gradcam]")
+    e.add_argument(
+        "--method",
+        action="append",
+        dest="methods",
+        metavar="METHOD",
+        help="method; repeat it or separate by commas to compare several "
+        "side by side [default: gradcam]",
+    )
     e.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
     e.add_argument("--batch-size", type=int, default=32, help="[default: 32]")
     e.add_argument("--top-k", type=int, default=5, help="classes kept per image [default: 5]")
     d = p.add_argument_group("data")
-    d.add_argument("--labels-from", choices=("auto", "folders", "none"), default="auto",
-                   help="true classes from class folders: auto-detect, always, never "
-                        "[default: auto]")
-    d.add_argument("--no-recursive", dest="recursive", action="store_false",
-                   help="do not walk sub-folders of a plain folder")
-    d.add_argument("--boxes", metavar="FILE",
-                   help="object boxes per file, JSON {file: [x0, y0, x1, y1]} or CSV "
-                        "file,x0,y0,x1,y1 (pixels of the original image)")
-    d.add_argument("--masks", metavar="DIR",
-                   help="folder of object masks mirroring the images' paths (non-zero = object)")
-    d.add_argument("--object-threshold", type=float, default=0.5,
-                   help="flag a map with less than this share on the object [default: 0.5]")
-    d.add_argument("--border-threshold", type=float, default=0.5,
-                   help="flag a map with more than this share on the border band "
-                        "[default: 0.5]")
+    d.add_argument(
+        "--labels-from",
+        choices=("auto", "folders", "none"),
+        default="auto",
+        help="true classes from class folders: auto-detect, always, never [default: auto]",
+    )
+    d.add_argument(
+        "--no-recursive",
+        dest="recursive",
+        action="store_false",
+        help="do not walk sub-folders of a plain folder",
+    )
+    d.add_argument(
+        "--boxes",
+        metavar="FILE",
+        help="object boxes per file, JSON {file: [x0, y0, x1, y1]} or CSV "
+        "file,x0,y0,x1,y1 (pixels of the original image)",
+    )
+    d.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="folder of object masks mirroring the images' paths (non-zero = object)",
+    )
+    d.add_argument(
+        "--object-threshold",
+        type=float,
+        default=0.5,
+        help="flag a map with less than this share on the object [default: 0.5]",
+    )
+    d.add_argument(
+        "--border-threshold",
+        type=float,
+        default=0.5,
+        help="flag a map with more than this share on the border band [default: 0.5]",
+    )
     o = p.add_argument_group("output and execution")
     o.add_argument("--out", default="audit-report", help="report folder [default: audit-report]")
     o.add_argument("--title", help="report title")
-    o.add_argument("--overwrite", action="store_true",
-                   help="start afresh instead of resuming an audit already in --out")
-    o.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local threads, or a Ray Data actor pool [default: local]")
-    o.add_argument("--workers", type=int,
-                   help="decoding threads (local) or Ray actors, one model each (ray) "
-                        "[default: local min(4, CPUs/2), ray 2]")
-    o.add_argument("--ray-address",
-                   help="Ray cluster to join (else $RAY_ADDRESS, else a local Ray)")
-    o.add_argument("--gpus-per-worker", type=float,
-                   help="GPUs per Ray actor [default: 1 if the cluster has GPUs, else 0]")
+    o.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh instead of resuming an audit already in --out",
+    )
+    o.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local threads, or a Ray Data actor pool [default: local]",
+    )
+    o.add_argument(
+        "--workers",
+        type=int,
+        help="decoding threads (local) or Ray actors, one model each (ray) "
+        "[default: local min(4, CPUs/2), ray 2]",
+    )
+    o.add_argument(
+        "--ray-address", help="Ray cluster to join (else $RAY_ADDRESS, else a local Ray)"
+    )
+    o.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs per Ray actor [default: 1 if the cluster has GPUs, else 0]",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
 
@@ -86,8 +136,15 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit="img", desc="audit",
-                            file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit="img",
+                desc="audit",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
             return
         self.bar.update(done - self.bar.n)
 
@@ -100,24 +157,43 @@ def audit_command(args: argparse.Namespace) -> int:
     """Run ``seewhy audit``; errors other than SeewhyError propagate to the caller."""
     from .runner import audit
 
-    methods = [m.strip() for raw in (args.methods or ["gradcam"]) for m in raw.split(",")
-               if m.strip()]
+    methods = [
+        m.strip() for raw in (args.methods or ["gradcam"]) for m in raw.split(",") if m.strip()
+    ]
     bar = _Bar(args.quiet)
     try:
         result = audit(
-            args.data, args.model, out=args.out, methods=methods, layer=args.layer,
-            batch_size=args.batch_size, top_k=args.top_k, labels_from=args.labels_from,
-            recursive=args.recursive, boxes=args.boxes, masks=args.masks,
-            object_threshold=args.object_threshold, border_threshold=args.border_threshold,
-            engine=args.engine, workers=args.workers, overwrite=args.overwrite,
-            title=args.title, framework=args.framework, weights=args.weights,
-            trust=args.trust_model, ray_address=args.ray_address,
-            gpus_per_worker=args.gpus_per_worker, progress=bar,
+            args.data,
+            args.model,
+            out=args.out,
+            methods=methods,
+            layer=args.layer,
+            batch_size=args.batch_size,
+            top_k=args.top_k,
+            labels_from=args.labels_from,
+            recursive=args.recursive,
+            boxes=args.boxes,
+            masks=args.masks,
+            object_threshold=args.object_threshold,
+            border_threshold=args.border_threshold,
+            engine=args.engine,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            title=args.title,
+            framework=args.framework,
+            weights=args.weights,
+            trust=args.trust_model,
+            ray_address=args.ray_address,
+            gpus_per_worker=args.gpus_per_worker,
+            progress=bar,
         )
     except KeyboardInterrupt:
         bar.close()
-        print(f"seewhy: interrupted; finished batches are kept in {args.out}, run the same "
-              "command again to resume", file=sys.stderr)
+        print(
+            f"seewhy: interrupted; finished batches are kept in {args.out}, run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     bar.close()
     s = result.summary

@@ -204,8 +204,11 @@ def collect(
     entries: list[tuple[Path, str, str | None]] = []  # (file, display name, class name)
     layout = "files"
     single = paths[0] if len(paths) == 1 else None
-    if single is not None and single.is_dir() and labels_from != "none" and (
-        labels_from == "folders" or _looks_like_classes(single)
+    if (
+        single is not None
+        and single.is_dir()
+        and labels_from != "none"
+        and (labels_from == "folders" or _looks_like_classes(single))
     ):
         layout = "folders"
         for folder in _class_dirs(single):

@@ -45,8 +45,9 @@ def require_ray() -> Any:
         import ray
         import ray.data
     except ImportError as exc:
-        raise BackendError(f"engine 'ray' needs Ray Data, which is not installed; {INSTALL_HINT}"
-                           ) from exc
+        raise BackendError(
+            f"engine 'ray' needs Ray Data, which is not installed; {INSTALL_HINT}"
+        ) from exc
     return ray
 
 
@@ -97,8 +98,11 @@ class AuditActor:
 def _quiet_ray_data(ray: Any) -> Iterator[None]:
     """Keep Ray Data's own progress bars and INFO lines off the user's terminal."""
     context = ray.data.DataContext.get_current()
-    saved = (context.enable_progress_bars, context.enable_operator_progress_bars,
-             context.enable_auto_log_stats)
+    saved = (
+        context.enable_progress_bars,
+        context.enable_operator_progress_bars,
+        context.enable_auto_log_stats,
+    )
     logger = logging.getLogger("ray.data")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -109,8 +113,11 @@ def _quiet_ray_data(ray: Any) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-        (context.enable_progress_bars, context.enable_operator_progress_bars,
-         context.enable_auto_log_stats) = saved
+        (
+            context.enable_progress_bars,
+            context.enable_operator_progress_bars,
+            context.enable_auto_log_stats,
+        ) = saved
 
 
 def run_ray(
@@ -131,7 +138,9 @@ def run_ray(
     started = False
     if not ray.is_initialized():
         ray.init(
-            address=address, include_dashboard=False, logging_level=logging.WARNING,
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
             log_to_driver=False,
         )
         started = True

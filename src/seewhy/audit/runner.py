@@ -125,8 +125,12 @@ def audit(
         raise InvalidInput(f"workers: expected a positive integer, got {workers!r}")
     names = _check_settings(methods, batch_size, top_k, (object_threshold, border_threshold))
     settings = Settings(
-        methods=names, layer=layer, batch_size=batch_size, top_k=top_k,
-        object_threshold=float(object_threshold), border_threshold=float(border_threshold),
+        methods=names,
+        layer=layer,
+        batch_size=batch_size,
+        top_k=top_k,
+        object_threshold=float(object_threshold),
+        border_threshold=float(border_threshold),
     )
     if engine == "ray":  # fail on a missing ray before any model is loaded
         from .ray_engine import require_ray
@@ -134,12 +138,17 @@ def audit(
         require_ray()
     model_obj = (
         load_model(model, framework=framework, weights=weights, trust=trust)
-        if isinstance(model, str) else model
+        if isinstance(model, str)
+        else model
     )
     spec = model_spec(model_obj)
     dataset = collect(
-        data, labels=spec.labels, labels_from=labels_from, recursive=recursive,
-        boxes=boxes, masks=masks,
+        data,
+        labels=spec.labels,
+        labels_from=labels_from,
+        recursive=recursive,
+        boxes=boxes,
+        masks=masks,
     )
     items = dataset.items
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
@@ -179,8 +188,15 @@ def audit(
         from .ray_engine import run_ray
 
         run_ray(
-            model, model_obj, settings, todo, store, advance, actors=workers or 2,
-            address=ray_address, gpus_per_worker=gpus_per_worker,
+            model,
+            model_obj,
+            settings,
+            todo,
+            store,
+            advance,
+            actors=workers or 2,
+            address=ray_address,
+            gpus_per_worker=gpus_per_worker,
             load_args={"framework": framework, "weights": weights, "trust": trust},
         )
     return finish(store, dataset, names, config, title=title, resumed=len(done))
@@ -221,8 +237,13 @@ def finish(
     report = write_audit_report(store.out, records, summary, meta)
     batches = len({int(r["shard"]) for r in records})
     return AuditResult(
-        out=store.out, report=report, tables=tuple(tables), summary=summary,
-        batches=batches, resumed_batches=resumed, notes=dataset.notes,
+        out=store.out,
+        report=report,
+        tables=tuple(tables),
+        summary=summary,
+        batches=batches,
+        resumed_batches=resumed,
+        notes=dataset.notes,
     )
 
 

@@ -36,8 +36,7 @@ FORMAT = "seewhy-audit/1"
 MANIFEST = "audit.json"
 SHARDS = "shards"
 IMAGES = "images"
-_OWNED = (MANIFEST, SHARDS, IMAGES, "index.html", "results.csv", "results.parquet",
-          "summary.json")
+_OWNED = (MANIFEST, SHARDS, IMAGES, "index.html", "results.csv", "results.parquet", "summary.json")
 
 
 def atomic_write(path: Path, data: bytes, *, sync: bool = False) -> None:

@@ -46,11 +46,14 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suspicious: int = 24) -> 
         "correct": correct,
         "accuracy": correct / len(judged) if judged else None,
         "flags": {name: flags.get(name, 0) for name in FLAG_NAMES},
-        "classes": sorted(classes.values(), key=lambda c: (c["accuracy"] is None,
-                                                          c["accuracy"] or 0.0, c["label"])),
+        "classes": sorted(
+            classes.values(),
+            key=lambda c: (c["accuracy"] is None, c["accuracy"] or 0.0, c["label"]),
+        ),
         "predicted": [{"label": k, "images": v} for k, v in predicted.most_common()],
         "most_suspicious": [
-            int(r["index"]) for r in ranked
+            int(r["index"])
+            for r in ranked
             if set(r.get("flags") or ()) & {"wrong", "off-object", "border"}
         ][:suspicious],
     }

@@ -92,7 +92,10 @@ class BatchWorker:
         self.settings = settings
         self.explainers = [
             Explainer(
-                model, m, layer=settings.layer, top_k=settings.top_k,
+                model,
+                m,
+                layer=settings.layer,
+                top_k=settings.top_k,
                 batch_size=settings.batch_size,
             )
             for m in settings.methods
@@ -190,7 +193,8 @@ class BatchWorker:
             "pred_label": top.label,
             "pred_index": top.index,
             "confidence": round(top.probability, 6),
-            "true_probability": round(float(probs[truth]), 6) if known and truth is not None
+            "true_probability": round(float(probs[truth]), 6)
+            if known and truth is not None
             else None,
             "correct": None if wrong is None else not wrong,
             "top": [[p.label, p.index, round(p.probability, 6)] for p in preds],
@@ -201,7 +205,9 @@ class BatchWorker:
             "flags": flags,
             "notes": d.notes,
             "suspicion": suspicion(
-                wrong=wrong, confidence=top.probability, object_energies=obj,
+                wrong=wrong,
+                confidence=top.probability,
+                object_energies=obj,
                 border_energies=bord,
             ),
             "shard": batch,

@@ -59,7 +59,7 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
             for module, flag in flags:
                 module.training = flag
     position = {name: i for i, (name, _) in enumerate(owners)}
-    ranked = sorted(owners, key=lambda item: (order.get(item[0], len(order) + position[item[0]])))
+    ranked = sorted(owners, key=lambda item: order.get(item[0], len(order) + position[item[0]]))
     return [(name, type(m).__name__) for name, m in ranked]
 
 

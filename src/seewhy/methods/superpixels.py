@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
+from . import kernels
+from .quickshift import quickshift
 
 __all__ = ["DEFAULTS", "boundary_picture", "compose", "segment", "segment_means"]
 
@@ -38,7 +40,9 @@ def segment(
 
     ``how`` is ``"quickshift"``, ``"slic"``, ``"felzenszwalb"`` (scikit-image,
     ``params`` override :data:`DEFAULTS`), a function picture -> labels, or a
-    fixed (H, W) label array.
+    fixed (H, W) label array. Quickshift runs compiled (:mod:`.quickshift`,
+    the same labels as scikit-image's) unless it is given options only
+    scikit-image knows.
     """
     h, w = picture.shape[:2]
     if isinstance(how, np.ndarray):
@@ -51,9 +55,12 @@ def segment(
         options = {**DEFAULTS[how], **(params or {})}
         if how == "quickshift":
             options.setdefault("rng", seed)
+        fast = how == "quickshift" and set(options) <= {"ratio", "kernel_size", "max_dist", "rng"}
         try:
-            labels = getattr(sk, how)(picture, **options)
-        except TypeError as exc:
+            labels = (
+                quickshift(picture, **options) if fast else getattr(sk, how)(picture, **options)
+            )
+        except (TypeError, ValueError) as exc:
             raise InvalidInput(
                 f"segmentation_params: {how} rejects {dict(params or {})}: {exc}"
             ) from None
@@ -104,6 +111,9 @@ def compose(
     ``out`` (>= B, H, W, C) float32. Returns ``out[:B]``.
     """
     batch = out[: len(on)]
+    if kernels.available():
+        kernels.compose(on, labels, x, fill, batch)
+        return batch
     shown = on[:, labels]  # (B, H, W): one gather of S-long rows
     dst = _pixels(batch)
     dst[...] = _pixels(fill)

@@ -72,8 +72,12 @@ __all__ = [
 #: Names :func:`evaluate` accepts that need the model.
 FAITHFULNESS_METRICS: tuple[str, ...] = ("deletion", "insertion", "average_drop", "road")
 #: Names :func:`evaluate` accepts that need object masks or boxes.
-LOCALISATION_METRICS: tuple[str, ...] = ("pointing_game", "energy_pointing_game",
-                                         "energy_in_box", "iou")
+LOCALISATION_METRICS: tuple[str, ...] = (
+    "pointing_game",
+    "energy_pointing_game",
+    "energy_in_box",
+    "iou",
+)
 
 
 def _key(name: str) -> str:
@@ -114,21 +118,30 @@ def evaluate(
     confidence = None
     for name in wanted:
         if name == "deletion":
-            out[name] = deletion(model, explanation, images=images, steps=steps,
-                                 baseline=baseline, batch_size=batch_size).to_dict()
+            out[name] = deletion(
+                model,
+                explanation,
+                images=images,
+                steps=steps,
+                baseline=baseline,
+                batch_size=batch_size,
+            ).to_dict()
         elif name == "insertion":
-            out[name] = insertion(model, explanation, images=images, steps=steps,
-                                  batch_size=batch_size).to_dict()
+            out[name] = insertion(
+                model, explanation, images=images, steps=steps, batch_size=batch_size
+            ).to_dict()
         elif name in ("average_drop", "increase_in_confidence"):
             if confidence is None:
-                confidence = average_drop(model, explanation, images=images,
-                                          batch_size=batch_size).to_dict()
+                confidence = average_drop(
+                    model, explanation, images=images, batch_size=batch_size
+                ).to_dict()
             out[name] = confidence
         elif name == "road":
             out[name] = road(model, explanation, images=images, batch_size=batch_size).to_dict()
         elif name == "pointing_game":
-            out[name] = pointing_game(explanation, masks=masks, boxes=boxes,
-                                      tolerance=tolerance).to_dict()
+            out[name] = pointing_game(
+                explanation, masks=masks, boxes=boxes, tolerance=tolerance
+            ).to_dict()
         elif name == "energy_pointing_game":
             out[name] = energy_pointing_game(explanation, masks=masks, boxes=boxes).to_dict()
         elif name == "energy_in_box":

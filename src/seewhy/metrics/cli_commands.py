@@ -31,14 +31,24 @@ EXIT_OK, EXIT_ERROR = 0, 1
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     """The same model options as ``seewhy explain``."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="efficientnet_lite0",
-                   help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model file "
-                   "[default: efficientnet_lite0]")
-    g.add_argument("--framework", choices=("torch", "keras"), default="torch",
-                   help="framework for a bundled model [default: torch]")
+    g.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model file "
+        "[default: efficientnet_lite0]",
+    )
+    g.add_argument(
+        "--framework",
+        choices=("torch", "keras"),
+        default="torch",
+        help="framework for a bundled model [default: torch]",
+    )
     g.add_argument("--weights", help="local weights file (state dict / Keras weights)")
-    g.add_argument("--trust-model", action="store_true",
-                   help="allow model files that run code when loaded (pickles, Keras lambdas)")
+    g.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow model files that run code when loaded (pickles, Keras lambdas)",
+    )
 
 
 def _csv(text: str) -> list[str]:
@@ -60,8 +70,9 @@ def _sources(images: list[str], recursive: bool = False) -> list[str]:
 def _load(args: argparse.Namespace) -> Any:
     import seewhy
 
-    return seewhy.load_model(args.model, framework=args.framework, weights=args.weights,
-                             trust=args.trust_model)
+    return seewhy.load_model(
+        args.model, framework=args.framework, weights=args.weights, trust=args.trust_model
+    )
 
 
 def _write_json(payload: dict[str, Any], target: str | None) -> None:
@@ -81,22 +92,35 @@ def add_evaluate_arguments(p: argparse.ArgumentParser, *, model_args: bool = Tru
     if model_args:
         _model_arguments(p)
     p.add_argument("--method", default="gradcam", help="method or comma-separated methods")
-    p.add_argument("--metrics", default="deletion,insertion,average_drop",
-                   help="comma-separated: deletion, insertion, average_drop, road, and with "
-                   "--boxes pointing_game, energy_pointing_game, energy_in_box, iou "
-                   "[default: deletion,insertion,average_drop]")
+    p.add_argument(
+        "--metrics",
+        default="deletion,insertion,average_drop",
+        help="comma-separated: deletion, insertion, average_drop, road, and with "
+        "--boxes pointing_game, energy_pointing_game, energy_in_box, iou "
+        "[default: deletion,insertion,average_drop]",
+    )
     p.add_argument("--target", help="class index or name to explain [default: top-1]")
     p.add_argument("--layer", help="layer for CAM methods")
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps [default: 50]")
-    p.add_argument("--baseline", default="zeros",
-                   help="what deleted pixels become: zeros, black, mean, blur [default: zeros]")
-    p.add_argument("--boxes", metavar="FILE",
-                   help="JSON object boxes in model-input pixels: {source: [x0, y0, x1, y1] or "
-                   "a list of them}, or a list in image order")
+    p.add_argument(
+        "--baseline",
+        default="zeros",
+        help="what deleted pixels become: zeros, black, mean, blur [default: zeros]",
+    )
+    p.add_argument(
+        "--boxes",
+        metavar="FILE",
+        help="JSON object boxes in model-input pixels: {source: [x0, y0, x1, y1] or "
+        "a list of them}, or a list in image order",
+    )
     p.add_argument("--tolerance", type=float, help="pointing-game tolerance in pixels")
     p.add_argument("--threshold", type=float, default=0.5, help="IoU threshold (share of max)")
-    p.add_argument("--batch-size", type=int, default=16,
-                   help="inputs per forward pass; raise it on a GPU [default: 16]")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="inputs per forward pass; raise it on a GPU [default: 16]",
+    )
     p.add_argument("--recursive", action="store_true", help="walk sub-folders")
     p.add_argument("--json", metavar="FILE", help="write the results here [default: stdout]")
 
@@ -133,8 +157,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     explained: list[str] = []
     for m in methods:
-        ex = seewhy.explain(model, sources, m, target=args.target, layer=args.layer,
-                            batch_size=args.batch_size)
+        ex = seewhy.explain(
+            model, sources, m, target=args.target, layer=args.layer, batch_size=args.batch_size
+        )
         if len(ex.sources) != len(sources) and boxes is not None:
             keep = [sources.index(s) for s in ex.sources]
             boxes = [boxes[i] for i in keep]
@@ -144,9 +169,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
             "layer": ex.layer,
             "targets": [int(t) for t in ex.targets],
             "target_labels": list(ex.target_labels),
-            "metrics": metrics.evaluate(model, ex, wanted, boxes=boxes, steps=args.steps,
-                                        baseline=args.baseline, batch_size=args.batch_size,
-                                        tolerance=args.tolerance, threshold=args.threshold),
+            "metrics": metrics.evaluate(
+                model,
+                ex,
+                wanted,
+                boxes=boxes,
+                steps=args.steps,
+                baseline=args.baseline,
+                batch_size=args.batch_size,
+                tolerance=args.tolerance,
+                threshold=args.threshold,
+            ),
         }
     payload = {"model": args.model, "images": explained, "methods": results}
     _write_json(payload, args.json)
@@ -172,14 +205,22 @@ def add_sanity_arguments(p: argparse.ArgumentParser, *, model_args: bool = True)
     p.add_argument("images", nargs="+", help="image files, folders, or sample:NAME")
     if model_args:
         _model_arguments(p)
-    p.add_argument("--method", default="gradcam",
-                   help="method or comma-separated methods [default: gradcam]")
+    p.add_argument(
+        "--method", default="gradcam", help="method or comma-separated methods [default: gradcam]"
+    )
     p.add_argument("--target", help="class index or name to explain [default: top-1]")
     p.add_argument("--layer", help="layer for CAM methods")
-    p.add_argument("--steps", type=int, default=6,
-                   help="randomisation steps spread over the cascade [default: 6]")
-    p.add_argument("--independent", action="store_true",
-                   help="randomise one layer at a time instead of cascading from the top")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=6,
+        help="randomisation steps spread over the cascade [default: 6]",
+    )
+    p.add_argument(
+        "--independent",
+        action="store_true",
+        help="randomise one layer at a time instead of cascading from the top",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="sanity.png", help="plot file [default: sanity.png]")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
@@ -197,23 +238,36 @@ def sanity_command(args: argparse.Namespace) -> int:
     sources = _sources(args.images, args.recursive)
     model = _load(args)
     results = [
-        sanity_check(model, sources, m, target=args.target, layer=args.layer, steps=args.steps,
-                     cascading=not args.independent, seed=args.seed)
+        sanity_check(
+            model,
+            sources,
+            m,
+            target=args.target,
+            layer=args.layer,
+            steps=args.steps,
+            cascading=not args.independent,
+            seed=args.seed,
+        )
         for m in methods
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_sanity(results).savefig(out, dpi=110)
     for r in results:
-        verdict = "passes (maps depend on the weights)" if r.passes() else (
-            "FAILS (maps barely change with random weights)"
+        verdict = (
+            "passes (maps depend on the weights)"
+            if r.passes()
+            else ("FAILS (maps barely change with random weights)")
         )
-        print(f"{r.method}: final Spearman {r.final_spearman:.3f}, SSIM {r.final_ssim:.3f}: "
-              f"{verdict}")
+        print(
+            f"{r.method}: final Spearman {r.final_spearman:.3f}, SSIM {r.final_ssim:.3f}: {verdict}"
+        )
     print(f"plot: {out}")
     if args.json:
-        _write_json({"model": args.model, "images": sources,
-                     "results": [r.to_dict() for r in results]}, args.json)
+        _write_json(
+            {"model": args.model, "images": sources, "results": [r.to_dict() for r in results]},
+            args.json,
+        )
     return EXIT_OK
 
 
@@ -235,12 +289,15 @@ def demo_shortcut_command(args: argparse.Namespace) -> int:
 
     size: dict[str, Any] = {"n_train": 1200, "n_test": 200, "epochs": 8} if args.quick else {}
     print("training a clean and a shortcut model on synthetic shapes...", file=sys.stderr)
-    result = run_shortcut_demo(args.out, framework=args.framework, seed=args.seed,
-                               shortcut=args.shortcut, **size)
+    result = run_shortcut_demo(
+        args.out, framework=args.framework, seed=args.seed, shortcut=args.shortcut, **size
+    )
     for name, acc in result.accuracy.items():
         flag = "  <- shortcut suspected" if result.flagged[name] else ""
-        print(f"{name:>8} model: accuracy {acc['shortcut_holds']:.1%} -> "
-              f"{acc['shortcut_broken']:.1%} when the shortcut breaks; energy in object "
-              f"{result.energy[name]:.2f} (chance {result.chance:.2f}){flag}")
+        print(
+            f"{name:>8} model: accuracy {acc['shortcut_holds']:.1%} -> "
+            f"{acc['shortcut_broken']:.1%} when the shortcut breaks; energy in object "
+            f"{result.energy[name]:.2f} (chance {result.chance:.2f}){flag}"
+        )
     print(f"report: {result.report}  ({result.seconds:.1f} s)")
     return EXIT_OK

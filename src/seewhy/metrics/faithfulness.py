@@ -104,8 +104,9 @@ def resolve_case(
                 f"{name}: images: expected the explained images when maps are given as an array"
             )
     if images is not None:
-        batch, _ = prepare(images, spec.preprocess, channels_first=backend.channels_first,
-                           strict=True)
+        batch, _ = prepare(
+            images, spec.preprocess, channels_first=backend.channels_first, strict=True
+        )
         inputs = batch.inputs
     if len(maps) != len(inputs):
         raise InvalidInput(
@@ -249,8 +250,7 @@ def _targets_from(case: Case, logits: np.ndarray) -> np.ndarray:
         bad = (case.targets < 0) | (case.targets >= classes)
         if bad.any():
             raise InvalidInput(
-                f"target: class {int(case.targets[bad][0])} is outside the model's "
-                f"0..{classes - 1}"
+                f"target: class {int(case.targets[bad][0])} is outside the model's 0..{classes - 1}"
             )
         return case.targets
     return logits.argmax(axis=1).astype(np.int64)
@@ -323,8 +323,13 @@ class Curve:
         ax = fig.add_subplot()
         for row in self.scores:
             ax.plot(self.fractions, row, color="0.7", linewidth=0.8)
-        ax.plot(self.fractions, self.scores.mean(axis=0), color="C0", linewidth=2.0,
-                label=f"mean (AUC {self.mean_auc:.3f})")
+        ax.plot(
+            self.fractions,
+            self.scores.mean(axis=0),
+            color="C0",
+            linewidth=2.0,
+            label=f"mean (AUC {self.mean_auc:.3f})",
+        )
         verb = "removed" if self.kind == "deletion" else "inserted"
         ax.set_xlabel(f"fraction of pixels {verb}")
         ax.set_ylabel(str(self.params.get("score", "probability")))
@@ -358,8 +363,9 @@ def _curve(
     steps = _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
     score = _check_score(score)
-    case = resolve_case(model, explanation, images=images, targets=targets,
-                        preprocess=preprocess, name=kind)
+    case = resolve_case(
+        model, explanation, images=images, targets=targets, preprocess=preprocess, name=kind
+    )
     x = case.inputs
     fill = fill_values(x, baseline, case.preprocess, blur_sigma=blur_sigma)
     n, h, w = case.maps.shape
@@ -399,9 +405,7 @@ def _curve(
         "score": score,
     }
     if isinstance(baseline, str) and baseline == "blur":
-        params["blur_sigma"] = (
-            default_blur_sigma(h, w) if blur_sigma is None else float(blur_sigma)
-        )
+        params["blur_sigma"] = default_blur_sigma(h, w) if blur_sigma is None else float(blur_sigma)
     return Curve(kind, counts / float(h * w), scores, targets_, params)
 
 
@@ -428,9 +432,19 @@ def deletion(
     All images x steps inputs go through ``backend.predict`` ``batch_size`` at
     a time; 16 suits CPUs (larger batches fall out of cache), raise it on a GPU.
     """
-    return _curve("deletion", model, explanation, images=images, targets=targets, steps=steps,
-                  baseline=baseline, blur_sigma=blur_sigma, score=score, batch_size=batch_size,
-                  preprocess=preprocess)
+    return _curve(
+        "deletion",
+        model,
+        explanation,
+        images=images,
+        targets=targets,
+        steps=steps,
+        baseline=baseline,
+        blur_sigma=blur_sigma,
+        score=score,
+        batch_size=batch_size,
+        preprocess=preprocess,
+    )
 
 
 def insertion(
@@ -454,9 +468,19 @@ def insertion(
     pixels do not create sharp edges the model could react to) and puts the
     original pixels back in map order. Higher ``mean_auc`` is better.
     """
-    return _curve("insertion", model, explanation, images=images, targets=targets, steps=steps,
-                  baseline=baseline, blur_sigma=blur_sigma, score=score, batch_size=batch_size,
-                  preprocess=preprocess)
+    return _curve(
+        "insertion",
+        model,
+        explanation,
+        images=images,
+        targets=targets,
+        steps=steps,
+        baseline=baseline,
+        blur_sigma=blur_sigma,
+        score=score,
+        batch_size=batch_size,
+        preprocess=preprocess,
+    )
 
 
 # --------------------------------------------------------------------------- confidence
@@ -523,8 +547,14 @@ def average_drop(
     baseline; both numbers come from the same two passes.
     """
     batch_size = _positive_int(batch_size, "batch_size")
-    case = resolve_case(model, explanation, images=images, targets=targets,
-                        preprocess=preprocess, name="average_drop")
+    case = resolve_case(
+        model,
+        explanation,
+        images=images,
+        targets=targets,
+        preprocess=preprocess,
+        name="average_drop",
+    )
     x = case.inputs
     fill = fill_values(x, baseline, case.preprocess, blur_sigma=blur_sigma)
     weight = np.clip(case.maps, 0.0, 1.0)[..., None]
@@ -550,8 +580,14 @@ def increase_in_confidence(
 
 # 8-neighbourhood weights of ROAD's imputer: edges count twice as much as corners.
 _NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
-    (-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
-    (0, 1, 1 / 6), (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12),
+    (-1, -1, 1 / 12),
+    (-1, 0, 1 / 6),
+    (-1, 1, 1 / 12),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (1, -1, 1 / 12),
+    (1, 0, 1 / 6),
+    (1, 1, 1 / 12),
 )
 
 
@@ -698,8 +734,9 @@ def road(
         raise InvalidInput(f"fractions: expected numbers strictly between 0 and 1, got {fractions}")
     if not math.isfinite(noise) or noise < 0:
         raise InvalidInput(f"noise: expected a non-negative number, got {noise!r}")
-    case = resolve_case(model, explanation, images=images, targets=targets,
-                        preprocess=preprocess, name="road")
+    case = resolve_case(
+        model, explanation, images=images, targets=targets, preprocess=preprocess, name="road"
+    )
     x = case.inputs
     n, h, w = case.maps.shape
     ranks = pixel_ranks(case.maps)

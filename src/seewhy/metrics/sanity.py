@@ -182,17 +182,20 @@ def plot_sanity(
     xs = np.arange(steps)
     for k, res in enumerate(items):
         colour = f"C{k % 10}"
-        ax.plot(xs, res.mean_spearman, "-o", color=colour, label=f"{res.method} Spearman",
-                markersize=3)
+        ax.plot(
+            xs, res.mean_spearman, "-o", color=colour, label=f"{res.method} Spearman", markersize=3
+        )
         ax.plot(xs, res.mean_ssim, "--", color=colour, label=f"{res.method} SSIM")
     ax.axhline(0.0, color="0.6", linewidth=0.8)
     ax.set_ylim(-0.3, 1.05)
     ax.set_xticks(xs)
     ax.set_xticklabels(items[0].steps, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("similarity to original map")
-    what = {"cascading": "cascading randomisation (top layer first)",
-            "independent": "independent layer randomisation",
-            "data": "data randomisation"}.get(items[0].mode, items[0].mode)
+    what = {
+        "cascading": "cascading randomisation (top layer first)",
+        "independent": "independent layer randomisation",
+        "data": "data randomisation",
+    }.get(items[0].mode, items[0].mode)
     ax.set_title(f"Sanity check: {what}")
     ax.legend(fontsize=7, ncol=2, loc="best")
     for row, res in enumerate(items, start=1):
@@ -268,13 +271,21 @@ def randomization_steps(model: Any, images: Any = None) -> list[list[str]]:
 
 
 def _explain_maps(
-    model: Any, inputs: np.ndarray, method: str, *, layer: str | None, targets: Any,
-    preprocess: Preprocess, batch_size: int, params: Mapping[str, Any],
+    model: Any,
+    inputs: np.ndarray,
+    method: str,
+    *,
+    layer: str | None,
+    targets: Any,
+    preprocess: Preprocess,
+    batch_size: int,
+    params: Mapping[str, Any],
 ) -> Any:
     from ..api import Explainer
 
-    explainer = Explainer(model, method, layer=layer, preprocess=preprocess,
-                          batch_size=batch_size, **params)
+    explainer = Explainer(
+        model, method, layer=layer, preprocess=preprocess, batch_size=batch_size, **params
+    )
     return explainer.explain(inputs, target=targets)
 
 
@@ -327,8 +338,16 @@ def sanity_check(
     spec, inputs = _prepare(model, images, preprocess)
     backend = backend_for(model)
     ops = _ops(backend.framework)
-    base = _explain_maps(model, inputs, method, layer=layer, targets=target,
-                         preprocess=spec.preprocess, batch_size=batch_size, params=params)
+    base = _explain_maps(
+        model,
+        inputs,
+        method,
+        layer=layer,
+        targets=target,
+        preprocess=spec.preprocess,
+        batch_size=batch_size,
+        params=params,
+    )
     groups = (
         [[g] if isinstance(g, str) else list(g) for g in layers]
         if layers is not None
@@ -354,8 +373,16 @@ def sanity_check(
         else:
             current = ops.copy_model(model)
             ops.randomize_layers(current, groups[j], resample)
-        ex = _explain_maps(current, inputs, method, layer=base.layer, targets=base.targets,
-                           preprocess=spec.preprocess, batch_size=batch_size, params=params)
+        ex = _explain_maps(
+            current,
+            inputs,
+            method,
+            layer=base.layer,
+            targets=base.targets,
+            preprocess=spec.preprocess,
+            batch_size=batch_size,
+            params=params,
+        )
         rho, sim = _similarities(base.maps, ex.maps)
         labels.append(groups[j][0])
         rhos.append(rho)
@@ -371,8 +398,12 @@ def sanity_check(
         randomized=np.stack(maps),
         images=base.images,
         targets=base.targets,
-        params={"seed": seed, "layer": base.layer, "framework": backend.framework,
-                **{k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}},
+        params={
+            "seed": seed,
+            "layer": base.layer,
+            "framework": backend.framework,
+            **{k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))},
+        },
     )
 
 
@@ -395,11 +426,27 @@ def data_randomization_check(
     nothing like the original maps if the method explains what was learnt.
     """
     spec, inputs = _prepare(model, images, preprocess)
-    base = _explain_maps(model, inputs, method, layer=layer, targets=target,
-                         preprocess=spec.preprocess, batch_size=batch_size, params=params)
+    base = _explain_maps(
+        model,
+        inputs,
+        method,
+        layer=layer,
+        targets=target,
+        preprocess=spec.preprocess,
+        batch_size=batch_size,
+        params=params,
+    )
     other = retrain() if callable(retrain) and not _is_model(retrain) else retrain
-    ex = _explain_maps(other, inputs, method, layer=base.layer, targets=base.targets,
-                       preprocess=spec.preprocess, batch_size=batch_size, params=params)
+    ex = _explain_maps(
+        other,
+        inputs,
+        method,
+        layer=base.layer,
+        targets=base.targets,
+        preprocess=spec.preprocess,
+        batch_size=batch_size,
+        params=params,
+    )
     rho, sim = _similarities(base.maps, ex.maps)
     return SanityResult(
         method=base.method,

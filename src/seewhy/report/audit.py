@@ -16,8 +16,21 @@ __all__ = ["render_audit_report", "safe_json", "write_audit_report"]
 
 #: Fields of a record the page needs (the tables keep everything).
 _FIELDS = (
-    "index", "name", "path", "status", "true_label", "pred_label", "confidence",
-    "true_probability", "top", "energies", "flags", "notes", "suspicion", "width", "height",
+    "index",
+    "name",
+    "path",
+    "status",
+    "true_label",
+    "pred_label",
+    "confidence",
+    "true_probability",
+    "top",
+    "energies",
+    "flags",
+    "notes",
+    "suspicion",
+    "width",
+    "height",
 )
 _SUSPICIOUS_SHOWN = 12
 _CLASSES_OPEN = 30
@@ -31,8 +44,11 @@ def safe_json(data: Any) -> str:
     """JSON that cannot end its ``<script>`` block or open a comment inside it."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (
-        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
     )
 
 
@@ -47,8 +63,10 @@ def _pct(x: float | None) -> str:
 
 def _tile(value: str, key: str, bad: bool = False) -> str:
     cls = "tile bad" if bad else "tile"
-    return (f'<div class="{cls}"><div class="v">{escape(value)}</div>'
-            f'<div class="k">{escape(key)}</div></div>')
+    return (
+        f'<div class="{cls}"><div class="v">{escape(value)}</div>'
+        f'<div class="k">{escape(key)}</div></div>'
+    )
 
 
 def _summary_html(
@@ -60,26 +78,33 @@ def _summary_html(
     parts.append(_tile(str(summary["explained"]), "explained"))
     parts.append(_tile(str(summary["failed"]), "unreadable", bad=summary["failed"] > 0))
     if summary["accuracy"] is not None:
-        parts.append(_tile(_pct(summary["accuracy"]),
-                           f"accuracy ({summary['correct']} of {summary['with_truth']})"))
+        parts.append(
+            _tile(
+                _pct(summary["accuracy"]),
+                f"accuracy ({summary['correct']} of {summary['with_truth']})",
+            )
+        )
         parts.append(_tile(str(flags["wrong"]), "wrong predictions", bad=flags["wrong"] > 0))
     if any(r.get("has_object") for r in records):
-        parts.append(_tile(str(flags["off-object"]), "maps mostly off the object",
-                           bad=flags["off-object"] > 0))
-    parts.append(_tile(str(flags["border"]), "maps mostly on the border",
-                       bad=flags["border"] > 0))
+        parts.append(
+            _tile(
+                str(flags["off-object"]), "maps mostly off the object", bad=flags["off-object"] > 0
+            )
+        )
+    parts.append(_tile(str(flags["border"]), "maps mostly on the border", bad=flags["border"] > 0))
     parts.append(_tile(str(flags["odd"]), "odd images"))
     parts.append("</div>")
     notes = list(meta.get("notes") or [])
     if meta.get("class_rule"):
         notes.insert(0, f"true classes matched to the model's labels by {meta['class_rule']}")
     if notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes)
-                     + "</ul>")
+        parts.append(
+            '<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+        )
     by_index = {int(r["index"]): r for r in records}
     worst = [by_index[i] for i in summary["most_suspicious"][:_SUSPICIOUS_SHOWN] if i in by_index]
     if worst:
-        parts.append("<h2>Most suspicious</h2><div class=\"strip\">")
+        parts.append('<h2>Most suspicious</h2><div class="strip">')
         for r in worst:
             i = int(r["index"])
             caption = f"{r['pred_label']} {_pct(r['confidence'])}"
@@ -93,32 +118,42 @@ def _summary_html(
     classes = summary["classes"]
     if classes:
         opened = " open" if len(classes) <= _CLASSES_OPEN else ""
-        parts.append(f"<details{opened}><summary>Per class ({len(classes)} true classes, "
-                     "worst first)</summary><table class=\"t\"><thead><tr><th>true class</th>"
-                     "<th>images</th><th>correct</th><th>accuracy</th><th>most often taken for"
-                     "</th></tr></thead><tbody>")
+        parts.append(
+            f"<details{opened}><summary>Per class ({len(classes)} true classes, "
+            'worst first)</summary><table class="t"><thead><tr><th>true class</th>'
+            "<th>images</th><th>correct</th><th>accuracy</th><th>most often taken for"
+            "</th></tr></thead><tbody>"
+        )
         for c in classes:
             parts.append(
-                f"<tr><td>{escape(str(c['label']))}</td><td class=\"n\">{c['images']}</td>"
-                f"<td class=\"n\">{c['correct']}</td><td class=\"n\">{_pct(c['accuracy'])}</td>"
+                f'<tr><td>{escape(str(c["label"]))}</td><td class="n">{c["images"]}</td>'
+                f'<td class="n">{c["correct"]}</td><td class="n">{_pct(c["accuracy"])}</td>'
                 f"<td>{escape(str(c['confused_with'] or ''))}</td></tr>"
             )
         parts.append("</tbody></table></details>")
     predicted = summary["predicted"]
     if predicted:
-        parts.append(f"<details><summary>Predicted classes ({len(predicted)})</summary>"
-                     "<table class=\"t\"><thead><tr><th>predicted class</th><th>images</th>"
-                     "</tr></thead><tbody>")
-        parts.extend(f"<tr><td>{escape(p['label'])}</td><td class=\"n\">{p['images']}</td></tr>"
-                     for p in predicted)
+        parts.append(
+            f"<details><summary>Predicted classes ({len(predicted)})</summary>"
+            '<table class="t"><thead><tr><th>predicted class</th><th>images</th>'
+            "</tr></thead><tbody>"
+        )
+        parts.extend(
+            f'<tr><td>{escape(p["label"])}</td><td class="n">{p["images"]}</td></tr>'
+            for p in predicted
+        )
         parts.append("</tbody></table></details>")
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
-        parts.append(f'<h2 id="failures">Unreadable images ({len(failed)})</h2>'
-                     '<table class="t"><thead><tr><th>file</th><th>reason</th></tr></thead>'
-                     "<tbody>")
-        parts.extend(f"<tr><td>{escape(str(r['name']))}</td><td>{escape(str(r['reason']))}"
-                     "</td></tr>" for r in failed)
+        parts.append(
+            f'<h2 id="failures">Unreadable images ({len(failed)})</h2>'
+            '<table class="t"><thead><tr><th>file</th><th>reason</th></tr></thead>'
+            "<tbody>"
+        )
+        parts.extend(
+            f"<tr><td>{escape(str(r['name']))}</td><td>{escape(str(r['reason']))}</td></tr>"
+            for r in failed
+        )
         parts.append("</tbody></table>")
     parts.append("</section>")
     return "".join(parts)
