@@ -19,6 +19,7 @@ already decides what the sign means. Signed attributions are best shown with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -37,6 +38,7 @@ from .perturbation import (
     predict_targets,
     target_scores,
 )
+from .prefetch import Ahead
 
 __all__ = [
     "GradientXInput",
@@ -210,22 +212,28 @@ class SmoothGrad(PixelAttribution):
         bs = batch_size_of(self, ctx)
         x = ctx.inputs
         n = len(x)
-        logits, targets = predict_targets(ctx, bs)
         flat = x.reshape(n, -1)
         sigma = (float(level) * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
         rng = np.random.default_rng(self.param("seed", 0))
+
+        def noisy_batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start, stop in chunks(n * samples, bs):
+                img = np.arange(start, stop) // samples
+                noisy = rng.standard_normal((stop - start, *x.shape[1:]), dtype=np.float32)
+                noisy *= sigma[img, None, None, None]  # in place: one batch-sized array
+                noisy += x[img]
+                yield img, noisy
+
         total = np.zeros(x.shape, np.float64)
         progress = ImageProgress(ctx, samples)
-        for start, stop in chunks(n * samples, bs):
-            img = np.arange(start, stop) // samples
-            noisy = rng.standard_normal((stop - start, *x.shape[1:]), dtype=np.float32)
-            noisy *= sigma[img, None, None, None]  # in place: one batch-sized array in all
-            noisy += x[img]
-            g = _input_grads(ctx, noisy, targets[img])
-            if squared:
-                g = g * g
-            _add_rows(total, img, g)
-            progress.advance(stop - start)
+        with Ahead(noisy_batches()) as batches:  # noise is drawn during the clean pass
+            logits, targets = predict_targets(ctx, bs)
+            for img, noisy in batches:
+                g = _input_grads(ctx, noisy, targets[img])
+                if squared:
+                    g = g * g
+                _add_rows(total, img, g)
+                progress.advance(len(img))
         return (total / samples).astype(np.float32), logits, targets, {}
 
 
@@ -266,6 +274,15 @@ def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
         w[[0, -1]] /= 2.0
         return k / (steps - 1), w
     raise InvalidInput(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
+
+
+def _path_batches(
+    baseline: np.ndarray, delta: np.ndarray, alphas: np.ndarray, n: int, steps: int, bs: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(image index, step index, points on the straight path) per batch, images row-major."""
+    for start, stop in chunks(n * steps, bs):
+        img, k = np.divmod(np.arange(start, stop), steps)
+        yield img, k, baseline[img] + alphas[k, None, None, None].astype(np.float32) * delta[img]
 
 
 @register("integrated-gradients", "integratedgradients", "ig")
@@ -327,12 +344,11 @@ class IntegratedGradients(PixelAttribution):
         for baseline in self.baselines(ctx, count):
             delta = x - baseline
             path_grads = np.zeros(x.shape, np.float64)
-            for start, stop in chunks(n * steps, bs):
-                img, k = np.divmod(np.arange(start, stop), steps)
-                points = baseline[img] + alphas[k, None, None, None].astype(np.float32) * delta[img]
-                g = _input_grads(ctx, points, targets[img]) * weights[k, None, None, None]
-                _add_rows(path_grads, img, g)
-                progress.advance(stop - start)
+            with Ahead(_path_batches(baseline, delta, alphas, n, steps, bs)) as batches:
+                for img, k, points in batches:
+                    g = _input_grads(ctx, points, targets[img]) * weights[k, None, None, None]
+                    _add_rows(path_grads, img, g)
+                    progress.advance(len(img))
             attributions += delta * path_grads
             base_out = ctx.backend.predict(baseline, batch_size=bs)
             base_scores += target_scores(base_out, targets, ctx.score)
