@@ -213,7 +213,11 @@ def explain(
 
     ``target`` is the class to explain (index or name; one for all, or one per
     image); the default is each image's top-1 class. Scores are logits unless
-    ``score="probability"``. Extra keyword arguments go to the method.
+    ``score="probability"``. ``batch_size`` caps how many inputs go through the
+    model in one call: the images themselves for one-pass methods (the CAMs,
+    gradients), their perturbed or noisy copies for the others (a method's own
+    ``batch_size=`` overrides that part). Extra keyword arguments go to the
+    method.
     """
     explainer = Explainer(
         model,

@@ -113,7 +113,7 @@ class Explanation:
             "layer": self.layer,
             "framework": self.framework,
             "model": self.model_name,
-            "params": dict(self.params),
+            "params": {key: json_safe(value) for key, value in self.params.items()},
             "images": [
                 {
                     "source": self.sources[i],
@@ -133,3 +133,28 @@ class Explanation:
             ],
             "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
         }
+
+
+def json_safe(value: Any) -> Any:
+    """A method parameter as JSON: arrays summarised, callables named, the rest as text.
+
+    Parameters may be anything a method accepts (a custom baseline array, a
+    segmentation function); a summary must still serialise.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        if value.size <= 16:
+            return value.tolist()
+        return {"array": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if callable(value):
+        module = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or type(value).__qualname__
+        return f"{module}.{name}" if module else name
+    return repr(value)
