@@ -64,9 +64,18 @@ def compose(
 def _compiled() -> dict[str, Callable[..., Any]]:
     from numba import njit, prange
 
+    @njit(inline="always")
+    def distance2(image: np.ndarray, r: int, c: int, r2: int, c2: int) -> float:
+        """Squared distance of two pixels in (colour, row, column) space."""
+        d = 0.0
+        for q in range(image.shape[2]):
+            t = image[r, c, q] - image[r2, c2, q]
+            d += t * t
+        return d + (r - r2) * (r - r2) + (c - c2) * (c - c2)
+
     @njit(cache=True, parallel=True)
     def density(image: np.ndarray, kernel_size: float, chunks: int) -> np.ndarray:
-        h, w, channels = image.shape
+        h, w = image.shape[:2]
         width = math.ceil(3 * kernel_size)
         scale = -0.5 / (kernel_size * kernel_size)
         partial = np.zeros((chunks, h, w))
@@ -79,13 +88,7 @@ def _compiled() -> dict[str, Callable[..., Any]]:
                     for r2 in range(r, min(r + width + 1, h)):  # the later half of the window
                         first = c + 1 if r2 == r else max(c - width, 0)
                         for c2 in range(first, min(c + width + 1, w)):
-                            d = 0.0
-                            for q in range(channels):
-                                t = image[r, c, q] - image[r2, c2, q]
-                                d += t * t
-                            d += (r - r2) * (r - r2)
-                            d += (c - c2) * (c - c2)
-                            e = math.exp(d * scale)
+                            e = math.exp(distance2(image, r, c, r2, c2) * scale)
                             acc[r, c] += e
                             acc[r2, c2] += e
         return partial.sum(axis=0)
@@ -94,7 +97,7 @@ def _compiled() -> dict[str, Callable[..., Any]]:
     def parents(
         image: np.ndarray, density: np.ndarray, offsets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        h, w, channels = image.shape
+        h, w = image.shape[:2]
         parent = np.empty(h * w, np.int64)
         distance = np.empty(h * w)
         for r in prange(h):
@@ -109,12 +112,7 @@ def _compiled() -> dict[str, Callable[..., Any]]:
                     c2 = c + offsets[k, 1]
                     if r2 < 0 or r2 >= h or c2 < 0 or c2 >= w or density[r2, c2] <= here:
                         continue
-                    d = 0.0
-                    for q in range(channels):
-                        t = image[r, c, q] - image[r2, c2, q]
-                        d += t * t
-                    d += (r - r2) * (r - r2)
-                    d += (c - c2) * (c - c2)
+                    d = distance2(image, r, c, r2, c2)
                     index = r2 * w + c2
                     if d < closest or (d == closest and index < best):
                         closest = d
