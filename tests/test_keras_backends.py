@@ -17,6 +17,7 @@ KERAS_FILES = [
     "tests/test_keras_callback.py",
     "tests/test_keras_loading.py",
     "tests/test_keras_guided.py",
+    "tests/test_keras_methods.py",
 ]
 
 
