@@ -1,4 +1,8 @@
-"""The Ray engine gives the same audit as the local one (a local Ray with 2 CPUs)."""
+"""The Ray engine gives the same audit as the local one (a local Ray with 2 CPUs).
+
+The local Ray also declares one GPU, real or not: Ray hands it out by count,
+so the test sees a real actor being given GPU 0 on any machine.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ def _model() -> Any:
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -62,6 +66,7 @@ def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
         out=tmp_path / "ray",
         engine="ray",
         workers=2,
+        device="cpu",  # no GPU per actor, although the cluster declares one
         progress=lambda d, t: done.append(d),
         **kwargs,
     )
@@ -72,3 +77,25 @@ def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
         a, b = Store(tmp_path / "local").maps(method), Store(tmp_path / "ray").maps(method)
         assert a[0].tolist() == b[0].tolist() == [1, 2, 3, 4, 5, 6]  # bad.jpg is item 0
         np.testing.assert_allclose(a[1].astype(np.float32), b[1].astype(np.float32), atol=2e-3)
+
+
+def test_ray_actor_given_a_gpu_runs_there(tmp_path: Path, local_ray: Any) -> None:
+    """By default an actor asks for the cluster's GPU and moves its model onto it.
+
+    Where torch sees no CUDA device the actor must say so, in one line, rather
+    than crash on ``.to("cuda")`` or quietly run on the CPU.
+    """
+    folder = tmp_path / "data"
+    folder.mkdir()
+    Image.fromarray(seewhy.samples.load("coffee")).resize((60, 50)).save(folder / "a.jpg")
+    run: dict[str, Any] = {"methods": ["gradcam"], "title": "t", "engine": "ray"}
+    if torch.cuda.is_available():
+        result = audit(folder, _model(), out=tmp_path / "gpu", **run)
+        local = audit(folder, _model(), out=tmp_path / "cpu", title="t", methods=["gradcam"])
+        assert result.summary == local.summary
+        return
+    with pytest.raises(seewhy.BackendError) as caught:
+        audit(folder, _model(), out=tmp_path / "gpu", **run)
+    message = str(caught.value)
+    assert message.startswith("Ray audit failed: Ray gave this actor GPU 0")
+    assert "CUDA_VISIBLE_DEVICES='0'" in message and "\n" not in message

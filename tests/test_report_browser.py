@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,8 @@ class _Page:
 
 
 @pytest.fixture(scope="module")
-def page(report: Path) -> Iterator[_Page]:
+def browser() -> Iterator[Callable[[Path], _Page]]:
+    """Opens a report in a fresh tab; no page may raise or open a dialog."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium chromium-driver)")
     profile = tempfile.mkdtemp(prefix="seewhy-chromium-")
@@ -162,6 +163,7 @@ def page(report: Path) -> Iterator[_Page]:
     except ImportError:
         pass
     if pw is not None:
+        errors: list[str] = []
         with pw.sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
                 profile,
@@ -170,34 +172,48 @@ def page(report: Path) -> Iterator[_Page]:
                 headless=True,
                 viewport={"width": 1200, "height": 900},
             )
-            tab = context.new_page()
-            errors: list[str] = []
-            tab.on("pageerror", lambda e: errors.append(str(e)))
 
             def on_dialog(d: Any) -> None:  # an alert() would mean injected code ran
                 errors.append("dialog " + d.message)
                 d.dismiss()
 
-            tab.on("dialog", on_dialog)
-            tab.goto(report.as_uri())
-            yield _Page("playwright", tab)
+            def open_tab(path: Path) -> _Page:
+                tab = context.new_page()
+                tab.on("pageerror", lambda e: errors.append(str(e)))
+                tab.on("dialog", on_dialog)
+                tab.goto(path.as_uri())
+                return _Page("playwright", tab)
+
+            yield open_tab
             context.close()
         assert not errors, errors
     else:
         webdriver = pytest.importorskip(
             "selenium.webdriver", reason="neither playwright nor selenium is installed"
         )
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-            options.add_argument(flag)
-        driver = webdriver.Chrome(options=options)
+        drivers: list[Any] = []
+
+        def open_window(path: Path) -> _Page:
+            options = webdriver.ChromeOptions()
+            options.binary_location = CHROMIUM
+            folder = tempfile.mkdtemp(prefix="p", dir=profile)
+            for flag in [*FLAGS, f"--user-data-dir={folder}", "--window-size=1200,900"]:
+                options.add_argument(flag)
+            drivers.append(webdriver.Chrome(options=options))
+            drivers[-1].get(path.as_uri())
+            return _Page("selenium", drivers[-1])
+
         try:
-            driver.get(report.as_uri())
-            yield _Page("selenium", driver)
+            yield open_window
         finally:
-            driver.quit()
+            for driver in drivers:
+                driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(browser: Callable[[Path], _Page], report: Path) -> _Page:
+    return browser(report)
 
 
 def _names(page: _Page) -> list[str]:
@@ -264,3 +280,158 @@ def test_markup_in_names_is_shown_as_text_never_run(page: _Page) -> None:
     assert page.eval("document.scripts.length") == 2  # the data block and the page's own
     assert page.eval("document.querySelectorAll('img[src=\"x\"], b, i').length") == 0
     page.click("#v-close")
+
+
+# --------------------------------------------------------------------------- ground truth
+
+ORIGINAL = (80, 60)  # (width, height) of the audited files
+BOX = (8.0, 6.0, 40.0, 51.0)  # a.png's box, original pixels
+MASK = (44, 30, 76, 54)  # b.png's mask rectangle (x0, y0, x1, y1), original pixels
+PICTURE = (64, 64)  # what the model sees: a plain stretch, so fractions carry over
+
+
+def _audit(root: Path, *, objects: bool) -> Path:
+    """A real audit of three files: a.png with a box, b.png with a mask, c.png with neither."""
+    torch = pytest.importorskip("torch")
+    import seewhy
+    from seewhy.audit import audit
+
+    data = root / "data"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "b.png", "c.png"):
+        pixels = rng.integers(0, 255, (ORIGINAL[1], ORIGINAL[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(data / name)
+    boxes = masks = None
+    if objects:
+        boxes = root / "boxes.json"
+        boxes.write_text(json.dumps({"a.png": list(BOX)}))
+        masks = root / "masks"
+        masks.mkdir()
+        shape = np.zeros((ORIGINAL[1], ORIGINAL[0]), np.uint8)
+        shape[MASK[1] : MASK[3], MASK[0] : MASK[2]] = 255
+        Image.fromarray(shape).save(masks / "b.png")
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).eval()
+    model.seewhy_spec = seewhy.ModelSpec(
+        name="tiny", preprocess=seewhy.Preprocess(size=PICTURE[::-1]), labels=("x", "y")
+    )
+    result = audit(
+        data, model, out=root / "out", methods=METHODS, boxes=boxes, masks=masks, title="gt"
+    )
+    return result.report
+
+
+@pytest.fixture(scope="module")
+def boxed(browser: Callable[[Path], _Page], tmp_path_factory: pytest.TempPathFactory) -> _Page:
+    page = browser(_audit(tmp_path_factory.mktemp("boxed"), objects=True))
+    page.wait("window.seewhyReport && window.seewhyReport.ready")
+    return page
+
+
+def _rects(page: _Page, scope: str, shape: str) -> list[dict[str, Any]]:
+    """Each picture's rect under ``scope`` with the rects of its ``shape`` elements."""
+    found: list[dict[str, Any]] = page.eval(
+        f"Array.from(document.querySelectorAll({json.dumps(scope)})).map(function (f) {{"
+        "  var r = function (e) { var b = e.getBoundingClientRect();"
+        "    return {x: b.left, y: b.top, w: b.width, h: b.height}; };"
+        f"  return {{img: r(f.querySelector('img')), shapes: Array.from("
+        f"    f.querySelectorAll({json.dumps(shape)})).map(r)}};"
+        "})"
+    )
+    return found
+
+
+def _assert_placed(found: dict[str, Any], box: tuple[float, ...], size: tuple[int, int]) -> None:
+    """The one shape covers ``box`` (in a ``size`` picture) scaled onto the image, within 2 px."""
+    img = found["img"]
+    assert img["w"] > 100 and len(found["shapes"]) == 1, found
+    shape = found["shapes"][0]
+    sx, sy = img["w"] / size[0], img["h"] / size[1]
+    expected = {
+        "x": img["x"] + box[0] * sx,
+        "y": img["y"] + box[1] * sy,
+        "w": (box[2] - box[0]) * sx,
+        "h": (box[3] - box[1]) * sy,
+    }
+    for key, value in expected.items():
+        assert shape[key] == pytest.approx(value, abs=2.0), (key, shape, expected)
+
+
+def _open(page: _Page, index: int) -> None:
+    page.eval("document.getElementById('viewer').close() || 1")  # left open by a failure
+    page.click(f"#grid .card[data-index='{index}']")
+    page.wait("document.getElementById('viewer').open")
+    page.wait(
+        "Array.from(document.querySelectorAll('#v-images img'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def test_large_view_draws_the_box_over_every_picture(boxed: _Page) -> None:
+    _open(boxed, 0)
+    assert boxed.eval("document.getElementById('v-title').textContent") == "a.png"
+    figures = _rects(boxed, "#v-images figure", "svg.objects rect.gt-box")
+    assert len(figures) == 1 + len(METHODS)  # the input and one map per method
+    for found in figures:
+        _assert_placed(found, BOX, ORIGINAL)
+    assert boxed.eval("document.querySelectorAll('#v-images path.gt-mask').length") == 0
+    boxed.click("#v-close")
+
+
+def test_large_view_outlines_the_mask(boxed: _Page) -> None:
+    from seewhy import Preprocess
+    from seewhy.audit.flags import object_mask
+
+    _open(boxed, 1)
+    assert boxed.eval("document.getElementById('v-title').textContent") == "b.png"
+    # the outline follows the mask the scores used: the file's, resized as the picture was
+    shape = np.zeros((ORIGINAL[1], ORIGINAL[0], 3), np.uint8)
+    shape[MASK[1] : MASK[3], MASK[0] : MASK[2]] = 255
+    mask_file = Path(tempfile.mkdtemp(prefix="mask-")) / "m.png"
+    Image.fromarray(shape).save(mask_file)
+    mask = object_mask(ORIGINAL[::-1], Preprocess(size=PICTURE[::-1]), mask_path=str(mask_file))
+    assert mask is not None
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    extent = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    figures = _rects(boxed, "#v-images figure", "svg.objects path.gt-mask")
+    assert len(figures) == 1 + len(METHODS)
+    for found in figures:
+        _assert_placed(found, extent, PICTURE)
+    assert boxed.eval("document.querySelectorAll('#v-images rect.gt-box').length") == 0
+    boxed.click("#v-close")
+
+
+def test_thumbnails_carry_a_thin_outline_that_can_be_hidden(boxed: _Page) -> None:
+    assert boxed.eval("document.querySelectorAll('#grid svg.objects').length") == 2
+    card = _rects(boxed, "#grid .card[data-index='0'] .thumb", "rect.gt-box")
+    _assert_placed(card[0], BOX, ORIGINAL)
+    width = boxed.eval(
+        "parseFloat(getComputedStyle(document.querySelector('#grid rect.gt-box')).strokeWidth)"
+    )
+    assert 0 < width < 2
+    assert not boxed.eval("document.getElementById('objects-toggle').hidden")
+    boxed.click("#show-objects")
+    hidden = "getComputedStyle(document.querySelector('#grid svg.objects')).display"
+    assert boxed.eval(hidden) == "none"
+    boxed.click("#show-objects")
+    assert boxed.eval(hidden) != "none"
+
+
+def test_an_audit_without_boxes_draws_none(
+    browser: Callable[[Path], _Page], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    page = browser(_audit(tmp_path_factory.mktemp("plain"), objects=False))
+    page.wait("window.seewhyReport && window.seewhyReport.ready")
+    assert page.eval("document.querySelectorAll('#grid .card').length") == 3
+    _open(page, 0)
+    assert page.eval("document.querySelectorAll('#v-images figure').length") == 1 + len(METHODS)
+    assert page.eval("document.querySelectorAll('svg.objects, .gt-box, .gt-mask').length") == 0
+    assert page.eval("document.getElementById('objects-toggle').hidden")

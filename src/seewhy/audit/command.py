@@ -110,7 +110,14 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         help="decoding threads (local) or Ray actors, one model each (ray) "
-        "[default: local min(4, CPUs/2), ray 2]",
+        "[default: local min(4, CPUs/2), ray 2 or one per GPU]",
+    )
+    o.add_argument(
+        "--device",
+        default="auto",
+        help="where a PyTorch model runs: auto, cpu, cuda or cuda:N; auto uses a visible "
+        "GPU for a model loaded by name or file; with --engine ray, cpu or cuda set the "
+        "default of --gpus-per-worker [default: auto]",
     )
     o.add_argument(
         "--ray-address", help="Ray cluster to join (else $RAY_ADDRESS, else a local Ray)"
@@ -118,13 +125,25 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--gpus-per-worker",
         type=float,
-        help="GPUs per Ray actor [default: 1 if the cluster has GPUs, else 0]",
+        help="GPUs per Ray actor; an actor given a GPU runs its model there "
+        "[default: 1 if the cluster has GPUs, else 0]",
     )
     o.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
 
+#: Always images per second (tqdm's default turns a slow rate into s/img) and time left.
+BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} images "
+    "[{elapsed} elapsed, {remaining} left, {rate_noinv_fmt}]"
+)
+
+
 class _Bar:
-    """tqdm on stderr, created on the first report (when the total is known)."""
+    """tqdm on stderr, created on the first report (when the total is known).
+
+    The rate counts this run's images only (a resumed run starts at the
+    images already done), so the time left is this run's.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -139,8 +158,9 @@ class _Bar:
             self.bar = tqdm(
                 total=total,
                 initial=done,
-                unit="img",
+                unit=" img",
                 desc="audit",
+                bar_format=BAR_FORMAT,
                 file=sys.stderr,
                 dynamic_ncols=True,
                 smoothing=0.1,
@@ -185,6 +205,7 @@ def audit_command(args: argparse.Namespace) -> int:
             trust=args.trust_model,
             ray_address=args.ray_address,
             gpus_per_worker=args.gpus_per_worker,
+            device=args.device,
             progress=bar,
         )
     except KeyboardInterrupt:

@@ -13,8 +13,15 @@ Pointing it at a cluster: with ``RAY_ADDRESS`` set (e.g.
 ``ray_address=`` / ``--ray-address``, :func:`ray.init` joins that cluster;
 otherwise a Ray instance is started on this machine for the run and shut
 down after it. If the caller already called ``ray.init`` that session is
-used as is. Actors ask for ``gpus_per_worker`` GPUs each (default: 1 when
-the cluster has GPUs, else 0), and move the model to the GPU.
+used as is.
+
+GPUs: each actor asks Ray for ``gpus_per_worker`` GPUs (default: 1 when the
+cluster has GPUs or ``device`` says ``cuda``, 0 when it says ``cpu``), and
+the default number of actors is what the cluster's GPUs can hold. An actor
+that Ray gave a GPU (``ray.get_gpu_ids()``) moves its PyTorch model there;
+the maps come back as numpy arrays either way. A model object is sent as
+bytes that load onto the CPU, so one that sits on the driver's GPU still
+reaches an actor with another GPU, or none.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -31,10 +39,19 @@ import numpy as np
 from seewhy.errors import BackendError
 
 from .dataset import Item
+from .device import (
+    actor_device,
+    actors_for,
+    gpus_for_actors,
+    is_torch_module,
+    pack_model,
+    place,
+    unpack_model,
+)
 from .store import Store
 from .worker import BatchWorker, Settings
 
-__all__ = ["AuditActor", "require_ray", "run_ray"]
+__all__ = ["AuditActor", "pool_options", "require_ray", "run_ray"]
 
 INSTALL_HINT = "install it with: pip install 'seewhy[audit]' (or: pip install 'ray[data]')"
 
@@ -51,11 +68,19 @@ def require_ray() -> Any:
     return ray
 
 
-def _to_gpu(model: Any) -> Any:
-    """Move a torch model to this actor's GPU; other frameworks place themselves."""
-    if hasattr(model, "to") and hasattr(model, "parameters"):
-        return model.to("cuda")
-    return model
+def _actor_placement(model: Any) -> tuple[Any, str]:
+    """This actor's model on the GPU Ray gave it (if any), and that device's name."""
+    if not is_torch_module(model):
+        return model, "own"  # Keras finds the actor's GPU by itself
+    import ray
+    import torch
+
+    device = actor_device(
+        ray.get_gpu_ids(),
+        cuda_available=bool(torch.cuda.is_available()),
+        visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+    return place(model, device), device
 
 
 class AuditActor:
@@ -67,16 +92,14 @@ class AuditActor:
         model_object: Any,
         settings: Settings,
         load_args: Mapping[str, Any],
-        use_gpu: bool,
     ) -> None:
         if model_source is None:
-            model = model_object  # this actor's own unpickled copy
+            model = unpack_model(model_object)  # this actor's own copy, on the CPU
         else:
             from seewhy.loading import load_model
 
             model = load_model(str(model_source), **dict(load_args))
-        if use_gpu:
-            model = _to_gpu(model)
+        model, self.device = _actor_placement(model)
         self.worker = BatchWorker(model, settings)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -120,6 +143,36 @@ def _quiet_ray_data(ray: Any) -> Iterator[None]:
         ) = saved
 
 
+def pool_options(
+    ray: Any,
+    model: Any,
+    model_obj: Any,
+    settings: Settings,
+    *,
+    batches: int,
+    actors: int | None,
+    gpus_per_worker: float | None,
+    device: str,
+    load_args: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``map_batches`` arguments: the actor pool, its GPUs, the actors' model."""
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    gpus = gpus_for_actors(gpus_per_worker, device, cluster_gpus)
+    by_name = isinstance(model, str)
+    return {
+        "batch_size": 1,
+        "compute": ray.data.ActorPoolStrategy(size=actors_for(actors, gpus, cluster_gpus, batches)),
+        "fn_constructor_kwargs": {
+            "model_source": model if by_name else None,
+            "model_object": None if by_name else pack_model(model_obj, ray.cloudpickle),
+            "settings": settings,
+            "load_args": dict(load_args),
+        },
+        "num_cpus": 1,
+        "num_gpus": gpus,
+    }
+
+
 def run_ray(
     model: Any,
     model_obj: Any,
@@ -128,9 +181,10 @@ def run_ray(
     store: Store,
     advance: Callable[[int], None],
     *,
-    actors: int = 2,
+    actors: int | None = None,
     address: str | None = None,
     gpus_per_worker: float | None = None,
+    device: str = "auto",
     load_args: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the batches ``todo`` on an actor pool; the driver writes each as it arrives."""
@@ -145,44 +199,44 @@ def run_ray(
         )
         started = True
     try:
-        from ray.data import ActorPoolStrategy
-
-        if gpus_per_worker is None:
-            gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        options = pool_options(
+            ray,
+            model,
+            model_obj,
+            settings,
+            batches=len(todo),
+            actors=actors,
+            gpus_per_worker=gpus_per_worker,
+            device=device,
+            load_args=load_args or {},
+        )
         sizes = {k: len(items) for k, items in todo}
         rows = [
             {"batch": k, "items": json.dumps([i.to_json() for i in items])} for k, items in todo
         ]
-        by_name = isinstance(model, str)
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map_batches(
-            AuditActor,
-            batch_size=1,
-            compute=ActorPoolStrategy(size=actors),
-            fn_constructor_kwargs={
-                "model_source": model if by_name else None,
-                "model_object": None if by_name else model_obj,
-                "settings": settings,
-                "load_args": dict(load_args or {}),
-                "use_gpu": gpus_per_worker > 0,
-            },
-            num_cpus=1,
-            num_gpus=gpus_per_worker,
-        )
+        ds = ds.map_batches(AuditActor, **options)
         with _quiet_ray_data(ray):
             for row in ds.iter_rows():
                 result = pickle.loads(row["payload"])
                 store.write(result)
                 advance(sizes[int(row["batch"])])
-    except BackendError:
-        raise
     except Exception as exc:
-        if type(exc).__module__.startswith("ray"):
-            first = str(exc).strip().splitlines()
-            raise BackendError(
-                f"Ray audit failed: {first[-1] if first else type(exc).__name__}"
-            ) from exc
-        raise
+        short = _one_line(exc)
+        if short is None:
+            raise
+        raise short from exc
     finally:
         if started:
             ray.shutdown()
+
+
+def _one_line(exc: Exception) -> BackendError | None:
+    """Ray's long wrapped errors as one line; None for errors that are not Ray's."""
+    if not type(exc).__module__.startswith("ray"):
+        return None
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    cause = next((ln for ln in reversed(lines) if ln.startswith("seewhy.errors.")), None)
+    if cause is not None:  # e.g. an actor's BackendError, wrapped by Ray
+        return BackendError(f"Ray audit failed: {cause.split(': ', 1)[-1]}")
+    return BackendError(f"Ray audit failed: {lines[-1] if lines else type(exc).__name__}")

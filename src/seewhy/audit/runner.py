@@ -22,6 +22,7 @@ from seewhy.errors import InvalidInput
 from seewhy.loading import load_model
 
 from .dataset import Dataset, Item, LabelsFrom, collect
+from .device import check_device, is_torch_module, local_device, place
 from .store import Store
 from .summary import summarize
 from .worker import BatchWorker, Decoded, Settings
@@ -105,6 +106,7 @@ def audit(
     trust: bool = False,
     ray_address: str | None = None,
     gpus_per_worker: float | None = None,
+    device: str = "auto",
     progress: Progress | None = None,
 ) -> AuditResult:
     """Explain every image of a data set and write a browsable report to ``out``.
@@ -116,14 +118,23 @@ def audit(
     called again with the same arguments; ``overwrite`` starts afresh.
 
     ``engine="ray"`` spreads the batches over a Ray actor pool of ``workers``
-    actors (default 2), one model each; see :mod:`seewhy.audit.ray_engine`.
+    actors (default 2, or as many as the cluster's GPUs hold), one model
+    each; see :mod:`seewhy.audit.ray_engine`.
     With the local engine ``workers`` is the number of decoding threads.
+
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) places a PyTorch
+    model for the local engine: ``auto`` puts a model loaded here by name on
+    the GPU when one is visible and leaves a model object where it is. For
+    Ray it sets the default of ``gpus_per_worker`` (``cpu``: 0, ``cuda``: 1).
     """
     if engine not in ("local", "ray"):
         raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise InvalidInput(f"workers: expected a positive integer, got {workers!r}")
     names = _check_settings(methods, batch_size, top_k, (object_threshold, border_threshold))
+    check_device(device)
+    if gpus_per_worker is not None and not gpus_per_worker >= 0:
+        raise InvalidInput(f"gpus_per_worker: expected a number >= 0, got {gpus_per_worker!r}")
     settings = Settings(
         methods=names,
         layer=layer,
@@ -141,6 +152,8 @@ def audit(
         if isinstance(model, str)
         else model
     )
+    if engine == "local" and is_torch_module(model_obj):  # Keras places itself
+        model_obj = place(model_obj, local_device(device, owned=isinstance(model, str)))
     spec = model_spec(model_obj)
     dataset = collect(
         data,
@@ -194,9 +207,10 @@ def audit(
             todo,
             store,
             advance,
-            actors=workers or 2,
+            actors=workers,
             address=ray_address,
             gpus_per_worker=gpus_per_worker,
+            device=device,
             load_args={"framework": framework, "weights": weights, "trust": trust},
         )
     return finish(store, dataset, names, config, title=title, resumed=len(done))

@@ -23,6 +23,7 @@ from seewhy.preprocess import Preprocess
 
 from .dataset import Item
 from .flags import border_energy, image_notes, object_energy, object_mask, suspicion
+from .objects import objects_record
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
@@ -52,7 +53,8 @@ class Decoded:
     picture: np.ndarray | None = None  # what the model saw, uint8 (H, W, 3)
     size: tuple[int, int] = (0, 0)  # original (H, W)
     notes: list[str] = field(default_factory=list)
-    mask: np.ndarray | None = None
+    mask: np.ndarray | None = None  # boxes and mask together, in the picture's pixels
+    objects: dict[str, Any] | None = None  # what the report draws: see .objects
     error: str | None = None
 
 
@@ -111,18 +113,31 @@ class BatchWorker:
             rgb = load_image(item.path)
             picture = resize_for_model(rgb, self.preprocess)
             x = np.asarray(self.preprocess.normalise(picture), dtype=np.float32)
-            mask = None
-            if item.boxes or item.mask:
-                mask = object_mask(
-                    rgb.shape[:2], self.preprocess, boxes=item.boxes, mask_path=item.mask
-                )
-            return Decoded(item, x, picture, rgb.shape[:2], image_notes(rgb), mask)
+            mask, objects = self._objects(item, rgb.shape[:2])
+            return Decoded(item, x, picture, rgb.shape[:2], image_notes(rgb), mask, objects)
         except InvalidInput as exc:
             return Decoded(item, error=_first_line(exc).replace(item.path, item.name))
         except MemoryError:
             return Decoded(item, error="too large to decode in memory")
         except Exception as exc:  # a bad file must not stop the audit
             return Decoded(item, error=f"{type(exc).__name__}: {_first_line(exc)}")
+
+    def _objects(
+        self, item: Item, size: tuple[int, int]
+    ) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """The object mask the scores use, and the boxes and outline the report draws.
+
+        The outline is the mask file's alone, so boxes given as well are drawn as
+        boxes, not merged into it.
+        """
+        if not (item.boxes or item.mask):
+            return None, None
+        pre = self.preprocess
+        mask = object_mask(size, pre, boxes=item.boxes, mask_path=item.mask)
+        shape = None
+        if item.mask:
+            shape = object_mask(size, pre, mask_path=item.mask) if item.boxes else mask
+        return mask, objects_record(size, pre, item.boxes, shape)
 
     def decode_all(self, items: Sequence[Item]) -> list[Decoded]:
         return [self.decode(item) for item in items]
@@ -201,6 +216,7 @@ class BatchWorker:
             "width": d.size[1],
             "height": d.size[0],
             "has_object": d.mask is not None,
+            "objects": d.objects,
             "energies": energies,
             "flags": flags,
             "notes": d.notes,
@@ -253,6 +269,7 @@ def _failure_record(d: Decoded, batch: int) -> dict[str, Any]:
         "width": None,
         "height": None,
         "has_object": False,
+        "objects": None,
         "energies": {},
         "flags": ["unreadable"],
         "notes": [],

@@ -31,6 +31,7 @@ _FIELDS = (
     "suspicion",
     "width",
     "height",
+    "objects",
 )
 _SUSPICIOUS_SHOWN = 12
 _CLASSES_OPEN = 30

@@ -30,6 +30,50 @@
   }
   function byText(a, b) { return String(a || "").localeCompare(String(b || "")); }
 
+  // Ground truth over the pictures: an SVG in the picture's own pixels (its
+  // viewBox), stretched over the <img> and cut like it (slice = object-fit:
+  // cover), so it lines up at any size. Only numbers and straight moves from
+  // the data are drawn; a path with anything else is skipped.
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var PATH_OK = /^(?:M\d+(?:\.\d+)? \d+(?:\.\d+)?|[hv]\d+(?:\.\d+)?)*$/;
+  function finite(v) { return typeof v === "number" && isFinite(v); }
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    return node;
+  }
+  function objectLayer(it) {
+    var o = it.objects;
+    if (!o || !Array.isArray(o.size) || o.size.length !== 2 || !o.size.every(finite)) {
+      return null;
+    }
+    var layer = svg("svg", {
+      "class": "objects",
+      "viewBox": "0 0 " + o.size[0] + " " + o.size[1],
+      "preserveAspectRatio": "xMidYMid slice",
+      "aria-hidden": "true",
+      "focusable": "false"
+    });
+    (Array.isArray(o.boxes) ? o.boxes : []).forEach(function (b) {
+      if (!Array.isArray(b) || b.length !== 4 || !b.every(finite)) { return; }
+      layer.appendChild(svg("rect", {
+        "class": "gt-box", "x": b[0], "y": b[1], "width": b[2] - b[0], "height": b[3] - b[1]
+      }));
+    });
+    if (typeof o.outline === "string" && o.outline && PATH_OK.test(o.outline)) {
+      layer.appendChild(svg("path", { "class": "gt-mask", "d": o.outline }));
+    }
+    return layer.childNodes.length ? layer : null;
+  }
+  // The picture in a frame that the ground truth layer can cover exactly.
+  function framed(img, it, cls) {
+    var frame = el("div", "pic" + (cls ? " " + cls : ""));
+    frame.appendChild(img);
+    var layer = objectLayer(it);
+    if (layer) { frame.appendChild(layer); }
+    return frame;
+  }
+
   var sorters = {
     "suspicion": function (a, b) { return b.suspicion - a.suspicion || a.index - b.index; },
     "confidence-desc": function (a, b) { return b.confidence - a.confidence || a.index - b.index; },
@@ -96,7 +140,7 @@
     img.decoding = "async";
     img.alt = "map over " + it.name;
     img.src = overlayUrl(it, j);
-    node.appendChild(img);
+    node.appendChild(framed(img, it, "thumb"));
     var cap = el("div", "cap");
     cap.appendChild(el("div", "name", it.name)).title = it.name;
     cap.appendChild(el("div", "pred", it.pred_label + " " + pct(it.confidence)));
@@ -147,7 +191,7 @@
       var img = el("img");
       img.alt = f[0] + " for " + it.name;
       img.src = f[1];
-      fig.appendChild(img);
+      fig.appendChild(framed(img, it, null));
       fig.appendChild(el("figcaption", null, f[0]));
       pics.appendChild(fig);
     });
@@ -197,6 +241,15 @@
     .forEach(function (id) {
       $(id).addEventListener(id === "q" ? "input" : "change", apply);
     });
+  if (items.some(function (it) {  // a cheap look: the layers are built per card
+    var o = it.objects;
+    return !!o && ((Array.isArray(o.boxes) && o.boxes.length > 0) || !!o.outline);
+  })) {
+    $("objects-toggle").hidden = false;
+  }
+  $("show-objects").addEventListener("change", function () {
+    document.body.classList.toggle("no-objects", !$("show-objects").checked);
+  });
   $("v-close").addEventListener("click", function () { dialog.close(); });
   $("v-prev").addEventListener("click", function () { step(-1); });
   $("v-next").addEventListener("click", function () { step(1); });
