@@ -18,6 +18,7 @@ KERAS_FILES = [
     "tests/test_keras_loading.py",
     "tests/test_keras_guided.py",
     "tests/test_keras_methods.py",
+    "tests/test_keras_demo.py",
 ]
 
 

@@ -70,14 +70,19 @@ def test_sanity_writes_plot(tmp_path, capsys):
     pytest.importorskip("torch")
     plot = tmp_path / "sanity.png"
     numbers = tmp_path / "sanity.json"
+    options = ["--steps", "2", "--randomized-target", "predicted"]
     args = parser().parse_args(
-        ["sanity", "sample:chelsea", "--steps", "2", "--out", str(plot), "--json", str(numbers)]
+        ["sanity", "sample:chelsea", *options, "--out", str(plot), "--json", str(numbers)]
     )
     assert cc.sanity_command(args) == 0
     assert plot.stat().st_size > 1000
     result = json.loads(numbers.read_text(encoding="utf-8"))["results"][0]
     assert result["method"] == "gradcam" and len(result["steps"]) == 2
-    assert "final Spearman" in capsys.readouterr().out
+    assert result["params"]["randomized_target"] == "predicted"
+    for key in ("spearman", "spearman_abs", "spearman_signed", "ssim", "hog"):
+        assert len(result["steps"][1][f"{key}_per_image"]) == 1 and f"final_{key}" in result
+    out = capsys.readouterr().out
+    assert "final Spearman" in out and "HOG" in out and "no abs" in out
 
 
 def test_demo_command_passes_options(tmp_path, monkeypatch, capsys):
@@ -102,9 +107,9 @@ def test_demo_command_passes_options(tmp_path, monkeypatch, capsys):
         )
 
     monkeypatch.setattr(demo_module, "run_shortcut_demo", fake)
-    args = parser().parse_args(
-        ["demo", "shortcut", "--out", str(tmp_path), "--quick", "--shortcut", "tint"]
-    )
+    options = ["--quick", "--shortcut", "tint", "--framework", "keras"]
+    args = parser().parse_args(["demo", "shortcut", "--out", str(tmp_path), *options])
     assert cc.demo_shortcut_command(args) == 0
     assert seen["shortcut"] == "tint" and seen["n_train"] == 1200
+    assert seen["framework"] == "keras"  # the Keras demo itself: test_keras_demo.py
     assert "shortcut suspected" in capsys.readouterr().out

@@ -181,6 +181,97 @@ def test_road_imputation_and_order(model, weights):
     assert res.gap > 0 and res.morf_score < res.lerf_score
 
 
+def _reference_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """ROAD's imputation written out pixel by pixel: a dense system, one row per removed pixel."""
+    h, w, _ = image.shape
+    pixels = list(zip(*np.nonzero(removed), strict=True))
+    index = {p: k for k, p in enumerate(pixels)}
+    a = np.zeros((len(pixels), len(pixels)))
+    b = np.zeros((len(pixels), image.shape[2]))
+    known = image[~removed].astype(np.float64)
+    for k, (y, x) in enumerate(pixels):
+        a[k, k] = 1e-6  # the pull towards the known pixels' mean
+        b[k] = 1e-6 * known.mean(axis=0)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                qy, qx = y + dy, x + dx
+                if (dy, dx) == (0, 0) or not (0 <= qy < h and 0 <= qx < w):
+                    continue
+                weight = 1 / 12 if dy and dx else 1 / 6
+                a[k, k] += weight
+                if (qy, qx) in index:
+                    a[k, index[(qy, qx)]] -= weight
+                else:
+                    b[k] += weight * image[qy, qx]
+    out = image.astype(np.float64).copy()
+    if pixels:
+        ys, xs = np.array(pixels).T
+        out[ys, xs] = np.linalg.solve(a, b)
+    return out
+
+
+@pytest.mark.parametrize("shape", ["blob", "scattered", "edge"])
+def test_imputation_equals_the_pixel_by_pixel_system(shape):
+    rng = np.random.default_rng(6)
+    image = rng.normal(size=(14, 17, 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:14, 0:17]
+    removed = {
+        "blob": (yy - 6) ** 2 + (xx - 9) ** 2 < 30,
+        "scattered": rng.random((14, 17)) < 0.6,
+        "edge": xx >= 5,  # a region that touches three borders
+    }[shape]
+    expected = _reference_impute(image, removed)
+    np.testing.assert_allclose(noisy_linear_impute(image, removed, noise=0.0), expected, atol=1e-5)
+    hole = metrics.faithfulness.impute_system(removed)
+    assert abs(hole.matrix - hole.matrix.T).max() == 0  # symmetric, as the solver assumes
+    # noise: Gaussian, scaled by each channel's spread, only where pixels were removed
+    noisy = noisy_linear_impute(image, removed, noise=0.5, rng=np.random.default_rng(0))
+    draws = (noisy - expected)[removed] / (0.5 * image.reshape(-1, 3).std(axis=0))
+    assert np.array_equal(noisy[~removed], image[~removed])
+    assert 0.7 < draws.std() < 1.3
+
+
+def test_road_equals_a_plain_loop():
+    """One image, fraction and order at a time, each imputed input its own forward pass."""
+    net = _tiny_cnn()
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 12, 12, 3)).astype(np.float32)
+    maps = rng.random((3, 12, 12)).astype(np.float32)
+    maps[1] = np.round(maps[1], 1)  # ties, broken in raster order
+    targets = np.array([2, 0, 1])
+    fractions = (0.15, 0.5, 0.85)
+    draws = np.random.default_rng(11)
+    expected = np.empty((3, 2, 3))
+    order = np.argsort(-maps.reshape(3, -1), axis=1, kind="stable")
+    with torch.no_grad():
+        for i in range(3):
+            for j, fraction in enumerate(fractions):
+                count = int(np.rint(fraction * 144))
+                for k, chosen in enumerate((order[i, :count], order[i, 144 - count :])):
+                    removed = np.zeros(144, bool)
+                    removed[chosen] = True
+                    removed = removed.reshape(12, 12)
+                    filled = _reference_impute(x[i], removed)
+                    noise = draws.normal(0.0, 1.0, (int(removed.sum()), 3))
+                    filled[removed] += noise * 0.05 * x[i].reshape(-1, 3).std(axis=0)
+                    t = torch.from_numpy(filled[None].astype(np.float32)).permute(0, 3, 1, 2)
+                    expected[i, k, j] = float(torch.softmax(net(t), dim=1)[0, targets[i]])
+    for batch_size in (1, 4, 64):  # however the batches are cut, the same draws
+        res = metrics.road(
+            net,
+            maps,
+            images=x,
+            targets=targets,
+            fractions=fractions,
+            noise=0.05,
+            seed=11,
+            batch_size=batch_size,
+        )
+        np.testing.assert_allclose(res.morf, expected[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res.lerf, expected[:, 1], rtol=1e-5, atol=1e-6)
+    assert res.to_dict()["params"] == {"noise": 0.05, "seed": 11}
+
+
 def test_helpers_and_validation(model, weights):
     ranks = pixel_ranks(np.array([[[0.1, 0.9], [0.5, 0.5]]]))
     np.testing.assert_array_equal(ranks, [[[3, 0], [1, 2]]])  # ties in raster order

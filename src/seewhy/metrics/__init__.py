@@ -33,8 +33,11 @@ from .localisation import (
     pointing_game,
 )
 from .sanity import (
+    SANITY_MEASURES,
     SanityResult,
     data_randomization_check,
+    hog_similarity,
+    paper_maps,
     plot_sanity,
     randomization_steps,
     sanity_check,
@@ -45,6 +48,7 @@ from .sanity import (
 __all__ = [
     "FAITHFULNESS_METRICS",
     "LOCALISATION_METRICS",
+    "SANITY_MEASURES",
     "ConfidenceChange",
     "Curve",
     "LocalisationScore",
@@ -56,10 +60,12 @@ __all__ = [
     "energy_in_box",
     "energy_pointing_game",
     "evaluate",
+    "hog_similarity",
     "increase_in_confidence",
     "insertion",
     "iou",
     "noisy_linear_impute",
+    "paper_maps",
     "plot_sanity",
     "pointing_game",
     "randomization_steps",

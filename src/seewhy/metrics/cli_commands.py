@@ -221,6 +221,13 @@ def add_sanity_arguments(p: argparse.ArgumentParser, *, model_args: bool = True)
         action="store_true",
         help="randomise one layer at a time instead of cascading from the top",
     )
+    p.add_argument(
+        "--randomized-target",
+        choices=("original", "predicted"),
+        default="original",
+        help="class each randomised model explains: the original model's, or its own "
+        "top-1 as in the paper's code [default: original]",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="sanity.png", help="plot file [default: sanity.png]")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
@@ -247,6 +254,7 @@ def sanity_command(args: argparse.Namespace) -> int:
             steps=args.steps,
             cascading=not args.independent,
             seed=args.seed,
+            randomized_target=args.randomized_target,
         )
         for m in methods
     ]
@@ -260,7 +268,9 @@ def sanity_command(args: argparse.Namespace) -> int:
             else ("FAILS (maps barely change with random weights)")
         )
         print(
-            f"{r.method}: final Spearman {r.final_spearman:.3f}, SSIM {r.final_ssim:.3f}: {verdict}"
+            f"{r.method}: final Spearman {r.final_spearman:.3f} "
+            f"(abs {r.final('spearman_abs'):.3f}, no abs {r.final('spearman_signed'):.3f}), "
+            f"SSIM {r.final_ssim:.3f}, HOG {r.final('hog'):.3f}: {verdict}"
         )
     print(f"plot: {out}")
     if args.json:

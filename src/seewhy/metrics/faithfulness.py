@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 from ..backends import Backend, backend_for
 from ..errors import InvalidInput
 from ..explanation import Explanation
+from ..methods.prefetch import Ahead
 from ..preprocess import Preprocess
 
 __all__ = [
@@ -591,6 +592,92 @@ _NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
 )
 
 
+# Tiny pull of every removed pixel towards the image mean: keeps the system
+# solvable when nothing around a region is known (all pixels removed).
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Hole:
+    """ROAD's linear system for one removal mask, independent of the image.
+
+    Row ``p`` says: removed pixel ``p`` times the weight of its in-image
+    neighbours equals the weighted sum of those neighbours. ``matrix`` (m, m)
+    couples the removed pixels; ``known`` (m, H*W) takes the known neighbours'
+    values to the right-hand side. The matrix is symmetric positive definite.
+    """
+
+    ys: np.ndarray  # (m,) rows of the removed pixels
+    xs: np.ndarray  # (m,) columns
+    matrix: Any  # scipy.sparse csc (m, m)
+    known: Any  # scipy.sparse csr (m, H * W)
+
+
+def impute_system(removed: np.ndarray) -> Hole:
+    """Build the sparse system of :func:`noisy_linear_impute` for an (H, W) mask."""
+    from scipy.sparse import coo_matrix
+
+    h, w = removed.shape
+    ys, xs = np.nonzero(removed)
+    m = len(ys)
+    index = np.full((h, w), -1, dtype=np.int64)
+    index[ys, xs] = np.arange(m)
+    diag = np.full(m, _EPS)
+    a_rows, a_cols, a_vals = [np.arange(m)], [np.arange(m)], [diag]
+    k_rows, k_cols, k_vals = [], [], []
+    for dy, dx, weight in _NEIGHBOURS:
+        qy, qx = ys + dy, xs + dx
+        inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        p, qy, qx = np.nonzero(inside)[0], qy[inside], qx[inside]
+        diag[p] += weight
+        q = index[qy, qx]
+        unknown = q >= 0
+        a_rows.append(p[unknown])
+        a_cols.append(q[unknown])
+        a_vals.append(np.full(int(unknown.sum()), -weight))
+        k_rows.append(p[~unknown])
+        k_cols.append(qy[~unknown] * w + qx[~unknown])
+        k_vals.append(np.full(int((~unknown).sum()), weight))
+    matrix = coo_matrix(
+        (np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))), shape=(m, m)
+    ).tocsc()
+    known = coo_matrix(
+        (np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))),
+        shape=(m, h * w),
+    ).tocsr()
+    return Hole(ys, xs, matrix, known)
+
+
+def solve_hole(hole: Hole, image: np.ndarray) -> np.ndarray:
+    """(m, C) noise-free values of the removed pixels of ``image`` (H, W, C).
+
+    Factorised once in float32 with a fill-reducing symmetric ordering
+    (about twice as fast as the general float64 LU), then one step of
+    iterative refinement with float64 residuals brings the error back to
+    float64 level: the noise ROAD adds is far larger than what remains.
+    """
+    from scipy.sparse.linalg import splu
+
+    img = np.asarray(image, dtype=np.float64)
+    c = img.shape[-1]
+    flat = img.reshape(-1, c)
+    removed = np.zeros(len(flat), dtype=bool)
+    removed[hole.ys * img.shape[1] + hole.xs] = True
+    kept = flat[~removed]
+    mean = kept.mean(axis=0) if len(kept) else flat.mean(axis=0)
+    rhs = hole.known @ flat + _EPS * mean
+    lu = splu(
+        hole.matrix.astype(np.float32),
+        permc_spec="MMD_AT_PLUS_A",
+        diag_pivot_thresh=0.0,
+        options={"SymmetricMode": True},
+    )
+    x = lu.solve(rhs.astype(np.float32)).astype(np.float64)
+    x += lu.solve((rhs - hole.matrix @ x).astype(np.float32))
+    out: np.ndarray = x
+    return out
+
+
 def noisy_linear_impute(
     image: np.ndarray,
     removed: np.ndarray,
@@ -600,15 +687,13 @@ def noisy_linear_impute(
 ) -> np.ndarray:
     """ROAD's imputation: each removed pixel is the weighted mean of its 8 neighbours.
 
-    Solves one sparse linear system for all removed pixels at once (known
-    neighbours go to the right-hand side), then adds Gaussian noise of
-    ``noise`` times each channel's standard deviation. ``image`` is (H, W, C),
-    ``removed`` (H, W) bool. A tiny pull towards the image mean keeps the
-    system solvable when a region has no known neighbour at all.
+    Solves one sparse linear system for all removed pixels and channels at
+    once (known neighbours go to the right-hand side; see
+    :func:`impute_system`), then adds Gaussian noise of ``noise`` times each
+    channel's standard deviation. ``image`` is (H, W, C), ``removed`` (H, W)
+    bool. A tiny pull towards the image mean keeps the system solvable when
+    a region has no known neighbour at all.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import splu
-
     img = np.asarray(image, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
     if img.ndim != 3 or removed.shape != img.shape[:2]:
@@ -616,49 +701,16 @@ def noisy_linear_impute(
             f"removed: expected a (H, W) mask for an (H, W, C) image, got {removed.shape} "
             f"for {img.shape}"
         )
-    h, w, c = img.shape
-    ys, xs = np.nonzero(removed)
-    m = len(ys)
-    if m == 0:
+    if not removed.any():
         return img.astype(np.float32)
-    index = np.full((h, w), -1, dtype=np.int64)
-    index[ys, xs] = np.arange(m)
-    diag = np.zeros(m)
-    rhs = np.zeros((m, c))
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    for dy, dx, weight in _NEIGHBOURS:
-        qy, qx = ys + dy, xs + dx
-        inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-        p = np.nonzero(inside)[0]
-        qy, qx = qy[inside], qx[inside]
-        diag[p] += weight
-        q = index[qy, qx]
-        unknown = q >= 0
-        rows.append(p[unknown])
-        cols.append(q[unknown])
-        vals.append(np.full(int(unknown.sum()), -weight))
-        known = ~unknown
-        rhs[p[known]] += weight * img[qy[known], qx[known]]
-    known_pixels = img[~removed]
-    mean = known_pixels.mean(axis=0) if len(known_pixels) else img.reshape(-1, c).mean(axis=0)
-    eps = 1e-6
-    diag += eps
-    rhs += eps * mean
-    rows.append(np.arange(m))
-    cols.append(np.arange(m))
-    vals.append(diag)
-    matrix = coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m)
-    ).tocsc()
-    solution = splu(matrix).solve(rhs)
+    hole = impute_system(removed)
+    solution = solve_hole(hole, img)
     if noise > 0:
         generator = rng if rng is not None else np.random.default_rng(0)
-        std = img.reshape(-1, c).std(axis=0)
+        std = img.reshape(-1, img.shape[-1]).std(axis=0)
         solution = solution + generator.normal(0.0, 1.0, solution.shape) * (noise * std)
     out = img.copy()
-    out[ys, xs] = solution
+    out[hole.ys, hole.xs] = solution
     return out.astype(np.float32)
 
 
@@ -723,10 +775,11 @@ def road(
     """ROAD, remove and debias (Rong et al., 2022), without retraining.
 
     For each fraction the most (MoRF) and least (LeRF) relevant pixels are
-    removed and filled by :func:`noisy_linear_impute`; the imputed images are
-    predicted ``batch_size`` at a time as they are made, so memory stays at
-    one batch. The imputation is a sparse solve per image and fraction, so
-    this costs more than deletion at the same size.
+    removed and filled by :func:`noisy_linear_impute`: one sparse solve per
+    image, fraction and order, all colour channels at once. The imputed
+    images are made ``batch_size`` at a time in a background thread while
+    the model predicts the previous batch, so the solves and the forward
+    passes overlap and memory stays at two batches.
     """
     batch_size = _positive_int(batch_size, "batch_size")
     fr = np.asarray(list(fractions), dtype=np.float64)
@@ -737,35 +790,47 @@ def road(
     case = resolve_case(
         model, explanation, images=images, targets=targets, preprocess=preprocess, name="road"
     )
-    x = case.inputs
-    n, h, w = case.maps.shape
-    ranks = pixel_ranks(case.maps)
-    counts = np.rint(fr * h * w).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    logits0 = case.backend.predict(x, batch_size=batch_size)
-    _check_rebuilt(case, logits0, "road")
-    targets_ = _targets_from(case, logits0)
-    original = _target_scores(logits0, targets_, "probability")
+    n = len(case.maps)
     probs = np.empty((n, 2, len(fr)), dtype=np.float64)
-    buffer = np.empty((batch_size, *x.shape[1:]), dtype=np.float32)
-    slots: list[tuple[int, int, int]] = []
-
-    def flush() -> None:  # predict what is buffered, so memory stays at one batch
-        if slots:
-            logits = case.backend.predict(buffer[: len(slots)], batch_size=len(slots))
-            rows = np.array([i for i, _, _ in slots])
-            scores = _target_scores(logits, targets_[rows], "probability")
-            for (i, order, j), value in zip(slots, scores, strict=True):
-                probs[i, order, j] = value
-            slots.clear()
-
-    for i in range(n):
-        for j, count in enumerate(counts):
-            for order, removed in enumerate((ranks[i] < count, ranks[i] >= h * w - count)):
-                buffer[len(slots)] = noisy_linear_impute(x[i], removed, noise=noise, rng=rng)
-                slots.append((i, order, j))
-                if len(slots) == batch_size:
-                    flush()
-    flush()
+    batches = _road_batches(case, fr, noise=noise, seed=seed, batch_size=batch_size)
+    with Ahead(batches) as ahead:  # the first batch is imputed during the clean pass
+        logits0 = case.backend.predict(case.inputs, batch_size=batch_size)
+        _check_rebuilt(case, logits0, "road")
+        targets_ = _targets_from(case, logits0)
+        for (rows, orders, steps), batch in ahead:
+            logits = case.backend.predict(batch, batch_size=len(batch))
+            probs[rows, orders, steps] = _target_scores(logits, targets_[rows], "probability")
+    original = _target_scores(logits0, targets_, "probability")
     params = {"noise": noise, "seed": seed}
     return RoadResult(fr, probs[:, 0], probs[:, 1], original, targets_, params)
+
+
+def road_mask(ranks: np.ndarray, fraction: float, order: int) -> np.ndarray:
+    """(H, W) pixels removed at ``fraction``: the top-ranked (MoRF, order 0) or bottom (LeRF)."""
+    total = ranks.size
+    count = int(np.rint(fraction * total))
+    return ranks < count if order == 0 else ranks >= total - count
+
+
+def _road_batches(
+    case: Case, fractions: np.ndarray, *, noise: float, seed: int, batch_size: int
+) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]:
+    """Imputed inputs ``batch_size`` at a time, with their (image, order, fraction) indices.
+
+    Always in the same order (image, then fraction, then MoRF before LeRF),
+    so the seeded noise is the same however the batches are cut.
+    """
+    x = case.inputs
+    ranks = pixel_ranks(case.maps)
+    jobs = np.array(
+        [(i, order, j) for i in range(len(x)) for j in range(len(fractions)) for order in (0, 1)],
+        dtype=np.int64,
+    )
+    rng = np.random.default_rng(seed)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        batch = np.empty((len(chunk), *x.shape[1:]), dtype=np.float32)
+        for k, (i, order, j) in enumerate(chunk):
+            removed = road_mask(ranks[i], float(fractions[j]), int(order))
+            batch[k] = noisy_linear_impute(x[i], removed, noise=noise, rng=rng)
+        yield (chunk[:, 0], chunk[:, 1], chunk[:, 2]), batch

@@ -9,9 +9,11 @@ random ones cannot be explaining what the model learnt. Two tests:
 * data randomisation: compare with a model trained on shuffled labels (the
   user gives a callable that trains one).
 
-Similarity is Spearman rank correlation and SSIM between the original and the
-randomised maps, per image and step. Grad-CAM and plain gradients should fall
-towards 0; Guided Backprop is known to stay similar (the paper's finding).
+Similarity is measured as in the paper, per image and step: Spearman rank
+correlation with and without absolute values, SSIM, and the Pearson
+correlation of HOG features (see :data:`SANITY_MEASURES`). Grad-CAM and plain
+gradients should fall towards 0; Guided Backprop is known to stay similar
+(the paper's finding).
 
 Randomisation works on copies made by the backend's framework module
 (``backends/torch_sanity.py``, ``backends/keras_sanity.py``); the user's model
@@ -33,8 +35,12 @@ from ..errors import InvalidInput
 from ..preprocess import Preprocess
 
 __all__ = [
+    "SANITY_MEASURES",
     "SanityResult",
     "data_randomization_check",
+    "hog_features",
+    "hog_similarity",
+    "paper_maps",
     "plot_sanity",
     "randomization_steps",
     "sanity_check",
@@ -46,15 +52,21 @@ __all__ = [
 # --------------------------------------------------------------------------- similarity
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray, *, absolute: bool = False) -> float:
     """Spearman rank correlation of two maps (ties get average ranks).
 
+    ``absolute=True`` ranks ``|a|`` and ``|b|``: the paper's variant "with
+    absolute values", where strong negative evidence counts as important too.
     A constant map has no ranking, so its correlation with anything is 0.
     """
     from scipy.stats import rankdata
 
-    x = rankdata(np.asarray(a, dtype=np.float64).ravel())
-    y = rankdata(np.asarray(b, dtype=np.float64).ravel())
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if absolute:
+        x, y = np.abs(x), np.abs(y)
+    x = rankdata(x)
+    y = rankdata(y)
     x -= x.mean()
     y -= y.mean()
     denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
@@ -75,7 +87,58 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(value)
 
 
+def hog_features(m: np.ndarray, *, cell: int | None = None) -> np.ndarray:
+    """Histogram of oriented gradients of one (H, W) map, as one flat vector.
+
+    ``cell`` pixels per cell default to the map's short side / 28 (8 px at
+    224, scikit-image's default there), at least 2, so maps of any size get
+    the same grid; blocks are 3x3 cells (fewer on a tiny map).
+    """
+    from skimage.feature import hog
+
+    x = np.asarray(m, dtype=np.float64)
+    if x.ndim != 2:
+        raise InvalidInput(f"map: expected a 2-D map, got shape {x.shape}")
+    side = min(x.shape)
+    size = max(2, side // 28) if cell is None else int(cell)
+    if size < 1 or side < size:
+        raise InvalidInput(f"cell: expected 1..{side} pixels for a {x.shape} map, got {cell}")
+    block = max(1, min(3, side // size))
+    features = hog(x, orientations=9, pixels_per_cell=(size, size), cells_per_block=(block, block))
+    return np.asarray(features, dtype=np.float64)
+
+
+def hog_similarity(a: np.ndarray, b: np.ndarray, *, cell: int | None = None) -> float:
+    """Pearson correlation of the two maps' HOG features (the paper's edge-structure measure).
+
+    HOG sees only where the edges are and how they run, not the values, so
+    two maps that draw the same outlines score high even when their ranks
+    differ. A map without any edge (constant) has no HOG features: two such
+    maps score 1 (nothing differs), one such map against any other 0.
+    """
+    fa = hog_features(a, cell=cell)
+    fb = hog_features(b, cell=cell)
+    if fa.shape != fb.shape:
+        raise InvalidInput(f"maps: expected the same shape, got {np.shape(a)} and {np.shape(b)}")
+    fa -= fa.mean()
+    fb -= fb.mean()
+    na = float(np.sqrt((fa * fa).sum()))
+    nb = float(np.sqrt((fb * fb).sum()))
+    if na == 0.0 or nb == 0.0:
+        return 1.0 if na == nb else 0.0
+    return float(np.clip((fa * fb).sum() / (na * nb), -1.0, 1.0))
+
+
 # --------------------------------------------------------------------------- result
+
+#: The similarity measures a :class:`SanityResult` holds, with their plot titles.
+SANITY_MEASURES: dict[str, str] = {
+    "spearman": "rank correlation (maps as shown)",
+    "spearman_abs": "rank correlation (abs)",
+    "spearman_signed": "rank correlation (no abs)",
+    "ssim": "SSIM",
+    "hog": "HOG similarity",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +146,14 @@ class SanityResult:
     """Similarity of the original maps to the maps after each randomisation step.
 
     ``steps[j]`` names what step ``j`` randomised (cascading: that layer and
-    everything above it). ``spearman`` and ``ssim`` are (steps, images).
+    everything above it). Every measure is (steps, images):
+
+    * ``spearman``, ``ssim`` and ``hog``: the maps as the method shows them
+      (its own channel reduction, rectified and scaled to [0, 1]);
+    * ``spearman_abs`` and ``spearman_signed``: the paper's two rank
+      correlations, on the sum over colour channels of the absolute (resp.
+      signed) attributions; for methods without per-channel attributions
+      (the CAMs) on the absolute (resp. signed) map before rectification.
     """
 
     method: str
@@ -96,18 +166,41 @@ class SanityResult:
     images: np.ndarray  # (N, H, W, 3) uint8
     targets: np.ndarray  # (N,)
     params: Mapping[str, Any] = field(default_factory=dict)
+    spearman_abs: np.ndarray | None = None  # (S, N)
+    spearman_signed: np.ndarray | None = None  # (S, N)
+    hog: np.ndarray | None = None  # (S, N)
+
+    def measure(self, name: str) -> np.ndarray:
+        """(S, N) values of one measure of :data:`SANITY_MEASURES`."""
+        if name not in SANITY_MEASURES:
+            raise InvalidInput(
+                f"measure: expected one of {', '.join(SANITY_MEASURES)}, got {name!r}"
+            )
+        value = getattr(self, name)
+        if value is None:
+            raise InvalidInput(f"measure: {name} was not computed for this result")
+        out: np.ndarray = value
+        return out
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """Names of the measures this result holds, in :data:`SANITY_MEASURES` order."""
+        return tuple(m for m in SANITY_MEASURES if getattr(self, m) is not None)
+
+    def mean(self, name: str) -> np.ndarray:
+        """(S,) one measure averaged over images, one value per step."""
+        out: np.ndarray = self.measure(name).mean(axis=1)
+        return out
 
     @property
     def mean_spearman(self) -> np.ndarray:
         """(S,) mean over images, one value per step."""
-        out: np.ndarray = self.spearman.mean(axis=1)
-        return out
+        return self.mean("spearman")
 
     @property
     def mean_ssim(self) -> np.ndarray:
         """(S,) mean over images, one value per step."""
-        out: np.ndarray = self.ssim.mean(axis=1)
-        return out
+        return self.mean("ssim")
 
     @property
     def final_spearman(self) -> float:
@@ -119,6 +212,10 @@ class SanityResult:
         """Mean SSIM after the last (most randomised) step."""
         return float(self.mean_ssim[-1])
 
+    def final(self, name: str) -> float:
+        """One measure's mean after the last (most randomised) step."""
+        return float(self.mean(name)[-1])
+
     def passes(self, threshold: float = 0.5) -> bool:
         """True when the maps changed: final mean Spearman below ``threshold``.
 
@@ -127,22 +224,20 @@ class SanityResult:
         return self.final_spearman < threshold
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready numbers per step."""
+        """JSON-ready numbers per step: each measure's mean and per-image values."""
+        steps = []
+        for j, label in enumerate(self.steps):
+            entry: dict[str, Any] = {"randomized": label}
+            for m in self.measures:
+                entry[m] = round(float(self.mean(m)[j]), 6)
+            for m in self.measures:
+                entry[f"{m}_per_image"] = [round(float(v), 6) for v in self.measure(m)[j]]
+            steps.append(entry)
         return {
             "method": self.method,
             "mode": self.mode,
-            "steps": [
-                {
-                    "randomized": label,
-                    "spearman": round(float(self.mean_spearman[j]), 6),
-                    "ssim": round(float(self.mean_ssim[j]), 6),
-                    "spearman_per_image": [round(float(v), 6) for v in self.spearman[j]],
-                    "ssim_per_image": [round(float(v), 6) for v in self.ssim[j]],
-                }
-                for j, label in enumerate(self.steps)
-            ],
-            "final_spearman": round(self.final_spearman, 6),
-            "final_ssim": round(self.final_ssim, 6),
+            "steps": steps,
+            **{f"final_{m}": round(self.final(m), 6) for m in self.measures},
             "passes": self.passes(),
             "targets": [int(t) for t in self.targets],
             "params": dict(self.params),
@@ -153,6 +248,30 @@ class SanityResult:
         return plot_sanity([self], image=image, max_columns=max_columns)
 
 
+def _plot_measures(fig: Any, cell: Any, items: Sequence[SanityResult]) -> None:
+    """One small panel per measure, steps along x, one line per method."""
+    names = [m for m in SANITY_MEASURES if all(getattr(r, m) is not None for r in items)]
+    panels = cell.subgridspec(1, len(names), wspace=0.05)
+    steps = len(items[0].steps)
+    xs = np.arange(steps)
+    first = None
+    for col, name in enumerate(names):
+        ax = fig.add_subplot(panels[0, col], sharey=first)
+        first = first or ax
+        for k, res in enumerate(items):
+            ax.plot(xs, res.mean(name), "-o", color=f"C{k % 10}", label=res.method, markersize=3)
+        ax.axhline(0.0, color="0.6", linewidth=0.8)
+        ax.set_ylim(-0.3, 1.05)
+        ax.set_title(SANITY_MEASURES[name], fontsize=8)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(items[0].steps, rotation=60, ha="right", fontsize=6)
+        if col == 0:
+            ax.set_ylabel("similarity to original map")
+            ax.legend(fontsize=7, loc="lower left")
+        else:
+            ax.tick_params(labelleft=False)
+
+
 def plot_sanity(
     results: SanityResult | Sequence[SanityResult],
     *,
@@ -161,9 +280,10 @@ def plot_sanity(
 ) -> Any:
     """A matplotlib Figure in the paper's style.
 
-    Top: mean Spearman (solid) and SSIM (dashed) per step, one colour per
-    method. Below: for each method, image ``image``'s original map followed by
-    its maps after (up to ``max_columns``) randomisation steps. Built on
+    Top: one panel per similarity measure (rank correlations, SSIM, HOG), the
+    mean over images per step, one colour per method. Below: for each method,
+    image ``image``'s original map followed by its maps after (up to
+    ``max_columns``) randomisation steps. Built on
     :class:`matplotlib.figure.Figure`, so it works headless.
     """
     from matplotlib.figure import Figure
@@ -176,28 +296,15 @@ def plot_sanity(
     steps = len(items[0].steps)
     shown = sorted(set(np.linspace(0, steps - 1, min(steps, max_columns)).round().astype(int)))
     columns = 1 + len(shown)
-    fig = Figure(figsize=(max(6.0, 1.5 * columns), 3.2 + 1.6 * len(items)), layout="constrained")
-    grid = fig.add_gridspec(1 + len(items), columns, height_ratios=[2.0] + [1.0] * len(items))
-    ax = fig.add_subplot(grid[0, :])
-    xs = np.arange(steps)
-    for k, res in enumerate(items):
-        colour = f"C{k % 10}"
-        ax.plot(
-            xs, res.mean_spearman, "-o", color=colour, label=f"{res.method} Spearman", markersize=3
-        )
-        ax.plot(xs, res.mean_ssim, "--", color=colour, label=f"{res.method} SSIM")
-    ax.axhline(0.0, color="0.6", linewidth=0.8)
-    ax.set_ylim(-0.3, 1.05)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(items[0].steps, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("similarity to original map")
+    fig = Figure(figsize=(max(10.0, 1.5 * columns), 3.6 + 1.6 * len(items)), layout="constrained")
+    grid = fig.add_gridspec(1 + len(items), columns, height_ratios=[2.2] + [1.0] * len(items))
+    _plot_measures(fig, grid[0, :], items)
     what = {
         "cascading": "cascading randomisation (top layer first)",
         "independent": "independent layer randomisation",
         "data": "data randomisation",
     }.get(items[0].mode, items[0].mode)
-    ax.set_title(f"Sanity check: {what}")
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.suptitle(f"Sanity check: {what}")
     for row, res in enumerate(items, start=1):
         panels = [("original", res.original[image])] + [
             (res.steps[j], res.randomized[j, image]) for j in shown
@@ -289,10 +396,54 @@ def _explain_maps(
     return explainer.explain(inputs, target=targets)
 
 
-def _similarities(original: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rho = np.array([spearman(a, b) for a, b in zip(original, other, strict=True)])
-    sim = np.array([ssim(a, b) for a, b in zip(original, other, strict=True)])
-    return rho, sim
+def paper_maps(explanation: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(absolute, signed) (N, H, W) maps for the paper's two rank correlations.
+
+    Pixel methods: the sum over colour channels of |attribution| and of the
+    attribution (the paper's grayscale and diverging maps). Other methods:
+    their raw map before rectification and scaling, upsampled, and its
+    absolute value.
+    """
+    from ..maps import upsample
+
+    attributions = explanation.extras.get("attributions")
+    if attributions is not None and np.ndim(attributions) == 4:
+        a = np.nan_to_num(np.asarray(attributions, dtype=np.float32))
+        return np.abs(a).sum(axis=-1), a.sum(axis=-1)
+    raw = np.nan_to_num(np.asarray(explanation.layer_maps, dtype=np.float32))
+    if raw.ndim == 3:
+        raw = upsample(raw, explanation.maps.shape[1:])
+    else:  # an unusual raw map: fall back to the maps as shown
+        raw = np.asarray(explanation.maps, dtype=np.float32)
+    return np.abs(raw), raw
+
+
+def _similarities(original: Any, other: Any) -> dict[str, np.ndarray]:
+    """Every measure of :data:`SANITY_MEASURES` between two explanations, (N,) each."""
+    a_abs, a_signed = paper_maps(original)
+    b_abs, b_signed = paper_maps(other)
+    pairs = list(zip(original.maps, other.maps, strict=True))
+    return {
+        "spearman": np.array([spearman(a, b) for a, b in pairs]),
+        "spearman_abs": np.array([spearman(a, b) for a, b in zip(a_abs, b_abs, strict=True)]),
+        "spearman_signed": np.array(
+            [spearman(a, b) for a, b in zip(a_signed, b_signed, strict=True)]
+        ),
+        "ssim": np.array([ssim(a, b) for a, b in pairs]),
+        "hog": np.array([hog_similarity(a, b) for a, b in pairs]),
+    }
+
+
+def _stack(rows: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-step similarity dicts -> one (S, N) array per measure."""
+    return {name: np.stack([r[name] for r in rows]) for name in SANITY_MEASURES}
+
+
+def _check_randomized_target(value: str) -> bool:
+    """True when each randomised model explains its own top-1 class."""
+    if value not in ("original", "predicted"):
+        raise InvalidInput(f"randomized_target: expected 'original' or 'predicted', got {value!r}")
+    return value == "predicted"
 
 
 def _prepare(model: Any, images: Any, preprocess: Preprocess | None) -> tuple[Any, np.ndarray]:
@@ -317,6 +468,7 @@ def sanity_check(
     steps: int | None = None,
     cascading: bool = True,
     seed: int = 0,
+    randomized_target: str = "original",
     preprocess: Preprocess | None = None,
     batch_size: int = 16,
     **params: Any,
@@ -328,11 +480,18 @@ def sanity_check(
     top first; a list of names is one step), and ``steps`` keeps that many
     steps spread evenly over the cascade, always including the top layer and
     the whole network (cascading). With ``cascading=False`` each step
-    randomises its layers alone. Targets are fixed to the original model's,
-    so every copy explains the same class. ``params`` go to the method.
+    randomises its layers alone. ``params`` go to the method.
+
+    ``randomized_target`` says which class each copy explains:
+    ``"original"`` (default) the original model's, so every copy explains
+    the same class; ``"predicted"`` each copy's own top-1, as the paper's
+    code does. The choice matters: a random classifier's top-1 is the class
+    whose weights happen to agree with the strongest feature maps, so CAMs
+    (and Guided Grad-CAM) of that class keep the original's shape.
     """
     from ..backends import backend_for
 
+    follow = _check_randomized_target(randomized_target)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise InvalidInput(f"steps: expected a positive integer or None, got {steps!r}")
     spec, inputs = _prepare(model, images, preprocess)
@@ -360,8 +519,7 @@ def sanity_check(
         chosen = sorted(set(np.linspace(0, len(groups) - 1, steps).round().astype(int).tolist()))
     resample = _resampler(seed)
     labels: list[str] = []
-    rhos: list[np.ndarray] = []
-    sims: list[np.ndarray] = []
+    scores: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
     copy = ops.copy_model(model) if cascading else None
     done = 0
@@ -378,22 +536,18 @@ def sanity_check(
             inputs,
             method,
             layer=base.layer,
-            targets=base.targets,
+            targets=None if follow else base.targets,
             preprocess=spec.preprocess,
             batch_size=batch_size,
             params=params,
         )
-        rho, sim = _similarities(base.maps, ex.maps)
         labels.append(groups[j][0])
-        rhos.append(rho)
-        sims.append(sim)
+        scores.append(_similarities(base, ex))
         maps.append(ex.maps)
     return SanityResult(
         method=base.method,
         mode="cascading" if cascading else "independent",
         steps=tuple(labels),
-        spearman=np.stack(rhos),
-        ssim=np.stack(sims),
         original=base.maps,
         randomized=np.stack(maps),
         images=base.images,
@@ -401,9 +555,11 @@ def sanity_check(
         params={
             "seed": seed,
             "layer": base.layer,
+            "randomized_target": randomized_target,
             "framework": backend.framework,
             **{k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))},
         },
+        **_stack(scores),
     )
 
 
@@ -415,6 +571,7 @@ def data_randomization_check(
     *,
     target: Any = None,
     layer: str | None = None,
+    randomized_target: str = "original",
     preprocess: Preprocess | None = None,
     batch_size: int = 16,
     **params: Any,
@@ -422,9 +579,11 @@ def data_randomization_check(
     """Data randomisation test: compare with a model trained on shuffled labels.
 
     ``retrain`` is a callable that trains and returns such a model (or the
-    model itself). Its maps for the original model's targets should look
-    nothing like the original maps if the method explains what was learnt.
+    model itself). Its maps for the original model's targets (or, with
+    ``randomized_target="predicted"``, its own top-1) should look nothing
+    like the original maps if the method explains what was learnt.
     """
+    follow = _check_randomized_target(randomized_target)
     spec, inputs = _prepare(model, images, preprocess)
     base = _explain_maps(
         model,
@@ -442,23 +601,21 @@ def data_randomization_check(
         inputs,
         method,
         layer=base.layer,
-        targets=base.targets,
+        targets=None if follow else base.targets,
         preprocess=spec.preprocess,
         batch_size=batch_size,
         params=params,
     )
-    rho, sim = _similarities(base.maps, ex.maps)
     return SanityResult(
         method=base.method,
         mode="data",
         steps=("shuffled labels",),
-        spearman=rho[None],
-        ssim=sim[None],
         original=base.maps,
         randomized=ex.maps[None],
         images=base.images,
         targets=base.targets,
-        params={"layer": base.layer},
+        params={"layer": base.layer, "randomized_target": randomized_target},
+        **_stack([_similarities(base, ex)]),
     )
 
 
