@@ -73,12 +73,23 @@ def parents(
 
 @njit(cache=True, parallel=True)
 def compose(
-    on: np.ndarray, labels: np.ndarray, x: np.ndarray, fill: np.ndarray, out: np.ndarray
+    on: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    run_labels: np.ndarray,
+    x: np.ndarray,
+    fill: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    h, w, channels = x.shape
+    channels = x.shape[-1]
+    source = x.reshape(-1)
+    background = fill.reshape(-1)
     for i in prange(on.shape[0]):
-        for r in range(h):
-            for c in range(w):
-                src = x if on[i, labels[r, c]] else fill
-                for q in range(channels):
-                    out[i, r, c, q] = src[r, c, q]
+        dst = out[i].reshape(-1)
+        for k in range(starts.shape[0]):
+            a = starts[k] * channels
+            b = stops[k] * channels
+            if on[i, run_labels[k]]:
+                dst[a:b] = source[a:b]
+            else:
+                dst[a:b] = background[a:b]
