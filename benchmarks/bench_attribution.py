@@ -346,7 +346,7 @@ def gradient_section(
         for name, theirs, ours in [("SmoothGrad", captum_sg, ours_sg), ("IG", captum_ig, ours_ig)]:
             theirs(), ours()  # warm-up: first calls build kernels for the batch shapes
             t_c = t_o = float("inf")
-            for _ in range(3):  # interleaved, best of three (shared machines are noisy)
+            for _ in range(5):  # interleaved, best of five (shared machines are noisy)
                 t_c = min(t_c, timed(theirs)[0])
                 t_o = min(t_o, timed(ours)[0])
             row(f"captum {name}", t_c, 1, "img")

@@ -56,6 +56,20 @@ def test_batch_equals_single_calls(method: str, batch: np.ndarray) -> None:
     np.testing.assert_allclose(split.maps, together.maps, atol=1e-5)
 
 
+def test_a_prepared_batch_is_taken_as_it_is(batch: np.ndarray) -> None:
+    """A seewhy.io.Batch skips decoding: same maps, and its own pictures are kept."""
+    from seewhy.io import Batch
+
+    model = tiny_cnn()
+    usual = seewhy.explain(model, batch)
+    pictures = np.full((4, 24, 24, 3), 7, np.uint8)  # not what denormalising would give
+    prepared = Batch(np.ascontiguousarray(batch.transpose(0, 2, 3, 1)), pictures, tuple("abcd"))
+    ex = seewhy.Explainer(model, "gradcam").explain(prepared)
+    np.testing.assert_allclose(ex.maps, usual.maps, atol=1e-6)
+    assert ex.images is pictures or np.array_equal(ex.images, pictures)
+    assert ex.sources == tuple("abcd") and not ex.failures
+
+
 def test_maps_change_with_the_target(batch: np.ndarray) -> None:
     model = tiny_cnn()
     a = seewhy.explain(model, batch, target=0)

@@ -128,12 +128,21 @@ class Explainer:
         target: Target = None,
         progress: Callable[[int], None] | None = None,
     ) -> Explanation:
-        """Explain ``images`` (paths, PIL images, arrays or tensors; one or many)."""
-        from .io import prepare
+        """Explain ``images`` (paths, PIL images, arrays or tensors; one or many).
 
-        batch, failures = prepare(
-            images, self.spec.preprocess, channels_first=self.backend.channels_first
-        )
+        A :class:`seewhy.io.Batch` is taken as it is: inputs already prepared
+        with this model's preprocessing, and their pictures. Pipelines that
+        decode ahead (the audit) use it to skip rebuilding the pictures.
+        """
+        from .io import Batch, Failure, prepare
+
+        failures: list[Failure] = []
+        if isinstance(images, Batch):
+            batch = images
+        else:
+            batch, failures = prepare(
+                images, self.spec.preprocess, channels_first=self.backend.channels_first
+            )
         for failure in failures:
             warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
         targets = resolve_targets(target, len(batch.sources) + len(failures), self.spec)

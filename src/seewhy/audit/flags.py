@@ -115,8 +115,8 @@ def image_notes(rgb: np.ndarray) -> list[str]:
         notes.append(f"tiny ({w}x{h} px)")
     if max(h, w) > 4 * min(h, w):
         notes.append(f"extreme aspect ratio ({w}x{h})")
-    sample = rgb[:: max(1, h // 256), :: max(1, w // 256)]
-    if float(sample.std()) < 2.0:
+    sample = rgb[:: max(1, h // 128), :: max(1, w // 128)]  # enough pixels to judge
+    if float(sample.std(dtype=np.float32)) < 2.0:
         notes.append("nearly blank")
     elif np.array_equal(sample[..., 0], sample[..., 1]) and np.array_equal(
         sample[..., 1], sample[..., 2]

@@ -18,7 +18,7 @@ import numpy as np
 from seewhy.api import Explainer
 from seewhy.errors import InvalidInput
 from seewhy.explanation import Explanation
-from seewhy.io import load_image, resize_for_model
+from seewhy.io import Batch, load_image, resize_for_model
 from seewhy.preprocess import Preprocess
 
 from .dataset import Item
@@ -151,9 +151,13 @@ class BatchWorker:
         arrays: dict[str, np.ndarray] = {"ids": np.array([d.item.index for d in good], np.int64)}
         explanations: list[Explanation] = []
         if good:
-            inputs = np.stack([d.input for d in good if d.input is not None])
+            batch = Batch(
+                inputs=np.stack([d.input for d in good if d.input is not None]),
+                images=np.stack([d.picture for d in good if d.picture is not None]),
+                sources=tuple(d.item.name for d in good),
+            )
             for j, explainer in enumerate(self.explainers):
-                ex = explainer.explain(inputs)
+                ex = explainer.explain(batch)
                 explanations.append(ex)
                 arrays[f"maps_{j}"] = ex.maps.astype(np.float16)
                 arrays[f"layer_maps_{j}"] = ex.layer_maps.astype(np.float32)
