@@ -36,6 +36,31 @@ def tiny_cnn(classes: int = 5, seed: int = 0) -> torch.nn.Module:
     ).eval()
 
 
+def audit_model(
+    size: tuple[int, int] | None = (32, 32), labels: tuple[str, ...] = ("a", "b")
+) -> torch.nn.Module:
+    """conv-relu, GAP, linear to two classes, in eval mode: the audit tests' model.
+
+    ``size`` (H, W) and ``labels`` go into its ``seewhy_spec``; ``size=None``
+    leaves the spec out (a plain module, as a user's saved file would be).
+    """
+    import seewhy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, len(labels)),
+    ).eval()
+    if size is not None:
+        model.seewhy_spec = seewhy.ModelSpec(
+            name="tiny", preprocess=seewhy.Preprocess(size=size), labels=labels
+        )
+    return model
+
+
 @pytest.fixture
 def model() -> torch.nn.Module:
     return tiny_cnn()

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import seewhy
 from seewhy.audit import Store, audit
 from seewhy.audit.device import (
     PackedModel,
@@ -38,21 +37,11 @@ from seewhy.errors import BackendError, InvalidInput
 
 torch = pytest.importorskip("torch")
 
+from conftest import audit_model  # noqa: E402
+
 
 def tiny_model() -> Any:
-    torch.manual_seed(0)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    ).eval()
-    model.seewhy_spec = seewhy.ModelSpec(
-        name="tiny", preprocess=seewhy.Preprocess(size=(32, 32)), labels=("a", "b")
-    )
-    return model
+    return audit_model()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from seewhy.io import resize_for_model
 
 torch = pytest.importorskip("torch")
 
+from conftest import audit_model  # noqa: E402
+
 GEOMETRIES = [
     ((60, 80), seewhy.Preprocess(size=(64, 64))),  # stretched
     ((300, 451), seewhy.Preprocess(size=(224, 224), resize=256)),  # landscape, cropped
@@ -108,19 +110,7 @@ def test_objects_record_is_none_without_ground_truth() -> None:
 
 
 def _tiny() -> Any:
-    torch.manual_seed(0)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    ).eval()
-    model.seewhy_spec = seewhy.ModelSpec(
-        name="tiny", preprocess=seewhy.Preprocess(size=(32, 32)), labels=("a", "b")
-    )
-    return model
+    return audit_model()
 
 
 def test_boxes_and_a_mask_are_drawn_apart_but_scored_together(tmp_path: Path) -> None:

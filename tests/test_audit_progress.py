@@ -15,6 +15,8 @@ from seewhy.audit.command import _Bar, add_audit_arguments, audit_command
 torch = pytest.importorskip("torch")
 tqdm_std = pytest.importorskip("tqdm.std")
 
+from conftest import audit_model  # noqa: E402
+
 
 def test_bar_shows_images_per_second_and_time_left(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -47,15 +49,7 @@ def test_audit_command_draws_the_bar(tmp_path: Path, capsys: pytest.CaptureFixtu
     rng = np.random.default_rng(0)
     for k in range(3):
         Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(data / f"{k}.png")
-    torch.manual_seed(0)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    ).eval()
+    model = audit_model(size=None)
     model_file = tmp_path / "m.pth"
     torch.save(model, model_file)
     parser = argparse.ArgumentParser()

@@ -292,8 +292,8 @@ PICTURE = (64, 64)  # what the model sees: a plain stretch, so fractions carry o
 
 def _audit(root: Path, *, objects: bool) -> Path:
     """A real audit of three files: a.png with a box, b.png with a mask, c.png with neither."""
-    torch = pytest.importorskip("torch")
-    import seewhy
+    pytest.importorskip("torch")
+    from conftest import audit_model
     from seewhy.audit import audit
 
     data = root / "data"
@@ -311,18 +311,7 @@ def _audit(root: Path, *, objects: bool) -> Path:
         shape = np.zeros((ORIGINAL[1], ORIGINAL[0]), np.uint8)
         shape[MASK[1] : MASK[3], MASK[0] : MASK[2]] = 255
         Image.fromarray(shape).save(masks / "b.png")
-    torch.manual_seed(0)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    ).eval()
-    model.seewhy_spec = seewhy.ModelSpec(
-        name="tiny", preprocess=seewhy.Preprocess(size=PICTURE[::-1]), labels=("x", "y")
-    )
+    model = audit_model(PICTURE[::-1], ("x", "y"))
     result = audit(
         data, model, out=root / "out", methods=METHODS, boxes=boxes, masks=masks, title="gt"
     )

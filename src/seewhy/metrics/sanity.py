@@ -446,7 +446,18 @@ def _check_randomized_target(value: str) -> bool:
     return value == "predicted"
 
 
-def _prepare(model: Any, images: Any, preprocess: Preprocess | None) -> tuple[Any, np.ndarray]:
+def _original(
+    model: Any,
+    images: Any,
+    method: str,
+    *,
+    target: Any,
+    layer: str | None,
+    preprocess: Preprocess | None,
+    batch_size: int,
+    params: Mapping[str, Any],
+) -> tuple[Any, np.ndarray, Any]:
+    """(spec, inputs, explanation) of the untouched model: what every copy is compared with."""
     from ..api import model_spec
     from ..backends import backend_for
     from ..io import prepare
@@ -454,7 +465,17 @@ def _prepare(model: Any, images: Any, preprocess: Preprocess | None) -> tuple[An
     backend = backend_for(model)
     spec = model_spec(model, preprocess=preprocess)
     batch, _ = prepare(images, spec.preprocess, channels_first=backend.channels_first, strict=True)
-    return spec, batch.inputs
+    base = _explain_maps(
+        model,
+        batch.inputs,
+        method,
+        layer=layer,
+        targets=target,
+        preprocess=spec.preprocess,
+        batch_size=batch_size,
+        params=params,
+    )
+    return spec, batch.inputs, base
 
 
 def sanity_check(
@@ -494,16 +515,15 @@ def sanity_check(
     follow = _check_randomized_target(randomized_target)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise InvalidInput(f"steps: expected a positive integer or None, got {steps!r}")
-    spec, inputs = _prepare(model, images, preprocess)
     backend = backend_for(model)
-    ops = _ops(backend.framework)
-    base = _explain_maps(
+    ops = _ops(backend.framework)  # an unsupported framework fails before any work
+    spec, inputs, base = _original(
         model,
-        inputs,
+        images,
         method,
+        target=target,
         layer=layer,
-        targets=target,
-        preprocess=spec.preprocess,
+        preprocess=preprocess,
         batch_size=batch_size,
         params=params,
     )
@@ -584,14 +604,13 @@ def data_randomization_check(
     like the original maps if the method explains what was learnt.
     """
     follow = _check_randomized_target(randomized_target)
-    spec, inputs = _prepare(model, images, preprocess)
-    base = _explain_maps(
+    spec, inputs, base = _original(
         model,
-        inputs,
+        images,
         method,
+        target=target,
         layer=layer,
-        targets=target,
-        preprocess=spec.preprocess,
+        preprocess=preprocess,
         batch_size=batch_size,
         params=params,
     )
