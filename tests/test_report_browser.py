@@ -414,6 +414,21 @@ def test_thumbnails_carry_a_thin_outline_that_can_be_hidden(boxed: _Page) -> Non
     assert boxed.eval(hidden) != "none"
 
 
+def test_the_suspicious_strip_outlines_objects_too(boxed: _Page) -> None:
+    shown = boxed.eval(
+        "Array.from(document.querySelectorAll('.strip [data-open]'))"
+        ".map(b => Number(b.getAttribute('data-open')))"
+    )
+    assert 0 in shown and 1 in shown, shown  # a.png (box) and b.png (mask) are off-object
+    strip = _rects(boxed, ".strip [data-open='0'] .thumb", "rect.gt-box")
+    _assert_placed(strip[0], BOX, ORIGINAL)
+    assert (
+        boxed.eval("document.querySelectorAll(\".strip [data-open='1'] path.gt-mask\").length") == 1
+    )
+    if 2 in shown:  # c.png has no object: nothing drawn
+        assert boxed.eval("document.querySelectorAll(\".strip [data-open='2'] svg\").length") == 0
+
+
 def test_an_audit_without_boxes_draws_none(
     browser: Callable[[Path], _Page], tmp_path_factory: pytest.TempPathFactory
 ) -> None:

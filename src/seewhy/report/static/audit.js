@@ -235,6 +235,10 @@
   });
   document.querySelectorAll("[data-open]").forEach(function (node) {
     node.addEventListener("click", function () { open(Number(node.getAttribute("data-open"))); });
+    // the suspicious strip is written by the page's HTML: frame its pictures like the grid's
+    var it = byIndex.get(Number(node.getAttribute("data-open")));
+    var img = node.querySelector("img");
+    if (it && img && objectLayer(it)) { node.insertBefore(framed(img, it, "thumb"), node.firstChild); }
   });
   more.addEventListener("click", function () { shown += PAGE; render(); });
   ["q", "sort", "truth", "pred", "method", "f-wrong", "f-off-object", "f-border", "f-odd"]
