@@ -25,6 +25,7 @@ def test_similarity_measures():
     assert metrics.spearman(signed, flipped, absolute=True) == pytest.approx(1.0)
     assert abs(metrics.spearman(signed, flipped)) < 0.5
     assert metrics.spearman(a, np.zeros_like(a)) == 0.0  # a flat map ranks nothing
+    assert metrics.spearman(np.zeros_like(a), np.full_like(a, 3.0)) == 1.0  # nothing differs
     assert metrics.ssim(a, a) == pytest.approx(1.0)
     assert metrics.ssim(a, rng.random((32, 32))) < 0.3
 

@@ -57,7 +57,10 @@ def spearman(a: np.ndarray, b: np.ndarray, *, absolute: bool = False) -> float:
 
     ``absolute=True`` ranks ``|a|`` and ``|b|``: the paper's variant "with
     absolute values", where strong negative evidence counts as important too.
-    A constant map has no ranking, so its correlation with anything is 0.
+    A constant map has no ranking, so its correlation with a map that has
+    one is 0; two constant maps do not differ at all and score 1 (as in
+    :func:`hog_similarity`), so a method whose maps stay blank is not
+    mistaken for one whose maps changed.
     """
     from scipy.stats import rankdata
 
@@ -69,8 +72,10 @@ def spearman(a: np.ndarray, b: np.ndarray, *, absolute: bool = False) -> float:
     y = rankdata(y)
     x -= x.mean()
     y -= y.mean()
-    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / denom) if denom > 0 else 0.0
+    sx, sy = float((x * x).sum()), float((y * y).sum())
+    if sx == 0.0 or sy == 0.0:
+        return 1.0 if sx == sy else 0.0
+    return float((x * y).sum() / np.sqrt(sx * sy))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
