@@ -16,7 +16,7 @@ from seewhy.errors import InvalidInput
 from seewhy.methods import kernels
 from seewhy.methods.base import Context
 from seewhy.methods.lime import kernel_shap_fit, lime_weights, ridge_fit, shap_coalitions
-from seewhy.methods.superpixels import compose, segment, segment_means
+from seewhy.methods.superpixels import compose, label_runs, segment, segment_means
 from seewhy.registry import get
 from synthetic import (
     PREPROCESS,
@@ -110,6 +110,8 @@ def test_compose_equals_where(compiled: bool, monkeypatch: pytest.MonkeyPatch) -
     on = rng.random((5, 6)) < 0.5
     out = compose(on, labels, x, fill, np.empty((8, 9, 7, 3), np.float32))
     assert np.array_equal(out, np.where(on[:, labels][..., None], x, fill))
+    given = compose(on, labels, x, fill, np.empty((8, 9, 7, 3), np.float32), label_runs(labels))
+    assert np.array_equal(given, out)
 
 
 def test_segment_means_and_relabelling() -> None:

@@ -84,7 +84,8 @@ def _as_map(map_: object, name: str = "map_", dtype: type = np.float32) -> np.nd
         raise InvalidInput(f"{name}: map is empty (shape {arr.shape})")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
         raise InvalidInput(f"{name}: expected a real-valued map, got dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # huge values become inf, which the callers clip
+        return arr.astype(dtype, copy=False)
 
 
 def colorize(map_: np.ndarray, cmap: str = "viridis") -> np.ndarray:

@@ -37,7 +37,7 @@ from .perturbation import (
     target_scores,
     unit_float,
 )
-from .superpixels import boundary_picture, compose, segment, segment_means
+from .superpixels import boundary_picture, compose, label_runs, segment, segment_means
 
 __all__ = ["KernelSHAP", "Lime", "kernel_shap_fit", "lime_weights", "ridge_fit"]
 
@@ -209,6 +209,7 @@ class Lime(Method):
                 seed=seed,
             )
             count = int(labels.max()) + 1
+            runs = label_runs(labels)  # the same for every batch of this image
             fill = (
                 segment_means(x[i], labels)
                 if fills is None
@@ -224,7 +225,7 @@ class Lime(Method):
                 on = np.concatenate([np.zeros((1, count), bool), on])  # all off first
             scores = np.empty(len(on), np.float64)
             for start, stop in chunks(len(on), bs):
-                batch = compose(on[start:stop], labels, x[i], fill, buffer)
+                batch = compose(on[start:stop], labels, x[i], fill, buffer, runs)
                 out = ctx.backend.predict(batch, batch_size=bs)
                 scores[start:stop] = target_scores(out, np.full(len(out), targets[i]), ctx.score)
             if explainer == "lime":

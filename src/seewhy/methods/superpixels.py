@@ -9,7 +9,7 @@ each pixel's channels moved as a single 4*C-byte item.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,15 @@ from ..errors import InvalidInput
 from . import kernels
 from .quickshift import quickshift
 
-__all__ = ["DEFAULTS", "boundary_picture", "compose", "segment", "segment_means"]
+__all__ = [
+    "DEFAULTS",
+    "LabelRuns",
+    "boundary_picture",
+    "compose",
+    "label_runs",
+    "segment",
+    "segment_means",
+]
 
 #: Default parameters per algorithm (quickshift as in the seed chapter and the lime package).
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
@@ -102,17 +110,41 @@ def _pixels(a: np.ndarray) -> np.ndarray:
     return a.view(np.dtype((np.void, a.dtype.itemsize * c)))[..., 0]
 
 
+class LabelRuns(NamedTuple):
+    """Runs of equal label in raster order: pixels ``[starts[k], stops[k])`` carry ``labels[k]``."""
+
+    starts: np.ndarray
+    stops: np.ndarray
+    labels: np.ndarray
+
+
+def label_runs(labels: np.ndarray) -> LabelRuns:
+    """The runs of an (H, W) label image; quickshift superpixels give about 20 pixels a run."""
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    starts = np.flatnonzero(np.diff(flat)) + 1
+    stops = np.append(starts, flat.size)
+    starts = np.insert(starts, 0, 0)
+    return LabelRuns(starts, stops, flat[starts])
+
+
 def compose(
-    on: np.ndarray, labels: np.ndarray, x: np.ndarray, fill: np.ndarray, out: np.ndarray
+    on: np.ndarray,
+    labels: np.ndarray,
+    x: np.ndarray,
+    fill: np.ndarray,
+    out: np.ndarray,
+    runs: LabelRuns | None = None,
 ) -> np.ndarray:
     """Perturbed inputs: ``out[i] = where(on[i, labels], x, fill)``, written into ``out``.
 
     ``on`` (B, S) bool; ``x`` and ``fill`` (H, W, C) float32 C-contiguous;
-    ``out`` (>= B, H, W, C) float32. Returns ``out[:B]``.
+    ``out`` (>= B, H, W, C) float32. Returns ``out[:B]``. ``runs``
+    (:func:`label_runs` of ``labels``) saves recomputing them for each batch
+    of the same image.
     """
     batch = out[: len(on)]
     if kernels.available():
-        kernels.compose(on, labels, x, fill, batch)
+        kernels.compose(on, runs if runs is not None else label_runs(labels), x, fill, batch)
         return batch
     shown = on[:, labels]  # (B, H, W): one gather of S-long rows
     dst = _pixels(batch)

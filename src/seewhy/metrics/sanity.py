@@ -423,9 +423,15 @@ def paper_maps(explanation: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.abs(raw), raw
 
 
-def _similarities(original: Any, other: Any) -> dict[str, np.ndarray]:
-    """Every measure of :data:`SANITY_MEASURES` between two explanations, (N,) each."""
-    a_abs, a_signed = paper_maps(original)
+def _similarities(
+    original: Any, other: Any, original_paper: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every measure of :data:`SANITY_MEASURES` between two explanations, (N,) each.
+
+    ``original_paper`` is :func:`paper_maps` of ``original``, when the caller
+    compares it with many steps and has it already.
+    """
+    a_abs, a_signed = paper_maps(original) if original_paper is None else original_paper
     b_abs, b_signed = paper_maps(other)
     pairs = list(zip(original.maps, other.maps, strict=True))
     return {
@@ -547,6 +553,7 @@ def sanity_check(
     scores: list[dict[str, np.ndarray]] = []
     maps: list[np.ndarray] = []
     copy = ops.copy_model(model) if cascading else None
+    base_paper = paper_maps(base)  # compared with every step: made once
     done = 0
     for j in chosen:
         if cascading:
@@ -567,7 +574,7 @@ def sanity_check(
             params=params,
         )
         labels.append(groups[j][0])
-        scores.append(_similarities(base, ex))
+        scores.append(_similarities(base, ex, base_paper))
         maps.append(ex.maps)
     return SanityResult(
         method=base.method,
