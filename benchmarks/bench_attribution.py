@@ -69,7 +69,9 @@ class MeanColour:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x)[:, ::8, ::8].mean(axis=(1, 2)).astype(np.float32) @ self.weight
 
-    def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, x: np.ndarray, *, batch_size: int | None = None, precision: str = "float32"
+    ) -> np.ndarray:
         return self(x)
 
     def layers(self, x: np.ndarray) -> list[LayerInfo]:

@@ -324,6 +324,10 @@ def test_bad_inputs_and_targets() -> None:
         b.capture(images(2), layer="act", targets=np.array([0, 5]), gradients=True)
     with pytest.raises(InvalidInput, match="one class per image"):
         b.capture(images(2), layer="act", targets=np.array([0]), gradients=True)
+    with pytest.raises(InvalidInput, match="precision: bfloat16 is for PyTorch models"):
+        b.predict(images(2), precision="bfloat16")
+    with pytest.raises(InvalidInput, match="precision: expected one of"):
+        b.predict(images(2), precision="half")
 
 
 def test_unbuilt_model_is_refused() -> None:

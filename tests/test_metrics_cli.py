@@ -39,6 +39,8 @@ def test_evaluate_writes_json(tmp_path, capsys):
             str(boxes),
             "--metrics",
             "deletion,insertion,average-drop,pointing_game,energy_in_box,iou",
+            "--precision",
+            "bfloat16",
         ]
     )
     assert cc.evaluate_command(args) == 0
@@ -53,6 +55,8 @@ def test_evaluate_writes_json(tmp_path, capsys):
         "iou",
     }
     assert len(scores["deletion"]["fractions"]) == 5
+    assert scores["deletion"]["params"]["precision"] == "bfloat16"
+    assert scores["average_drop"]["params"]["precision"] == "bfloat16"
     assert "gradcam: deletion=" in capsys.readouterr().out
 
 

@@ -269,7 +269,7 @@ def test_road_equals_a_plain_loop():
         )
         np.testing.assert_allclose(res.morf, expected[:, 0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(res.lerf, expected[:, 1], rtol=1e-5, atol=1e-6)
-    assert res.to_dict()["params"] == {"noise": 0.05, "seed": 11}
+    assert res.to_dict()["params"] == {"noise": 0.05, "seed": 11, "precision": "float32"}
 
 
 def test_helpers_and_validation(model, weights):
@@ -290,3 +290,47 @@ def test_helpers_and_validation(model, weights):
         metrics.deletion(model, weights, images=ones(1), targets=[7], steps=2)
     fig = metrics.deletion(model, weights, images=ones(1), steps=4).figure()
     assert type(fig).__name__ == "Figure"
+
+
+def test_reduced_precision_runs_in_bfloat16_and_stays_close():
+    """precision="bfloat16" autocasts the forward passes; the curves move little."""
+    net = _tiny_cnn()
+    rng = np.random.default_rng(5)
+    pictures = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
+    pre = seewhy.Preprocess(size=(16, 16))
+    ex = seewhy.explain(net, pictures, "gradcam", preprocess=pre)
+    dtypes: list[torch.dtype] = []
+    handle = net[0].register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the looser check: no false "rebuilt" warning
+            fast = {
+                "deletion": metrics.deletion(
+                    net, ex, steps=6, preprocess=pre, precision="bfloat16"
+                ),
+                "insertion": metrics.insertion(
+                    net, ex, steps=6, preprocess=pre, precision="bfloat16"
+                ),
+                "road": metrics.road(
+                    net, ex, fractions=(0.3,), preprocess=pre, precision="bfloat16"
+                ),
+            }
+    finally:
+        handle.remove()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert not torch.is_autocast_enabled("cpu")
+    exact = {
+        "deletion": metrics.deletion(net, ex, steps=6, preprocess=pre),
+        "insertion": metrics.insertion(net, ex, steps=6, preprocess=pre),
+    }
+    for name, curve in exact.items():
+        assert fast[name].params["precision"] == "bfloat16"
+        assert curve.params["precision"] == "float32"
+        np.testing.assert_allclose(fast[name].scores, curve.scores, atol=0.03)
+        assert not np.array_equal(fast[name].scores, curve.scores)
+    assert fast["road"].to_dict()["params"]["precision"] == "bfloat16"
+    confidence = metrics.average_drop(net, ex, preprocess=pre, precision="float16")
+    reference = metrics.average_drop(net, ex, preprocess=pre)
+    np.testing.assert_allclose(confidence.masked, reference.masked, atol=0.03)
+    with pytest.raises(InvalidInput, match="precision: expected one of float32, bfloat16"):
+        metrics.deletion(net, ex, steps=2, preprocess=pre, precision="int8")

@@ -275,3 +275,55 @@ def test_model_with_tuple_output_and_inplace_layer_target(batch: np.ndarray) -> 
     expected = model.net[2](model.net[1](model.net[0](torch.from_numpy(batch)))).detach()
     np.testing.assert_allclose(cap.activations, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert (cap.activations < 0).any()
+
+
+class _ViewsAcrossChannels(nn.Module):
+    """Flattens with ``view``, which a channels-last input makes raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 24 * 24, 5)
+        self.layouts: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.layouts.append(x.is_contiguous())
+        return self.fc(torch.relu(self.conv(x)).view(len(x), -1))
+
+
+def test_predict_runs_channels_last_on_cpu_and_agrees(batch: np.ndarray) -> None:
+    from seewhy.backends import backend_for
+
+    model = tiny_cnn().eval()
+    nhwc = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    seen: list[torch.Tensor] = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    try:
+        logits = backend_for(model).predict(nhwc, batch_size=3)
+    finally:
+        handle.remove()
+    assert [t.is_contiguous(memory_format=torch.channels_last) for t in seen] == [True, True]
+    with torch.no_grad():
+        usual = model(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(logits, usual, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_falls_back_for_a_model_that_cannot_take_channels_last(
+    batch: np.ndarray,
+) -> None:
+    from seewhy.backends import backend_for
+
+    model = _ViewsAcrossChannels().eval()
+    nhwc = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    before = _snapshot(model)
+    logits = backend_for(model).predict(nhwc)
+    again = backend_for(model).predict(nhwc)
+    _assert_untouched(model, before)
+    # one failed channels-last try, then the usual layout only
+    assert model.layouts == [False, True, True]
+    with torch.no_grad():
+        usual = model(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(logits, usual, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(logits, again)
+    with pytest.raises(InvalidInput, match="expected a"):
+        backend_for(model).predict(nhwc[0])

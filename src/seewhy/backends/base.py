@@ -13,13 +13,34 @@ speak numpy at the boundary:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "Capture", "LayerInfo", "Score", "select_default_layer"]
+from ..errors import InvalidInput
+
+__all__ = [
+    "PRECISIONS",
+    "Backend",
+    "Capture",
+    "LayerInfo",
+    "Precision",
+    "Score",
+    "check_precision",
+    "select_default_layer",
+]
 
 Score = Literal["logit", "probability"]
+Precision = Literal["float32", "bfloat16", "float16"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16", "float16")
+
+
+def check_precision(value: Any) -> Precision:
+    """The precision name, or a one-line error naming the choices."""
+    for name in PRECISIONS:
+        if value == name:
+            return name
+    raise InvalidInput(f"precision: expected one of {', '.join(PRECISIONS)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -61,8 +82,15 @@ class Backend(Protocol):
         """Check a layer name (or pick the default when None); raise LayerNotFound."""
         ...
 
-    def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """Logits (N, K) float32 for inputs ``x``, without gradients."""
+    def predict(
+        self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
+    ) -> np.ndarray:
+        """Logits (N, K) float32 for inputs ``x``, without gradients.
+
+        ``precision`` other than float32 runs the forward passes in reduced
+        precision where the backend can (PyTorch autocast) and raises
+        :class:`InvalidInput` where it cannot.
+        """
         ...
 
     def capture(

@@ -49,7 +49,7 @@ import keras
 import numpy as np
 
 from ..errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
-from .base import Capture, LayerInfo, Score, select_default_layer
+from .base import Capture, LayerInfo, Precision, Score, check_precision, select_default_layer
 from .keras_guided import guided_relu
 
 __all__ = ["KerasBackend"]
@@ -894,7 +894,14 @@ class KerasBackend:
 
     # -- passes ----------------------------------------------------------------
 
-    def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
+    ) -> np.ndarray:
+        if check_precision(precision) != "float32":
+            raise InvalidInput(
+                f"precision: {precision} is for PyTorch models; a Keras model computes "
+                "in its layers' own dtype policy"
+            )
         x = self._check_inputs(x)
         if len(x) == 0:
             return np.zeros((0, 0), np.float32)

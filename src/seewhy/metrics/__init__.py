@@ -103,12 +103,14 @@ def evaluate(
     batch_size: int = 16,
     tolerance: float | None = None,
     threshold: float = 0.5,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Several metrics at once, as one JSON-ready dict keyed by metric name.
 
     Each entry is the result's ``to_dict()``; localisation metrics need
     ``masks=`` or ``boxes=``. ``baseline`` is deletion's; insertion always
-    starts from the blurred image. Used by ``seewhy evaluate``.
+    starts from the blurred image. ``precision`` is the faithfulness metrics'
+    (see :func:`deletion`). Used by ``seewhy evaluate``.
     """
     wanted = [_key(m) for m in metrics]
     known = FAITHFULNESS_METRICS + LOCALISATION_METRICS + ("increase_in_confidence",)
@@ -122,28 +124,20 @@ def evaluate(
         raise InvalidInput(f"metrics: {', '.join(needs_objects)} need masks= or boxes=")
     out: dict[str, Any] = {}
     confidence = None
+    passes: dict[str, Any] = {"images": images, "batch_size": batch_size, "precision": precision}
     for name in wanted:
         if name == "deletion":
             out[name] = deletion(
-                model,
-                explanation,
-                images=images,
-                steps=steps,
-                baseline=baseline,
-                batch_size=batch_size,
+                model, explanation, steps=steps, baseline=baseline, **passes
             ).to_dict()
         elif name == "insertion":
-            out[name] = insertion(
-                model, explanation, images=images, steps=steps, batch_size=batch_size
-            ).to_dict()
+            out[name] = insertion(model, explanation, steps=steps, **passes).to_dict()
         elif name in ("average_drop", "increase_in_confidence"):
             if confidence is None:
-                confidence = average_drop(
-                    model, explanation, images=images, batch_size=batch_size
-                ).to_dict()
+                confidence = average_drop(model, explanation, **passes).to_dict()
             out[name] = confidence
         elif name == "road":
-            out[name] = road(model, explanation, images=images, batch_size=batch_size).to_dict()
+            out[name] = road(model, explanation, **passes).to_dict()
         elif name == "pointing_game":
             out[name] = pointing_game(
                 explanation, masks=masks, boxes=boxes, tolerance=tolerance

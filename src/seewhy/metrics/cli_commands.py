@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import PRECISIONS
 from ..errors import InvalidInput
 
 __all__ = [
@@ -121,6 +122,13 @@ def add_evaluate_arguments(p: argparse.ArgumentParser, *, model_args: bool = Tru
         default=16,
         help="inputs per forward pass; raise it on a GPU [default: 16]",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="forward passes of the faithfulness metrics; bfloat16 is about 3x faster on "
+        "CPUs with AMX and recent GPUs (PyTorch models) [default: float32]",
+    )
     p.add_argument("--recursive", action="store_true", help="walk sub-folders")
     p.add_argument("--json", metavar="FILE", help="write the results here [default: stdout]")
 
@@ -179,6 +187,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 tolerance=args.tolerance,
                 threshold=args.threshold,
+                precision=args.precision,
             ),
         }
     payload = {"model": args.model, "images": explained, "methods": results}
