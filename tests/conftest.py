@@ -22,18 +22,35 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def tiny_cnn(classes: int = 5, seed: int = 0) -> torch.nn.Module:
-    """conv-relu-conv-relu, global average pooling, linear: a CAM-compatible head."""
+def tiny_cnn(
+    classes: int = 5,
+    seed: int = 0,
+    *,
+    widths: tuple[int, int] = (8, 16),
+    stride: int = 2,
+    inplace: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> torch.nn.Module:
+    """conv-relu-conv-relu, global average pooling, linear: a CAM-compatible head.
+
+    The second convolution has ``stride``; float64 (``dtype``) suits checks
+    against finite differences and plain loops.
+    """
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(8, 16, 3, padding=1, stride=2),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, classes),
-    ).eval()
+    first, second = widths
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, first, 3, padding=1),
+            nn.ReLU(inplace=inplace),
+            nn.Conv2d(first, second, 3, padding=1, stride=stride),
+            nn.ReLU(inplace=inplace),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(second, classes),
+        )
+        .to(dtype)
+        .eval()
+    )
 
 
 def audit_model(

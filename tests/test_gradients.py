@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from conftest import tiny_cnn
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.maps import normalise, upsample
@@ -83,20 +84,7 @@ def test_maps_fall_on_the_object(trained: Any, data: Any, method: str, params: A
 
 
 def _small(seed: int = 0, dtype: Any = torch.float64) -> Any:
-    torch.manual_seed(seed)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 4, 3, padding=1, stride=2),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(4, 3),
-        )
-        .to(dtype)
-        .eval()
-    )
+    return tiny_cnn(3, seed, widths=(4, 4), stride=2, inplace=False, dtype=dtype)
 
 
 def _inputs(n: int = 2, size: int = 8, seed: int = 0) -> np.ndarray:

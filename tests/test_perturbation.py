@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from conftest import tiny_cnn
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.maps import upsample
@@ -63,20 +64,7 @@ def _run(
 
 
 def _small(seed: int = 0, dtype: Any = torch.float64) -> Any:
-    torch.manual_seed(seed)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(6, 5, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(5, 3),
-        )
-        .to(dtype)
-        .eval()
-    )
+    return tiny_cnn(3, seed, widths=(6, 5), stride=1, inplace=False, dtype=dtype)
 
 
 def _inputs(n: int = 2, size: int = 10, seed: int = 0) -> np.ndarray:
