@@ -74,6 +74,9 @@ class MeanColour:
     ) -> np.ndarray:
         return self(x)
 
+    def preferred_batch_size(self, x: np.ndarray, precision: str = "float32") -> int:
+        return 64
+
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
         return []
 

@@ -114,7 +114,8 @@ def forward_cost(model: Any, x: np.ndarray, ex: Any, args: argparse.Namespace) -
     from seewhy.backends import backend_for
 
     backend = backend_for(model)
-    n, steps, bs = len(x), args.steps, args.batch_size
+    n, steps = len(x), args.steps
+    bs = args.batch_size or backend.preferred_batch_size(x)
     needed = n * (steps + 1)
     print(f"{n} images, {steps} steps, batch {bs}: {needed} forward passes per curve")
     pool = np.ascontiguousarray(np.resize(x, (bs, *x.shape[1:])))
@@ -274,7 +275,10 @@ def quantus_comparison(
         if name.endswith("bfloat16"):
             note = "reduced precision, opt-in"
         print(f"{name:<34} {min(spent):7.2f} s   {tq / min(spent):5.2f}x faster ({note})")
-    print(f"  (seewhy at {asked} steps: {mine.calls} batches, {mine.images} images)")
+    print(
+        f"  (seewhy at {asked} steps: {mine.calls} batches, {mine.images} images; Quantus "
+        f"predicts its batch of {n} per step)"
+    )
 
 
 def main() -> None:
@@ -283,7 +287,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--batch-size", type=int, help="seewhy's [default: the backend's preferred_batch_size]"
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--quantus-images", type=int, default=4)
     parser.add_argument("--quantus-steps", type=int, default=16, help="the steps a user asks for")

@@ -334,3 +334,28 @@ def test_reduced_precision_runs_in_bfloat16_and_stays_close():
     np.testing.assert_allclose(confidence.masked, reference.masked, atol=0.03)
     with pytest.raises(InvalidInput, match="precision: expected one of float32, bfloat16"):
         metrics.deletion(net, ex, steps=2, preprocess=pre, precision="int8")
+
+
+def test_default_batch_size_is_the_backends_choice():
+    """No batch_size: passes of the backend's preferred size, the same curve as any other."""
+    torch.manual_seed(0)
+    wide = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 3),
+    ).eval()
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 128, 128, 3)).astype(np.float32)
+    maps = rng.random((3, 128, 128)).astype(np.float32)
+    sizes: list[int] = []
+    handle = wide.register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
+    try:
+        auto = metrics.deletion(wide, maps, images=x, targets=[0, 1, 2], steps=7)
+    finally:
+        handle.remove()
+    # one image traced for the layer sizes, the clean pass, then 21 perturbed inputs 8 at a time
+    assert sizes == [1, 3, 8, 8, 5]
+    fixed = metrics.deletion(wide, maps, images=x, targets=[0, 1, 2], steps=7, batch_size=5)
+    np.testing.assert_allclose(auto.scores, fixed.scores, rtol=1e-5, atol=1e-6)

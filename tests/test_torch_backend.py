@@ -327,3 +327,23 @@ def test_predict_falls_back_for_a_model_that_cannot_take_channels_last(
     np.testing.assert_array_equal(logits, again)
     with pytest.raises(InvalidInput, match="expected a"):
         backend_for(model).predict(nhwc[0])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_preferred_batch_size_keeps_the_biggest_activation_under_32_mib() -> None:
+    """64 channels at 128 x 128 is 4 MiB an image in float32: 8 per pass, 16 in bfloat16."""
+    from seewhy.backends.torch import TorchBackend
+
+    wide = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    x = np.zeros((2, 128, 128, 3), np.float32)
+    backend = TorchBackend(wide)
+    assert backend.preferred_batch_size(x) == 8
+    assert backend.preferred_batch_size(x, "bfloat16") == 16
+    assert TorchBackend(wide.double()).preferred_batch_size(x) == 4
+    assert TorchBackend(tiny_cnn()).preferred_batch_size(x[:, :24, :24]) == 256  # the cap
+    scripted = TorchBackend(torch.jit.script(tiny_cnn()))  # no layers to trace: input x 8
+    assert scripted.preferred_batch_size(x) == 2**25 // (8 * 128 * 128 * 3 * 4)
+    backend.device = torch.device("cuda")  # only read, never used here
+    assert backend.preferred_batch_size(x) == 64
+    with pytest.raises(InvalidInput, match="precision"):
+        backend.preferred_batch_size(x, "fp8")

@@ -93,6 +93,10 @@ class Backend(Protocol):
         """
         ...
 
+    def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
+        """Images per forward-only pass that this backend runs fastest, for inputs like ``x``."""
+        ...
+
     def capture(
         self,
         x: np.ndarray,

@@ -894,6 +894,11 @@ class KerasBackend:
 
     # -- passes ----------------------------------------------------------------
 
+    def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
+        """16: TensorFlow's and JAX's allocators keep freed memory, so batches need not be tiny."""
+        check_precision(precision)
+        return 16
+
     def predict(
         self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
     ) -> np.ndarray:

@@ -100,7 +100,7 @@ def evaluate(
     boxes: Any = None,
     steps: int = 50,
     baseline: str = "zeros",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     tolerance: float | None = None,
     threshold: float = 0.5,
     precision: str = "float32",

@@ -119,8 +119,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser, *, model_args: bool = Tru
     p.add_argument(
         "--batch-size",
         type=int,
-        default=16,
-        help="inputs per forward pass; raise it on a GPU [default: 16]",
+        help="inputs per forward pass [default: explaining 32; the metrics choose by "
+        "model and device]",
     )
     p.add_argument(
         "--precision",
@@ -166,7 +166,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
     explained: list[str] = []
     for m in methods:
         ex = seewhy.explain(
-            model, sources, m, target=args.target, layer=args.layer, batch_size=args.batch_size
+            model,
+            sources,
+            m,
+            target=args.target,
+            layer=args.layer,
+            batch_size=args.batch_size or 32,
         )
         if len(ex.sources) != len(sources) and boxes is not None:
             keep = [sources.index(s) for s in ex.sources]

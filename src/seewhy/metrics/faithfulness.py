@@ -67,10 +67,11 @@ class Case:
     preprocess: Preprocess
     expected_logits: np.ndarray | None  # the explanation's logits when inputs were rebuilt
     precision: Precision = "float32"
+    batch_size: int = 16  # images per forward pass
 
-    def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+    def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits for ``x``, ``batch_size`` images per forward pass, at the case's precision."""
-        return self.backend.predict(x, batch_size=batch_size, precision=self.precision)
+        return self.backend.predict(x, batch_size=self.batch_size, precision=self.precision)
 
 
 def resolve_case(
@@ -81,6 +82,7 @@ def resolve_case(
     targets: Any = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
+    batch_size: int | None = None,
     name: str = "metric",
 ) -> Case:
     """Model, maps, inputs and targets from the forms the public functions accept.
@@ -90,6 +92,7 @@ def resolve_case(
     accepts; with an Explanation they may be left out, and the inputs are then
     rebuilt from ``explanation.images`` with the model's preprocessing (exact
     for pictures; pass ``images`` when you explained preprocessed tensors).
+    ``batch_size`` None lets the backend choose (``preferred_batch_size``).
     """
     from ..api import model_spec, resolve_targets
     from ..io import prepare
@@ -126,7 +129,12 @@ def resolve_case(
         maps = upsample(maps, size)
     maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
     chosen = resolve_targets(targets, len(inputs), spec)
-    return Case(backend, inputs, maps, chosen, spec.preprocess, expected, precision_)
+    per_pass = (
+        backend.preferred_batch_size(inputs, precision_)
+        if batch_size is None
+        else _positive_int(batch_size, "batch_size")
+    )
+    return Case(backend, inputs, maps, chosen, spec.preprocess, expected, precision_, per_pass)
 
 
 def _as_maps(value: Any, name: str) -> np.ndarray:
@@ -368,12 +376,11 @@ def _curve(
     baseline: Baseline,
     blur_sigma: float | None,
     score: str,
-    batch_size: int,
+    batch_size: int | None,
     preprocess: Preprocess | None,
     precision: str,
 ) -> Curve:
     steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
     score = _check_score(score)
     case = resolve_case(
         model,
@@ -382,15 +389,17 @@ def _curve(
         targets=targets,
         preprocess=preprocess,
         precision=precision,
+        batch_size=batch_size,
         name=kind,
     )
+    batch_size = case.batch_size
     x = case.inputs
     fill = fill_values(x, baseline, case.preprocess, blur_sigma=blur_sigma)
     n, h, w = case.maps.shape
     counts = (np.arange(steps + 1, dtype=np.int64) * (h * w)) // steps
     ranks = pixel_ranks(case.maps)
 
-    logits0 = case.predict(x, batch_size)
+    logits0 = case.predict(x)
     _check_rebuilt(case, logits0, kind)
     targets_ = _targets_from(case, logits0)
     scores = np.empty((n, steps + 1), dtype=np.float64)
@@ -415,7 +424,7 @@ def _curve(
             chosen = ranks[i][None] < counts[kk[lo:hi]][:, None, None]
             batch[lo:hi] = start_from[i]
             np.copyto(batch[lo:hi], put[i], where=chosen[..., None])
-        logits = case.predict(batch, len(batch))
+        logits = case.predict(batch)
         scores[ii, kk] = _target_scores(logits, targets_[ii], score)
     params: dict[str, Any] = {
         "steps": steps,
@@ -438,7 +447,7 @@ def deletion(
     baseline: Baseline = "zeros",
     blur_sigma: float | None = None,
     score: str = "probability",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
 ) -> Curve:
@@ -450,7 +459,9 @@ def deletion(
     number or an array). A faithful map makes the target's probability fall
     fast: lower ``mean_auc`` is better. Targets default to the explanation's.
     All images x steps inputs go through ``backend.predict`` ``batch_size`` at
-    a time; 16 suits CPUs (larger batches fall out of cache), raise it on a GPU.
+    a time; by default the backend's choice (PyTorch on the CPU: the most that
+    keep each activation under 32 MiB, 6 for Lite0 at 224 px; on a GPU 64;
+    Keras 16).
     ``precision="bfloat16"`` (PyTorch) runs them in reduced precision: about
     3x faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
     """
@@ -480,7 +491,7 @@ def insertion(
     baseline: Baseline = "blur",
     blur_sigma: float | None = None,
     score: str = "probability",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
 ) -> Curve:
@@ -562,7 +573,7 @@ def average_drop(
     targets: Any = None,
     baseline: Baseline = "black",
     blur_sigma: float | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
 ) -> ConfidenceChange:
@@ -573,7 +584,6 @@ def average_drop(
     baseline; both numbers come from the same two passes. ``precision`` as in
     :func:`deletion`.
     """
-    batch_size = _positive_int(batch_size, "batch_size")
     case = resolve_case(
         model,
         explanation,
@@ -581,13 +591,14 @@ def average_drop(
         targets=targets,
         preprocess=preprocess,
         precision=precision,
+        batch_size=batch_size,
         name="average_drop",
     )
     x = case.inputs
     fill = fill_values(x, baseline, case.preprocess, blur_sigma=blur_sigma)
     weight = np.clip(case.maps, 0.0, 1.0)[..., None]
     masked = (fill + weight * (x - fill)).astype(np.float32)
-    logits = case.predict(np.concatenate([x, masked]), batch_size)
+    logits = case.predict(np.concatenate([x, masked]))
     n = len(x)
     _check_rebuilt(case, logits[:n], "average_drop")
     targets_ = _targets_from(case, logits[:n])
@@ -799,7 +810,7 @@ def road(
     fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     noise: float = 0.01,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
 ) -> RoadResult:
@@ -813,7 +824,6 @@ def road(
     passes overlap and memory stays at two batches. ``precision`` as in
     :func:`deletion`.
     """
-    batch_size = _positive_int(batch_size, "batch_size")
     fr = np.asarray(list(fractions), dtype=np.float64)
     if fr.ndim != 1 or len(fr) == 0 or np.any((fr <= 0) | (fr >= 1)):
         raise InvalidInput(f"fractions: expected numbers strictly between 0 and 1, got {fractions}")
@@ -826,17 +836,18 @@ def road(
         targets=targets,
         preprocess=preprocess,
         precision=precision,
+        batch_size=batch_size,
         name="road",
     )
     n = len(case.maps)
     probs = np.empty((n, 2, len(fr)), dtype=np.float64)
-    batches = _road_batches(case, fr, noise=noise, seed=seed, batch_size=batch_size)
+    batches = _road_batches(case, fr, noise=noise, seed=seed)
     with Ahead(batches) as ahead:  # the first batch is imputed during the clean pass
-        logits0 = case.predict(case.inputs, batch_size)
+        logits0 = case.predict(case.inputs)
         _check_rebuilt(case, logits0, "road")
         targets_ = _targets_from(case, logits0)
         for (rows, orders, steps), batch in ahead:
-            logits = case.predict(batch, len(batch))
+            logits = case.predict(batch)
             probs[rows, orders, steps] = _target_scores(logits, targets_[rows], "probability")
     original = _target_scores(logits0, targets_, "probability")
     params = {"noise": noise, "seed": seed, "precision": case.precision}
@@ -851,7 +862,7 @@ def road_mask(ranks: np.ndarray, fraction: float, order: int) -> np.ndarray:
 
 
 def _road_batches(
-    case: Case, fractions: np.ndarray, *, noise: float, seed: int, batch_size: int
+    case: Case, fractions: np.ndarray, *, noise: float, seed: int
 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]:
     """Imputed inputs ``batch_size`` at a time, with their (image, order, fraction) indices.
 
@@ -865,8 +876,8 @@ def _road_batches(
         dtype=np.int64,
     )
     rng = np.random.default_rng(seed)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
+    for start in range(0, len(jobs), case.batch_size):
+        chunk = jobs[start : start + case.batch_size]
         batch = np.empty((len(chunk), *x.shape[1:]), dtype=np.float32)
         for k, (i, order, j) in enumerate(chunk):
             removed = road_mask(ranks[i], float(fractions[j]), int(order))
