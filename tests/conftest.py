@@ -53,6 +53,18 @@ def tiny_cnn(
     )
 
 
+def one_conv(width: int, classes: int, seed: int = 0) -> torch.nn.Module:
+    """conv-relu, global average pooling, linear, in eval mode: ``width`` sets the activation."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, classes),
+    ).eval()
+
+
 def audit_model(
     size: tuple[int, int] | None = (32, 32), labels: tuple[str, ...] = ("a", "b")
 ) -> torch.nn.Module:
@@ -63,14 +75,7 @@ def audit_model(
     """
     import seewhy
 
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, len(labels)),
-    ).eval()
+    model = one_conv(4, len(labels))
     if size is not None:
         model.seewhy_spec = seewhy.ModelSpec(
             name="tiny", preprocess=seewhy.Preprocess(size=size), labels=labels

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import seewhy  # noqa: E402
+from conftest import one_conv  # noqa: E402
 from seewhy import metrics  # noqa: E402
 from seewhy.errors import InvalidInput  # noqa: E402
 from seewhy.metrics.faithfulness import noisy_linear_impute, pixel_ranks, trapezoid  # noqa: E402
@@ -338,14 +339,7 @@ def test_reduced_precision_runs_in_bfloat16_and_stays_close():
 
 def test_default_batch_size_is_the_backends_choice():
     """No batch_size: passes of the backend's preferred size, the same curve as any other."""
-    torch.manual_seed(0)
-    wide = nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(64, 3),
-    ).eval()
+    wide = one_conv(64, 3)
     rng = np.random.default_rng(6)
     x = rng.normal(size=(3, 128, 128, 3)).astype(np.float32)
     maps = rng.random((3, 128, 128)).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import tiny_cnn
+from conftest import one_conv, tiny_cnn
 from seewhy.errors import InvalidInput, LayerNotFound, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -334,7 +334,7 @@ def test_preferred_batch_size_keeps_the_biggest_activation_under_32_mib() -> Non
     """64 channels at 128 x 128 is 4 MiB an image in float32: 8 per pass, 16 in bfloat16."""
     from seewhy.backends.torch import TorchBackend
 
-    wide = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    wide = one_conv(64, 3)
     x = np.zeros((2, 128, 128, 3), np.float32)
     backend = TorchBackend(wide)
     assert backend.preferred_batch_size(x) == 8
