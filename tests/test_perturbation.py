@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import tiny_cnn
+from conftest import one_conv, tiny_cnn
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.maps import upsample
@@ -58,6 +58,7 @@ def _run(
         layer=layer,
         preprocess=PREPROCESS,
         batch_size=batch_size,
+        forward_batch=batch_size,  # as an Explainer given batch_size
         progress=progress,
     )
     return get(method)(**params).run(ctx)
@@ -383,3 +384,38 @@ def test_bad_parameters() -> None:
     ]:
         with pytest.raises(InvalidInput):
             _run(model, x, method, layer="3", **params)
+
+
+@pytest.mark.parametrize("method", ["rise", "occlusion", "scorecam", "lime"])
+def test_perturbed_copies_go_in_the_backends_batches_unless_told(method: str) -> None:
+    """Default: the backend's preferred batch (8 for 4 MiB activations); then the
+    explainer's batch_size, then the method's own; the map never depends on it."""
+    model = one_conv(64, 3)
+    x = np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32)
+    params = {
+        "rise": {"masks": 20},
+        "occlusion": {"window": 32, "stride": 32},
+        "scorecam": {},
+        "lime": {
+            "samples": 20,
+            "segmentation": np.arange(16).reshape(4, 4).repeat(32, 0).repeat(32, 1),
+        },
+    }[method]
+    runs = {"auto": {}, "explainer": {"batch_size": 5}, "method": {"batch_size": 3}}
+    largest, maps = {}, {}
+    for name, how in runs.items():
+        sizes: list[int] = []
+        handle = model.register_forward_pre_hook(lambda m, a, sizes=sizes: sizes.append(len(a[0])))
+        try:
+            if name == "method":  # a method object's own batch_size (the registry's)
+                explainer = seewhy.Explainer(model, method, batch_size=5, **params)
+                explainer.method = get(method)(**params, **how)
+            else:
+                explainer = seewhy.Explainer(model, method, **params, **how)
+            maps[name] = explainer.explain(x).maps
+        finally:
+            handle.remove()
+        largest[name] = max(sizes)
+    assert largest == {"auto": 8, "explainer": 5, "method": 3}
+    np.testing.assert_allclose(maps["explainer"], maps["auto"], atol=1e-4)  # float rounding
+    np.testing.assert_allclose(maps["method"], maps["auto"], atol=1e-4)

@@ -105,12 +105,14 @@ class Explainer:
         labels: Sequence[str] | None = None,
         score: Score = "logit",
         top_k: int = 5,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         **params: Any,
     ) -> None:
         if score not in ("logit", "probability"):
             raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.model = model
         self.backend: Backend = backend_for(model)
@@ -119,7 +121,8 @@ class Explainer:
         self.layer = layer
         self.score: Score = score
         self.top_k = top_k
-        self.batch_size = batch_size
+        self.batch_size = 32 if batch_size is None else batch_size  # images per pass
+        self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
 
     def explain(
         self,
@@ -160,6 +163,7 @@ class Explainer:
                     layer=layer,
                     score=self.score,
                     batch_size=self.batch_size,
+                    forward_batch=self.forward_batch,
                     progress=progress,
                     images=batch.images[start : start + self.batch_size],
                     preprocess=self.spec.preprocess,
@@ -214,7 +218,7 @@ def explain(
     labels: Sequence[str] | None = None,
     score: Score = "logit",
     top_k: int = 5,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     **params: Any,
 ) -> Explanation:
@@ -224,9 +228,10 @@ def explain(
     image); the default is each image's top-1 class. Scores are logits unless
     ``score="probability"``. ``batch_size`` caps how many inputs go through the
     model in one call: the images themselves for one-pass methods (the CAMs,
-    gradients), their perturbed or noisy copies for the others (a method's own
-    ``batch_size=`` overrides that part). Extra keyword arguments go to the
-    method.
+    gradients; default 32), their perturbed or noisy copies for the others.
+    Left out, perturbed copies go in batches the backend chooses (on a CPU with PyTorch, small
+    enough that each activation stays under 32 MiB: 6 for Lite0, about 1.5x
+    faster than 32). Extra keyword arguments go to the method.
     """
     explainer = Explainer(
         model,

@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--cmap", default="viridis", help="matplotlib colormap [default: viridis]")
     ex.add_argument("--alpha", type=float, default=0.5, help="image weight in the overlay")
     ex.add_argument("--top-k", type=int, default=5)
-    ex.add_argument("--batch-size", type=int, default=16)
+    ex.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per pass, and perturbed copies per pass [default: 16; copies: chosen by "
+        "model and device]",
+    )
     ex.add_argument("--recursive", action="store_true", help="walk sub-folders")
     ex.add_argument("--json", metavar="FILE", help="write predictions and file names as JSON")
     ex.add_argument("--quiet", action="store_true", help="no progress bar, no listing")
@@ -144,7 +149,7 @@ def _explain(args: argparse.Namespace) -> int:
     failures: list[tuple[str, str]] = []
     bar = _progress(len(sources) * len(methods), quiet=args.quiet)
     try:
-        for chunk in _batches(sources, args.batch_size):
+        for chunk in _batches(sources, args.batch_size or 16):
             chunk_records: dict[str, dict[str, Any]] = {}
             for m, explainer in explainers.items():
                 try:

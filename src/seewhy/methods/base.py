@@ -28,7 +28,9 @@ class Context:
     targets: np.ndarray | None  # (N,) int64, or None for each image's top-1 class
     layer: str | None  # resolved layer name, for methods that use one
     score: Score = "logit"
-    batch_size: int = 32
+    batch_size: int = 32  # images explained together; gradient passes of noisy copies
+    # perturbed copies per forward-only pass; None: the backend's preferred_batch_size
+    forward_batch: int | None = None
     progress: Callable[[int], None] | None = None  # called with units of work done
     images: np.ndarray | None = None  # (N, H, W, 3) uint8 pictures the inputs came from
     preprocess: Preprocess | None = None  # how pictures become inputs (for fills in pixel space)

@@ -29,9 +29,9 @@ from ..registry import register
 from .base import Context, Method, RawResult
 from .perturbation import (
     ImageProgress,
-    batch_size_of,
     chunks,
     fill_values,
+    forward_batch_of,
     positive_int,
     predict_targets,
     target_scores,
@@ -180,7 +180,7 @@ class Lime(Method):
             raise InvalidInput(f"{self.name}: alpha must be >= 0, got {alpha!r}")
         top = positive_int(self.param("top_superpixels", 5), "top_superpixels", self.name)
         seed = int(self.param("seed", 0))
-        bs = batch_size_of(self, ctx)
+        bs = forward_batch_of(self, ctx)
         fill_kind = self.param("fill", "mean")
         x = np.ascontiguousarray(ctx.inputs, dtype=np.float32)
         n, h, w, c = x.shape
