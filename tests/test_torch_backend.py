@@ -278,16 +278,19 @@ def test_model_with_tuple_output_and_inplace_layer_target(batch: np.ndarray) -> 
 
 
 class _ViewsAcrossChannels(nn.Module):
-    """Flattens with ``view``, which a channels-last input makes raise."""
+    """Flattens with ``view``, which a channels-last input makes raise (or asserts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, insists: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.fc = nn.Linear(4 * 24 * 24, 5)
         self.layouts: list[bool] = []
+        self.insists = insists
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.layouts.append(x.is_contiguous())
+        if self.insists:
+            assert x.is_contiguous(), "contiguous input only"
         return self.fc(torch.relu(self.conv(x)).view(len(x), -1))
 
 
@@ -306,14 +309,21 @@ def test_predict_runs_channels_last_on_cpu_and_agrees(batch: np.ndarray) -> None
     with torch.no_grad():
         usual = model(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(logits, usual, rtol=1e-5, atol=1e-5)
+    # an error of the model's own (4 channels for 3) comes through; the layout is kept
+    from seewhy.backends.torch import _NEEDS_CONTIGUOUS
+
+    with pytest.raises(RuntimeError, match="channels"):
+        backend_for(model).predict(np.zeros((2, 24, 24, 4), np.float32))
+    assert model not in _NEEDS_CONTIGUOUS
 
 
+@pytest.mark.parametrize("insists", [False, True], ids=["view-raises", "asserts"])
 def test_predict_falls_back_for_a_model_that_cannot_take_channels_last(
-    batch: np.ndarray,
+    batch: np.ndarray, insists: bool
 ) -> None:
     from seewhy.backends import backend_for
 
-    model = _ViewsAcrossChannels().eval()
+    model = _ViewsAcrossChannels(insists).eval()
     nhwc = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
     before = _snapshot(model)
     logits = backend_for(model).predict(nhwc)

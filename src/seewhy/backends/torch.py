@@ -279,7 +279,7 @@ class TorchBackend:
             inputs = self._nchw_view(x).to(dtype=self.dtype)
             try:
                 return _as_logits(self._forward(inputs))
-            except (RuntimeError, BackendError):
+            except Exception:  # any refusal of the layout; a real error recurs just below
                 logits = _as_logits(self._forward(self._to_tensor(x)))
                 _NEEDS_CONTIGUOUS.add(self.model)  # only once the usual layout worked
                 return logits
