@@ -97,6 +97,7 @@ def test_methods_lists_the_family(capsys: pytest.CaptureFixture[str]) -> None:
         (["explain", "nowhere/at/all.jpg"], "nowhere/at/all.jpg"),
         (["explain", "sample:chelsea", "--target", "tabbby"], "tabby"),
         (["explain", "sample:chelsea", "--model", "resnet"], "efficientnet_lite0"),
+        (["explain", "sample:chelsea", "--precision", "bfloat16"], "gradcam needs gradients"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -114,3 +115,13 @@ def test_errors_are_one_line_without_traceback(
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, run.stderr
     assert "Traceback" not in run.stderr and message in lines[0]
+
+
+def test_explain_in_reduced_precision_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    args = ["explain", "sample:chelsea", "--method", "occlusion", "--precision", "bfloat16"]
+    assert main([*args, "--out", str(tmp_path), "--json", str(out), "--quiet"]) == 0
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["precision"] == "bfloat16" and record["methods"] == ["occlusion"]
+    assert record["images"][0]["target_label"] == "Egyptian cat"
+    assert (tmp_path / "chelsea.seewhy.png").exists()

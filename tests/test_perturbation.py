@@ -419,3 +419,38 @@ def test_perturbed_copies_go_in_the_backends_batches_unless_told(method: str) ->
     assert largest == {"auto": 8, "explainer": 5, "method": 3}
     np.testing.assert_allclose(maps["explainer"], maps["auto"], atol=1e-4)  # float rounding
     np.testing.assert_allclose(maps["method"], maps["auto"], atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["rise", "occlusion", "scorecam", "lime"])
+def test_reduced_precision_for_the_methods_that_only_predict(method: str) -> None:
+    """precision="bfloat16": the masked passes run in bfloat16, the map barely moves."""
+    model = one_conv(16, 3)
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    params = {
+        "rise": {"masks": 64},
+        "occlusion": {"window": 8, "stride": 4},
+        "scorecam": {},
+        "lime": {
+            "samples": 64,
+            "segmentation": np.arange(16).reshape(4, 4).repeat(8, 0).repeat(8, 1),
+        },
+    }[method]
+    dtypes: list[torch.dtype] = []
+    handle = model[0].register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+    try:
+        fast = seewhy.explain(model, x, method, precision="bfloat16", **params)
+    finally:
+        handle.remove()
+    exact = seewhy.explain(model, x, method, **params)
+    assert torch.bfloat16 in dtypes and not torch.is_autocast_enabled("cpu")
+    assert fast.params["precision"] == "bfloat16" and "precision" not in exact.params
+    for a, b in zip(fast.maps, exact.maps, strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    assert not np.array_equal(fast.maps, exact.maps)
+
+
+def test_reduced_precision_is_refused_where_gradients_are_needed() -> None:
+    with pytest.raises(InvalidInput, match="gradcam needs gradients"):
+        seewhy.Explainer(_small(), "gradcam", precision="bfloat16")
+    with pytest.raises(InvalidInput, match="precision: expected one of"):
+        seewhy.Explainer(_small(), "rise", precision="bf16")

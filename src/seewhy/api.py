@@ -12,7 +12,7 @@ import numpy as np
 
 from . import registry
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
-from .backends.base import Score
+from .backends.base import Score, check_precision
 from .errors import InvalidInput, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess
@@ -106,10 +106,12 @@ class Explainer:
         score: Score = "logit",
         top_k: int = 5,
         batch_size: int | None = None,
+        precision: str = "float32",
         **params: Any,
     ) -> None:
         if score not in ("logit", "probability"):
             raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
+        self.precision = check_precision(precision)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -118,6 +120,11 @@ class Explainer:
         self.backend: Backend = backend_for(model)
         self.spec = model_spec(model, preprocess=preprocess, labels=labels)
         self.method: Method = registry.get(method)(**params)
+        if self.precision != "float32" and not self.method.forward_only:
+            raise InvalidInput(
+                f"precision: {self.precision} is for the methods that only predict "
+                f"(occlusion, rise, scorecam, lime, kernelshap); {self.method.name} needs gradients"
+            )
         self.layer = layer
         self.score: Score = score
         self.top_k = top_k
@@ -164,6 +171,7 @@ class Explainer:
                     score=self.score,
                     batch_size=self.batch_size,
                     forward_batch=self.forward_batch,
+                    precision=self.precision,
                     progress=progress,
                     images=batch.images[start : start + self.batch_size],
                     preprocess=self.spec.preprocess,
@@ -185,7 +193,7 @@ class Explainer:
             predictions=top_predictions(raw.logits, self.spec, self.top_k),
             method=self.method.name,
             layer=layer,
-            params=dict(self.method.params),
+            params=self._params(),
             framework=self.backend.framework,
             model_name=self.spec.name,
             failures=tuple(failures),
@@ -193,6 +201,13 @@ class Explainer:
         )
 
     __call__ = explain
+
+    def _params(self) -> dict[str, Any]:
+        """The method's parameters, and the precision when it is not the usual float32."""
+        params = dict(self.method.params)
+        if self.precision != "float32":
+            params["precision"] = self.precision
+        return params
 
 
 def _concat(results: list[RawResult]) -> RawResult:
@@ -219,6 +234,7 @@ def explain(
     score: Score = "logit",
     top_k: int = 5,
     batch_size: int | None = None,
+    precision: str = "float32",
     progress: Callable[[int], None] | None = None,
     **params: Any,
 ) -> Explanation:
@@ -231,7 +247,10 @@ def explain(
     gradients; default 32), their perturbed or noisy copies for the others.
     Left out, perturbed copies go in batches the backend chooses (on a CPU with PyTorch, small
     enough that each activation stays under 32 MiB: 6 for Lite0, about 1.5x
-    faster than 32). Extra keyword arguments go to the method.
+    faster than 32). ``precision="bfloat16"`` or ``"float16"`` runs the
+    methods that only predict (occlusion, RISE, Score-CAM, LIME, Kernel SHAP)
+    in reduced precision on PyTorch: about 2x faster on CPUs with AMX and on
+    recent GPUs. Extra keyword arguments go to the method.
     """
     explainer = Explainer(
         model,
@@ -242,6 +261,7 @@ def explain(
         score=score,
         top_k=top_k,
         batch_size=batch_size,
+        precision=precision,
         **params,
     )
     return explainer.explain(images, target=target, progress=progress)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .backends.base import PRECISIONS
 from .errors import SeewhyError, SkippedInputWarning
 
 __all__ = ["main"]
@@ -67,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--cmap", default="viridis", help="matplotlib colormap [default: viridis]")
     ex.add_argument("--alpha", type=float, default=0.5, help="image weight in the overlay")
     ex.add_argument("--top-k", type=int, default=5)
+    ex.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="forward passes of occlusion, rise, scorecam, lime, kernelshap (PyTorch) "
+        "[default: float32]",
+    )
     ex.add_argument(
         "--batch-size",
         type=int,
@@ -140,6 +148,7 @@ def _explain(args: argparse.Namespace) -> int:
             score=args.score,
             top_k=args.top_k,
             batch_size=args.batch_size,
+            precision=args.precision,
         )
         for m in methods
     }
@@ -180,6 +189,7 @@ def _explain(args: argparse.Namespace) -> int:
         payload = {
             "model": args.model,
             "methods": methods,
+            "precision": args.precision,
             "images": records,
             "failures": [{"source": s, "reason": r} for s, r in failures],
         }

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backends.base import Backend, Score
+from ..backends.base import Backend, Precision, Score
 from ..preprocess import Preprocess
 
 __all__ = ["Context", "Method", "RawResult"]
@@ -32,6 +32,7 @@ class Context:
     # perturbed copies per forward-only pass; None: the backend's preferred_batch_size
     forward_batch: int | None = None
     progress: Callable[[int], None] | None = None  # called with units of work done
+    precision: Precision = "float32"  # of forward-only passes (perturbation methods)
     images: np.ndarray | None = None  # (N, H, W, 3) uint8 pictures the inputs came from
     preprocess: Preprocess | None = None  # how pictures become inputs (for fills in pixel space)
 
@@ -59,6 +60,7 @@ class Method(ABC):
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = True
+    forward_only: ClassVar[bool] = False  # only predictions: may run in reduced precision
     rectify: ClassVar[bool] = True  # apply ReLU to the map before normalising
 
     def __init__(self, **params: Any) -> None:

@@ -33,6 +33,7 @@ from .perturbation import (
     fill_values,
     forward_batch_of,
     positive_int,
+    predict,
     predict_targets,
     target_scores,
     unit_float,
@@ -144,6 +145,7 @@ class Lime(Method):
     W) bool of the top-k superpixels and ``picture`` (N, H, W, 3) uint8 of it.
     """
 
+    forward_only = True
     uses_layer = False
     rectify = True  # the picture of evidence *for* the class, as LIME's positive_only
     explainer = "lime"
@@ -226,7 +228,7 @@ class Lime(Method):
             scores = np.empty(len(on), np.float64)
             for start, stop in chunks(len(on), bs):
                 batch = compose(on[start:stop], labels, x[i], fill, buffer, runs)
-                out = ctx.backend.predict(batch, batch_size=bs)
+                out = predict(ctx, batch, bs)
                 scores[start:stop] = target_scores(out, np.full(len(out), targets[i]), ctx.score)
             if explainer == "lime":
                 coef, intercept, r2 = ridge_fit(on, scores, reg_weights, alpha)

@@ -54,9 +54,14 @@ def target_scores(logits: np.ndarray, targets: np.ndarray, score: str) -> np.nda
     raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
 
 
+def predict(ctx: Context, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits for ``x`` at the context's precision, ``batch_size`` inputs per pass."""
+    return ctx.backend.predict(x, batch_size=batch_size, precision=ctx.precision)
+
+
 def predict_targets(ctx: Context, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits of the unperturbed inputs and the classes to explain (checked)."""
-    logits = ctx.backend.predict(ctx.inputs, batch_size=batch_size)
+    logits = predict(ctx, ctx.inputs, batch_size)
     classes = logits.shape[1]
     if ctx.targets is None:
         return logits, logits.argmax(axis=1).astype(np.int64)
@@ -95,7 +100,7 @@ def forward_batch_of(method: Method, ctx: Context) -> int:
     """
     chosen = method.param("batch_size", ctx.forward_batch)
     if chosen is None:
-        return ctx.backend.preferred_batch_size(ctx.inputs)
+        return ctx.backend.preferred_batch_size(ctx.inputs, ctx.precision)
     return positive_int(chosen, "batch_size", method.name)
 
 
@@ -227,6 +232,7 @@ class Occlusion(Method):
     at each far edge so that every pixel is covered.
     """
 
+    forward_only = True
     uses_layer = False
     rectify = True  # a negative drop (occluding helps the class) is not evidence for it
 
@@ -261,9 +267,7 @@ class Occlusion(Method):
             img, pos = np.divmod(rows, positions)
             mask = in_y[pos][:, :, None] & in_x[pos][:, None, :]  # (B, H, W)
             batch = np.where(mask[..., None], fill[img], ctx.inputs[img])
-            drop = base[img] - target_scores(
-                ctx.backend.predict(batch, batch_size=bs), targets[img], ctx.score
-            )
+            drop = base[img] - target_scores(predict(ctx, batch, bs), targets[img], ctx.score)
             for i in np.unique(img):
                 sel = img == i
                 weighted = in_x[pos[sel]] * drop[sel, None].astype(np.float32)
@@ -308,6 +312,7 @@ class RISE(Method):
     far from zero. All images share the same masks, drawn from ``seed``.
     """
 
+    forward_only = True
     uses_layer = False
     rectify = False  # centred or logit-weighted sums may be negative everywhere
 
@@ -339,7 +344,7 @@ class RISE(Method):
             for start, stop in chunks(count, bs):  # masks are rebuilt per image: B x H x W each
                 m = rise_masks(grids[start:stop], shifts[start:stop], (h, w), (cell, cell))
                 shown = fill[i] + m[..., None] * (ctx.inputs[i] - fill[i])
-                out = ctx.backend.predict(shown, batch_size=bs)
+                out = predict(ctx, shown, bs)
                 s = target_scores(out, np.full(len(m), targets[i]), ctx.score)
                 weighted[i] += np.tensordot(s, m, axes=1)
                 totals[i] += s.sum()
@@ -418,6 +423,8 @@ class ScoreCAM(_PerturbedCAM):
     those share one forward pass, which leaves the result unchanged.
     """
 
+    forward_only = True
+
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
         return (*super().param_names(), "weighting", "fill")
@@ -442,7 +449,7 @@ class ScoreCAM(_PerturbedCAM):
         flat = picked.reshape(n, picked.shape[1], -1)
         lo, hi = flat.min(axis=2), flat.max(axis=2)
         varying = hi > lo
-        empty = target_scores(ctx.backend.predict(fill, batch_size=bs), targets, ctx.score)
+        empty = target_scores(predict(ctx, fill, bs), targets, ctx.score)
         scores = np.repeat(empty[:, None], picked.shape[1], axis=1)
         progress = ImageProgress(ctx, 1)
         for i in range(n):
@@ -455,7 +462,7 @@ class ScoreCAM(_PerturbedCAM):
                 m = np.where(span > 0, (up - low) / np.where(span > 0, span, 1), 0)
                 m = m.reshape(len(sel), h, w)
                 shown = fill[i] + m[..., None] * (ctx.inputs[i] - fill[i])
-                out = ctx.backend.predict(shown, batch_size=bs)
+                out = predict(ctx, shown, bs)
                 scores[i, sel] = target_scores(out, np.full(len(sel), targets[i]), ctx.score)
             progress.advance(1)
         if weighting == "softmax":
