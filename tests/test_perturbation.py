@@ -386,21 +386,27 @@ def test_bad_parameters() -> None:
             _run(model, x, method, layer="3", **params)
 
 
+def _predicting(method: str, side: int, samples: int) -> dict[str, Any]:
+    """Small settings of a method that only predicts, for a ``side`` px square image."""
+    cell = side // 4
+    return {
+        "rise": {"masks": samples},
+        "occlusion": {"window": cell, "stride": cell // 2},
+        "scorecam": {},
+        "lime": {
+            "samples": samples,
+            "segmentation": np.arange(16).reshape(4, 4).repeat(cell, 0).repeat(cell, 1),
+        },
+    }[method]
+
+
 @pytest.mark.parametrize("method", ["rise", "occlusion", "scorecam", "lime"])
 def test_perturbed_copies_go_in_the_backends_batches_unless_told(method: str) -> None:
     """Default: the backend's preferred batch (8 for 4 MiB activations); then the
     explainer's batch_size, then the method's own; the map never depends on it."""
     model = one_conv(64, 3)
     x = np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32)
-    params = {
-        "rise": {"masks": 20},
-        "occlusion": {"window": 32, "stride": 32},
-        "scorecam": {},
-        "lime": {
-            "samples": 20,
-            "segmentation": np.arange(16).reshape(4, 4).repeat(32, 0).repeat(32, 1),
-        },
-    }[method]
+    params = _predicting(method, side=128, samples=20)
     runs = {"auto": {}, "explainer": {"batch_size": 5}, "method": {"batch_size": 3}}
     largest, maps = {}, {}
     for name, how in runs.items():
@@ -426,15 +432,7 @@ def test_reduced_precision_for_the_methods_that_only_predict(method: str) -> Non
     """precision="bfloat16": the masked passes run in bfloat16, the map barely moves."""
     model = one_conv(16, 3)
     x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
-    params = {
-        "rise": {"masks": 64},
-        "occlusion": {"window": 8, "stride": 4},
-        "scorecam": {},
-        "lime": {
-            "samples": 64,
-            "segmentation": np.arange(16).reshape(4, 4).repeat(8, 0).repeat(8, 1),
-        },
-    }[method]
+    params = _predicting(method, side=32, samples=64)
     dtypes: list[torch.dtype] = []
     handle = model[0].register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
     try:
