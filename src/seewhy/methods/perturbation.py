@@ -6,8 +6,10 @@ through ``backend.predict(x, batch_size=...)`` (or, for Ablation-CAM,
 ``backend.predict_with_layer_edit``), and perturbed batches are built chunk by
 chunk, so memory stays at one batch whatever the number of samples.
 
-Each method takes ``batch_size`` (default: the explainer's) and ``seed``; the
-same seed gives the same map.
+Each method takes ``batch_size`` (default: the explainer's when it was given,
+else the backend's ``preferred_batch_size``; Ablation-CAM: the explainer's) and
+``seed``; the same seed gives the same map. Occlusion, RISE and Score-CAM only
+predict, so they may run in reduced precision (``Context.precision``).
 
 The helpers at the top (fills, target scores, progress) are shared with the
 gradient and LIME methods.
