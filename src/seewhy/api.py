@@ -249,7 +249,7 @@ def explain(
     enough that each activation stays under 32 MiB: 6 for Lite0, about 1.5x
     faster than 32). ``precision="bfloat16"`` or ``"float16"`` runs the
     methods that only predict (occlusion, RISE, Score-CAM, LIME, Kernel SHAP)
-    in reduced precision on PyTorch: about 2x faster on CPUs with AMX and on
+    in reduced precision on PyTorch: up to 2x faster on CPUs with AMX and on
     recent GPUs. Extra keyword arguments go to the method.
     """
     explainer = Explainer(

@@ -126,7 +126,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser, *, model_args: bool = Tru
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="forward passes of the faithfulness metrics; bfloat16 is about 3x faster on "
+        help="forward passes of the faithfulness metrics; bfloat16 is 1.5-2x faster on "
         "CPUs with AMX and recent GPUs (PyTorch models) [default: float32]",
     )
     p.add_argument("--recursive", action="store_true", help="walk sub-folders")

@@ -462,8 +462,8 @@ def deletion(
     a time; by default the backend's choice (PyTorch on the CPU: the most that
     keep each activation under 32 MiB, 6 for Lite0 at 224 px; on a GPU 64;
     Keras 16).
-    ``precision="bfloat16"`` (PyTorch) runs them in reduced precision: about
-    3x faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
+    ``precision="bfloat16"`` (PyTorch) runs them in reduced precision: 1.5-2x
+    faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
     """
     return _curve(
         "deletion",
