@@ -70,15 +70,6 @@ class PredictMeter:
         self.cls.predict = self.original
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def sixteen_inputs(model: Any, count: int, size: int) -> np.ndarray:
     """``count`` distinct model inputs from the bundled sample photos (flips and crops)."""
     import dataclasses

@@ -245,9 +245,9 @@ def explain(
     ``score="probability"``. ``batch_size`` caps how many inputs go through the
     model in one call: the images themselves for one-pass methods (the CAMs,
     gradients; default 32), their perturbed or noisy copies for the others.
-    Left out, perturbed copies go in batches the backend chooses (on a CPU with PyTorch, small
-    enough that each activation stays under 32 MiB: 6 for Lite0, about 1.5x
-    faster than 32). ``precision="bfloat16"`` or ``"float16"`` runs the
+    Left out, perturbed copies go in batches the backend chooses (PyTorch on
+    a CPU: small enough that each activation stays under 32 MiB, 6 for Lite0,
+    1.75-2.1x faster than 32). ``precision="bfloat16"`` or ``"float16"`` runs the
     methods that only predict (occlusion, RISE, Score-CAM, LIME, Kernel SHAP)
     in reduced precision on PyTorch: up to 2x faster on CPUs with AMX and on
     recent GPUs. Extra keyword arguments go to the method.

@@ -245,9 +245,7 @@ class TorchBackend:
         check_precision(precision)
         if self.device.type != "cpu":
             return 64
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
-        if precision != "float32":
-            itemsize = 2
+        itemsize = self.dtype.itemsize if precision == "float32" else 2
         try:
             sizes = [int(np.prod(info.shape)) for info in self.layers(x[:1])]
         except (RuntimeError, BackendError, UnsupportedModel):
