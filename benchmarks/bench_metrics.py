@@ -325,7 +325,9 @@ def run(args: argparse.Namespace) -> None:
     ex = seewhy.explain(model, x, "gradcam")
     if not args.quantus_only:
         forward_cost(model, x, ex, args)
-    if args.no_quantus or importlib.util.find_spec("quantus") is None:
+    if args.no_quantus:
+        return
+    if importlib.util.find_spec("quantus") is None:
         print("quantus: not installed, comparison skipped (pip install quantus)")
         return
     x_q = sixteen_inputs(model, args.quantus_images, args.size)
