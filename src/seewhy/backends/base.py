@@ -12,11 +12,13 @@ speak numpy at the boundary:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._kit.scores import Score
 from ..errors import InvalidInput
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
     "select_default_layer",
 ]
 
-Score = Literal["logit", "probability"]
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16", "float16")
 
@@ -73,6 +74,7 @@ class Backend(Protocol):
 
     framework: str
     channels_first: bool  # layout the model itself expects (for reading user tensors)
+    model: Any  # the model this backend runs; never changed by it
 
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
         """Layers with 4-D outputs in the order they finish, for input like ``x``."""
@@ -145,6 +147,38 @@ class Backend(Protocol):
         those of ``capture()``'s activations. No gradients; the model is unchanged.
         Used by Ablation-CAM (a zero ablates a channel).
         """
+        ...
+
+    # -- what sanity checks and the audit ask of a model ------------------------
+
+    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
+        """(name, class name) of each layer holding weights itself, in forward order.
+
+        With model inputs ``x`` (NHWC; one image is enough) the order is the
+        order the layers run in, where the framework can tell.
+        """
+        ...
+
+    def copy_model(self) -> Any:
+        """An independent deep copy of the model (weights, flags, attributes such as the spec)."""
+        ...
+
+    def randomize_layers(
+        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        """Replace every weight of the named layers by ``resample(values)``, in place.
+
+        Only ever called on a backend over a :meth:`copy_model` copy.
+        """
+        ...
+
+    def place(self, device: str | None) -> Any:
+        """The model on ``device`` (``"cpu"``, ``"cuda:1"``); None or a framework that
+        places itself (Keras) returns the model as it is."""
+        ...
+
+    def pack(self, pickle_module: Any) -> Any:
+        """A picklable form of the model for another process (see ``backends.unpack_model``)."""
         ...
 
 

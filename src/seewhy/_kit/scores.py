@@ -1,0 +1,48 @@
+"""Softmax and target scores in numpy, and the one check of a ``score`` argument."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import InvalidInput
+
+__all__ = ["SCORES", "Score", "check_score", "check_targets", "softmax", "target_scores"]
+
+Score = Literal["logit", "probability"]
+SCORES: tuple[Score, ...] = ("logit", "probability")
+
+
+def check_score(score: Any) -> Score:
+    """The score name, or the one-line error that names the choices."""
+    for name in SCORES:
+        if score == name:
+            return name
+    raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: the row maximum is subtracted first)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def target_scores(logits: np.ndarray, targets: np.ndarray, score: Any) -> np.ndarray:
+    """Score of each row's target class (float64): the logit, or the softmax probability."""
+    values = softmax(logits) if check_score(score) == "probability" else np.asarray(logits, float)
+    return values[np.arange(len(values)), np.asarray(targets, dtype=np.int64)]
+
+
+def check_targets(targets: Any, count: int, classes: int) -> np.ndarray:
+    """(count,) int64 class indices inside 0..classes-1, or a one-line error."""
+    t = np.asarray(targets)
+    if t.shape != (count,):
+        raise InvalidInput(f"target: expected one class per image, got shape {t.shape}")
+    t = t.astype(np.int64)
+    bad = t[(t < 0) | (t >= classes)]
+    if bad.size:
+        raise InvalidInput(f"target: class {int(bad[0])} is outside the model's 0..{classes - 1}")
+    return t
