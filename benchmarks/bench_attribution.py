@@ -130,8 +130,8 @@ def load_model(name: str) -> tuple[Any, Preprocess, str]:
 def lime_section(picture: np.ndarray, pre: Preprocess, samples_: int, batch: int) -> None:
     from skimage.segmentation import quickshift
 
-    from seewhy.methods import kernels
-    from seewhy.methods.superpixels import segment
+    from seewhy._kit import compiled as kernels
+    from seewhy._kit.superpixels import segment
 
     print(f"\nLIME overhead, near-free classifier, {samples_} samples, 224x224, quickshift")
     clf = MeanColour()
@@ -384,7 +384,7 @@ def main() -> None:
     name = args.model or ("mobilenet_v3_small" if args.quick else "efficientnet_lite0")
     model_samples = 100 if args.quick else args.model_samples
     model, pre, label = load_model(name)
-    from seewhy.io import resize_for_model
+    from seewhy.inputs import resize_for_model
 
     picture = resize_for_model(samples.load(args.picture), pre)
     print(

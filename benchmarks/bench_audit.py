@@ -30,7 +30,7 @@ from PIL import Image
 
 import seewhy
 from seewhy.audit import audit
-from seewhy.io import load_image
+from seewhy.inputs import load_image
 
 CLASSES = {
     "chelsea": "tabby",

@@ -75,7 +75,7 @@ def sixteen_inputs(model: Any, count: int, size: int) -> np.ndarray:
     import dataclasses
 
     import seewhy
-    from seewhy.io import prepare
+    from seewhy.inputs import prepare
 
     spec = seewhy.model_spec(model)
     pre = dataclasses.replace(spec.preprocess, size=(size, size))

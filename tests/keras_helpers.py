@@ -1,4 +1,4 @@
-"""Tiny Keras models and checks shared by the Keras test files.
+"""The Keras sub-process runner and the checks shared by the Keras test files.
 
 The Keras backend (tensorflow / torch / jax) is fixed per process by
 ``KERAS_BACKEND`` before ``import keras``. So the Keras test files never run
@@ -74,88 +74,7 @@ def run_on_backend(backend: str, files: list[str], timeout: float = 600) -> None
         raise AssertionError(f"KERAS_BACKEND={backend} sub-run failed:\n{tail}")
 
 
-# -- models -------------------------------------------------------------------------
-
-
-def conv_stack(keras: Any, prefix: str = "", data_format: str = "channels_last") -> list[Any]:
-    """conv-relu-conv-relu, the feature extractor of every tiny model here."""
-    layers = keras.layers
-    return [
-        layers.Conv2D(4, 3, padding="same", data_format=data_format, name=f"{prefix}conv1"),
-        layers.ReLU(name=f"{prefix}relu1"),
-        layers.Conv2D(6, 3, strides=2, data_format=data_format, name=f"{prefix}conv2"),
-        layers.Activation("relu", name=f"{prefix}act"),
-    ]
-
-
-def gap_model(keras: Any, classes: int = 5, seed: int = 0) -> Any:
-    """Functional: conv stack, global average pooling, Dense with softmax."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((12, 12, 3), name="image")
-    x = inputs
-    for layer in conv_stack(keras):
-        x = layer(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(classes, activation="softmax", name="head")(x)
-    return keras.Model(inputs, out, name="gap_model")
-
-
-def flatten_model(keras: Any, classes: int = 5, seed: int = 1) -> Any:
-    """Sequential: conv stack, Flatten, Dense with softmax.
-
-    Through Flatten the gradient differs position by position, so HiResCAM,
-    LayerCAM and Grad-CAM++ give different maps; it equals the Dense kernel
-    column, reshaped, which makes an exact reference.
-    """
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((12, 12, 3)),
-            *conv_stack(keras),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(classes, activation="softmax", name="head"),
-        ],
-        name="flatten_model",
-    )
-
-
-def nested_model(keras: Any, classes: int = 5, seed: int = 2) -> Any:
-    """A functional base inside a Sequential, as with a keras.applications base."""
-    keras.utils.set_random_seed(seed)
-    base_in = keras.Input((12, 12, 3))
-    x = base_in
-    for layer in conv_stack(keras):
-        x = layer(x)
-    base = keras.Model(base_in, x, name="base")
-    return keras.Sequential(
-        [
-            keras.Input((12, 12, 3)),
-            base,
-            keras.layers.GlobalAveragePooling2D(name="gap"),
-            keras.layers.Dense(classes, activation="softmax", name="head"),
-        ],
-        name="nested_model",
-    )
-
-
-def subclassed_model(keras: Any, classes: int = 5, seed: int = 3) -> Any:
-    """A subclassed model: no graph to walk (the best-effort path)."""
-    keras.utils.set_random_seed(seed)
-
-    class Net(keras.Model):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            super().__init__(name="subclassed")
-            self.conv1, self.relu1, self.conv2, self.act = conv_stack(keras)
-            self.gap = keras.layers.GlobalAveragePooling2D(name="gap")
-            self.head = keras.layers.Dense(classes, activation="softmax", name="head")
-
-        def call(self, x: Any) -> Any:
-            x = self.act(self.conv2(self.relu1(self.conv1(x))))
-            return self.head(self.gap(x))
-
-    model = Net()
-    model(np.zeros((1, 12, 12, 3), np.float32))
-    return model
+# -- data and tensors (the Keras test models are in models.py) ---------------------
 
 
 def images(n: int = 3, size: int = 12, seed: int = 0) -> np.ndarray:

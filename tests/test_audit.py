@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 
 import seewhy
+from models import tiny_cnn
 from seewhy.audit import Store, audit, collect
-from seewhy.audit.command import add_audit_arguments, audit_command
 from seewhy.audit.dataset import load_boxes, match_classes
 from seewhy.audit.flags import border_energy, object_energy, object_mask, suspicion
+from seewhy.cli.audit import add_audit_arguments, audit_command
 from seewhy.errors import BackendError, InvalidInput
 
 torch = pytest.importorskip("torch")
@@ -33,17 +34,7 @@ SPEC = seewhy.ModelSpec(name="tiny", preprocess=seewhy.Preprocess(size=(64, 64))
 
 def tiny_model(seed: int = 0) -> Any:
     """A CAM-ready conv net that carries its spec (input size, labels)."""
-    torch.manual_seed(seed)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 3),
-    ).eval()
+    model = tiny_cnn(len(LABELS), seed, widths=(8, 8), inplace=False)
     model.seewhy_spec = SPEC
     return model
 

@@ -21,27 +21,20 @@ from PIL import Image
 
 from seewhy.audit import Store, audit
 from seewhy.audit.device import (
-    PackedModel,
     actor_device,
     actors_for,
     check_device,
     gpus_for_actors,
-    is_torch_module,
     local_device,
-    pack_model,
-    place,
-    unpack_model,
+    placed_backend,
 )
 from seewhy.audit.worker import BatchResult
+from seewhy.backends import PackedModel, backend_for, unpack_model
 from seewhy.errors import BackendError, InvalidInput
 
 torch = pytest.importorskip("torch")
 
-from conftest import audit_model  # noqa: E402
-
-
-def tiny_model() -> Any:
-    return audit_model()
+from models import audit_model  # noqa: E402
 
 
 @pytest.fixture
@@ -122,18 +115,18 @@ def test_gpus_and_actors_per_pool() -> None:
 
 
 def test_only_torch_modules_move(gpu_here: list[str]) -> None:
-    model = tiny_model()
-    assert is_torch_module(model) and not is_torch_module(object())
-    assert place(model, None) is model and gpu_here == []
-    place(model, "cuda:0")
-    place("not a model", "cuda:0")
+    model = audit_model()
+    backend = placed_backend(model)
+    assert backend is not None and placed_backend(object()) is None
+    assert backend.place(None) is model and gpu_here == []
+    assert backend.place("cuda:0") is model
     assert gpu_here == ["cuda:0"]
 
 
 def test_packed_model_loads_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tiny_model()
-    packed = pack_model(model, pickle)
-    assert isinstance(packed, PackedModel) and pack_model("name", pickle) == "name"
+    model = audit_model()
+    packed = backend_for(model).pack(pickle)
+    assert isinstance(packed, PackedModel) and unpack_model("name") == "name"
     seen: list[Any] = []
     real_load = torch.load
 
@@ -154,20 +147,20 @@ def test_packed_model_loads_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_local_engine_moves_the_model_it_was_told_to(
     images: Path, tmp_path: Path, gpu_here: list[str]
 ) -> None:
-    audit(images, tiny_model(), out=tmp_path / "a", title="t")
+    audit(images, audit_model(), out=tmp_path / "a", title="t")
     assert gpu_here == []  # a model object stays where the caller put it
-    audit(images, tiny_model(), out=tmp_path / "b", title="t", device="cuda")
+    audit(images, audit_model(), out=tmp_path / "b", title="t", device="cuda")
     assert gpu_here == ["cuda"]
     model_file = tmp_path / "m.pth"
-    torch.save(tiny_model(), model_file)
+    torch.save(audit_model(), model_file)
     gpu_here.clear()
     result = audit(images, str(model_file), out=tmp_path / "c", trust=True, title="t")
     assert gpu_here == ["cuda"]  # loaded here, a GPU is visible: auto uses it
     assert result.summary["explained"] == 5
     with pytest.raises(InvalidInput, match="device"):
-        audit(images, tiny_model(), out=tmp_path / "d", device="gpu")
+        audit(images, audit_model(), out=tmp_path / "d", device="gpu")
     with pytest.raises(InvalidInput, match="gpus_per_worker"):
-        audit(images, tiny_model(), out=tmp_path / "d", gpus_per_worker=-1)
+        audit(images, audit_model(), out=tmp_path / "d", gpus_per_worker=-1)
 
 
 # --------------------------------------------------------------------------- Ray engine
@@ -241,7 +234,7 @@ def test_ray_actors_get_gpus_and_put_the_model_there(
     fake_ray: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    local = audit(images, tiny_model(), out=tmp_path / "local", batch_size=2, title="t")
+    local = audit(images, audit_model(), out=tmp_path / "local", batch_size=2, title="t")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # as Ray sets it for the actor's GPU 1
     calls = fake_ray(gpu_ids=[1], cluster_gpus=2.0)
     sent: list[BatchResult] = []
@@ -253,7 +246,7 @@ def test_ray_actors_get_gpus_and_put_the_model_there(
 
     monkeypatch.setattr(Store, "write", write)
     remote = audit(
-        images, tiny_model(), out=tmp_path / "ray", batch_size=2, title="t", engine="ray"
+        images, audit_model(), out=tmp_path / "ray", batch_size=2, title="t", engine="ray"
     )
     assert calls["num_gpus"] == 1.0 and calls["num_cpus"] == 1
     assert calls["compute"].size == 2  # one actor per GPU of the cluster
@@ -272,13 +265,13 @@ def test_ray_actors_stay_on_the_cpu_when_asked(
     images: Path, tmp_path: Path, gpu_here: list[str], fake_ray: Any
 ) -> None:
     calls = fake_ray(gpu_ids=[], cluster_gpus=2.0)
-    audit(images, tiny_model(), out=tmp_path / "a", batch_size=2, engine="ray", device="cpu")
+    audit(images, audit_model(), out=tmp_path / "a", batch_size=2, engine="ray", device="cpu")
     assert calls["num_gpus"] == 0.0 and calls["compute"].size == 2
     assert calls["actor"].device == "cpu" and gpu_here == ["cpu"]
     calls = fake_ray(gpu_ids=[0], cluster_gpus=1.0)
     audit(
         images,
-        tiny_model(),
+        audit_model(),
         out=tmp_path / "b",
         batch_size=2,
         engine="ray",
@@ -292,7 +285,7 @@ def test_ray_actor_loads_a_named_model_itself(
     images: Path, tmp_path: Path, gpu_here: list[str], fake_ray: Any
 ) -> None:
     model_file = tmp_path / "m.pth"
-    torch.save(tiny_model(), model_file)
+    torch.save(audit_model(), model_file)
     calls = fake_ray(gpu_ids=[0], cluster_gpus=1.0)
     audit(images, str(model_file), out=tmp_path / "r", trust=True, engine="ray", title="t")
     kwargs = calls["fn_constructor_kwargs"]

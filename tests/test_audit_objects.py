@@ -17,11 +17,10 @@ from seewhy.audit.dataset import Item
 from seewhy.audit.flags import object_mask
 from seewhy.audit.objects import input_boxes, objects_record, outline_path
 from seewhy.audit.worker import BatchWorker, Settings
-from seewhy.io import resize_for_model
+from seewhy.inputs import resize_for_model
 
 torch = pytest.importorskip("torch")
 
-from conftest import audit_model  # noqa: E402
 
 GEOMETRIES = [
     ((60, 80), seewhy.Preprocess(size=(64, 64))),  # stretched
@@ -109,11 +108,9 @@ def test_objects_record_is_none_without_ground_truth() -> None:
     assert record == {"size": [32, 32], "boxes": [[0.0, 0.0, 32.0, 8.0]], "outline": ""}
 
 
-def _tiny() -> Any:
-    return audit_model()
-
-
-def test_boxes_and_a_mask_are_drawn_apart_but_scored_together(tmp_path: Path) -> None:
+def test_boxes_and_a_mask_are_drawn_apart_but_scored_together(
+    tmp_path: Path, audit_net: Any
+) -> None:
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "p.png")
     shape = np.zeros((32, 32), np.uint8)
     shape[16:, 16:] = 255
@@ -121,21 +118,21 @@ def test_boxes_and_a_mask_are_drawn_apart_but_scored_together(tmp_path: Path) ->
     item = Item(
         0, str(tmp_path / "p.png"), "p.png", boxes=((0, 0, 8, 8),), mask=str(tmp_path / "m.png")
     )
-    d = BatchWorker(_tiny(), Settings()).decode(item)
+    d = BatchWorker(audit_net, Settings()).decode(item)
     assert d.error is None and d.mask is not None and d.objects is not None
     assert d.mask[:8, :8].all() and d.mask[16:, 16:].all()  # the score sees both
     assert d.objects["boxes"] == [[0.0, 0.0, 8.0, 8.0]]
     assert d.objects["outline"] == "M16 16h16M16 16v16"  # the mask alone, open at the frame
 
 
-def test_records_and_page_carry_the_objects(tmp_path: Path) -> None:
+def test_records_and_page_carry_the_objects(tmp_path: Path, audit_net: Any) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(data / name)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"a.png": [10, 10, 20, 30]}))
-    result = audit(data, _tiny(), out=tmp_path / "out", boxes=boxes, title="t")
+    result = audit(data, audit_net, out=tmp_path / "out", boxes=boxes, title="t")
     records = {r["name"]: r for r in result_records(tmp_path / "out")}
     assert records["a.png"]["objects"] == {
         "size": [32, 32],

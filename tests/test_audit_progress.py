@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seewhy.audit.command import _Bar, add_audit_arguments, audit_command
+from seewhy.cli.audit import _Bar, add_audit_arguments, audit_command
 
 torch = pytest.importorskip("torch")
 tqdm_std = pytest.importorskip("tqdm.std")
 
-from conftest import audit_model  # noqa: E402
+from models import audit_model  # noqa: E402
 
 
 def test_bar_shows_images_per_second_and_time_left(

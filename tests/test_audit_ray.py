@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import seewhy
+from models import tiny_cnn, with_spec
 from seewhy.audit import Store, audit
 
 torch = pytest.importorskip("torch")
@@ -23,21 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _model() -> Any:
-    torch.manual_seed(1)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 2),
-    ).eval()
-    model.seewhy_spec = seewhy.ModelSpec(
-        name="tiny", preprocess=seewhy.Preprocess(size=(48, 48)), labels=("cat", "coffee")
-    )
-    return model
+    model = tiny_cnn(2, 1, widths=(8, 8), inplace=False)
+    return with_spec(model, (48, 48), ("cat", "coffee"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import tiny_cnn
+from models import tiny_cnn
 
 torch = pytest.importorskip("torch")
 

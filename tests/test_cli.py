@@ -125,3 +125,24 @@ def test_explain_in_reduced_precision_records_it(tmp_path: Path) -> None:
     assert record["precision"] == "bfloat16" and record["methods"] == ["occlusion"]
     assert record["images"][0]["target_label"] == "Egyptian cat"
     assert (tmp_path / "chelsea.seewhy.png").exists()
+
+
+_COMMANDS = ["explain", "layers", "methods", "audit", "evaluate", "sanity", "demo"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in _COMMANDS), ["demo", "shortcut"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: seewhy {' '.join(command)}".rstrip())
+
+
+def test_model_options_are_the_same_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    groups = []
+    for command in ("explain", "layers", "audit", "evaluate", "sanity"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        groups.append(text[text.index("model:") :].split("\n\n")[0].strip())
+    assert len(set(groups)) == 1 and "--trust-model" in groups[0]

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import tiny_cnn
+from models import tiny_cnn, trained_torch_cnn
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.maps import normalise, upsample
 from seewhy.methods.base import Context
 from seewhy.methods.gradients import path_points, reduce_channels
 from seewhy.registry import get
-from synthetic import (
-    PREPROCESS,
-    box_share,
-    make_dataset,
-    mass_inside,
-    peak_inside,
-    trained_torch_cnn,
-)
+from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
+from seewhy.synthetic import box_share, mass_inside, peak_inside
+from seewhy.synthetic import make_stripes as make_dataset
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -196,8 +191,8 @@ def test_smoothgrad_without_noise_is_the_gradient_and_seeds_repeat() -> None:
     plain = _run(model, x, "saliency").extras["attributions"]
     still = _run(model, x, "smoothgrad", samples=3, noise=0.0).extras["attributions"]
     assert np.allclose(plain, still, atol=1e-6)
-    a = _run(model, x, "smoothgrad", samples=5, seed=1, batch_size=3).extras["attributions"]
-    b = _run(model, x, "smoothgrad", samples=5, seed=1, batch_size=7).extras["attributions"]
+    a = _run(model, x, "smoothgrad", samples=5, seed=1, copies_per_pass=3).extras["attributions"]
+    b = _run(model, x, "smoothgrad", samples=5, seed=1, copies_per_pass=7).extras["attributions"]
     c = _run(model, x, "smoothgrad", samples=5, seed=2).extras["attributions"]
     assert np.allclose(a, b, atol=1e-6)
     assert not np.allclose(a, c)

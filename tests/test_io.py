@@ -1,4 +1,4 @@
-"""Decoding, validation and batching of images (seewhy.io)."""
+"""Decoding, validation and batching of images (seewhy.inputs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from seewhy.errors import InvalidInput
-from seewhy.io import (
+from seewhy.inputs import (
     Batch,
     Failure,
     iter_image_files,

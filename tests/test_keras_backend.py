@@ -15,15 +15,12 @@ import pytest
 from keras_helpers import (
     assert_same_state,
     current_backend,
-    flatten_model,
-    gap_model,
     images,
     keras_or_skip,
-    nested_model,
     snapshot,
-    subclassed_model,
     to_numpy,
 )
+from models import flatten_model, gap_model, nested_model, subclassed_model
 
 keras = keras_or_skip()
 # Keras' own numpy conversions warn under numpy 2 (not seewhy's code paths).
@@ -455,3 +452,27 @@ def test_tf_keras_models_best_effort() -> None:
     np.testing.assert_allclose(capture.logits, expected, rtol=1e-5, atol=1e-6)
     for a, w in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, w)
+
+
+def test_protocol_members_for_sanity_checks_and_the_audit() -> None:
+    import pickle
+
+    from seewhy.backends import Backend, unpack_model
+
+    model = gap_model(keras)
+    before = snapshot(keras, model)
+    b = KerasBackend(model)
+    assert isinstance(b, Backend) and b.model is model
+    assert b.place("cpu") is model and b.place(None) is model  # Keras places itself
+    assert unpack_model(b.pack(pickle)) is model  # Ray's cloudpickle carries it as it is
+    names = [name for name, _ in b.parameter_layers(images(1))]
+    assert names == ["conv1", "conv2", "head"]
+    x = images(2)
+    clone = b.copy_model()
+    assert clone is not model
+    np.testing.assert_allclose(KerasBackend(clone).predict(x), b.predict(x), atol=1e-6)
+    KerasBackend(clone).randomize_layers(["head"], lambda v: v + 1.0)
+    assert not np.allclose(KerasBackend(clone).predict(x), b.predict(x))
+    with pytest.raises(LayerNotFound):
+        KerasBackend(clone).randomize_layers(["nope"], lambda v: v)
+    assert_same_state(before, snapshot(keras, model))

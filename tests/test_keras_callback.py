@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_helpers import current_backend, gap_model, images, keras_or_skip
+from keras_helpers import current_backend, images, keras_or_skip
+from models import gap_model
 
 keras = keras_or_skip()
 # Keras' own numpy conversions warn under numpy 2 (not seewhy's code paths).

@@ -14,18 +14,18 @@ import pytest
 from keras_helpers import (
     assert_same_state,
     current_backend,
-    gap_model,
     images,
     keras_or_skip,
     snapshot,
     to_numpy,
 )
+from models import gap_model
 
 keras = keras_or_skip()
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 import seewhy  # noqa: E402
-from seewhy.backends.keras_guided import guided_relu  # noqa: E402
+from seewhy.backends.keras.guided import guided_relu  # noqa: E402
 
 
 def _input_grad(model: Any, x: np.ndarray, target: int) -> np.ndarray:

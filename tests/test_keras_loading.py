@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_helpers import gap_model, images, keras_or_skip, to_numpy
+from keras_helpers import images, keras_or_skip, to_numpy
+from models import gap_model
 
 keras = keras_or_skip()
 # Keras' own numpy conversions warn under numpy 2 (not seewhy's code paths).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 from seewhy.backends.keras import KerasBackend  # noqa: E402
-from seewhy.backends.keras_loading import _rgb_to_bgr, load_keras_model  # noqa: E402
+from seewhy.backends.keras.loading import _rgb_to_bgr, load_keras_model  # noqa: E402
 from seewhy.errors import InvalidInput, UntrustedModel  # noqa: E402
 
 

@@ -11,20 +11,17 @@ import numpy as np
 import pytest
 
 import seewhy
+from models import trained_torch_cnn
+from seewhy._kit import compiled
+from seewhy._kit.superpixels import compose, label_runs, segment, segment_means
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
-from seewhy.methods import kernels
 from seewhy.methods.base import Context
 from seewhy.methods.lime import kernel_shap_fit, lime_weights, ridge_fit, shap_coalitions
-from seewhy.methods.superpixels import compose, label_runs, segment, segment_means
 from seewhy.registry import get
-from synthetic import (
-    PREPROCESS,
-    box_share,
-    make_dataset,
-    mass_inside,
-    trained_torch_cnn,
-)
+from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
+from seewhy.synthetic import box_share, mass_inside
+from seewhy.synthetic import make_stripes as make_dataset
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -98,11 +95,11 @@ def test_ridge_is_sklearn_ridge_with_sample_weight() -> None:
     assert r2 == pytest.approx(ref.score(x, y, sample_weight=w))
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
-def test_compose_equals_where(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if compiled and not kernels.available():
+@pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
+def test_compose_equals_where(use_numba: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if use_numba and not compiled.available():
         pytest.skip("numba is not installed (seewhy[fast])")
-    monkeypatch.setattr(kernels, "available", lambda: compiled)
+    monkeypatch.setattr(compiled, "available", lambda: use_numba)
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 6, (9, 7))
     x = rng.normal(size=(9, 7, 3)).astype(np.float32)

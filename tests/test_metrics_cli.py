@@ -1,4 +1,4 @@
-"""The CLI pieces for `seewhy evaluate`, `seewhy sanity` and `seewhy demo shortcut`."""
+"""The CLI commands `seewhy evaluate`, `seewhy sanity` and `seewhy demo shortcut`."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import json
 import pytest
 
 from seewhy import demo as demo_module
+from seewhy.cli import demo as cli_demo
+from seewhy.cli import evaluate as cli_evaluate
+from seewhy.cli import sanity as cli_sanity
 from seewhy.errors import InvalidInput
-from seewhy.metrics import cli_commands as cc
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seewhy")
     sub = p.add_subparsers(dest="command", required=True)
-    cc.add_evaluate_arguments(sub.add_parser("evaluate"))
-    cc.add_sanity_arguments(sub.add_parser("sanity"))
+    cli_evaluate.add_evaluate_arguments(sub.add_parser("evaluate"))
+    cli_sanity.add_sanity_arguments(sub.add_parser("sanity"))
     demo = sub.add_parser("demo").add_subparsers(dest="demo", required=True)
-    cc.add_demo_shortcut_arguments(demo.add_parser("shortcut"))
+    cli_demo.add_demo_shortcut_arguments(demo.add_parser("shortcut"))
     return p
 
 
@@ -43,7 +45,7 @@ def test_evaluate_writes_json(tmp_path, capsys):
             "bfloat16",
         ]
     )
-    assert cc.evaluate_command(args) == 0
+    assert cli_evaluate.evaluate_command(args) == 0
     payload = json.loads(out.read_text(encoding="utf-8"))
     scores = payload["methods"]["gradcam"]["metrics"]
     assert set(scores) == {
@@ -64,10 +66,10 @@ def test_evaluate_errors(tmp_path):
     args = parser().parse_args(["evaluate", "sample:chelsea", "--metrics", "iou"])
     pytest.importorskip("torch")
     with pytest.raises(InvalidInput, match="boxes"):
-        cc.evaluate_command(args)
+        cli_evaluate.evaluate_command(args)
     args = parser().parse_args(["evaluate", str(tmp_path)])
     with pytest.raises(InvalidInput, match="no image files"):
-        cc.evaluate_command(args)
+        cli_evaluate.evaluate_command(args)
 
 
 def test_sanity_writes_plot(tmp_path, capsys):
@@ -78,7 +80,7 @@ def test_sanity_writes_plot(tmp_path, capsys):
     args = parser().parse_args(
         ["sanity", "sample:chelsea", *options, "--out", str(plot), "--json", str(numbers)]
     )
-    assert cc.sanity_command(args) == 0
+    assert cli_sanity.sanity_command(args) == 0
     assert plot.stat().st_size > 1000
     result = json.loads(numbers.read_text(encoding="utf-8"))["results"][0]
     assert result["method"] == "gradcam" and len(result["steps"]) == 2
@@ -113,7 +115,7 @@ def test_demo_command_passes_options(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo_module, "run_shortcut_demo", fake)
     options = ["--quick", "--shortcut", "tint", "--framework", "keras"]
     args = parser().parse_args(["demo", "shortcut", "--out", str(tmp_path), *options])
-    assert cc.demo_shortcut_command(args) == 0
+    assert cli_demo.demo_shortcut_command(args) == 0
     assert seen["shortcut"] == "tint" and seen["n_train"] == 1200
     assert seen["framework"] == "keras"  # the Keras demo itself: test_keras_demo.py
     assert "shortcut suspected" in capsys.readouterr().out

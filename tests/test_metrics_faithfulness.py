@@ -11,10 +11,12 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import seewhy  # noqa: E402
-from conftest import one_conv  # noqa: E402
+from models import one_conv  # noqa: E402
 from seewhy import metrics  # noqa: E402
+from seewhy._kit.fills import fill_values  # noqa: E402
 from seewhy.errors import InvalidInput  # noqa: E402
-from seewhy.metrics.faithfulness import noisy_linear_impute, pixel_ranks, trapezoid  # noqa: E402
+from seewhy.metrics.faithfulness.curves import pixel_ranks, trapezoid  # noqa: E402
+from seewhy.metrics.faithfulness.road import impute_system, noisy_linear_impute  # noqa: E402
 
 SIZE = 12
 
@@ -117,7 +119,7 @@ def test_batched_curves_equal_the_slow_reference_loop(kind):
     func = metrics.deletion if kind == "deletion" else metrics.insertion
     baseline = "mean" if kind == "deletion" else "blur"
     curve = func(net, maps, images=x, targets=targets, steps=steps, baseline=baseline, batch_size=5)
-    fill = metrics.faithfulness.fill_values(x, baseline, seewhy.IMAGENET)
+    fill = fill_values(x, baseline, seewhy.IMAGENET)
     for i in range(3):
         auc, y = _reference_curve(net, x[i], maps[i], targets[i], steps, fill[i], kind)
         np.testing.assert_allclose(curve.scores[i], y, rtol=1e-5, atol=1e-6)
@@ -223,7 +225,7 @@ def test_imputation_equals_the_pixel_by_pixel_system(shape):
     }[shape]
     expected = _reference_impute(image, removed)
     np.testing.assert_allclose(noisy_linear_impute(image, removed, noise=0.0), expected, atol=1e-5)
-    hole = metrics.faithfulness.impute_system(removed)
+    hole = impute_system(removed)
     assert abs(hole.matrix - hole.matrix.T).max() == 0  # symmetric, as the solver assumes
     # noise: Gaussian, scaled by each channel's spread, only where pixels were removed
     noisy = noisy_linear_impute(image, removed, noise=0.5, rng=np.random.default_rng(0))

@@ -186,3 +186,20 @@ def test_independent_mode_and_data_randomisation():
         metrics.sanity_check(model, data.images[:1], randomized_target="shuffled")
     with pytest.raises(InvalidInput, match="measure"):
         indep.measure("pearson")
+
+
+def test_randomisation_goes_through_the_backend_protocol(numpy_backend):
+    """Copies and re-drawn weights come from the Backend protocol: a numpy backend is enough."""
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    weights = ("kernel", "bias", "head", "head_bias")
+    before = {name: getattr(numpy_backend.model, name).copy() for name in weights}
+    assert metrics.randomization_steps(numpy_backend, x) == [["head"], ["features"]]
+    cascade = metrics.sanity_check(numpy_backend, x, "gradcam", seed=3)
+    assert cascade.steps == ("head", "features") and cascade.spearman.shape == (2, 2)
+    assert cascade.params["framework"] == numpy_backend.framework
+    indep = metrics.sanity_check(numpy_backend, x, "gradcam", cascading=False, seed=3)
+    # the first step re-draws the same layer from the same seed either way
+    np.testing.assert_array_equal(indep.randomized[0], cascade.randomized[0])
+    assert not np.array_equal(indep.randomized[1], cascade.randomized[1])
+    for name in weights:  # the user's model is exactly as it was
+        np.testing.assert_array_equal(getattr(numpy_backend.model, name), before[name])

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import one_conv, tiny_cnn
+from models import one_conv, tiny_cnn, trained_torch_cnn
 from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.maps import upsample
 from seewhy.methods.base import Context
 from seewhy.methods.perturbation import rise_masks, window_starts
 from seewhy.registry import get
-from synthetic import (
-    PREPROCESS,
-    box_share,
-    make_dataset,
-    mass_inside,
-    peak_inside,
-    trained_torch_cnn,
-)
+from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
+from seewhy.synthetic import box_share, mass_inside, peak_inside
+from seewhy.synthetic import make_stripes as make_dataset
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -380,7 +375,7 @@ def test_bad_parameters() -> None:
         ("rise", {"p": 1.5}),
         ("rise", {"masks": -3}),
         ("scorecam", {"channels": 0}),
-        ("occlusion", {"batch_size": 0}),
+        ("occlusion", {"copies_per_pass": 0}),
     ]:
         with pytest.raises(InvalidInput):
             _run(model, x, method, layer="3", **params)
@@ -407,13 +402,13 @@ def test_perturbed_copies_go_in_the_backends_batches_unless_told(method: str) ->
     model = one_conv(64, 3)
     x = np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32)
     params = _predicting(method, side=128, samples=20)
-    runs = {"auto": {}, "explainer": {"batch_size": 5}, "method": {"batch_size": 3}}
+    runs = {"auto": {}, "explainer": {"batch_size": 5}, "method": {"copies_per_pass": 3}}
     largest, maps = {}, {}
     for name, how in runs.items():
         sizes: list[int] = []
         handle = model.register_forward_pre_hook(lambda m, a, sizes=sizes: sizes.append(len(a[0])))
         try:
-            if name == "method":  # a method object's own batch_size (the registry's)
+            if name == "method":  # the method's own copies_per_pass
                 explainer = seewhy.Explainer(model, method, batch_size=5, **params)
                 explainer.method = get(method)(**params, **how)
             else:

@@ -7,13 +7,13 @@ import pytest
 from skimage.segmentation import quickshift as skimage_quickshift
 
 from seewhy import samples
+from seewhy._kit import compiled
+from seewhy._kit import quickshift as qs
+from seewhy._kit.superpixels import segment
 from seewhy.errors import InvalidInput
-from seewhy.methods import kernels
-from seewhy.methods import quickshift as qs
-from seewhy.methods.superpixels import segment
 
 needs_numba = pytest.mark.skipif(
-    not kernels.available(), reason="numba is not installed (seewhy[fast])"
+    not compiled.available(), reason="numba is not installed (seewhy[fast])"
 )
 
 
@@ -51,7 +51,7 @@ def test_labels_equal_scikit_image(params: dict[str, float]) -> None:
 
 def test_without_numba_it_is_scikit_image(monkeypatch: pytest.MonkeyPatch) -> None:
     picture = _pictures()["noise"]
-    monkeypatch.setattr(kernels, "available", lambda: False)
+    monkeypatch.setattr(compiled, "available", lambda: False)
     got = qs.quickshift(picture, kernel_size=2, max_dist=6, rng=3)
     np.testing.assert_array_equal(
         got, skimage_quickshift(picture, kernel_size=2, max_dist=6, rng=3)

@@ -293,7 +293,7 @@ PICTURE = (64, 64)  # what the model sees: a plain stretch, so fractions carry o
 def _audit(root: Path, *, objects: bool) -> Path:
     """A real audit of three files: a.png with a box, b.png with a mask, c.png with neither."""
     pytest.importorskip("torch")
-    from conftest import audit_model
+    from models import audit_model
     from seewhy.audit import audit
 
     data = root / "data"

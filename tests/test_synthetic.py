@@ -1,4 +1,4 @@
-"""The synthetic shapes generator: ground truth, determinism, planted shortcuts."""
+"""The synthetic sets (shapes, stripes): ground truth, determinism, shortcuts, map scores."""
 
 from __future__ import annotations
 
@@ -107,3 +107,33 @@ def test_tiny_cnn_trains_and_spec():
     import seewhy
 
     assert seewhy.layers(model)[1] == "relu4"  # the CAM layer the docstring promises
+
+
+def test_stripes_ground_truth_and_determinism() -> None:
+    data = synthetic.make_stripes(12, seed=4)
+    assert data.classes == synthetic.STRIPES and data.size == 32
+    assert np.bincount(data.labels).tolist() == [4, 4, 4]
+    for i in range(len(data)):
+        ys, xs = np.nonzero(data.masks[i])
+        assert tuple(data.boxes[i]) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert data.preprocess == synthetic.STRIPES_PREPROCESS
+    assert np.array_equal(synthetic.make_stripes(12, seed=4).images, data.images)
+    assert not np.array_equal(synthetic.make_stripes(12, seed=5).images, data.images)
+    assert synthetic.make_stripes(2, size=64, seed=1).images.shape == (2, 64, 64, 3)
+
+
+def test_map_scores_against_the_ground_truth() -> None:
+    masks = np.zeros((2, 8, 8), bool)
+    masks[:, 2:4, 4:8] = True  # rows 2-3, columns 4-7: the box (x0, y0, x1, y1) = (4, 2, 8, 4)
+    boxes = np.array([[4, 2, 8, 4]] * 2)
+    maps = np.zeros((2, 8, 8))
+    maps[0, 3, 5] = 1.0  # on the object
+    maps[1, 6, 0] = 1.0  # far off
+    maps[1, 3, 5] = -5.0  # negative mass does not count
+    np.testing.assert_allclose(synthetic.box_share(masks), [8 / 64] * 2)
+    np.testing.assert_allclose(synthetic.mass_inside(maps, masks), [1.0, 0.0])
+    assert synthetic.peak_inside(maps, boxes).tolist() == [True, False]
+    maps[1] = 0.0
+    maps[1, 1, 3] = 1.0  # one pixel off the box's corner: inside with margin 1, not 0
+    assert synthetic.peak_inside(maps, boxes)[1]
+    assert not synthetic.peak_inside(maps, boxes, margin=0)[1]

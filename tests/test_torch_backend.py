@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from conftest import one_conv, tiny_cnn
+from models import one_conv, tiny_cnn
 from seewhy.errors import InvalidInput, LayerNotFound, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -57,8 +57,8 @@ def test_batch_equals_single_calls(method: str, batch: np.ndarray) -> None:
 
 
 def test_a_prepared_batch_is_taken_as_it_is(batch: np.ndarray) -> None:
-    """A seewhy.io.Batch skips decoding: same maps, and its own pictures are kept."""
-    from seewhy.io import Batch
+    """A seewhy.inputs.Batch skips decoding: same maps, and its own pictures are kept."""
+    from seewhy.inputs import Batch
 
     model = tiny_cnn()
     usual = seewhy.explain(model, batch)
@@ -310,7 +310,7 @@ def test_predict_runs_channels_last_on_cpu_and_agrees(batch: np.ndarray) -> None
         usual = model(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(logits, usual, rtol=1e-5, atol=1e-5)
     # an error of the model's own (4 channels for 3) comes through; the layout is kept
-    from seewhy.backends.torch import _NEEDS_CONTIGUOUS
+    from seewhy.backends.torch.passes import _NEEDS_CONTIGUOUS
 
     with pytest.raises(RuntimeError, match="channels"):
         backend_for(model).predict(np.zeros((2, 24, 24, 4), np.float32))
@@ -357,3 +357,41 @@ def test_preferred_batch_size_keeps_the_biggest_activation_under_32_mib() -> Non
     assert backend.preferred_batch_size(x) == 64
     with pytest.raises(InvalidInput, match="precision"):
         backend.preferred_batch_size(x, "fp8")
+
+
+def test_backend_lists_copies_randomises_places_and_packs(batch: np.ndarray) -> None:
+    """The protocol members the sanity check and the audit use, on the user's model and a copy."""
+    import pickle
+
+    from seewhy.backends import Backend, PackedModel, backend_for, unpack_model
+
+    model = tiny_cnn()
+    backend = backend_for(model)
+    assert isinstance(backend, Backend) and backend.model is model
+    nhwc = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    assert backend.parameter_layers(nhwc) == [("0", "Conv2d"), ("2", "Conv2d"), ("6", "Linear")]
+    before = _snapshot(model)
+    copied = backend.copy_model()
+    backend_for(copied).randomize_layers(["2"], np.zeros_like)
+    assert not copied[2].weight.any() and copied[0].weight.equal(model[0].weight)
+    with pytest.raises(LayerNotFound, match="no module 'nope'"):
+        backend_for(copied).randomize_layers(["nope"], np.zeros_like)
+    assert backend.place(None) is model and backend.place("cpu") is model
+    _assert_untouched(model, before)
+    packed = backend.pack(pickle)
+    assert isinstance(packed, PackedModel) and packed.framework == "torch"
+    rebuilt = unpack_model(pickle.loads(pickle.dumps(packed)))
+    with torch.no_grad():
+        x = torch.from_numpy(batch)
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def test_layer_edit_checks_the_scales(batch: np.ndarray) -> None:
+    from seewhy.backends import backend_for
+
+    nhwc = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    backend = backend_for(tiny_cnn())
+    with pytest.raises(InvalidInput, match=r"scales: expected \(N, E, C\) or \(E, C\)"):
+        backend.predict_with_layer_edit(nhwc, layer="2", scales=np.ones((2, 2, 2, 16)))
+    empty = backend.predict_with_layer_edit(nhwc, layer="2", scales=np.ones((0, 16)))
+    assert empty.shape == (len(nhwc), 0, 0)

@@ -222,7 +222,7 @@ def test_figure_length_mismatch() -> None:
 def test_import_does_not_load_matplotlib() -> None:
     src = Path(viz.__file__).resolve().parents[1]
     code = (
-        "import sys, seewhy.viz, seewhy.io; "
+        "import sys, seewhy.viz, seewhy.inputs; "
         "bad = [m for m in ('matplotlib', 'torch', 'tensorflow', 'keras', 'jax') "
         "if m in sys.modules]; print(','.join(bad))"
     )

@@ -1,7 +1,10 @@
 """seewhy: where an image model looks when it decides, and how far to trust it.
 
 Importing seewhy imports no deep-learning framework; the backend for a model
-is loaded when a model is first explained.
+is loaded when a model is first explained. A new method subclasses
+:class:`Method`, declares its settings in ``__init__``, turns a
+:class:`Context` into a :class:`RawResult` and is made known by
+:func:`register`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .errors import (
 )
 from .explanation import Explanation, Prediction
 from .loading import load_model
+from .methods.base import Context, Method, RawResult
 from .preprocess import IMAGENET, ModelSpec, Preprocess
 from .registry import names as methods
 from .registry import register
@@ -32,14 +36,17 @@ __version__ = "0.1.0"
 __all__ = [
     "IMAGENET",
     "BackendError",
+    "Context",
     "Explainer",
     "Explanation",
     "InvalidInput",
     "LayerNotFound",
+    "Method",
     "MethodNotFound",
     "ModelSpec",
     "Prediction",
     "Preprocess",
+    "RawResult",
     "SeewhyError",
     "UnsupportedModel",
     "UntrustedModel",

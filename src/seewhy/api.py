@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from . import registry
+from ._kit.checks import positive_int
+from ._kit.scores import check_score, softmax
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
 from .backends.base import Score, check_precision
 from .errors import InvalidInput, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess
-from .methods.base import Context, Method, RawResult
+from .methods.base import Context, Method, RawResult, unknown_keyword
 from .preprocess import ModelSpec, Preprocess
 
 __all__ = ["Explainer", "explain", "layers", "model_spec", "predict"]
@@ -74,9 +77,7 @@ def top_predictions(
     logits: np.ndarray, spec: ModelSpec, k: int
 ) -> tuple[tuple[Prediction, ...], ...]:
     """Top-k classes per image with softmax probabilities."""
-    z = logits.astype(np.float64)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(logits)
     k = max(1, min(k, logits.shape[1]))
     order = np.argsort(-p, axis=1, kind="stable")[:, :k]
     return tuple(
@@ -109,17 +110,18 @@ class Explainer:
         precision: str = "float32",
         **params: Any,
     ) -> None:
-        if score not in ("logit", "probability"):
-            raise InvalidInput(f"score: expected 'logit' or 'probability', got {score!r}")
+        method_class = registry.get(method)
+        later = {name: "a keyword of Explainer.explain" for name in ("target", "progress")}
+        own = _own_keywords(Explainer.__init__)
+        check_keywords("Explainer", params, own, method_class, notes=later)
+        score = check_score(score)
         self.precision = check_precision(precision)
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if batch_size is not None:
+            positive_int(batch_size, "batch_size")
+        self.method: Method = method_class(**params)
         self.model = model
         self.backend: Backend = backend_for(model)
         self.spec = model_spec(model, preprocess=preprocess, labels=labels)
-        self.method: Method = registry.get(method)(**params)
         if self.precision != "float32" and not self.method.forward_only:
             raise InvalidInput(
                 f"precision: {self.precision} is for the methods that only predict "
@@ -140,11 +142,11 @@ class Explainer:
     ) -> Explanation:
         """Explain ``images`` (paths, PIL images, arrays or tensors; one or many).
 
-        A :class:`seewhy.io.Batch` is taken as it is: inputs already prepared
+        A :class:`seewhy.inputs.Batch` is taken as it is: inputs already prepared
         with this model's preprocessing, and their pictures. Pipelines that
         decode ahead (the audit) use it to skip rebuilding the pictures.
         """
-        from .io import Batch, Failure, prepare
+        from .inputs import Batch, Failure, prepare
 
         failures: list[Failure] = []
         if isinstance(images, Batch):
@@ -193,7 +195,7 @@ class Explainer:
             predictions=top_predictions(raw.logits, self.spec, self.top_k),
             method=self.method.name,
             layer=layer,
-            params=self._params(),
+            params=self._params(raw.settings),
             framework=self.backend.framework,
             model_name=self.spec.name,
             failures=tuple(failures),
@@ -202,15 +204,19 @@ class Explainer:
 
     __call__ = explain
 
-    def _params(self) -> dict[str, Any]:
-        """The method's parameters, and the precision when it is not the usual float32."""
-        params = dict(self.method.params)
+    def _params(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """Every setting of the method (``chosen``: what it picked for None defaults).
+
+        The precision is added when it is not the usual float32.
+        """
+        params = {**self.method.params, **chosen}
         if self.precision != "float32":
             params["precision"] = self.precision
         return params
 
 
 def _concat(results: list[RawResult]) -> RawResult:
+    """One result from the batches' (settings chosen from the input size are the same)."""
     if len(results) == 1:
         return results[0]
     extras = {key: np.concatenate([r.extras[key] for r in results]) for key in results[0].extras}
@@ -219,7 +225,48 @@ def _concat(results: list[RawResult]) -> RawResult:
         logits=np.concatenate([r.logits for r in results]),
         targets=np.concatenate([r.targets for r in results]),
         extras=extras,
+        settings=results[0].settings,
     )
+
+
+def _own_keywords(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The named parameters of ``function`` (not ``self``, not ``**params``)."""
+    parameters = inspect.signature(function).parameters.values()
+    return tuple(p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD)
+
+
+def check_keywords(
+    where: str,
+    params: Mapping[str, Any],
+    own: Sequence[str],
+    method: type[Method],
+    notes: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse a keyword that is neither ``where``'s own nor a setting of ``method``.
+
+    The error is the caller's (``where``), with the nearest spelling among
+    both (or among ``notes``, keywords of another call), or the other methods
+    that take the keyword.
+    """
+    settings = method.param_names()
+    for key in params:
+        if key not in settings:
+            others = {
+                name: registry.get(name).param_names()
+                for name in registry.names()
+                if name != method.name
+            }
+            raise InvalidInput(
+                unknown_keyword(
+                    where,
+                    key,
+                    [*own, *settings],
+                    noun="keyword",
+                    others=others,
+                    owner=method.name,
+                    notes=notes,
+                )
+            )
 
 
 def explain(
@@ -250,8 +297,11 @@ def explain(
     1.75-2.1x faster than 32). ``precision="bfloat16"`` or ``"float16"`` runs the
     methods that only predict (occlusion, RISE, Score-CAM, LIME, Kernel SHAP)
     in reduced precision on PyTorch: up to 2x faster on CPUs with AMX and on
-    recent GPUs. Extra keyword arguments go to the method.
+    recent GPUs. Extra keyword arguments are the method's settings (see
+    ``seewhy.registry.get(method)``); one that is neither is refused here, with
+    the nearest spelling.
     """
+    check_keywords("explain", params, _own_keywords(explain), registry.get(method))
     explainer = Explainer(
         model,
         method,
@@ -290,7 +340,7 @@ def predict(
     batch_size: int = 32,
 ) -> tuple[tuple[Prediction, ...], ...]:
     """Top-k predictions per image, without explaining."""
-    from .io import prepare
+    from .inputs import prepare
 
     spec = model_spec(model, preprocess=preprocess, labels=labels)
     backend = backend_for(model)

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._kit.scores import softmax
+
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .io import Failure
+    from .inputs import Failure
 
 __all__ = ["Explanation", "Prediction"]
 
@@ -36,7 +38,10 @@ class Explanation:
 
     ``maps`` are (N, H, W) float32 in [0, 1] at the model's input resolution;
     ``layer_maps`` are the method's raw maps (N, h, w) before rectifying,
-    upsampling and normalising, for analysis.
+    upsampling and normalising, for analysis. ``params`` holds every setting
+    of the method, defaults included, with the values it chose for settings
+    left to the input size (e.g. occlusion's window); ``to_dict()["params"]``
+    is their JSON form, which ``explain(..., **params)`` takes back.
     """
 
     maps: np.ndarray
@@ -60,9 +65,7 @@ class Explanation:
 
     def target_probability(self, i: int) -> float:
         """Softmax probability of image ``i``'s target class."""
-        logits = self.logits[i].astype(np.float64)
-        p = np.exp(logits - logits.max())
-        return float(p[int(self.targets[i])] / p.sum())
+        return float(softmax(self.logits[i])[int(self.targets[i])])
 
     def label(self, i: int) -> str:
         """Caption for image ``i``: the explained class and its probability."""
@@ -136,10 +139,11 @@ class Explanation:
 
 
 def json_safe(value: Any) -> Any:
-    """A method parameter as JSON: arrays summarised, callables named, the rest as text.
+    """A method setting as JSON: arrays summarised, callables named, the rest as text.
 
-    Parameters may be anything a method accepts (a custom baseline array, a
-    segmentation function); a summary must still serialise.
+    Settings may be anything a method accepts (a custom baseline array, a
+    segmentation function); a summary must still serialise. Numbers, words,
+    None and pairs (as lists) come back as settings the methods accept.
     """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

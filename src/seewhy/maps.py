@@ -9,11 +9,11 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["normalise", "postprocess", "upsample"]
+__all__ = ["bilinear_matrix", "normalise", "postprocess", "upsample"]
 
 
 @lru_cache(maxsize=64)
-def _bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
+def bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
     """(out_len, in_len) weights of 1-D linear interpolation, half-pixel centres.
 
     Matches ``cv2.resize`` / ``torch`` ``align_corners=False`` sampling, so a
@@ -40,8 +40,8 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     if (h, w) == (height, width):
         return maps.astype(np.float32, copy=False)
-    rows = _bilinear_matrix(height, h)
-    cols = _bilinear_matrix(width, w)
+    rows = bilinear_matrix(height, h)
+    cols = bilinear_matrix(width, w)
     out = np.matmul(np.matmul(rows, maps.astype(np.float32, copy=False)), cols.T)
     return np.ascontiguousarray(out, dtype=np.float32)
 

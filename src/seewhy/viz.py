@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InvalidInput
-from .io import load_image, to_numpy
+from .inputs import load_image, to_numpy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -133,7 +133,7 @@ def overlay(
 
     ``alpha=1`` shows only the picture, ``alpha=0`` only the heatmap. The map
     is resized bilinearly to the picture when their sizes differ (CAMs come
-    at the layer's resolution). ``image`` is anything :func:`seewhy.io.load_image`
+    at the layer's resolution). ``image`` is anything :func:`seewhy.inputs.load_image`
     accepts; the result is uint8 (H, W, 3).
     """
     weight = _check_alpha(alpha)

@@ -13,7 +13,15 @@ import numpy as np
 
 from ..errors import InvalidInput
 
-__all__ = ["bad_argument", "finite_float", "positive_int", "unit_float"]
+__all__ = [
+    "bad_argument",
+    "finite_float",
+    "flag",
+    "one_of",
+    "optional_positive_int",
+    "positive_int",
+    "unit_float",
+]
 
 
 def bad_argument(name: str, expected: str, value: Any, *, where: str = "") -> InvalidInput:
@@ -50,3 +58,22 @@ def unit_float(
     if not low < number <= high:
         raise bad_argument(name, f"a number in ({low:g}, {high:g}]", value, where=where)
     return number
+
+
+def one_of(value: Any, choices: tuple[str, ...], name: str, *, where: str = "") -> str:
+    """``value`` when it is one of the ``choices`` (exact, case-sensitive strings)."""
+    if not isinstance(value, str) or value not in choices:
+        raise bad_argument(name, f"one of {', '.join(choices)}", value, where=where)
+    return value
+
+
+def flag(value: Any, name: str, *, where: str = "") -> bool:
+    """``value`` as a bool; only True and False (numpy's too) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise bad_argument(name, "True or False", value, where=where)
+    return bool(value)
+
+
+def optional_positive_int(value: Any, name: str, *, where: str = "") -> int | None:
+    """None (a default chosen later, e.g. from the input size) or a positive integer."""
+    return None if value is None else positive_int(value, name, where=where)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .command import add_audit_arguments, audit_command
+    from ..cli.audit import add_audit_arguments, audit_command
     from .dataset import Dataset, Item, collect
     from .runner import AuditResult, audit
     from .store import Store
@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "add_audit_arguments": "command",
-    "audit_command": "command",
+    "add_audit_arguments": ".cli.audit",  # imported as "..cli.audit": seewhy.cli.audit
+    "audit_command": ".cli.audit",
     "Dataset": "dataset",
     "Item": "dataset",
     "collect": "dataset",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seewhy.errors import InvalidInput
-from seewhy.io import IMAGE_EXTENSIONS, iter_image_files
+from seewhy.inputs import IMAGE_EXTENSIONS, iter_image_files
 
 __all__ = ["Box", "Dataset", "Item", "LabelsFrom", "collect", "match_classes"]
 

@@ -1,21 +1,23 @@
 """Where the audit's model runs: the CPU, this machine's GPU, or a Ray actor's GPU.
 
-Only PyTorch modules are moved; Keras places its own variables (TensorFlow,
+Only PyTorch models are moved; Keras places its own variables (TensorFlow,
 JAX and Keras-on-torch all pick a visible GPU by themselves). Every choice is
-a small pure function of what it looks at (the request, ``torch.cuda``,
-``CUDA_VISIBLE_DEVICES``, the GPU ids Ray assigned) so it can be checked on a
-machine without a GPU.
+a small pure function of what it looks at (the request, whether PyTorch sees
+a GPU, ``CUDA_VISIBLE_DEVICES``, the GPU ids Ray assigned) so it can be
+checked on a machine without a GPU. Moving and packing the model itself is
+its backend's job (``Backend.place``, ``Backend.pack``,
+``seewhy.backends.unpack_model``); this module imports no framework.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from seewhy.backends import Backend, backend_for
 from seewhy.errors import BackendError, InvalidInput
 
 __all__ = [
@@ -23,12 +25,10 @@ __all__ = [
     "actor_device",
     "actors_for",
     "check_device",
+    "cuda_available",
     "gpus_for_actors",
-    "is_torch_module",
     "local_device",
-    "pack_model",
-    "place",
-    "unpack_model",
+    "placed_backend",
 ]
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -43,19 +43,26 @@ def check_device(device: str) -> str:
     return device
 
 
-def is_torch_module(model: Any) -> bool:
-    """A plain ``torch.nn.Module``; a Keras model on the torch backend is not one here."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(model, torch.nn.Module):
+def placed_backend(model: Any) -> Backend | None:
+    """The backend of a model the audit places on a device itself: a PyTorch one.
+
+    Keras (on any backend) places its own variables, and an object no backend
+    runs is left for the explanation to refuse, so both give None.
+    """
+    try:
+        backend = backend_for(model)
+    except BackendError:
+        return None
+    return backend if backend.framework == "torch" else None
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a usable CUDA GPU; never imports torch for a model without it."""
+    if sys.modules.get("torch") is None:
         return False
-    keras = sys.modules.get("keras")
-    return keras is None or not isinstance(model, keras.Model)
+    from seewhy.backends.torch.device import cuda_available as torch_sees_cuda
 
-
-def _cuda_available() -> bool:
-    """torch's answer, without importing torch when no model needs it."""
-    torch = sys.modules.get("torch")
-    return torch is not None and bool(torch.cuda.is_available())
+    return torch_sees_cuda()
 
 
 def _cuda_hidden(env: Mapping[str, str]) -> bool:
@@ -75,7 +82,7 @@ def local_device(
     ``cuda`` without a usable GPU is an error, not a silent CPU run.
     """
     check_device(requested)
-    visible = not _cuda_hidden(os.environ if env is None else env) and _cuda_available()
+    visible = not _cuda_hidden(os.environ if env is None else env) and cuda_available()
     if requested == "auto":
         return ("cuda" if visible else "cpu") if owned else None
     if requested.startswith("cuda") and not visible:
@@ -136,44 +143,3 @@ def actors_for(
     else:
         wanted = 2
     return max(1, min(wanted, batches))
-
-
-def place(model: Any, device: str | None) -> Any:
-    """``model`` on ``device`` when it is a torch module and a device was chosen."""
-    if device is None or not is_torch_module(model):
-        return model
-    return model.to(device)
-
-
-class PackedModel:
-    """A torch module as ``torch.save`` bytes: see :func:`pack_model`."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob = blob
-
-
-def pack_model(model: Any, pickle_module: Any) -> Any:
-    """A torch module in a form that unpickles on the CPU of any machine.
-
-    Pickled as is, a module that sits on the driver's ``cuda:1`` would be
-    rebuilt on ``cuda:1`` in the actor, which fails on an actor with one GPU
-    or none. ``pickle_module`` should be Ray's cloudpickle, so classes defined
-    in the caller's script travel by value as they do through Ray itself.
-    """
-    if not is_torch_module(model):
-        return model
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(model, buffer, pickle_module=pickle_module)
-    return PackedModel(buffer.getvalue())
-
-
-def unpack_model(packed: Any) -> Any:
-    """The model :func:`pack_model` packed, on the CPU; anything else as it came."""
-    if not isinstance(packed, PackedModel):
-        return packed
-    import torch
-
-    # The bytes were written by this audit's own driver a moment ago.
-    return torch.load(io.BytesIO(packed.blob), map_location="cpu", weights_only=False)

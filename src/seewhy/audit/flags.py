@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seewhy.io import load_image, resize_for_model
+from seewhy.inputs import load_image, resize_for_model
 from seewhy.preprocess import Preprocess
 
 from .dataset import Box

@@ -2,7 +2,7 @@
 
 The report shows what the model saw (the picture after the resize and the
 crop), so the boxes given in the original image's pixels are carried through
-the same geometry as :func:`seewhy.io.resize_for_model`, and a mask is
+the same geometry as :func:`seewhy.inputs.resize_for_model`, and a mask is
 reduced to the outline of its pixels there. Both go into the audit's records
 as plain numbers and one SVG path of straight moves, which the page checks
 before it draws them.
@@ -32,7 +32,7 @@ def picture_geometry(
 ) -> tuple[float, float, int, int]:
     """(x scale, y scale, left, top): original pixel x maps to ``x * sx - left``.
 
-    Mirrors the sizes :func:`seewhy.io.resize_for_model` computes (a stretch
+    Mirrors the sizes :func:`seewhy.inputs.resize_for_model` computes (a stretch
     without ``pre.resize``; else the short side to ``resize``, raised if the
     crop would not fit, then a centre crop); a test holds the two together.
     """

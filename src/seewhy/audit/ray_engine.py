@@ -36,18 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from seewhy.backends import backend_for, unpack_model
 from seewhy.errors import BackendError
 
 from .dataset import Item
-from .device import (
-    actor_device,
-    actors_for,
-    gpus_for_actors,
-    is_torch_module,
-    pack_model,
-    place,
-    unpack_model,
-)
+from .device import actor_device, actors_for, cuda_available, gpus_for_actors, placed_backend
 from .store import Store
 from .worker import BatchWorker, Settings
 
@@ -70,17 +63,17 @@ def require_ray() -> Any:
 
 def _actor_placement(model: Any) -> tuple[Any, str]:
     """This actor's model on the GPU Ray gave it (if any), and that device's name."""
-    if not is_torch_module(model):
+    backend = placed_backend(model)
+    if backend is None:
         return model, "own"  # Keras finds the actor's GPU by itself
     import ray
-    import torch
 
     device = actor_device(
         ray.get_gpu_ids(),
-        cuda_available=bool(torch.cuda.is_available()),
+        cuda_available=cuda_available(),
         visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
     )
-    return place(model, device), device
+    return backend.place(device), device
 
 
 class AuditActor:
@@ -164,7 +157,7 @@ def pool_options(
         "compute": ray.data.ActorPoolStrategy(size=actors_for(actors, gpus, cluster_gpus, batches)),
         "fn_constructor_kwargs": {
             "model_source": model if by_name else None,
-            "model_object": None if by_name else pack_model(model_obj, ray.cloudpickle),
+            "model_object": None if by_name else backend_for(model_obj).pack(ray.cloudpickle),
             "settings": settings,
             "load_args": dict(load_args),
         },

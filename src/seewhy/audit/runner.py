@@ -22,7 +22,7 @@ from seewhy.errors import InvalidInput
 from seewhy.loading import load_model
 
 from .dataset import Dataset, Item, LabelsFrom, collect
-from .device import check_device, is_torch_module, local_device, place
+from .device import check_device, local_device, placed_backend
 from .store import Store
 from .summary import summarize
 from .worker import BatchWorker, Decoded, Settings
@@ -152,8 +152,9 @@ def audit(
         if isinstance(model, str)
         else model
     )
-    if engine == "local" and is_torch_module(model_obj):  # Keras places itself
-        model_obj = place(model_obj, local_device(device, owned=isinstance(model, str)))
+    backend = placed_backend(model_obj) if engine == "local" else None  # Keras places itself
+    if backend is not None:
+        model_obj = backend.place(local_device(device, owned=isinstance(model, str)))
     spec = model_spec(model_obj)
     dataset = collect(
         data,

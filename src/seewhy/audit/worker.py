@@ -18,7 +18,7 @@ import numpy as np
 from seewhy.api import Explainer
 from seewhy.errors import InvalidInput
 from seewhy.explanation import Explanation
-from seewhy.io import Batch, load_image, resize_for_model
+from seewhy.inputs import Batch, load_image, resize_for_model
 from seewhy.preprocess import Preprocess
 
 from .dataset import Item

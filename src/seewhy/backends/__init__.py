@@ -7,8 +7,17 @@ from typing import Any
 
 from ..errors import BackendError
 from .base import Backend, Capture, LayerInfo, select_default_layer
+from .common import PackedModel
 
-__all__ = ["Backend", "Capture", "LayerInfo", "backend_for", "select_default_layer"]
+__all__ = [
+    "Backend",
+    "Capture",
+    "LayerInfo",
+    "PackedModel",
+    "backend_for",
+    "select_default_layer",
+    "unpack_model",
+]
 
 
 def _is_keras_model(model: Any) -> bool:
@@ -26,13 +35,30 @@ def backend_for(model: Any) -> Backend:
     if _is_keras_model(model):  # a Keras model on the torch backend is also an nn.Module
         from .keras import KerasBackend
 
-        return KerasBackend(model)
+        keras_backend: Backend = KerasBackend(model)
+        return keras_backend
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
         from .torch import TorchBackend
 
-        return TorchBackend(model)
+        torch_backend: Backend = TorchBackend(model)
+        return torch_backend
     raise BackendError(
         f"model: expected a torch.nn.Module or a keras.Model, got {type(model).__module__}."
         f"{type(model).__qualname__}"
     )
+
+
+def unpack_model(packed: Any) -> Any:
+    """The model that ``Backend.pack`` packed, rebuilt on the CPU; anything else as it came.
+
+    Only the framework that packed the model is imported, and only for bytes
+    this program's own ``pack`` wrote (they may hold a full pickle).
+    """
+    if not isinstance(packed, PackedModel):
+        return packed
+    if packed.framework == "torch":
+        from .torch.device import unpack
+
+        return unpack(packed)
+    raise BackendError(f"model: cannot unpack a model packed by {packed.framework!r}")

@@ -2,18 +2,35 @@
 
 Backends find their layers in their own framework; turning the found layers
 and a requested name into a choice, or into a helpful one-line error, is
-written once here.
+written once here. So are the framework-free parts of the layer-edit passes
+(the scale check, the chunking, the shared-prefix policy), the packed form
+of a model sent to another process, and the "install this extra" error.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
-from ..errors import LayerNotFound
+import numpy as np
+
+from ..errors import BackendError, InvalidInput, LayerNotFound
 from .base import LayerInfo, select_default_layer
 
-__all__ = ["default_layer", "missing_layer", "no_feature_map", "suggest_layers"]
+__all__ = [
+    "PackedModel",
+    "default_layer",
+    "edit_each_image",
+    "edit_scales",
+    "missing_layer",
+    "no_feature_map",
+    "require_module",
+    "shared_prefix_logits",
+    "suggest_layers",
+]
+
+_Image = TypeVar("_Image")
 
 
 def suggest_layers(layer: str, infos: Sequence[LayerInfo]) -> str:
@@ -49,3 +66,113 @@ def missing_layer(
     near = list(close) or difflib.get_close_matches(layer, list(all_names), n=5, cutoff=0.4)
     hint = ", ".join(near) if near else suggest_layers(layer, infos)
     return LayerNotFound(f"layer: the model has no layer {layer!r}; did you mean: {hint}?")
+
+
+# --------------------------------------------------------------------------- layer edits
+# Ablation-CAM runs each image E times with one layer's output scaled per channel.
+# The "shared prefix" policy: the network before the layer runs once per image and
+# chunk of edits, and the edited copies continue from the layer (batch 1 becomes E
+# there, broadcasting any skip connection that began earlier).
+
+
+def edit_scales(
+    scales: Any, count: int, channels: int | None = None, *, layer: str = ""
+) -> np.ndarray:
+    """``scales`` as (N, E, C) float32; an (E, C) array applies to every one of ``count`` images.
+
+    ``channels``, when the backend knows the layer's channel count, is checked too.
+    """
+    s = np.asarray(scales, dtype=np.float32)
+    if s.ndim == 2:
+        s = np.broadcast_to(s, (count, *s.shape))
+    if s.ndim == 3 and len(s) == count and (channels is None or s.shape[2] == channels):
+        return s
+    wanted = f"N = {count}" if channels is None else f"N = {count} and C = {channels} channels"
+    of = f" of {layer!r}" if channels is not None and layer else ""
+    raise InvalidInput(f"scales: expected (N, E, C) or (E, C) with {wanted}{of}, got {s.shape}")
+
+
+def edit_each_image(
+    images: Iterable[_Image],
+    scales: np.ndarray,
+    batch_size: int | None,
+    run: Callable[[_Image, np.ndarray], np.ndarray],
+) -> np.ndarray | None:
+    """Logits (N, E, K): ``run(image, chunk)`` for each image and chunk of its edits.
+
+    ``images`` gives each image in the backend's own form (made lazily, one at a
+    time); ``scales`` is (N, E, C) from :func:`edit_scales`. The edits of one
+    image go in chunks of ``batch_size`` (all at once by default), so the part
+    of the network before the layer runs once per image and chunk. None when
+    there is nothing to run (no image or no edit): the backend shapes the
+    empty result.
+    """
+    edits = scales.shape[1]
+    if len(scales) == 0 or edits == 0:
+        return None
+    step = max(1, batch_size or edits)
+    rows = []
+    for i, image in enumerate(images):
+        chunks = [run(image, scales[i, start : start + step]) for start in range(0, edits, step)]
+        rows.append(np.concatenate(chunks))
+    return np.stack(rows)
+
+
+def shared_prefix_logits(
+    known: dict[Any, bool],
+    key: Any,
+    count: int,
+    shared: Callable[[], np.ndarray],
+    repeated: Callable[[], np.ndarray],
+    refusals: tuple[type[BaseException], ...] = (Exception,),
+) -> np.ndarray:
+    """Logits of ``count`` edits of one image, by the shared prefix where the model allows it.
+
+    ``shared()`` runs the image alone and edits it at the layer; ``repeated()``
+    runs it repeated ``count`` times, which is always correct. ``known[key]``
+    remembers what the model does: once the shared prefix gave ``count`` rows
+    (for more than one edit) an error of one of ``refusals`` is the model's own
+    and is raised; once it raised or gave another number of rows, the repeated
+    form is used from then on.
+    """
+    works = known.get(key)
+    if works is not False:
+        try:
+            logits: np.ndarray | None = shared()
+        except refusals:
+            if works:  # it worked before: this is the model's own error
+                raise
+            logits = None
+        if logits is not None and len(logits) == count:
+            if count > 1:
+                known[key] = True
+            return logits
+        known[key] = False
+    return repeated()
+
+
+# --------------------------------------------------------------------------- other processes
+
+
+class PackedModel:
+    """A model as bytes its framework wrote, for another process (``Backend.pack``).
+
+    ``framework`` names the backend whose ``unpack`` reads ``blob`` back; see
+    :func:`seewhy.backends.unpack_model`.
+    """
+
+    def __init__(self, framework: str, blob: bytes) -> None:
+        self.framework = framework
+        self.blob = blob
+
+
+def require_module(module: str, extra: str) -> Any:
+    """``module`` imported, or a one-line error naming the pip extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendError(
+            f"{module} is not installed; install it with: pip install 'seewhy[{extra}]'"
+        ) from exc

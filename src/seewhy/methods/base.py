@@ -2,21 +2,31 @@
 
 Methods never import a framework; they ask the backend for activations,
 gradients or predictions, and do the math in numpy.
+
+A method's settings are the keyword-only parameters of its ``__init__``, with
+their defaults, as scikit-learn estimators declare theirs: they are checked
+once when the method is built and kept as attributes of the same name, so
+``Method.params`` lists every setting, defaults included.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from .._kit.checks import optional_positive_int
+from .._kit.scores import check_targets
 from ..backends.base import Backend, Precision, Score
+from ..errors import InvalidInput
 from ..preprocess import Preprocess
 
-__all__ = ["Context", "Method", "RawResult"]
+__all__ = ["Context", "Method", "RawResult", "check_copies", "unknown_keyword"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,33 @@ class Context:
     images: np.ndarray | None = None  # (N, H, W, 3) uint8 pictures the inputs came from
     preprocess: Preprocess | None = None  # how pictures become inputs (for fills in pixel space)
 
+    def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Logits for ``x`` at the context's precision, ``batch_size`` inputs per pass."""
+        return self.backend.predict(x, batch_size=batch_size, precision=self.precision)
+
+    def logits_and_targets(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of the unperturbed inputs and the classes to explain (checked)."""
+        logits = self.predict(self.inputs, batch_size)
+        if self.targets is None:
+            return logits, logits.argmax(axis=1).astype(np.int64)
+        return logits, check_targets(self.targets, len(logits), logits.shape[1])
+
+    def forward_copies(self, chosen: int | None) -> int:
+        """Perturbed copies per forward-only pass: the method's, the caller's, or the backend's.
+
+        Left to the backend, PyTorch on the CPU gets batches that keep every
+        activation under 32 MiB (6 for Lite0), which run faster than 32.
+        """
+        if chosen is not None:
+            return chosen
+        if self.forward_batch is not None:
+            return self.forward_batch
+        return self.backend.preferred_batch_size(self.inputs, self.precision)
+
+    def gradient_copies(self, chosen: int | None) -> int:
+        """Noisy or ablated copies per pass: the method's, else the explainer's batch size."""
+        return self.batch_size if chosen is None else chosen
+
 
 @dataclass(frozen=True)
 class RawResult:
@@ -43,19 +80,25 @@ class RawResult:
 
     ``maps`` are (N, h, w) at the layer's (or input's) resolution, not yet
     rectified or normalised. ``extras`` carries method-specific arrays
-    (e.g. signed pixel attributions) into ``Explanation.extras``.
+    (e.g. signed pixel attributions) into ``Explanation.extras``; ``settings``
+    the values a method chose for settings left to the input size (``None``
+    defaults), recorded in ``Explanation.params``.
     """
 
     maps: np.ndarray
     logits: np.ndarray
     targets: np.ndarray
     extras: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
-    """Base class of every explanation method.
+    """Base of every explanation method.
 
-    Parameters are keyword-only, stored as given, validated when used.
+    A subclass declares its settings as keyword-only ``__init__`` parameters
+    with defaults (``None`` for "chosen from the input size"), checks them and
+    stores each as the attribute of the same name; ``param_names`` and
+    ``params`` are read from that signature.
     """
 
     name: ClassVar[str] = ""
@@ -63,25 +106,69 @@ class Method(ABC):
     forward_only: ClassVar[bool] = False  # only predictions: may run in reduced precision
     rectify: ClassVar[bool] = True  # apply ReLU to the map before normalising
 
-    def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.param_names())
+    def __new__(cls, *args: Any, **settings: Any) -> Method:
+        """Refuse positional and unknown settings with the method's name in the message."""
+        if args:
+            raise InvalidInput(f"{cls.name}: settings are keywords, got {len(args)} positional")
+        unknown = [key for key in settings if key not in cls.param_names()]
         if unknown:
-            from ..errors import InvalidInput
+            raise InvalidInput(unknown_keyword(cls.name, unknown[0], cls.param_names()))
+        return super().__new__(cls)
 
-            raise InvalidInput(
-                f"{self.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
-                f"expected some of: {', '.join(self.param_names()) or 'none'}"
-            )
-        self.params = dict(params)
+    def __init__(self) -> None:  # noqa: B027  (a method may have no settings)
+        """No settings; subclasses add theirs as keyword-only parameters."""
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
-        """Names of the keyword parameters this method accepts."""
-        return ()
+        """Names of the settings, in the order of ``__init__``'s signature."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
-    def param(self, key: str, default: Any) -> Any:
-        return self.params.get(key, default)
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each setting's default, as declared in the signature."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: parameters[name].default for name in cls.param_names()}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every setting with the value this method uses (defaults included)."""
+        return {name: getattr(self, name) for name in self.param_names()}
 
     @abstractmethod
     def run(self, ctx: Context) -> RawResult:
         """Explain one batch."""
+
+
+def unknown_keyword(
+    where: str,
+    key: str,
+    known: Iterable[str],
+    *,
+    noun: str = "parameter",
+    others: Mapping[str, Iterable[str]] | None = None,
+    owner: str = "this method",
+    notes: Mapping[str, str] | None = None,
+) -> str:
+    """One line for a misspelt keyword: the nearest known spelling, or who else takes it.
+
+    ``others`` maps other methods' names to their settings: a keyword that is
+    a setting of another method, but not of ``owner``, says so (first: it is
+    surer than a guessed spelling). ``notes`` are keywords of another call,
+    with where they go.
+    """
+    names = list(known)
+    text = f"{where}: unknown {noun} {key!r}"
+    owners = sorted(name for name, settings in (others or {}).items() if key in settings)
+    if owners:
+        return f"{text}; it is a setting of {', '.join(owners)}, not of {owner}"
+    close = difflib.get_close_matches(key, [*names, *(notes or {})], n=1, cutoff=0.6)
+    if close:
+        note = (notes or {}).get(close[0])
+        return f"{text}; did you mean {close[0]!r}{f' ({note})' if note else ''}?"
+    return f"{text}; expected one of: {', '.join(names) or 'none'}"
+
+
+def check_copies(value: Any, where: str) -> int | None:
+    """The ``copies_per_pass`` setting: None (the explainer's or backend's) or a positive int."""
+    return optional_positive_int(value, "copies_per_pass", where=where)

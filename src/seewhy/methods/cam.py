@@ -2,6 +2,11 @@
 
 A CAM is a weighted sum of a layer's feature maps ``A`` (N, C, h, w). Most
 variants differ only in the channel weights; a few weigh each position.
+Every one is used the same way::
+
+    >>> import seewhy
+    >>> e = seewhy.explain(model, "cat.jpg", "gradcam")  # or "layercam", "eigencam", ...
+    >>> e.maps.shape  # (1, H, W), in [0, 1]
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .._kit.checks import flag
 from ..backends.base import Capture
 from ..errors import UnsupportedModel
 from ..registry import register
@@ -76,16 +82,18 @@ def _need(gradients: np.ndarray | None, name: str) -> np.ndarray:
 class GradCAM(CAM):
     """Grad-CAM (Selvaraju et al., 2017): channel weight = mean gradient.
 
+    map = sum_k w_k A_k with w_k = mean_ij d score / d A_k[i, j].
     ``guided=True`` is the variant of the pyimagesearch tutorial: gradients
     count only where both the activation and the gradient are positive.
+
+    >>> seewhy.explain(model, images, "gradcam", guided=True)
     """
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("guided",)
+    def __init__(self, *, guided: bool = False) -> None:
+        self.guided = flag(guided, "guided", where=self.name)
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        if self.param("guided", False):
+        if self.guided:
             gradients = gradients * ((activations > 0) & (gradients > 0))
         return gradients.mean(axis=(2, 3))
 
@@ -95,6 +103,8 @@ class GradCAMPlusPlus(CAM):
     """Grad-CAM++ (Chattopadhyay et al., 2018), closed form for exp(score).
 
     alpha = g^2 / (2 g^2 + sum_ab(A) g^3); weight = sum_ij alpha relu(g).
+
+    >>> seewhy.explain(model, images, "gradcam++")
     """
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
@@ -109,7 +119,12 @@ class GradCAMPlusPlus(CAM):
 
 @register("xgradcam", "xgrad-cam")
 class XGradCAM(CAM):
-    """XGrad-CAM (Fu et al., 2020): gradients weighted by normalised activations."""
+    """XGrad-CAM (Fu et al., 2020): gradients weighted by normalised activations.
+
+    w_k = sum_ij (g_k A_k)[i, j] / sum_ij A_k[i, j].
+
+    >>> seewhy.explain(model, images, "xgradcam")
+    """
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
         sum_a = activations.sum(axis=(2, 3))
@@ -118,7 +133,12 @@ class XGradCAM(CAM):
 
 @register("hirescam", "hires-cam")
 class HiResCAM(CAM):
-    """HiResCAM (Draelos & Carin, 2020): gradient times activation, position by position."""
+    """HiResCAM (Draelos & Carin, 2020): gradient times activation, position by position.
+
+    map[i, j] = sum_k g_k[i, j] A_k[i, j].
+
+    >>> seewhy.explain(model, images, "hirescam")
+    """
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         return np.einsum("nchw,nchw->nhw", _need(cap.gradients, self.name), _acts(cap))
@@ -126,7 +146,12 @@ class HiResCAM(CAM):
 
 @register("layercam", "layer-cam")
 class LayerCAM(CAM):
-    """LayerCAM (Jiang et al., 2021): positive gradients weigh each position."""
+    """LayerCAM (Jiang et al., 2021): positive gradients weigh each position.
+
+    map[i, j] = sum_k relu(g_k[i, j]) A_k[i, j].
+
+    >>> seewhy.explain(model, images, "layercam")
+    """
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         positive = np.maximum(_need(cap.gradients, self.name), 0.0)
@@ -137,8 +162,11 @@ class LayerCAM(CAM):
 class EigenCAM(CAM):
     """Eigen-CAM (Muhammad & Yeasin, 2020): first principal component of the maps.
 
-    Class-independent. The component's sign is chosen so that the map agrees
-    with the mean activation, since an SVD's sign is arbitrary.
+    map = A v_1, v_1 the first right singular vector of the centred (hw, C)
+    activations. Class-independent. The component's sign is chosen so that
+    the map agrees with the mean activation, since an SVD's sign is arbitrary.
+
+    >>> seewhy.explain(model, images, "eigencam")
     """
 
     needs_gradients = False
@@ -163,6 +191,9 @@ class ClassCAM(CAM):
     Only defined when the layer feeds global average pooling and one linear
     layer; this is checked numerically on the batch (logits must equal
     W . mean(A) + b), so a wrong head gives a clear error, not a wrong map.
+    map = sum_k W[class, k] A_k.
+
+    >>> seewhy.explain(model, images, "cam")
     """
 
     needs_gradients = False

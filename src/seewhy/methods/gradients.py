@@ -14,31 +14,29 @@ chosen by ``reduce``:
 
 The maps are not rectified by ``explain`` (``rectify=False``): a reduction
 already decides what the sign means. Signed attributions are best shown with
-``viz.signed_to_rgb`` (the tutorials' ``deprocess_image``).
+``viz.signed_to_rgb`` (the tutorials' ``deprocess_image``). Every method::
+
+    >>> e = seewhy.explain(model, images, "saliency", reduce="abssum")
+    >>> e.extras["attributions"].shape  # (N, H, W, C), signed
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any
 
 import numpy as np
 
+from .._kit.batching import ImageProgress, chunks
+from .._kit.checks import finite_float, flag, one_of, positive_int
+from .._kit.fills import blur_sigma_used, check_fill, fill_values
+from .._kit.prefetch import Ahead
+from .._kit.scores import target_scores
 from ..errors import InvalidInput, UnsupportedModel
 from ..maps import normalise, upsample
 from ..registry import register
-from .base import Context, Method, RawResult
+from .base import Context, Method, RawResult, check_copies
 from .cam import GradCAM
-from .perturbation import (
-    ImageProgress,
-    batch_size_of,
-    chunks,
-    fill_values,
-    positive_int,
-    predict_targets,
-    target_scores,
-)
-from .prefetch import Ahead
 
 __all__ = [
     "GradientXInput",
@@ -74,24 +72,24 @@ class PixelAttribution(Method):
 
     uses_layer = False
     rectify = False
-    default_reduce: ClassVar[str] = "abssum"
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return ("reduce",)
+    def __init__(self, *, reduce: str = "abssum") -> None:
+        self.reduce = one_of(reduce, REDUCTIONS, "reduce", where=self.name)
 
     def run(self, ctx: Context) -> RawResult:
-        how = self.param("reduce", self.default_reduce)
-        if how not in REDUCTIONS:  # checked before the expensive part
-            raise InvalidInput(f"reduce: expected one of {', '.join(REDUCTIONS)}, got {how!r}")
         attributions, logits, targets, extras = self.attribute(ctx)
         attributions = attributions.astype(np.float32, copy=False)
         return RawResult(
-            maps=reduce_channels(attributions, how),
+            maps=reduce_channels(attributions, self.reduce),
             logits=logits,
             targets=targets,
             extras={"attributions": attributions, **extras},
+            settings=self.chosen_settings(ctx),
         )
+
+    def chosen_settings(self, ctx: Context) -> dict[str, Any]:
+        """Values picked for the settings left to the input size (None defaults)."""
+        return {}
 
     def attribute(
         self, ctx: Context
@@ -113,9 +111,15 @@ def _gradients(ctx: Context, *, guided: bool = False) -> tuple[np.ndarray, np.nd
 
 @register("saliency", "gradient", "vanilla-gradient")
 class Saliency(PixelAttribution):
-    """Vanilla gradient (Simonyan et al., 2014): d score / d pixel."""
+    """Vanilla gradient (Simonyan et al., 2014): d score / d pixel.
 
-    default_reduce = "absmax"
+    map = max_c |d score / d x_c| (``reduce="absmax"``).
+
+    >>> seewhy.explain(model, images, "saliency")
+    """
+
+    def __init__(self, *, reduce: str = "absmax") -> None:
+        super().__init__(reduce=reduce)
 
     def attribute(
         self, ctx: Context
@@ -128,7 +132,10 @@ class Saliency(PixelAttribution):
 class GradientXInput(PixelAttribution):
     """Gradient x Input (Shrikumar et al., 2016): first-order contribution of each input value.
 
-    Taken in model-input space, i.e. relative to an all-zero input.
+    a = x * d score / d x, taken in model-input space, i.e. relative to an
+    all-zero input.
+
+    >>> seewhy.explain(model, images, "gradient-x-input")
     """
 
     def attribute(
@@ -142,11 +149,15 @@ class GradientXInput(PixelAttribution):
 class GuidedBackprop(PixelAttribution):
     """Guided Backprop (Springenberg et al., 2015): only positive gradients through active ReLUs.
 
-    The backend applies the rule to every ReLU / ReLU6 call without touching
-    the model's modules.
+    Backward through each ReLU: g_in = relu(g_out) * [x > 0]. The backend
+    applies the rule to every ReLU / ReLU6 call without touching the model's
+    modules.
+
+    >>> seewhy.explain(model, images, "guided-backprop")
     """
 
-    default_reduce = "absmax"
+    def __init__(self, *, reduce: str = "absmax") -> None:
+        super().__init__(reduce=reduce)
 
     def attribute(
         self, ctx: Context
@@ -161,11 +172,16 @@ class GuidedGradCAM(PixelAttribution):
 
     As in the tutorials: the Grad-CAM map is rectified, upsampled to the input
     and scaled to [0, 1], then multiplies the Guided Backprop attribution of
-    the same class. The Grad-CAM map is kept in ``extras["gradcam"]``.
+    the same class: a = guided_backprop(x) * normalise(upsample(relu(gradcam))).
+    The Grad-CAM map is kept in ``extras["gradcam"]``.
+
+    >>> seewhy.explain(model, images, "guided-gradcam", layer="layer4")
     """
 
     uses_layer = True
-    default_reduce = "absmax"
+
+    def __init__(self, *, reduce: str = "absmax") -> None:
+        super().__init__(reduce=reduce)
 
     def attribute(
         self, ctx: Context
@@ -194,27 +210,42 @@ class SmoothGrad(PixelAttribution):
     ``samples`` copies (default 25) get Gaussian noise of standard deviation
     ``noise`` x (max - min of the image's inputs) (default 0.15, the paper's
     10-20 %); ``squared=True`` averages squared gradients (SmoothGrad-Squared;
-    the attributions are then unsigned). Noise is drawn from ``seed``.
+    the attributions are then unsigned). Noise is drawn from ``seed``;
+    ``copies_per_pass`` noisy copies go through each gradient pass (default:
+    the explainer's ``batch_size``).
+
+    a = (1 / samples) sum_i d score / d x (x + e_i), e_i ~ N(0, sigma^2).
+
+    >>> seewhy.explain(model, images, "smoothgrad", samples=50, noise=0.1)
     """
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return (*super().param_names(), "samples", "noise", "squared", "batch_size", "seed")
+    def __init__(
+        self,
+        *,
+        reduce: str = "abssum",
+        samples: int = 25,
+        noise: float = 0.15,
+        squared: bool = False,
+        copies_per_pass: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(reduce=reduce)
+        self.samples = positive_int(samples, "samples", where=self.name)
+        self.noise = finite_float(noise, "noise", where=self.name, minimum=0.0)
+        self.squared = flag(squared, "squared", where=self.name)
+        self.copies_per_pass = check_copies(copies_per_pass, self.name)
+        self.seed = positive_int(seed, "seed", where=self.name, minimum=0)
 
     def attribute(
         self, ctx: Context
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        samples = positive_int(self.param("samples", 25), "samples", self.name)
-        level = self.param("noise", 0.15)
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or level < 0:
-            raise InvalidInput(f"{self.name}: noise must be a number >= 0, got {level!r}")
-        squared = bool(self.param("squared", False))
-        bs = batch_size_of(self, ctx)
+        samples, squared = self.samples, self.squared
+        bs = ctx.gradient_copies(self.copies_per_pass)
         x = ctx.inputs
         n = len(x)
         flat = x.reshape(n, -1)
-        sigma = (float(level) * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
-        rng = np.random.default_rng(self.param("seed", 0))
+        sigma = (self.noise * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
+        rng = np.random.default_rng(self.seed)
 
         def noisy_batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start, stop in chunks(n * samples, bs):
@@ -225,9 +256,9 @@ class SmoothGrad(PixelAttribution):
                 yield img, noisy
 
         total = np.zeros(x.shape, np.float64)
-        progress = ImageProgress(ctx, samples)
+        progress = ImageProgress(ctx.progress, samples)
         with Ahead(noisy_batches()) as batches:  # noise is drawn during the clean pass
-            logits, targets = predict_targets(ctx, bs)
+            logits, targets = ctx.logits_and_targets(bs)
             for img, noisy in batches:
                 g = _input_grads(ctx, noisy, targets[img])
                 if squared:
@@ -252,7 +283,6 @@ def _input_grads(ctx: Context, x: np.ndarray, targets: np.ndarray) -> np.ndarray
 
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-BASELINES = ("zeros", "black", "white", "gray", "mean", "blur", "noise")
 
 
 def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
@@ -291,57 +321,88 @@ class IntegratedGradients(PixelAttribution):
 
     IG = (x - x') * integral_0^1 grad f(x' + a (x - x')) da, by a quadrature
     ``rule`` (default Gauss-Legendre, as Captum) with ``steps`` points
-    (default 50). ``baseline`` x': ``"zeros"`` (default; 0 in model-input
-    space), ``"black"``, ``"white"``, ``"gray"``, ``"mean"`` (the image's mean
-    colour), ``"blur"`` (Gaussian, ``blur_sigma`` pixels), ``"noise"``
-    (uniform random pixels from ``seed``; ``baselines=K`` averages K of them),
-    a number, or an array broadcastable to the inputs (model-input space).
+    (default 50). ``baseline`` x' is any fill of :mod:`seewhy._kit.fills`:
+    ``"zeros"`` (default; 0 in model-input space), ``"black"``, ``"white"``,
+    ``"gray"``, ``"mean"`` (the image's mean colour), ``"blur"`` (Gaussian,
+    ``blur_sigma`` pixels, default 5 px at 224), ``"noise"`` (uniform random
+    pixels from ``seed``; ``baselines=K`` averages K of them), a number, or an
+    array broadcastable to the inputs (model-input space). ``copies_per_pass``
+    path points go through each gradient pass (default: the explainer's
+    ``batch_size``).
 
     Completeness (the attributions sum to f(x) - f(x')) is checked and
     reported per image in ``extras``: ``"attribution_sum"``,
     ``"score_difference"`` and ``"completeness_error"`` (their difference).
+
+    >>> seewhy.explain(model, images, "ig", steps=64, baseline="blur")
     """
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return (
-            *super().param_names(),
-            "steps",
-            "baseline",
-            "rule",
-            "baselines",
-            "blur_sigma",
-            "batch_size",
-            "seed",
-        )
-
-    def baselines(self, ctx: Context, count: int) -> list[np.ndarray]:
-        baseline = self.param("baseline", "zeros")
-        seed = self.param("seed", 0)
-        if count > 1 and not (isinstance(baseline, str) and baseline in ("noise", "uniform")):
+    def __init__(
+        self,
+        *,
+        reduce: str = "abssum",
+        steps: int = 50,
+        baseline: Any = "zeros",
+        rule: str = "gausslegendre",
+        baselines: int = 1,
+        blur_sigma: float | None = None,
+        copies_per_pass: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(reduce=reduce)
+        self.steps = positive_int(steps, "steps", where=self.name)
+        self.baseline = check_fill(baseline, f"{self.name}: baseline")
+        self.rule = one_of(rule, RULES, "rule", where=self.name)
+        path_points(self.steps, self.rule)  # the trapezoid rule needs 2 steps
+        self.baselines = positive_int(baselines, "baselines", where=self.name)
+        noisy = isinstance(baseline, str) and baseline.lower() in ("noise", "uniform")
+        if self.baselines > 1 and not noisy:
             raise InvalidInput(f"{self.name}: baselines > 1 needs baseline='noise'")
-        rng = np.random.default_rng(seed)
+        self.blur_sigma = (
+            None
+            if blur_sigma is None
+            else finite_float(blur_sigma, "blur_sigma", where=self.name, minimum=0.0)
+        )
+        self.copies_per_pass = check_copies(copies_per_pass, self.name)
+        self.seed = positive_int(seed, "seed", where=self.name, minimum=0)
+
+    def chosen_settings(self, ctx: Context) -> dict[str, Any]:
+        """The blur's sigma, when a blurred baseline was left to the input size."""
+        if self.blur_sigma is not None:
+            return {}
+        sigma = blur_sigma_used(self.baseline, None, *ctx.inputs.shape[1:3])
+        return {} if sigma is None else {"blur_sigma": sigma}
+
+    def _baseline_values(self, ctx: Context) -> list[np.ndarray]:
+        """The baselines x' (N, H, W, C), one per ``baselines``, each from its own seed."""
+        rng = np.random.default_rng(self.seed)
         out = []
-        for _ in range(count):
+        for _ in range(self.baselines):
             sub_seed = int(rng.integers(0, 2**63 - 1))
-            values = fill_values(ctx, baseline, seed=sub_seed, sigma=self.param("blur_sigma", None))
-            out.append(np.ascontiguousarray(values, dtype=np.float32))
+            values = fill_values(
+                ctx.inputs,
+                self.baseline,
+                ctx.preprocess,
+                seed=sub_seed,
+                sigma=self.blur_sigma,
+                where=f"{self.name}: baseline",
+            )
+            out.append(values)
         return out
 
     def attribute(
         self, ctx: Context
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        steps = positive_int(self.param("steps", 50), "steps", self.name)
-        count = positive_int(self.param("baselines", 1), "baselines", self.name)
-        alphas, weights = path_points(steps, self.param("rule", "gausslegendre"))
-        bs = batch_size_of(self, ctx)
+        steps, count = self.steps, self.baselines
+        alphas, weights = path_points(steps, self.rule)
+        bs = ctx.gradient_copies(self.copies_per_pass)
         x = ctx.inputs
         n = len(x)
-        logits, targets = predict_targets(ctx, bs)
+        logits, targets = ctx.logits_and_targets(bs)
         attributions = np.zeros(x.shape, np.float64)
         base_scores = np.zeros(n, np.float64)
-        progress = ImageProgress(ctx, steps * count)
-        for baseline in self.baselines(ctx, count):
+        progress = ImageProgress(ctx.progress, steps * count)
+        for baseline in self._baseline_values(ctx):
             delta = x - baseline
             path_grads = np.zeros(x.shape, np.float64)
             with Ahead(_path_batches(baseline, delta, alphas, n, steps, bs)) as batches:

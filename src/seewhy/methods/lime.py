@@ -20,25 +20,28 @@ matrix, perturbed batches composed straight into a reused buffer, one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import comb
+from typing import Any, ClassVar
 
 import numpy as np
 
+from .._kit.batching import ImageProgress, chunks
+from .._kit.checks import bad_argument, finite_float, flag, one_of, positive_int, unit_float
+from .._kit.fills import blur_sigma_used, check_fill, fill_values
+from .._kit.scores import target_scores
+from .._kit.superpixels import (
+    DEFAULTS,
+    Segmentation,
+    boundary_picture,
+    compose,
+    label_runs,
+    segment,
+    segment_means,
+)
 from ..errors import InvalidInput
 from ..registry import register
-from .base import Context, Method, RawResult
-from .perturbation import (
-    ImageProgress,
-    chunks,
-    fill_values,
-    forward_batch_of,
-    positive_int,
-    predict,
-    predict_targets,
-    target_scores,
-    unit_float,
-)
-from .superpixels import boundary_picture, compose, label_runs, segment, segment_means
+from .base import Context, Method, RawResult, check_copies
 
 __all__ = ["KernelSHAP", "Lime", "kernel_shap_fit", "lime_weights", "ridge_fit"]
 
@@ -127,17 +130,23 @@ def kernel_shap_fit(
 class Lime(Method):
     """LIME on superpixels (see the module docstring).
 
-    Parameters: ``samples`` (1000), ``segmentation`` (``"quickshift"``,
+    Settings: ``samples`` (1000), ``segmentation`` (``"quickshift"``,
     ``"slic"``, ``"felzenszwalb"``, a function picture -> labels, or an
     (H, W) label array) with ``segmentation_params`` (defaults: quickshift
     kernel_size=4, max_dist=200, ratio=0.2), ``p`` (chance a superpixel stays
     on, 0.5), ``kernel_width`` (0.25), ``alpha`` (ridge penalty, 1.0),
     ``fill`` for switched-off superpixels (``"mean"``: each superpixel's own
     mean colour, the default as in the lime package; or any fill of
-    :func:`~seewhy.methods.perturbation.fill_values`, e.g. ``"blur"``,
+    :mod:`seewhy._kit.fills`, e.g. ``"blur"`` with ``blur_sigma``,
     ``"black"``, an RGB triple), ``top_superpixels`` (5) and ``positive_only`` (True)
-    for the mask, ``explainer`` (``"lime"`` or ``"shap"``), ``batch_size``,
-    ``seed``.
+    for the mask, ``explainer`` (``"lime"`` or ``"shap"``; None: ``"lime"``
+    here, ``"shap"`` for ``kernelshap``), ``copies_per_pass`` (perturbed
+    copies per forward pass), ``seed``.
+
+    LIME: weights = argmin_b sum_i pi(z_i) (f(z_i) - b0 - z_i . b)^2 + alpha |b|^2,
+    pi(z) = sqrt(exp(-d(z, 1)^2 / kernel_width^2)), d the cosine distance.
+
+    >>> seewhy.explain(model, images, "lime", samples=500, segmentation="slic")
 
     ``extras``: ``segments`` (N, H, W), ``superpixel_weights`` (N,) object
     array of per-superpixel float32 weights, ``intercept`` (N,),
@@ -148,51 +157,67 @@ class Lime(Method):
     forward_only = True
     uses_layer = False
     rectify = True  # the picture of evidence *for* the class, as LIME's positive_only
-    explainer = "lime"
+    default_explainer: ClassVar[str] = "lime"
 
-    @classmethod
-    def param_names(cls) -> tuple[str, ...]:
-        return (
-            "samples",
-            "segmentation",
-            "segmentation_params",
-            "p",
-            "kernel_width",
-            "alpha",
-            "fill",
-            "blur_sigma",
-            "top_superpixels",
-            "positive_only",
-            "explainer",
-            "batch_size",
-            "seed",
+    def __init__(
+        self,
+        *,
+        samples: int = 1000,
+        segmentation: Segmentation = "quickshift",
+        segmentation_params: Mapping[str, Any] | None = None,
+        p: float = 0.5,
+        kernel_width: float = 0.25,
+        alpha: float = 1.0,
+        fill: Any = "mean",
+        blur_sigma: float | None = None,
+        top_superpixels: int = 5,
+        positive_only: bool = True,
+        explainer: str | None = None,
+        copies_per_pass: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        where = self.name
+        self.samples = positive_int(samples, "samples", where=where)
+        self.segmentation = _check_segmentation(segmentation, where)
+        if segmentation_params is not None and not isinstance(segmentation_params, Mapping):
+            raise bad_argument("segmentation_params", "a mapping", segmentation_params, where=where)
+        self.segmentation_params = segmentation_params
+        self.p = unit_float(p, "p", where=where)
+        self.kernel_width = unit_float(kernel_width, "kernel_width", where=where, high=1e9)
+        self.alpha = finite_float(alpha, "alpha", where=where, minimum=0.0)
+        self.fill = check_fill(fill, f"{where}: fill")
+        self.blur_sigma = (
+            None
+            if blur_sigma is None
+            else finite_float(blur_sigma, "blur_sigma", where=where, minimum=0.0)
         )
+        self.top_superpixels = positive_int(top_superpixels, "top_superpixels", where=where)
+        self.positive_only = flag(positive_only, "positive_only", where=where)
+        chosen = self.default_explainer if explainer is None else explainer
+        self.explainer = one_of(chosen, ("lime", "shap"), "explainer", where=where)
+        self.copies_per_pass = check_copies(copies_per_pass, where)
+        self.seed = positive_int(seed, "seed", where=where, minimum=0)
 
     def run(self, ctx: Context) -> RawResult:
-        samples = positive_int(self.param("samples", 1000), "samples", self.name)
-        explainer = self.param("explainer", self.explainer)
-        if explainer not in ("lime", "shap"):
-            raise InvalidInput(
-                f"{self.name}: explainer must be 'lime' or 'shap', got {explainer!r}"
-            )
-        p = unit_float(self.param("p", 0.5), "p", self.name)
-        width = unit_float(self.param("kernel_width", 0.25), "kernel_width", self.name, high=1e9)
-        alpha = float(self.param("alpha", 1.0))
-        if alpha < 0:
-            raise InvalidInput(f"{self.name}: alpha must be >= 0, got {alpha!r}")
-        top = positive_int(self.param("top_superpixels", 5), "top_superpixels", self.name)
-        seed = int(self.param("seed", 0))
-        bs = forward_batch_of(self, ctx)
-        fill_kind = self.param("fill", "mean")
+        samples, explainer, p, seed = self.samples, self.explainer, self.p, self.seed
+        bs = ctx.forward_copies(self.copies_per_pass)
         x = np.ascontiguousarray(ctx.inputs, dtype=np.float32)
         n, h, w, c = x.shape
         pictures = _pictures(ctx)
+        own_means = isinstance(self.fill, str) and self.fill == "mean"
         fills = (
             None
-            if isinstance(fill_kind, str) and fill_kind == "mean"
-            else fill_values(ctx, fill_kind, seed=seed, sigma=self.param("blur_sigma", None))
+            if own_means
+            else fill_values(
+                x,
+                self.fill,
+                ctx.preprocess,
+                seed=seed,
+                sigma=self.blur_sigma,
+                where=f"{self.name}: fill",
+            )
         )
-        logits, targets = predict_targets(ctx, bs)
+        logits, targets = ctx.logits_and_targets(bs)
         full_scores = target_scores(logits, targets, ctx.score)
 
         maps = np.zeros((n, h, w), np.float32)
@@ -202,14 +227,9 @@ class Lime(Method):
         intercepts = np.zeros(n, np.float32)
         fit_scores = np.full(n, np.nan, np.float32)
         buffer = np.empty((min(bs, samples + 1), h, w, c), np.float32)
-        progress = ImageProgress(ctx, 1)
+        progress = ImageProgress(ctx.progress, 1)
         for i in range(n):
-            labels = segment(
-                pictures[i],
-                self.param("segmentation", "quickshift"),
-                self.param("segmentation_params", None),
-                seed=seed,
-            )
+            labels = segment(pictures[i], self.segmentation, self.segmentation_params, seed=seed)
             count = int(labels.max()) + 1
             runs = label_runs(labels)  # the same for every batch of this image
             fill = (
@@ -221,17 +241,17 @@ class Lime(Method):
             if explainer == "lime":
                 on = rng.random((samples, count)) < p
                 on[0] = True  # the picture itself, as the lime package
-                reg_weights = lime_weights(on, width)
+                reg_weights = lime_weights(on, self.kernel_width)
             else:
                 on, reg_weights = shap_coalitions(count, samples, rng)
                 on = np.concatenate([np.zeros((1, count), bool), on])  # all off first
             scores = np.empty(len(on), np.float64)
             for start, stop in chunks(len(on), bs):
                 batch = compose(on[start:stop], labels, x[i], fill, buffer, runs)
-                out = predict(ctx, batch, bs)
+                out = ctx.predict(batch, bs)
                 scores[start:stop] = target_scores(out, np.full(len(out), targets[i]), ctx.score)
             if explainer == "lime":
-                coef, intercept, r2 = ridge_fit(on, scores, reg_weights, alpha)
+                coef, intercept, r2 = ridge_fit(on, scores, reg_weights, self.alpha)
                 fit_scores[i] = r2
             else:
                 coef = kernel_shap_fit(on[1:], scores[1:], reg_weights, scores[0], full_scores[i])
@@ -241,7 +261,7 @@ class Lime(Method):
             segments[i] = labels
             weights_out[i] = coef32
             intercepts[i] = intercept
-            keep = _top(coef, top, bool(self.param("positive_only", True)))
+            keep = _top(coef, self.top_superpixels, self.positive_only)
             masks[i] = np.isin(labels, keep)
             progress.advance(1)
         picture = np.stack([boundary_picture(pictures[i], segments[i], masks[i]) for i in range(n)])
@@ -253,14 +273,32 @@ class Lime(Method):
             "mask": masks,
             "picture": picture,
         }
-        return RawResult(maps=maps, logits=logits, targets=targets, extras=extras)
+        sigma = None if self.blur_sigma is not None else blur_sigma_used(self.fill, None, h, w)
+        settings = {} if sigma is None else {"blur_sigma": sigma}
+        return RawResult(
+            maps=maps, logits=logits, targets=targets, extras=extras, settings=settings
+        )
 
 
 @register("kernelshap", "kernel-shap", "shap")
 class KernelSHAP(Lime):
-    """Kernel SHAP over the same superpixels (``lime(..., explainer="shap")``)."""
+    """Kernel SHAP over the same superpixels (``lime(..., explainer="shap")``).
 
-    explainer = "shap"
+    phi = argmin sum_z k(z) (f(z) - f(0) - z . phi)^2 subject to
+    sum(phi) = f(1) - f(0), k(z) = (M - 1) / (C(M, |z|) |z| (M - |z|)).
+
+    >>> seewhy.explain(model, images, "kernelshap", samples=256)
+    """
+
+    default_explainer = "shap"
+
+
+def _check_segmentation(how: Any, where: str) -> Segmentation:
+    """A segmentation LIME can use: an algorithm's name, a function or a label array."""
+    if isinstance(how, np.ndarray) or callable(how) or (isinstance(how, str) and how in DEFAULTS):
+        return how
+    expected = f"one of {', '.join(DEFAULTS)}, a function or an (H, W) label array"
+    raise bad_argument("segmentation", expected, how, where=where)
 
 
 def _top(weights: np.ndarray, k: int, positive_only: bool) -> np.ndarray:

@@ -5,6 +5,12 @@ imported by these modules. Functions take the model and an
 :class:`~seewhy.Explanation` (or maps with ``images=``), e.g.
 ``deletion(model, explanation, steps=50)``; localisation needs no model, only
 the explanation and object ``masks=`` or ``boxes=``.
+
+Where each lives: :mod:`.faithfulness` (``cases``: what is measured;
+``curves``: deletion, insertion; ``confidence``: Average Drop; ``road``),
+:mod:`.sanity` (``similarity``: the measures; ``cascade``: the
+randomisation tests; ``result``; ``plots``) and :mod:`.localisation`.
+Fills and blur come from ``seewhy._kit.fills``, scores from ``_kit.scores``.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from .._kit.checks import bad_argument, finite_float, unit_float
 from ..errors import InvalidInput
 from ..explanation import Explanation
+from ._maps import as_maps
 
 __all__ = [
     "LocalisationScore",
@@ -64,18 +66,11 @@ class LocalisationScore:
 
 
 def _maps(explanation: Explanation | np.ndarray) -> np.ndarray:
-    from ..io import to_numpy
-
+    """(N, H, W) float64 maps of an Explanation or an array, NaN and infinities as 0."""
     if isinstance(explanation, Explanation):
         arr = np.asarray(explanation.maps)
     else:
-        arr = to_numpy(explanation, name="explanation")
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.size == 0:
-        raise InvalidInput(f"explanation: expected maps (N, H, W) or (H, W), got {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InvalidInput(f"explanation: expected numeric maps, got dtype {arr.dtype}")
+        arr = as_maps(explanation)
     out: np.ndarray = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     return out
 
@@ -144,7 +139,7 @@ def object_masks(
     Masks of another size are resized (nearest neighbour). ``as_boxes`` turns
     each mask into its bounding box.
     """
-    from ..io import to_numpy
+    from ..inputs import to_numpy
 
     if (masks is None) == (boxes is None):
         raise InvalidInput("objects: expected exactly one of masks= or boxes=")
@@ -194,11 +189,10 @@ def pointing_game(
     maps = _maps(explanation)
     n, h, w = maps.shape
     objects = object_masks(n, (h, w), masks=masks, boxes=boxes)
-    tol = 15.0 * min(h, w) / 224.0 if tolerance is None else float(tolerance)
-    if not np.isfinite(tol) or tol < 0:
-        raise InvalidInput(
-            f"tolerance: expected a non-negative number of pixels, got {tolerance!r}"
-        )
+    if tolerance is None:
+        tol = 15.0 * min(h, w) / 224.0
+    else:
+        tol = finite_float(tolerance, "tolerance", where="pointing_game", minimum=0.0)
     hits = np.zeros(n, dtype=np.float64)
     for i in range(n):
         m = maps[i]
@@ -257,18 +251,16 @@ def energy_in_box(
 def threshold_maps(maps: np.ndarray, threshold: float, mode: str) -> np.ndarray:
     """(N, H, W) bool: ``"relative"`` map >= threshold * max, ``"top"`` the top
     ``threshold`` fraction of pixels, ``"absolute"`` map >= threshold."""
-    if not np.isfinite(threshold):
-        raise InvalidInput(f"threshold: expected a finite number, got {threshold!r}")
+    threshold = finite_float(threshold, "threshold")
     n = len(maps)
     if mode == "relative":
         if not 0.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold: expected a fraction in [0, 1], got {threshold}")
+            raise bad_argument("threshold", "a fraction in [0, 1]", threshold)
         top = maps.reshape(n, -1).max(axis=1)[:, None, None]
         out: np.ndarray = (maps >= threshold * top) & (top > 0)
         return out
     if mode == "top":
-        if not 0.0 < threshold <= 1.0:
-            raise InvalidInput(f"threshold: expected a fraction in (0, 1], got {threshold}")
+        threshold = unit_float(threshold, "threshold")
         flat = maps.reshape(n, -1)
         keep = max(1, round(threshold * flat.shape[1]))
         order = np.argsort(-flat, axis=1, kind="stable")[:, :keep]
@@ -278,7 +270,7 @@ def threshold_maps(maps: np.ndarray, threshold: float, mode: str) -> np.ndarray:
     if mode == "absolute":
         absolute: np.ndarray = maps >= threshold
         return absolute
-    raise InvalidInput(f"mode: expected 'relative', 'top' or 'absolute', got {mode!r}")
+    raise bad_argument("mode", "'relative', 'top' or 'absolute'", mode)
 
 
 def iou(

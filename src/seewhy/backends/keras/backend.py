@@ -1,0 +1,111 @@
+"""The Keras backend: a built Keras 3 (or best-effort ``tf_keras``) model behind the protocol.
+
+The passes are in :mod:`.passes`, the walk in :mod:`.walker`, the per-backend
+differentiation in :mod:`.engines`; this class picks the engine, answers the
+structural questions (layers, the dense head) and hands weight work to
+:mod:`.weights`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from ...errors import BackendError, UnsupportedModel
+from ..base import LayerInfo
+from . import weights
+from .engines import engine_for
+from .passes import KerasPasses
+from .structure import all_layers, is_dense, is_model, is_tf_keras, layout, resolve_path
+from .tensors import as_float32, variable_value
+
+__all__ = ["KerasBackend"]
+
+
+class KerasBackend(KerasPasses):
+    """Explains a built Keras 3 model that maps (N, H, W, C) images to class scores.
+
+    Channels-first models are fed (N, C, H, W); activations and gradients are
+    returned NCHW either way, input gradients NHWC.
+    """
+
+    framework = "keras"
+
+    def __init__(self, model: Any) -> None:
+        if not is_model(model):
+            raise BackendError(
+                f"model: expected a keras.Model, got {type(model).__module__}."
+                f"{type(model).__qualname__}"
+            )
+        if not model.built:
+            raise UnsupportedModel(
+                f"model: the Keras model {model.name!r} is not built yet; call it once on an "
+                "input or give it a keras.Input, so that it has weights to explain"
+            )
+        name = keras.backend.backend()
+        if is_tf_keras(model) and name != "tensorflow":
+            raise BackendError(
+                "model: a tf_keras (Keras 2) model needs Keras 3 on TensorFlow too "
+                "(KERAS_BACKEND=tensorflow), as seewhy computes its scores with keras.ops"
+            )
+        engine = engine_for(name)
+        if engine is None:
+            raise BackendError(f"keras backend: expected tensorflow, torch or jax, got {name!r}")
+        self.model = model
+        self.engine = engine
+        self.keras_backend = engine.name
+        self.channels_first = layout(model) == "channels_first"
+
+    # -- layers ----------------------------------------------------------------
+
+    def layers(self, x: np.ndarray) -> list[LayerInfo]:
+        return list(self._trace(x).infos)
+
+    def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
+        trace = self._trace(x)
+        return resolve_path(layer, trace.infos, trace.names)
+
+    def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
+        dense = [
+            layer
+            for layer in all_layers(self.model)
+            if is_dense(layer) and len(layer.kernel.shape) == 2
+        ]
+        if not dense:
+            return None
+        last = dense[-1]
+        kernel = as_float32(variable_value(last.kernel))
+        bias = (
+            as_float32(variable_value(last.bias))
+            if last.bias is not None
+            else np.zeros(kernel.shape[1], np.float32)
+        )
+        return np.ascontiguousarray(kernel.T), bias
+
+    # -- what sanity checks and the audit ask of a model -----------------------
+
+    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
+        return weights.parameter_layers(self.model, x)
+
+    def copy_model(self) -> Any:
+        return weights.copy_model(self.model)
+
+    def randomize_layers(
+        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        weights.randomize_layers(self.model, names, resample)
+
+    def place(self, device: str | None) -> Any:
+        """The model as it is: Keras places its tensors on a visible device by itself."""
+        return self.model
+
+    def pack(self, pickle_module: Any) -> Any:
+        """The model itself: Ray's cloudpickle carries a Keras model as it is.
+
+        ``seewhy.backends.unpack_model`` hands back anything that is not a
+        ``PackedModel`` unchanged.
+        """
+        return self.model

@@ -1,0 +1,274 @@
+"""The Keras backend's passes: predict, capture, input gradients and layer edits.
+
+Every pass is compiled once per model, pass kind and model size by the
+engine of the running Keras backend and kept in a per-model cache (a weak
+dictionary, so a cache never keeps its model alive). One eager forward of one
+image (the *trace*) lists every layer output once per input shape; layer
+names are resolved against it.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..._kit.scores import Score, check_score, check_targets
+from ...errors import InvalidInput
+from ..base import Capture, LayerInfo, Precision, check_precision
+from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from .engines import Engine
+from .engines.base import EditRun, Pass, PassRun, Result, logits_of, not_run
+from .guided import guided_relu
+from .structure import all_layers, resolve_path
+from .walker import Walker
+
+__all__ = ["KerasPasses", "ModelCache", "Trace"]
+
+
+@dataclass
+class Trace:
+    """What the tracing pass saw for one input shape."""
+
+    infos: list[LayerInfo]
+    native: dict[str, tuple[tuple[int, ...], bool]]  # path -> (per-image shape, channels_last)
+    names: list[str]  # every layer path, any output rank
+    classes: int
+
+
+@dataclass
+class ModelCache:
+    """Everything compiled or learnt about one model, kept as long as the model lives."""
+
+    traces: dict[tuple[Any, ...], Trace] = field(default_factory=dict)
+    passes: dict[tuple[Any, ...], PassRun] = field(default_factory=dict)
+    edits: dict[tuple[Any, ...], EditRun] = field(default_factory=dict)
+    shared_prefix: dict[str, bool] = field(default_factory=dict)  # layer -> it works
+    guided_relus: dict[tuple[Any, ...], int] = field(default_factory=dict)  # pass -> ReLUs seen
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, ModelCache] = weakref.WeakKeyDictionary()
+
+
+def _check_inputs(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise InvalidInput(f"inputs: expected a (N, H, W, C) array, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _targets(targets: np.ndarray | None, n: int, classes: int) -> np.ndarray:
+    """int32 targets; -1 means "the top-1 class", decided inside the pass."""
+    if targets is None:
+        return np.full((n,), -1, np.int32)
+    return check_targets(targets, n, classes).astype(np.int32)
+
+
+def _probability(score: Score) -> bool:
+    return check_score(score) == "probability"
+
+
+class KerasPasses:
+    """The pass methods of :class:`~seewhy.backends.keras.KerasBackend`."""
+
+    model: Any
+    engine: Engine
+    channels_first: bool
+
+    # -- caches ----------------------------------------------------------------
+
+    def _cache(self) -> ModelCache:
+        return _CACHE.setdefault(self.model, ModelCache())
+
+    def _size(self) -> int:
+        return sum(1 for _ in all_layers(self.model))
+
+    def _pass(self, spec: Pass) -> PassRun:
+        key = (spec, self._size())
+        passes = self._cache().passes
+        if key not in passes:
+            passes[key] = self.engine.compile(self.model, spec, self.channels_first)
+        return passes[key]
+
+    def _trace(self, x: np.ndarray) -> Trace:
+        x = _check_inputs(x)
+        key = (tuple(x.shape[1:]), self._size())
+        traces = self._cache().traces
+        if key not in traces:
+            traces[key] = self._run_trace(x[:1])
+        return traces[key]
+
+    def _run_trace(self, x: np.ndarray) -> Trace:
+        """One eager forward of one image, noting every layer output in finishing order."""
+        default_last = not self.channels_first
+        seen: dict[str, LayerInfo] = {}
+        native: dict[str, tuple[tuple[int, ...], bool]] = {}
+        order: list[str] = []
+        names: list[str] = []
+
+        def record(name: str, op: Any, out: Any) -> None:
+            if name not in names:
+                names.append(name)
+            shape = getattr(out, "shape", None)
+            if shape is None or len(shape) != 4:
+                return
+            fmt = getattr(op, "data_format", None)
+            last = (
+                fmt == "channels_last"
+                if fmt in ("channels_first", "channels_last")
+                else default_last
+            )
+            per = tuple(int(d) for d in shape[1:])
+            nchw = (per[2], per[0], per[1]) if last else per
+            calls = seen[name].calls + 1 if name in seen else 1
+            seen[name] = LayerInfo(name, nchw, type(op).__name__, calls)
+            native[name] = (per, last)
+            if name in order:
+                order.remove(name)
+            order.append(name)
+
+        walker = Walker(self.model, record=record)
+
+        def run() -> Any:
+            return logits_of(walker, keras.ops.convert_to_tensor(x), self.channels_first)
+
+        logits = self.engine.eager(run)
+        return Trace([seen[n] for n in order], native, names, int(logits.shape[1]))
+
+    def _layer(self, layer: str | None, x: np.ndarray) -> tuple[Trace, LayerInfo]:
+        """The trace for ``x`` and the resolved layer's entry in it."""
+        trace = self._trace(x)
+        path = resolve_path(layer, trace.infos, trace.names)
+        return trace, next(i for i in trace.infos if i.name == path)
+
+    # -- passes ----------------------------------------------------------------
+
+    def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
+        """16: TensorFlow's and JAX's allocators keep freed memory, so batches need not be tiny."""
+        check_precision(precision)
+        return 16
+
+    def predict(
+        self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
+    ) -> np.ndarray:
+        if check_precision(precision) != "float32":
+            raise InvalidInput(
+                f"precision: {precision} is for PyTorch models; a Keras model computes "
+                "in its layers' own dtype policy"
+            )
+        x = _check_inputs(x)
+        if len(x) == 0:
+            return np.zeros((0, 0), np.float32)
+        run = self._pass(Pass(None, 0, None, False))
+        step = batch_size or len(x)
+        out = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            out.append(run(chunk, np.full((len(chunk),), -1, np.int32)).logits)
+        return np.concatenate(out)
+
+    def capture(
+        self,
+        x: np.ndarray,
+        *,
+        layer: str,
+        targets: np.ndarray | None,
+        gradients: bool,
+        score: Score = "logit",
+    ) -> Capture:
+        probability = _probability(score)
+        x = _check_inputs(x)
+        trace, info = self._layer(layer, x)
+        per, last = trace.native[info.name]
+        t = _targets(targets, len(x), trace.classes)
+        spec = Pass(info.name, info.calls - 1, "layer" if gradients else None, probability, per)
+        res = self._pass(spec)(x, t)
+        if res.activations is None:
+            raise not_run(info.name)
+        acts, grads = res.activations, res.gradients
+        if last:
+            acts = np.ascontiguousarray(acts.transpose(0, 3, 1, 2))
+            grads = None if grads is None else np.ascontiguousarray(grads.transpose(0, 3, 1, 2))
+        return Capture(logits=res.logits, targets=res.targets, activations=acts, gradients=grads)
+
+    def input_gradients(
+        self,
+        x: np.ndarray,
+        *,
+        targets: np.ndarray | None,
+        score: Score = "logit",
+        guided: bool = False,
+    ) -> Capture:
+        probability = _probability(score)
+        x = _check_inputs(x)
+        t = _targets(targets, len(x), self._trace(x).classes)
+        spec = Pass(None, 0, "input", probability, guided=guided)
+        run = self._pass(spec)
+        res = run(x, t) if not guided else self._guided(run, (spec, self._size()), x, t)
+        return Capture(logits=res.logits, targets=res.targets, gradients=res.gradients)
+
+    def _guided(self, run: PassRun, key: tuple[Any, ...], x: np.ndarray, t: np.ndarray) -> Result:
+        """Run a guided pass with Keras' ReLU patched; warn if no ReLU was ever traced.
+
+        Compiled passes (TensorFlow, JAX) call the ReLU only while they are
+        traced, so the count is kept per pass over its lifetime.
+        """
+        with guided_relu() as count:
+            res = run(x, t)
+        seen = self._cache().guided_relus
+        seen[key] = seen.get(key, 0) + count.hits
+        if seen[key] == 0:
+            warnings.warn(
+                "guided backprop: no Keras ReLU or ReLU6 call was seen in the model (other "
+                "activations, or a tf.keras 2 model); the result is the plain gradient",
+                stacklevel=4,
+            )
+        return res
+
+    def predict_with_layer_edit(
+        self,
+        x: np.ndarray,
+        *,
+        layer: str,
+        scales: np.ndarray,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Logits (N, E, K): image ``i`` run E times, the layer's output scaled per channel.
+
+        The network before the layer runs once per image and chunk (the
+        shared-prefix policy of :func:`~seewhy.backends.common.shared_prefix_logits`):
+        the image goes in alone and the edited copies (batch 1 becomes E at the
+        layer) continue. A model that cannot take that is run the plain way
+        (the image repeated E times) from then on.
+        """
+        x = _check_inputs(x)
+        trace, info = self._layer(layer, x)
+        path = info.name
+        per, last = trace.native[path]
+        scales = edit_scales(scales, len(x), info.shape[0], layer=path)
+        cache = self._cache()
+        key = (path, info.calls, per, self._size())
+        if key not in cache.edits:
+            spec = Pass(path, info.calls - 1, None, False, per)
+            cache.edits[key] = self.engine.compile_edit(self.model, spec, self.channels_first, last)
+        edit = cache.edits[key]
+
+        def run(image: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+            scale = np.ascontiguousarray(chunk)
+            return shared_prefix_logits(
+                cache.shared_prefix,
+                path,
+                len(scale),
+                lambda: edit(image, scale),
+                lambda: edit(np.repeat(image, len(scale), axis=0), scale),
+            )
+
+        out = edit_each_image((x[i : i + 1] for i in range(len(x))), scales, batch_size, run)
+        if out is None:  # no image or no edit
+            return np.zeros((len(x), scales.shape[1], trace.classes), np.float32)
+        return out
+

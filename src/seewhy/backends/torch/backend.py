@@ -1,0 +1,84 @@
+"""The PyTorch backend: the whole :class:`~seewhy.backends.base.Backend` protocol for an nn.Module.
+
+The passes live in :mod:`.passes`, the layer list in :mod:`.structure`, the
+weights for sanity checks in :mod:`.weights`, device placement and packing in
+:mod:`.device`; this class ties them to one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..common import PackedModel, default_layer, missing_layer, no_feature_map
+from . import weights
+from .device import pack, place
+from .passes import TorchPasses
+from .structure import named_layers, opaque_error
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend(TorchPasses):
+    """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores."""
+
+    framework = "torch"
+    channels_first = True
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.device, self.dtype = _device_and_dtype(model)
+
+    # -- layers ----------------------------------------------------------------
+
+    def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
+        infos = self.layers(x)
+        if not infos:
+            error = opaque_error(self.model)
+            if error is not None:
+                raise error
+        if layer is None:
+            return default_layer(infos)
+        if any(info.name == layer for info in infos):
+            return layer
+        modules = named_layers(self.model)
+        if layer in modules:
+            raise no_feature_map(layer, infos)
+        raise missing_layer(layer, list(modules), infos)
+
+    # -- weights (sanity checks) -----------------------------------------------
+
+    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
+        return weights.parameter_layers(self.model, x)
+
+    def copy_model(self) -> nn.Module:
+        return weights.copy_model(self.model)
+
+    def randomize_layers(
+        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        weights.randomize_layers(self.model, names, resample)
+
+    # -- other devices and processes -------------------------------------------
+
+    def place(self, device: str | None) -> nn.Module:
+        model = place(self.model, device)
+        self.device, self.dtype = _device_and_dtype(model)  # Module.to moves it in place
+        return model
+
+    def pack(self, pickle_module: Any) -> PackedModel:
+        return pack(self.model, pickle_module)
+
+
+def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where the model's first parameter (or buffer) lives, and its floating dtype."""
+    first: torch.Tensor | None = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    where = first.device if first is not None else torch.device("cpu")
+    floating = first is not None and first.is_floating_point()
+    return where, first.dtype if floating and first is not None else torch.float32

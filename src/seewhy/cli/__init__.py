@@ -1,0 +1,81 @@
+"""The ``seewhy`` command: one module per sub-command, options shared through :mod:`.options`.
+
+Uses only the public API. Errors are one line on stderr and a non-zero exit
+code (1 error, 2 bad command line, 3 some images unreadable, 130
+interrupted); a bad image in a folder is reported and the rest are still
+explained. Each command module holds ``add_<name>_arguments(parser)`` and
+``<name>_command(args) -> exit code``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import SeewhyError, SkippedInputWarning
+from . import audit, demo, evaluate, explain, layers, methods, sanity
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED
+
+__all__ = ["main", "run"]
+
+Command = Callable[[argparse.Namespace], int]
+
+#: name -> (help, add its arguments, run it), in the order ``seewhy --help`` lists them.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
+    "explain": (explain.HELP, explain.add_explain_arguments, explain.explain_command),
+    "layers": (layers.HELP, layers.add_layers_arguments, layers.layers_command),
+    "methods": (methods.HELP, methods.add_methods_arguments, methods.methods_command),
+    "audit": (audit.HELP, audit.add_audit_arguments, audit.audit_command),
+    "evaluate": (evaluate.HELP, evaluate.add_evaluate_arguments, evaluate.evaluate_command),
+    "sanity": (sanity.HELP, sanity.add_sanity_arguments, sanity.sanity_command),
+    "demo": (demo.HELP, demo.add_demo_arguments, demo.demo_shortcut_command),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seewhy", description="See where an image model looks when it decides."
+    )
+    parser.add_argument("--version", action="version", version=f"seewhy {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, _) in _COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def run(command: Command, args: argparse.Namespace) -> int:
+    """Run a parsed command, turning every error into one line on stderr and an exit code.
+
+    ``args.debug`` (when the parser has ``--debug``) lets tracebacks through.
+    """
+    debug = bool(getattr(args, "debug", False))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedInputWarning)  # the CLI lists them itself
+            return command(args)
+    except SeewhyError as exc:
+        if debug:
+            raise
+        print(f"seewhy: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("seewhy: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"seewhy: error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``seewhy`` command."""
+    args = _parser().parse_args(argv)
+    return run(_COMMANDS[args.command][2], args)

@@ -1,0 +1,7 @@
+"""``python -m seewhy.cli``: the ``seewhy`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

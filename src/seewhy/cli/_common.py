@@ -1,0 +1,95 @@
+"""What the commands share: exit codes, image sources, JSON output, the progress bar.
+
+Commands print; the library under them prints nothing. Errors are raised as
+:class:`~seewhy.SeewhyError` and turned into one line by :func:`seewhy.cli.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput
+from ..inputs import iter_image_files
+from ..inputs.decoding import SAMPLE_PREFIX
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "Progress",
+    "check_methods",
+    "csv_list",
+    "sources",
+    "write_json",
+]
+
+#: 0 done, 1 error, 2 bad command line (argparse's own), 3 some images unreadable, 130 stopped.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def csv_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the comma-separated lists options take."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def check_methods(text: str) -> list[str]:
+    """The methods named in ``text``, each checked now: a typo fails before a model loads."""
+    import seewhy
+
+    methods = csv_list(text)
+    for name in methods:
+        seewhy.registry.get(name)
+    return methods
+
+
+def sources(images: list[str], recursive: bool = False) -> list[str]:
+    """Samples first, then the image files of the named files and folders, in order."""
+    samples = [s for s in images if s.startswith(SAMPLE_PREFIX)]
+    files = [s for s in images if not s.startswith(SAMPLE_PREFIX)]
+    expanded = [str(p) for p in iter_image_files(files, recursive=recursive)] if files else []
+    found = samples + expanded
+    if not found:
+        raise InvalidInput("images: no image files found in the given paths")
+    return found
+
+
+def write_json(payload: dict[str, Any], target: str | None) -> None:
+    """Write ``payload`` as indented JSON to the file ``target``, or stdout for None / ``-``."""
+    text = json.dumps(payload, indent=2)
+    if target is None or target == "-":
+        print(text)
+    else:
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+class Progress:
+    """A tqdm bar on stderr fed with ``(done, total)``; nothing at all when ``quiet``.
+
+    The bar is made on the first report, when the total is known, starting at
+    the items already done, so that the rate and time left are this run's
+    (a resumed audit starts part-way). ``options`` go to tqdm as they are.
+    """
+
+    def __init__(self, quiet: bool, **options: Any) -> None:
+        self.quiet = quiet
+        self.options = options
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, file=sys.stderr, **self.options)
+            return
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

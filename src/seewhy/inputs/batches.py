@@ -1,0 +1,269 @@
+"""Assemble model-ready batches: resizing for the model, batch, failures.
+
+Two kinds of input are told apart:
+
+* **raw pictures** (paths, PIL images, uint8 arrays, 2-D arrays, 3-D float
+  arrays in channels-last layout) are decoded to RGB uint8, resized/cropped to
+  the model's size and normalised with the model's :class:`Preprocess`;
+* **preprocessed model inputs** (4-D float arrays or tensors, and 3-D float
+  ones with a leading channel axis of 1 or 3 when ``channels_first``) are
+  used exactly as given, only moved to NHWC.
+
+A bad item does not stop the batch: it becomes a :class:`Failure`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InvalidInput
+from ..preprocess import Preprocess
+from .arrays import UNIT_TOLERANCE, batch_to_nhwc, check_finite, is_array_like, to_numpy
+from .decoding import load_named
+
+__all__ = ["Batch", "Failure", "prepare", "resize_for_model"]
+
+# Denormalised model inputs within this many grey levels of [0, 255] are trusted.
+_DENORM_TOLERANCE = 4.0
+
+
+def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Bring an RGB uint8 picture to ``pre.size`` (H, W) the way the model was trained.
+
+    With ``pre.resize`` set, the shorter side is scaled to ``pre.resize`` (as
+    torchvision's ``Resize(int)``) and the centre ``pre.size`` is cropped; if
+    that would be smaller than the crop, the scale is raised so the crop fits.
+    Without it the picture is stretched straight to ``pre.size`` (as Keras
+    does). Resampling is Pillow's antialiased bilinear.
+    """
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise InvalidInput(
+            f"rgb: expected a uint8 array of shape (H, W, 3), got {rgb.dtype} {rgb.shape}"
+        )
+    out_h, out_w = pre.size
+    if out_h <= 0 or out_w <= 0:
+        raise InvalidInput(f"pre.size: expected positive (H, W), got {pre.size}")
+    h, w = rgb.shape[:2]
+    if h == 0 or w == 0:
+        raise InvalidInput(f"rgb: image is empty (shape {rgb.shape})")
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    if pre.resize is None:
+        if (h, w) != (out_h, out_w):
+            im = im.resize((out_w, out_h), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).copy()
+    if pre.resize <= 0:
+        raise InvalidInput(f"pre.resize: expected a positive length or None, got {pre.resize}")
+    short, long_ = min(h, w), max(h, w)
+    new_short = pre.resize
+    new_long = int(pre.resize * long_ / short)
+    new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
+    if new_h < out_h or new_w < out_w:
+        factor = max(out_h / h, out_w / w)
+        new_h, new_w = max(out_h, round(h * factor)), max(out_w, round(w * factor))
+    if (new_h, new_w) != (h, w):
+        im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top = round((new_h - out_h) / 2.0)
+    left = round((new_w - out_w) / 2.0)
+    im = im.crop((left, top, left + out_w, top + out_h))
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs together with the pictures a person should see for them.
+
+    ``inputs`` are float32 (N, H, W, C), always channels-last; ``images`` are
+    uint8 (N, H, W, 3) at the same H, W; ``sources`` name each item (a path,
+    ``sample:NAME``, or ``<array i>`` / ``<PIL i>`` for in-memory inputs).
+    ``indices`` are the items' positions among everything that was passed,
+    failures included, so per-image arguments (targets) can follow the
+    survivors; left empty it means ``0 .. N-1``.
+    """
+
+    inputs: np.ndarray
+    images: np.ndarray
+    sources: tuple[str, ...]
+    indices: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.indices:
+            object.__setattr__(self, "indices", tuple(range(len(self.sources))))
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be used, and the one-line reason why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One entry of the user's input before it is decoded."""
+
+    value: object
+    source: str
+    preprocessed: bool = False  # already a model input (C-last float32)
+
+
+def _source_name(value: object, index: int) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, Image.Image):
+        return f"<PIL {index}>"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<bytes {index}>"
+    return f"<array {index}>"
+
+
+def _expand(images: object, channels_first: bool) -> Iterator[_Item]:
+    """Flatten the user's argument into single items, tagging preprocessed ones."""
+    is_single = isinstance(images, (str, os.PathLike, Image.Image, bytes, bytearray, memoryview))
+    if is_single or is_array_like(images):
+        seq: Iterable[object] = [images]
+    elif isinstance(images, Iterable):
+        seq = images
+    else:
+        raise InvalidInput(
+            "images: expected a path, PIL image, array, tensor or a sequence of them, "
+            f"got {type(images).__name__}"
+        )
+    for index, value in enumerate(seq):
+        if isinstance(value, (str, os.PathLike, Image.Image, bytes)) or not is_array_like(value):
+            yield _Item(value, _source_name(value, index))
+            continue
+        name = f"<array {index}>"
+        try:
+            arr = to_numpy(value, name=name)
+        except InvalidInput as exc:
+            yield _Item(exc, name)
+            continue
+        is_float = np.issubdtype(arr.dtype, np.floating)
+        if arr.ndim == 4:
+            nested = not is_array_like(images)
+            if is_float:
+                try:
+                    arr = batch_to_nhwc(arr, channels_first, name)
+                except InvalidInput as exc:
+                    yield _Item(exc, name)
+                    continue
+            for j in range(arr.shape[0]):
+                sub = f"<array {index}[{j}]>" if nested else f"<array {j}>"
+                yield _Item(arr[j], sub, preprocessed=is_float)
+        elif arr.ndim == 3 and is_float and channels_first and arr.shape[0] in (1, 3):
+            yield _Item(np.moveaxis(arr, 0, -1), name, preprocessed=True)
+        else:
+            yield _Item(arr, name)
+
+
+def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Picture for a preprocessed input: undo ``pre`` if it plausibly applies, else min-max."""
+    if x.shape[-1] == 3:
+        scale = np.float32(pre.scale)
+        back = (x * np.asarray(pre.std, np.float32) + np.asarray(pre.mean, np.float32)) / scale
+        if back.min() >= -_DENORM_TOLERANCE and back.max() <= 255.0 + _DENORM_TOLERANCE:
+            return np.asarray(pre.denormalise(x), dtype=np.uint8)
+    else:
+        lo, hi = float(x.min()), float(x.max())
+        if lo >= -UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE:
+            grey = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+            return np.repeat(grey, 3, axis=-1)
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    scaled = (x - lo) / span * 255.0 if span > 0 else np.zeros_like(x)
+    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
+
+
+def _prepare_item(item: _Item, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """One item -> (model input HWC float32, display picture HWC uint8)."""
+    if isinstance(item.value, InvalidInput):
+        raise item.value
+    if item.preprocessed:
+        x = np.asarray(item.value)
+        check_finite(x, item.source)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise InvalidInput(f"{item.source}: preprocessed input is empty (shape {x.shape})")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return x, _display_from_input(x, pre)
+    rgb = load_named(item.value, item.source)
+    picture = resize_for_model(rgb, pre)
+    model_input = np.asarray(pre.normalise(picture), dtype=np.float32)
+    return model_input, picture
+
+
+def _with_source(exc: InvalidInput, source: str) -> str:
+    """The error's one line, prefixed by the source unless it already names it."""
+    msg = str(exc)
+    return msg if source in msg else f"{source}: {msg}"
+
+
+def prepare(
+    images: object,
+    pre: Preprocess,
+    *,
+    channels_first: bool = False,
+    strict: bool = False,
+) -> tuple[Batch, list[Failure]]:
+    """Decode and preprocess everything the user passed into one :class:`Batch`.
+
+    ``images`` is one item or a sequence of items (paths, ``sample:NAME``,
+    PIL images, arrays, tensors), or a 4-D array/tensor batch. Float 4-D
+    inputs (and 3-D float ones with a leading 1/3 channel axis when
+    ``channels_first``) are taken as already preprocessed: they are not
+    resized or normalised, only moved to NHWC; they are shown via
+    ``pre.denormalise`` when that yields valid pixels, else min-max scaled.
+    Everything else (uint8 arrays included) is a raw picture:
+    :func:`~seewhy.inputs.load_image` -> :func:`resize_for_model` -> ``pre.normalise``.
+
+    A bad item does not stop the batch: it comes back as a :class:`Failure`
+    and the good items keep their order. ``strict=True`` raises on the first
+    bad item instead (for single-call APIs). If no item is usable an
+    :class:`InvalidInput` names the first problem.
+    """
+    inputs: list[np.ndarray] = []
+    pictures: list[np.ndarray] = []
+    sources: list[str] = []
+    positions: list[int] = []
+    failures: list[Failure] = []
+    count = 0
+    for item in _expand(images, channels_first):
+        count += 1
+        try:
+            x, picture = _prepare_item(item, pre)
+            if inputs and x.shape != inputs[0].shape:
+                raise InvalidInput(
+                    f"{item.source}: model input shape {x.shape} differs from the batch's "
+                    f"{inputs[0].shape}"
+                )
+        except InvalidInput as exc:
+            if strict:
+                raise InvalidInput(_with_source(exc, item.source)) from exc
+            failures.append(Failure(item.source, _with_source(exc, item.source)))
+            continue
+        inputs.append(x)
+        pictures.append(picture)
+        sources.append(item.source)
+        positions.append(count - 1)
+    if count == 0:
+        raise InvalidInput("images: expected at least one image, got none")
+    if not inputs:
+        first = failures[0]
+        extra = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
+        raise InvalidInput(f"no usable image: {first.reason}{extra}")
+    batch = Batch(
+        inputs=np.ascontiguousarray(np.stack(inputs), dtype=np.float32),
+        images=np.ascontiguousarray(np.stack(pictures), dtype=np.uint8),
+        sources=tuple(sources),
+        indices=tuple(positions),
+    )
+    return batch, failures

@@ -1,0 +1,150 @@
+"""What a faithfulness metric measures, resolved once: model, maps, inputs, targets.
+
+The public metrics accept an :class:`~seewhy.Explanation` or bare maps, with
+or without the explained images; everything after :func:`resolve_case` works
+on one :class:`Case` of float32 NHWC inputs and maps at the input's size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..._kit.checks import finite_float, positive_int
+from ..._kit.fills import fill_values
+from ..._kit.scores import check_targets
+from ...backends import Backend, backend_for
+from ...backends.base import Precision, check_precision
+from ...errors import InvalidInput
+from ...explanation import Explanation
+from ...preprocess import Preprocess
+from .._maps import as_maps
+
+__all__ = ["Baseline", "Case", "baseline_label", "resolve_case"]
+
+#: What removed pixels become: a word of ``_kit.fills``, a number, an RGB triple or an array.
+Baseline = str | float | tuple[float, float, float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a faithfulness metric works on, resolved once."""
+
+    backend: Backend
+    inputs: np.ndarray  # (N, H, W, C) float32
+    maps: np.ndarray  # (N, H, W) float32 at the input's size
+    targets: np.ndarray | None  # (N,) int64, None for each image's top-1
+    preprocess: Preprocess
+    expected_logits: np.ndarray | None  # the explanation's logits when inputs were rebuilt
+    precision: Precision = "float32"
+    batch_size: int = 16  # images per forward pass
+    name: str = "metric"  # the metric measuring it, for messages
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for ``x``, ``batch_size`` images per forward pass, at the case's precision."""
+        return self.backend.predict(x, batch_size=self.batch_size, precision=self.precision)
+
+    def fill(self, baseline: Baseline, blur_sigma: float | None) -> np.ndarray:
+        """(N, H, W, C) float32 values removed pixels take (``_kit.fills``' meaning)."""
+        sigma = None if blur_sigma is None else finite_float(blur_sigma, "blur_sigma", minimum=0.0)
+        return fill_values(self.inputs, baseline, self.preprocess, sigma=sigma, where="baseline")
+
+    def scored_targets(self, logits: np.ndarray) -> np.ndarray:
+        """(N,) the targets checked against the model's classes, else each image's top-1."""
+        if self.targets is not None:
+            return check_targets(self.targets, len(logits), logits.shape[1])
+        return logits.argmax(axis=1).astype(np.int64)
+
+    def check_rebuilt(self, logits: np.ndarray, *, depth: int = 1) -> None:
+        """Warn when inputs rebuilt from ``explanation.images`` do not give its logits back.
+
+        ``depth``: the metric's frames between the user's call and this one.
+        """
+        expected = self.expected_logits
+        if expected is None or expected.shape != logits.shape:
+            return
+        scale = float(np.abs(expected).max())
+        # reduced precision moves logits by up to ~1% of their range; float32 by rounding
+        relative = 2e-3 if self.precision == "float32" else 5e-2
+        if float(np.abs(expected - logits).max()) > relative * scale + 1e-5:
+            warnings.warn(
+                f"{self.name}: the inputs rebuilt from explanation.images do not reproduce the "
+                "explanation's logits; pass images= (the images you explained)",
+                stacklevel=2 + depth,
+            )
+
+
+def resolve_case(
+    name: str,
+    model: Any,
+    explanation: Explanation | np.ndarray,
+    images: Any = None,
+    targets: Any = None,
+    preprocess: Preprocess | None = None,
+    precision: str = "float32",
+    batch_size: int | None = None,
+) -> Case:
+    """Model, maps, inputs and targets from the forms the public functions accept.
+
+    ``name`` is the metric asking (for messages); the other arguments are the
+    public functions' own, passed on as they came.
+    ``explanation`` is an :class:`Explanation` or maps (N, H, W) / (H, W).
+    ``images`` are the images that were explained, in any form ``explain``
+    accepts; with an Explanation they may be left out, and the inputs are then
+    rebuilt from ``explanation.images`` with the model's preprocessing (exact
+    for pictures; pass ``images`` when you explained preprocessed tensors).
+    ``batch_size`` None lets the backend choose (``preferred_batch_size``).
+    """
+    from ...api import model_spec, resolve_targets
+    from ...inputs import prepare
+    from ...maps import upsample
+
+    precision_ = check_precision(precision)
+    backend = backend_for(model)
+    spec = model_spec(model, preprocess=preprocess)
+    expected = None
+    if isinstance(explanation, Explanation):
+        maps = np.asarray(explanation.maps, dtype=np.float32)
+        if targets is None:
+            targets = explanation.targets
+        if images is None:
+            inputs = np.asarray(spec.preprocess.normalise(explanation.images), dtype=np.float32)
+            expected = np.asarray(explanation.logits, dtype=np.float32)
+    else:
+        maps = as_maps(explanation, f"{name}: explanation").astype(np.float32)
+        if images is None:
+            raise InvalidInput(
+                f"{name}: images: expected the explained images when maps are given as an array"
+            )
+    if images is not None:
+        batch, _ = prepare(
+            images, spec.preprocess, channels_first=backend.channels_first, strict=True
+        )
+        inputs = batch.inputs
+    if len(maps) != len(inputs):
+        raise InvalidInput(
+            f"{name}: expected one map per image ({len(inputs)} images), got {len(maps)} maps"
+        )
+    size = (inputs.shape[1], inputs.shape[2])
+    if maps.shape[1:] != size:
+        maps = upsample(maps, size)
+    maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    chosen = resolve_targets(targets, len(inputs), spec)
+    per_pass = (
+        backend.preferred_batch_size(inputs, precision_)
+        if batch_size is None
+        else positive_int(batch_size, "batch_size", where=name)
+    )
+    return Case(
+        backend, inputs, maps, chosen, spec.preprocess, expected, precision_, per_pass, name
+    )
+
+
+def baseline_label(baseline: Baseline) -> Any:
+    """How a result's ``params`` record a baseline: its name, number or colour, else "array"."""
+    if isinstance(baseline, tuple):
+        return [float(v) for v in baseline]
+    return baseline if isinstance(baseline, (str, int, float)) else "array"
