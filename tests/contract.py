@@ -59,31 +59,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
 METHODS = sorted(SETTINGS)
 BAD_CLASS = 99  # every contract model has 5 classes
 
-# Methods whose image i's map still depends on the other images of its batch.
-BATCH_DEPENDENT: dict[str, str] = {
-    "smoothgrad": "smoothgrad draws one noise stream for the whole batch, so image i's noise "
-    "depends on the images before it (per-image streams from the seed would fix it)",
-}
-
-
-def batch_cases() -> list[Any]:
-    """METHODS as pytest params, the known batch-dependent ones marked xfail with the reason."""
-    return [
-        pytest.param(m, marks=pytest.mark.xfail(reason=BATCH_DEPENDENT[m], strict=False))
-        if m in BATCH_DEPENDENT
-        else m
-        for m in METHODS
-    ]
-
-
-def declared_settings(method: str) -> dict[str, Any] | None:
-    """The method's settings and defaults, read from its keyword-only ``__init__`` parameters.
-
-    None while the method still takes ``**params`` (settings not yet in the signature).
-    """
+def declared_settings(method: str) -> dict[str, Any]:
+    """The method's settings and defaults, read from its keyword-only ``__init__`` parameters."""
     parameters = inspect.signature(get(method).__init__).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters), method
     return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
@@ -94,11 +73,6 @@ def check_params_recorded(method: str, explanation: seewhy.Explanation) -> None:
     from the image size), so any recorded value will do.
     """
     declared = declared_settings(method)
-    if declared is None:
-        pytest.xfail(
-            f"{method}: __init__ still takes **params, not keyword-only settings "
-            "(issue 12 item 3, the methods engineer's part)"
-        )
     given = SETTINGS[method]
     missing = sorted(set(declared) - set(explanation.params))
     assert not missing, f"{method}: params lack {missing}"

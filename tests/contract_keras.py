@@ -18,7 +18,6 @@ import pytest
 import seewhy
 from contract import (
     BAD_CLASS,
-    BATCH_DEPENDENT,
     METHODS,
     SETTINGS,
     check_batch_is_its_images,
@@ -94,10 +93,7 @@ def test_contract(method: str, x: np.ndarray) -> None:
         (RuntimeError, SeewhyError),
     )
 
-    if method not in BATCH_DEPENDENT:
-        check_batch_is_its_images(
-            lambda *a, **k: seewhy.explain(model, *a, **k), x, method, batch=e
-        )
+    check_batch_is_its_images(lambda *a, **k: seewhy.explain(model, *a, **k), x, method, batch=e)
     check_params_recorded(method, e)
 
 

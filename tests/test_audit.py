@@ -354,8 +354,8 @@ def test_ray_engine_without_ray_names_the_install(
 
 def test_import_loads_no_framework() -> None:
     code = (
-        "import sys, seewhy, seewhy.audit, seewhy.report\n"
-        "from seewhy.audit import add_audit_arguments, audit_command\n"
+        "import sys, seewhy, seewhy.audit, seewhy.report, seewhy.cli.audit\n"
+        "from seewhy.audit import audit, collect\n"
         "heavy = [m for m in ('torch', 'ray', 'pyarrow', 'tensorflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -20,7 +20,6 @@ from contract import (
     BAD_CLASS,
     METHODS,
     SETTINGS,
-    batch_cases,
     check_batch_is_its_images,
     check_params_recorded,
     check_table_covers_the_registry,
@@ -117,7 +116,7 @@ def test_model_untouched_after_the_model_raises(method: str, x: np.ndarray) -> N
     assert_same_torch_state(before, torch_state(net))
 
 
-@pytest.mark.parametrize("method", batch_cases())
+@pytest.mark.parametrize("method", METHODS)
 def test_a_batch_gives_the_maps_of_its_images(method: str, x: np.ndarray) -> None:
     net = tiny_cnn()
     check_batch_is_its_images(lambda *a, **k: seewhy.explain(net, *a, **k), x, method)

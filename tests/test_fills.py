@@ -74,8 +74,18 @@ def test_noise_follows_the_seed():
     a = fill_values(x, "noise", PRE, seed=3)
     np.testing.assert_array_equal(a, fill_values(x, "noise", PRE, seed=3))
     assert not np.array_equal(a, fill_values(x, "noise", PRE, seed=4))
-    raw = fill_values(x, "noise", None, seed=3)  # no preprocess: uniform in the inputs' range
+    raw = fill_values(x, "noise", None, seed=3)  # no preprocess: uniform in each input's range
     assert raw.min() >= x.min() and raw.max() <= x.max()
+
+
+@pytest.mark.parametrize("preprocess", [PRE, None])
+def test_a_batch_fills_with_noise_as_its_images_would_alone(preprocess):
+    x = _x(n=3)
+    x[1] *= 10  # a wider range, which must not leak into the others
+    batch = fill_values(x, "noise", preprocess, seed=5)
+    for i in range(len(x)):
+        alone = fill_values(x[i : i + 1], "noise", preprocess, seed=5)
+        np.testing.assert_array_equal(batch[i : i + 1], alone)
 
 
 def test_inputs_that_are_not_rgb():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .api import Explainer, explain, layers, model_spec, predict
+from .backends.base import PRECISIONS
 from .errors import (
     BackendError,
     InvalidInput,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IMAGENET",
+    "PRECISIONS",
     "BackendError",
     "Context",
     "Explainer",

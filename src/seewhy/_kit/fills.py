@@ -11,7 +11,8 @@ map. Both ask the same question, so both read the same words here:
   ``"black"`` is the zero input and other colours are refused);
 - ``"mean"``: each image's mean colour;
 - ``"blur"``: a Gaussian blur of the image (see below);
-- ``"noise"``/``"uniform"``: uniform random pixels drawn from ``seed``;
+- ``"noise"``/``"uniform"``: uniform random pixels drawn from ``seed`` (each
+  image from its own stream of it, so a batch fills as its images would alone);
 - an array broadcastable to the inputs.
 
 Words are case-insensitive.
@@ -156,10 +157,18 @@ def fill_values(
         s = default_blur_sigma(h, w) if sigma is None else sigma
         return blur(x, finite_float(s, "sigma", where=where, minimum=0.0))
     if kind == "noise":
-        rng = np.random.default_rng(seed)
+        # each image from its own stream of the seed: its fill does not depend on the
+        # other images of the batch
         if preprocess is not None and c == 3:
-            pixels = rng.integers(0, 256, (n, h, w, 3)).astype(np.float32)
+            pixels = np.stack(
+                [np.random.default_rng(seed).integers(0, 256, (h, w, 3)) for _ in range(n)]
+            ).astype(np.float32)
             return np.asarray(preprocess.normalise(pixels), dtype=np.float32)
-        lo, hi = float(x.min()), float(x.max())
-        return rng.uniform(lo, hi, x.shape).astype(np.float32)
+        lows, highs = x.min(axis=(1, 2, 3)), x.max(axis=(1, 2, 3))
+        return np.stack(
+            [
+                np.random.default_rng(seed).uniform(lo, hi, x.shape[1:])
+                for lo, hi in zip(lows.tolist(), highs.tolist(), strict=True)
+            ]
+        ).astype(np.float32)
     raise bad_argument(where, _EXPECTED, fill)

@@ -1,7 +1,7 @@
 """Audit a whole data set: explain every image, flag the suspicious ones, report.
 
 ``seewhy.audit.audit(data, model, out=...)`` is the Python entry point;
-``seewhy audit`` on the command line calls it. Nothing here imports a
+``seewhy audit`` on the command line (``seewhy.cli.audit``) calls it. Nothing here imports a
 framework or Ray until a run starts.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..cli.audit import add_audit_arguments, audit_command
     from .dataset import Dataset, Item, collect
     from .runner import AuditResult, audit
     from .store import Store
@@ -20,16 +19,12 @@ __all__ = [
     "Dataset",
     "Item",
     "Store",
-    "add_audit_arguments",
     "audit",
-    "audit_command",
     "collect",
     "load_maps",
 ]
 
 _LAZY = {
-    "add_audit_arguments": ".cli.audit",  # imported as "..cli.audit": seewhy.cli.audit
-    "audit_command": ".cli.audit",
     "Dataset": "dataset",
     "Item": "dataset",
     "collect": "dataset",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..backends.base import PRECISIONS
+from seewhy import PRECISIONS
 
 __all__ = [
     "add_explaining_options",

@@ -245,12 +245,17 @@ class SmoothGrad(PixelAttribution):
         n = len(x)
         flat = x.reshape(n, -1)
         sigma = (self.noise * (flat.max(axis=1) - flat.min(axis=1))).astype(np.float32)
-        rng = np.random.default_rng(self.seed)
+        # one stream per image, each from the seed: an image's noise (and so its map)
+        # does not depend on the images explained with it
+        streams = [np.random.default_rng(self.seed) for _ in range(n)]
 
         def noisy_batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start, stop in chunks(n * samples, bs):
                 img = np.arange(start, stop) // samples
-                noisy = rng.standard_normal((stop - start, *x.shape[1:]), dtype=np.float32)
+                noisy = np.empty((stop - start, *x.shape[1:]), dtype=np.float32)
+                cuts = np.flatnonzero(np.diff(img)) + 1  # rows of one image are consecutive
+                for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(img)], strict=True):
+                    streams[img[a]].standard_normal(dtype=np.float32, out=noisy[a:b])
                 noisy *= sigma[img, None, None, None]  # in place: one batch-sized array
                 noisy += x[img]
                 yield img, noisy

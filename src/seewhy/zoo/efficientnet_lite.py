@@ -16,7 +16,6 @@ Imports torch at module level: only :mod:`seewhy.zoo` functions import it.
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -25,7 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seewhy.preprocess import ModelSpec
-from seewhy.zoo.lite0_config import BN_EPS, HEAD_CHANNELS, LITE0_STAGES, STEM_CHANNELS
+from seewhy.zoo.lite0_config import (
+    BN_EPS,
+    HEAD_CHANNELS,
+    LITE0_STAGES,
+    STEM_CHANNELS,
+    parse_reference_key,
+)
 
 __all__ = [
     "LITE0_STAGES",
@@ -158,25 +163,6 @@ class EfficientNetLite(nn.Module):
         return logits
 
 
-_BLOCK_PARTS = {
-    "_expand_conv": "expand.conv",
-    "_bn0": "expand.bn",
-    "_depthwise_conv": "depthwise.conv",
-    "_bn1": "depthwise.bn",
-    "_project_conv": "project.conv",
-    "_bn2": "project.bn",
-}
-_TOP_PARTS = {
-    "_conv_stem": "conv_stem",
-    "_bn0": "bn_stem",
-    "_conv_head": "conv_head",
-    "_bn1": "bn_head",
-    "_fc": "classifier",
-}
-_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_\w+?)\.(\w+)$")
-_TOP_KEY = re.compile(r"^(_\w+?)\.(\w+)$")
-
-
 def remap_reference_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Translate ``efficientnet_lite_pytorch`` key names into ours.
 
@@ -185,15 +171,12 @@ def remap_reference_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        m = _BLOCK_KEY.match(key)
-        if m is not None and m.group(2) in _BLOCK_PARTS:
-            out[f"blocks.{m.group(1)}.{_BLOCK_PARTS[m.group(2)]}.{m.group(3)}"] = value
-            continue
-        m = _TOP_KEY.match(key)
-        if m is not None and m.group(1) in _TOP_PARTS:
-            out[f"{_TOP_PARTS[m.group(1)]}.{m.group(2)}"] = value
-            continue
-        raise KeyError(f"unexpected key in EfficientNet-Lite0 checkpoint: {key!r}")
+        parsed = parse_reference_key(key)
+        if parsed is None:
+            raise KeyError(f"unexpected key in EfficientNet-Lite0 checkpoint: {key!r}")
+        block, parts, param = parsed
+        prefix = "" if block is None else f"blocks.{block}."
+        out[f"{prefix}{'.'.join(parts)}.{param}"] = value
     return out
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import pickle
-import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import BackendError, InvalidInput
-from .lite0_config import BN_EPS, HEAD_CHANNELS, LITE0_STAGES, STEM_CHANNELS
+from .lite0_config import BN_EPS, HEAD_CHANNELS, LITE0_STAGES, STEM_CHANNELS, parse_reference_key
 
 __all__ = [
     "build_efficientnet_lite0",
@@ -241,35 +240,17 @@ def build_efficientnet_lite0(
 
 # -- weights -----------------------------------------------------------------------
 
-_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_\w+?)\.(\w+)$")
-_TOP_KEY = re.compile(r"^(_\w+?)\.(\w+)$")
-_BLOCK_PARTS = {
-    "_expand_conv": "expand_conv",
-    "_bn0": "expand_bn",
-    "_depthwise_conv": "depthwise_conv",
-    "_bn1": "depthwise_bn",
-    "_project_conv": "project_conv",
-    "_bn2": "project_bn",
-}
-_TOP_PARTS = {
-    "_conv_stem": "conv_stem",
-    "_bn0": "bn_stem",
-    "_conv_head": "conv_head",
-    "_bn1": "bn_head",
-    "_fc": "classifier",
-}
 _BN_ORDER = ("weight", "bias", "running_mean", "running_var")  # gamma, beta, mean, variance
 
 
 def _layer_name(key: str) -> tuple[str, str]:
     """Reference checkpoint key -> (our layer name, parameter name)."""
-    m = _BLOCK_KEY.match(key)
-    if m is not None and m.group(2) in _BLOCK_PARTS:
-        return f"blocks_{m.group(1)}_{_BLOCK_PARTS[m.group(2)]}", m.group(3)
-    m = _TOP_KEY.match(key)
-    if m is not None and m.group(1) in _TOP_PARTS:
-        return _TOP_PARTS[m.group(1)], m.group(2)
-    raise BackendError(f"checkpoint: unexpected key in EfficientNet-Lite0 weights: {key!r}")
+    parsed = parse_reference_key(key)
+    if parsed is None:
+        raise BackendError(f"checkpoint: unexpected key in EfficientNet-Lite0 weights: {key!r}")
+    block, parts, param = parsed
+    prefix = "" if block is None else f"blocks_{block}_"
+    return f"{prefix}{'_'.join(parts)}", param
 
 
 def load_lite0_keras_weights(model: Any, state: Mapping[str, np.ndarray]) -> Any:

@@ -98,12 +98,12 @@ def _jax(count: GuidedCount) -> tuple[Fn, Fn]:
 def _torch(count: GuidedCount) -> tuple[Fn, Fn]:
     import torch
 
-    from ..torch.guided import _GuidedClamp
+    from ..torch.guided import GuidedClamp
 
     def make(upper: float | None) -> Fn:
         def call(x: Any) -> Any:
             count.hits += 1
-            return _GuidedClamp.apply(torch.as_tensor(x), upper, False)
+            return GuidedClamp.apply(torch.as_tensor(x), upper, False)
 
         return call
 

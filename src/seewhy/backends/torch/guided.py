@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["guided_relu"]
+__all__ = ["GuidedClamp", "guided_relu"]
 
 
-class _GuidedClamp(torch.autograd.Function):
+class GuidedClamp(torch.autograd.Function):
     """ReLU / ReLU6 forward; Guided Backprop backward (Springenberg et al., 2015).
 
     The gradient passes only where the unit was active (0 < x < upper) and the
@@ -72,7 +72,7 @@ _HARDTANH = {F.hardtanh, torch._C._nn.hardtanh, _HARDTANH_INPLACE}
 
 
 class _GuidedMode(TorchFunctionMode):
-    """Routes every ReLU / ReLU6 call made while active through :class:`_GuidedClamp`.
+    """Routes every ReLU / ReLU6 call made while active through :class:`GuidedClamp`.
 
     A torch-function mode sees module and functional forms alike (``nn.ReLU``,
     ``F.relu``, ``torch.relu``, ``x.relu_()``, ``nn.ReLU6`` via ``F.hardtanh``),
@@ -96,7 +96,7 @@ class _GuidedMode(TorchFunctionMode):
         if call is None or not isinstance(call[0], torch.Tensor):
             return func(*args, **kwargs)
         self.hits += 1
-        return _GuidedClamp.apply(*call)
+        return GuidedClamp.apply(*call)
 
 
 @contextlib.contextmanager
