@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 import seewhy
-from seewhy._kit.fills import FILLS, blur, default_blur_sigma, fill_values
+from seewhy._kit.fills import FILLS, blur, check_fill, default_blur_sigma, fill_values
 from seewhy.errors import InvalidInput
 
 PRE = seewhy.IMAGENET
@@ -135,3 +135,13 @@ def test_methods_hide_pixels_with_the_same_fill(fill, numpy_backend):
     values = fill_values(x, fill, PRE, seed=2)
     by_array = occlusion(window=3, fill=values).run(ctx).maps
     np.testing.assert_array_equal(by_word, by_array)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([np.nan]), np.full((1, 1, 1, 3), np.inf), np.array(["a"])]
+)
+def test_fill_arrays_must_be_finite_numbers(bad):
+    with pytest.raises(InvalidInput, match="baseline: expected an array of"):
+        fill_values(_x(), bad, PRE, where="baseline")
+    with pytest.raises(InvalidInput, match="fill: expected an array of"):
+        check_fill(bad)

@@ -50,7 +50,9 @@ def test_torchvision_with_local_weights(tmp_path: Path) -> None:
 def test_torchscript_file_loads_and_layer_methods_say_why_not(tmp_path: Path) -> None:
     path = tmp_path / "model.ts"
     torch.jit.script(tiny_cnn()).save(str(path))
-    model = seewhy.load_model(str(path))
+    with pytest.raises(UntrustedModel, match="TorchScript"):  # its code can write files
+        seewhy.load_model(str(path))
+    model = seewhy.load_model(str(path), trust=True)
     x = np.zeros((1, 3, 24, 24), np.float32)
     assert len(seewhy.predict(model, x)[0]) == 5
     with pytest.raises(UnsupportedModel, match="TorchScript"):

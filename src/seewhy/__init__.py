@@ -18,11 +18,12 @@ from .errors import (
     InvalidInput,
     LayerNotFound,
     MethodNotFound,
+    NonFiniteScoresWarning,
     SeewhyError,
     UnsupportedModel,
     UntrustedModel,
 )
-from .explanation import Explanation, Prediction
+from .explanation import NOT_FINITE, Explanation, Prediction
 from .loading import load_model
 from .methods.base import Context, Method, RawResult
 from .preprocess import IMAGENET, ModelSpec, Preprocess
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IMAGENET",
+    "NOT_FINITE",
     "PRECISIONS",
     "BackendError",
     "Context",
@@ -46,6 +48,7 @@ __all__ = [
     "Method",
     "MethodNotFound",
     "ModelSpec",
+    "NonFiniteScoresWarning",
     "Prediction",
     "Preprocess",
     "RawResult",

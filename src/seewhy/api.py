@@ -5,22 +5,25 @@ from __future__ import annotations
 import difflib
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import registry
-from ._kit.checks import positive_int
+from ._kit.checks import bad_argument, positive_int
 from ._kit.scores import check_score, softmax
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
 from .backends.base import Score, check_precision
-from .errors import InvalidInput, SkippedInputWarning
+from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess
 from .methods.base import Context, Method, RawResult, unknown_keyword
 from .preprocess import ModelSpec, Preprocess
+
+if TYPE_CHECKING:
+    from .inputs import Batch
 
 __all__ = ["Explainer", "explain", "layers", "model_spec", "predict"]
 
@@ -35,9 +38,14 @@ def model_spec(
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec(name=type(model).__name__)
     if preprocess is not None:
+        if not isinstance(preprocess, Preprocess):
+            raise bad_argument("preprocess", "a seewhy.Preprocess or None", preprocess)
         spec = replace(spec, preprocess=preprocess)
     if labels is not None:
-        spec = replace(spec, labels=tuple(labels))
+        names = tuple(labels) if isinstance(labels, Iterable) else None
+        if isinstance(labels, str) or names is None or not all(isinstance(n, str) for n in names):
+            raise bad_argument("labels", "a sequence of class names (str)", type(labels).__name__)
+        spec = replace(spec, labels=names)
     return spec
 
 
@@ -45,18 +53,35 @@ def resolve_targets(target: Target, count: int, spec: ModelSpec) -> np.ndarray |
     """Class indices (count,) from an int, a class name, or one of those per image."""
     if target is None:
         return None
-    if isinstance(target, (int, np.integer, str)):
-        return np.full(count, _class_index(target, spec), dtype=np.int64)
-    items = list(np.asarray(target).tolist()) if isinstance(target, np.ndarray) else list(target)
+    from .inputs.arrays import is_array_like, to_numpy
+
+    value: object = target
+    if isinstance(value, np.generic):  # np.int64(3), np.bool_(True): as Python's
+        value = value.item()
+    elif not isinstance(value, (str, Sequence)) and is_array_like(value):
+        values = to_numpy(value, name="target")
+        value = values.item() if values.ndim == 0 else values.tolist()
+    if isinstance(value, (int, float, str)):
+        return np.full(count, _class_index(value, spec), dtype=np.int64)
+    if not isinstance(value, Sequence):
+        raise bad_argument("target", "a class index or name, or one per image", value)
+    items = list(value)
     if len(items) != count:
         raise InvalidInput(f"target: expected one class per image ({count}), got {len(items)}")
     return np.array([_class_index(t, spec) for t in items], dtype=np.int64)
 
 
-def _class_index(target: int | str, spec: ModelSpec) -> int:
+#: Class indices beyond this cannot be stored (int64) and no model has that many classes.
+_LARGEST_CLASS = np.iinfo(np.int64).max
+
+
+def _class_index(target: object, spec: ModelSpec) -> int:
+    """One class: an index (an int, numpy's too; never a bool or float) or a label."""
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         if target < 0:
             raise InvalidInput(f"target: class index must be >= 0, got {target}")
+        if target > _LARGEST_CLASS:
+            raise InvalidInput(f"target: class index {target} is too large for any model")
         return int(target)
     if isinstance(target, str):
         text = target.strip()
@@ -70,14 +95,19 @@ def _class_index(target: int | str, spec: ModelSpec) -> int:
         close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(spec.labels[lowered.index(c)]) for c in close)}?"
         raise InvalidInput(f"target: no class named {target!r}{hint if close else ''}")
-    raise InvalidInput(f"target: expected a class index or name, got {type(target).__name__}")
+    raise bad_argument("target", "a class index (int) or name (str)", target)
 
 
 def top_predictions(
     logits: np.ndarray, spec: ModelSpec, k: int
 ) -> tuple[tuple[Prediction, ...], ...]:
-    """Top-k classes per image with softmax probabilities."""
-    p = softmax(logits)
+    """Top-k classes per image with softmax probabilities.
+
+    An image whose logits are not all finite gets one :meth:`Prediction.not_finite`
+    instead: its NaN would otherwise sort as "class 0 with probability NaN".
+    """
+    finite = np.isfinite(logits).all(axis=1)
+    p = softmax(np.where(finite[:, None], logits, 0.0))
     k = max(1, min(k, logits.shape[1]))
     order = np.argsort(-p, axis=1, kind="stable")[:, :k]
     return tuple(
@@ -85,8 +115,29 @@ def top_predictions(
             Prediction(int(c), spec.label(int(c)), float(p[i, c]), float(logits[i, c]))
             for c in order[i]
         )
+        if finite[i]
+        else (Prediction.not_finite(),)
         for i in range(len(logits))
     )
+
+
+def warn_not_finite(logits: np.ndarray, sources: Sequence[str]) -> None:
+    """One warning naming every image whose model scores are NaN or infinite."""
+    bad = [sources[int(i)] for i in np.flatnonzero(~np.isfinite(logits).all(axis=1))]
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        warnings.warn(
+            f"the model gave NaN or infinite scores for {len(bad)} image(s): {shown}; their "
+            "predictions are marked not finite",
+            NonFiniteScoresWarning,
+            stacklevel=3,
+        )
+
+
+def _check_layer(layer: object) -> str | None:
+    if layer is not None and not isinstance(layer, str):
+        raise bad_argument("layer", "a layer name (str) or None", layer)
+    return layer
 
 
 class Explainer:
@@ -127,9 +178,9 @@ class Explainer:
                 f"precision: {self.precision} is for the methods that only predict "
                 f"(occlusion, rise, scorecam, lime, kernelshap); {self.method.name} needs gradients"
             )
-        self.layer = layer
+        self.layer = _check_layer(layer)
         self.score: Score = score
-        self.top_k = top_k
+        self.top_k = positive_int(top_k, "top_k")
         self.batch_size = 32 if batch_size is None else batch_size  # images per pass
         self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
 
@@ -142,53 +193,62 @@ class Explainer:
     ) -> Explanation:
         """Explain ``images`` (paths, PIL images, arrays or tensors; one or many).
 
-        A :class:`seewhy.inputs.Batch` is taken as it is: inputs already prepared
-        with this model's preprocessing, and their pictures. Pipelines that
-        decode ahead (the audit) use it to skip rebuilding the pictures.
+        Inputs are prepared ``batch_size`` at a time and each batch is explained
+        before the next is read, so memory holds the results, not every
+        prepared input. A :class:`seewhy.inputs.Batch` is taken as it is:
+        inputs already prepared with this model's preprocessing, and their
+        pictures. Pipelines that decode ahead (the audit) use it to skip
+        rebuilding the pictures. Images the model scores NaN or infinite are
+        named in one :class:`~seewhy.NonFiniteScoresWarning`.
         """
-        from .inputs import Batch, Failure, prepare
+        from .inputs import Batch, BatchStream, Failure
+        from .inputs.batches import no_usable_image
 
-        failures: list[Failure] = []
-        if isinstance(images, Batch):
-            batch = images
+        given = isinstance(images, Batch)
+        groups: Iterable[tuple[Batch | None, list[Failure]]]
+        if given:
+            groups, count = [(images, [])], len(images)
         else:
-            batch, failures = prepare(
-                images, self.spec.preprocess, channels_first=self.backend.channels_first
+            stream = BatchStream(
+                images,
+                self.spec.preprocess,
+                channels_first=self.backend.channels_first,
+                size=self.batch_size,
             )
+            groups, count = stream, len(stream)
+        targets = resolve_targets(target, count, self.spec)
+        failures: list[Failure] = []
+        results: list[RawResult] = []
+        pictures: list[np.ndarray] = []
+        sources: list[str] = []
+        layer: str | None = None
+        size = (0, 0)
+        for batch, failed in groups:  # a batch is prepared, explained, and only results kept
+            failures.extend(failed)
+            if batch is None:
+                continue
+            if self.method.uses_layer and layer is None:
+                layer = self.backend.resolve_layer(self.layer, batch.inputs)
+            positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
+            for start in range(0, len(batch), self.batch_size):
+                picks = positions[start : start + self.batch_size]
+                picked = None if targets is None else targets[picks]
+                results.append(self._run(batch, start, picked, layer, progress))
+            pictures.append(batch.images)
+            sources.extend(batch.sources)
+            size = (batch.inputs.shape[1], batch.inputs.shape[2])
+        if not results:
+            raise no_usable_image(failures)
         for failure in failures:
             warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
-        targets = resolve_targets(target, len(batch.sources) + len(failures), self.spec)
-        if targets is not None and failures:
-            targets = targets[np.asarray(batch.indices, dtype=np.int64)]
-        layer = (
-            self.backend.resolve_layer(self.layer, batch.inputs) if self.method.uses_layer else None
-        )
-        results = [
-            self.method.run(
-                Context(
-                    backend=self.backend,
-                    inputs=batch.inputs[start : start + self.batch_size],
-                    targets=None if targets is None else targets[start : start + self.batch_size],
-                    layer=layer,
-                    score=self.score,
-                    batch_size=self.batch_size,
-                    forward_batch=self.forward_batch,
-                    precision=self.precision,
-                    progress=progress,
-                    images=batch.images[start : start + self.batch_size],
-                    preprocess=self.spec.preprocess,
-                )
-            )
-            for start in range(0, len(batch.inputs), self.batch_size)
-        ]
         raw = _concat(results)
-        size = (batch.inputs.shape[1], batch.inputs.shape[2])
+        warn_not_finite(raw.logits, sources)
         chosen = raw.targets.astype(np.int64)
         return Explanation(
             maps=postprocess(raw.maps, size, rectify=self.method.rectify),
             layer_maps=raw.maps.astype(np.float32, copy=False),
-            images=batch.images,
-            sources=batch.sources,
+            images=pictures[0] if len(pictures) == 1 else np.concatenate(pictures),
+            sources=tuple(sources),
             targets=chosen,
             target_labels=tuple(self.spec.label(int(t)) for t in chosen),
             logits=raw.logits,
@@ -200,6 +260,32 @@ class Explainer:
             model_name=self.spec.name,
             failures=tuple(failures),
             extras=dict(raw.extras),
+        )
+
+    def _run(
+        self,
+        batch: Batch,
+        start: int,
+        targets: np.ndarray | None,
+        layer: str | None,
+        progress: Callable[[int], None] | None,
+    ) -> RawResult:
+        """The method on ``batch_size`` images of ``batch`` from ``start``."""
+        stop = start + self.batch_size
+        return self.method.run(
+            Context(
+                backend=self.backend,
+                inputs=batch.inputs[start:stop],
+                targets=targets,
+                layer=layer,
+                score=self.score,
+                batch_size=self.batch_size,
+                forward_batch=self.forward_batch,
+                precision=self.precision,
+                progress=progress,
+                images=batch.images[start:stop],
+                preprocess=self.spec.preprocess,
+            )
         )
 
     __call__ = explain
@@ -339,10 +425,33 @@ def predict(
     labels: Sequence[str] | None = None,
     batch_size: int = 32,
 ) -> tuple[tuple[Prediction, ...], ...]:
-    """Top-k predictions per image, without explaining."""
-    from .inputs import prepare
+    """Top-k predictions per image, without explaining.
 
+    Inputs are prepared ``batch_size`` at a time; unusable ones are skipped
+    with a warning, as in :func:`explain`.
+    """
+    from .inputs import BatchStream, Failure
+    from .inputs.batches import no_usable_image
+
+    top_k = positive_int(top_k, "top_k")
+    batch_size = positive_int(batch_size, "batch_size")
     spec = model_spec(model, preprocess=preprocess, labels=labels)
     backend = backend_for(model)
-    batch, _ = prepare(images, spec.preprocess, channels_first=backend.channels_first)
-    return top_predictions(backend.predict(batch.inputs, batch_size=batch_size), spec, top_k)
+    stream = BatchStream(
+        images, spec.preprocess, channels_first=backend.channels_first, size=batch_size
+    )
+    logits: list[np.ndarray] = []
+    sources: list[str] = []
+    failures: list[Failure] = []
+    for batch, failed in stream:
+        failures.extend(failed)
+        if batch is not None:
+            logits.append(backend.predict(batch.inputs, batch_size=batch_size))
+            sources.extend(batch.sources)
+    if not logits:
+        raise no_usable_image(failures)
+    for failure in failures:
+        warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
+    joined = np.concatenate(logits)
+    warn_not_finite(joined, sources)
+    return top_predictions(joined, spec, top_k)

@@ -11,6 +11,7 @@ __all__ = [
     "InvalidInput",
     "LayerNotFound",
     "MethodNotFound",
+    "NonFiniteScoresWarning",
     "SeewhyError",
     "SkippedInputWarning",
     "UnsupportedModel",
@@ -54,3 +55,7 @@ class UntrustedModel(SeewhyError):
 
 class SkippedInputWarning(UserWarning):
     """An image in a batch could not be used; the others were explained."""
+
+
+class NonFiniteScoresWarning(RuntimeWarning):
+    """The model gave NaN or infinite scores for some images; they have no top class."""

@@ -6,6 +6,7 @@ nothing else, so it never needs the model's framework.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,23 +14,42 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._kit.scores import softmax
+from .errors import NonFiniteScoresWarning
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from .inputs import Failure
 
-__all__ = ["Explanation", "Prediction"]
+__all__ = ["NOT_FINITE", "Explanation", "NonFiniteScoresWarning", "Prediction"]
+
+#: The class index of :meth:`Prediction.not_finite`: no class, the scores were NaN or infinite.
+NOT_FINITE = -1
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One of an image's top-k classes."""
+    """One of an image's top-k classes.
+
+    An image whose logits are not all finite gets one prediction,
+    :meth:`not_finite` (``index`` :data:`NOT_FINITE`, NaN probability),
+    rather than a made-up class 0.
+    """
 
     index: int
     label: str
     probability: float
     logit: float
+
+    @classmethod
+    def not_finite(cls) -> Prediction:
+        """The one "prediction" of an image whose scores are NaN or infinite."""
+        return cls(NOT_FINITE, "scores not finite", float("nan"), float("nan"))
+
+    @property
+    def finite(self) -> bool:
+        """False for :meth:`not_finite`: there is no class to report."""
+        return self.index != NOT_FINITE
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,12 +83,19 @@ class Explanation:
     def __len__(self) -> int:
         return len(self.maps)
 
+    @property
+    def scores_finite(self) -> np.ndarray:
+        """(N,) bool: False where the model's logits hold a NaN or an infinity."""
+        return np.asarray(np.isfinite(self.logits).all(axis=1))
+
     def target_probability(self, i: int) -> float:
-        """Softmax probability of image ``i``'s target class."""
+        """Softmax probability of image ``i``'s target class (NaN if the scores are not finite)."""
         return float(softmax(self.logits[i])[int(self.targets[i])])
 
     def label(self, i: int) -> str:
         """Caption for image ``i``: the explained class and its probability."""
+        if not self.scores_finite[i]:
+            return f"{self.target_labels[i]}: scores not finite"
         return f"{self.target_labels[i]}: {100 * self.target_probability(i):.1f}%"
 
     def overlay(self, i: int, *, cmap: str = "viridis", alpha: float = 0.5) -> Image.Image:
@@ -110,7 +137,11 @@ class Explanation:
         return viz.figure(self.images, self.maps, labels=labels, cmap=cmap, alpha=alpha)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: per image, its source, target and top-k classes."""
+        """JSON-ready summary: per image, its source, target and top-k classes.
+
+        No value is NaN or infinite (strict JSON): an image whose scores are
+        not finite has ``"scores_finite": false`` and no predictions.
+        """
         return {
             "method": self.method,
             "layer": self.layer,
@@ -122,6 +153,7 @@ class Explanation:
                     "source": self.sources[i],
                     "target": int(self.targets[i]),
                     "target_label": self.target_labels[i],
+                    "scores_finite": finite,
                     "predictions": [
                         {
                             "index": p.index,
@@ -130,9 +162,10 @@ class Explanation:
                             "logit": round(p.logit, 6),
                         }
                         for p in self.predictions[i]
+                        if finite
                     ],
                 }
-                for i in range(len(self))
+                for i, finite in enumerate(self.scores_finite.tolist())
             ],
             "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
         }
@@ -142,16 +175,19 @@ def json_safe(value: Any) -> Any:
     """A method setting as JSON: arrays summarised, callables named, the rest as text.
 
     Settings may be anything a method accepts (a custom baseline array, a
-    segmentation function); a summary must still serialise. Numbers, words,
+    segmentation function); a summary must still serialise, as strict JSON
+    (a non-finite number becomes None). Numbers, words,
     None and pairs (as lists) come back as settings the methods accept.
     """
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # strict JSON has no NaN
+    if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, np.generic):
-        return value.item()
+        return json_safe(value.item())
     if isinstance(value, np.ndarray):
         if value.size <= 16:
-            return value.tolist()
+            return json_safe(value.tolist())
         return {"array": list(value.shape), "dtype": str(value.dtype)}
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}

@@ -1,10 +1,13 @@
 """Turn a model name or file into a model object, safely.
 
 Names: a bundled model (``efficientnet_lite0``), ``torchvision:NAME``,
-``timm:NAME``, ``keras:NAME``; files: TorchScript (``.pt``/``.pth``/``.ts``),
-``torch.export`` (``.pt2``) and Keras (``.keras``/``.h5``). A pickled model
-object, or an archive holding more than weights, can run arbitrary code when
-loaded, so it is refused unless the caller says the file is trusted.
+``timm:NAME``, ``keras:NAME``; files: ``torch.export`` (``.pt2``), Keras
+(``.keras``/``.h5``), TorchScript (``.pt``/``.pth``/``.ts``) and pickled
+models. What can run code when loaded is refused unless the caller says the
+file is trusted: a pickled model object, a .pt2 archive holding more than
+weights and tensor operators, any TorchScript archive (its code writes
+files), a Keras file with a Lambda layer. ``weights`` files are read with
+weights-only rules whatever the trust. See SECURITY.md.
 
 This module only dispatches: each framework's loader lives in its backend
 (``backends/torch/loading.py``, ``backends/keras/loading.py``), and the

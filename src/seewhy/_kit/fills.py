@@ -81,7 +81,7 @@ def check_fill(fill: Any, where: str = "fill") -> Any:
     not after the first forward pass.
     """
     if isinstance(fill, np.ndarray):
-        return fill
+        return _finite_array(fill, where)
     if isinstance(fill, (int, float, np.integer, np.floating)) and not isinstance(fill, bool):
         finite_float(fill, where)
         return fill
@@ -92,6 +92,15 @@ def check_fill(fill: Any, where: str = "fill") -> Any:
     if isinstance(fill, str) and _ALIASES.get(fill.lower(), fill.lower()) in (*FILLS, "grey"):
         return fill
     raise bad_argument(where, _EXPECTED, fill)
+
+
+def _finite_array(fill: np.ndarray, where: str) -> np.ndarray:
+    """A fill array of finite numbers: a NaN baseline would make every score NaN."""
+    if not np.issubdtype(fill.dtype, np.number) or np.issubdtype(fill.dtype, np.complexfloating):
+        raise bad_argument(where, "an array of real numbers", f"an array of {fill.dtype}")
+    if not np.isfinite(fill).all():
+        raise bad_argument(where, "an array of finite numbers", "an array with NaN or infinity")
+    return fill
 
 
 def _colour(
@@ -129,6 +138,7 @@ def fill_values(
     x = np.asarray(x, dtype=np.float32)
     n, h, w, c = x.shape
     if isinstance(fill, np.ndarray):
+        _finite_array(fill, where)
         try:
             return _full(x, fill)
         except ValueError:

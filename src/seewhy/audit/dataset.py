@@ -13,40 +13,72 @@ Three inputs are understood:
   header naming ``path``/``file`` and ``label``/``class`` columns. Relative
   paths are read from the list file's folder.
 
-Object locations come from ``boxes`` (JSON or CSV, pixel coordinates of the
-original image, or fractions when all four are <= 1) or ``masks`` (a folder
-mirroring the images' relative paths with one mask image each, non-zero =
-object).
+Object locations come from ``boxes`` (see :mod:`seewhy.audit.boxes`) or
+``masks``: a folder mirroring the images' paths relative to the data folder
+(the list file's folder, or the current folder for several paths), one mask
+image each, non-zero = object, matched by exact name, never by pattern.
+
+File names are bytes on disk: an item's ``path`` and ``name`` are safe text
+for the report (``caf\\xe9.jpg``), and :attr:`Item.file` the exact file to open.
+Entries of a folder that look like pictures but cannot be (pipes, devices,
+dangling links, folders named ``x.jpg``, formats this Pillow cannot decode)
+become items with a ``skipped`` reason, reported as unreadable; a link out of
+the data folder is followed only with ``follow_links``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from seewhy.errors import InvalidInput
-from seewhy.inputs import IMAGE_EXTENSIONS, iter_image_files
+from seewhy.inputs.files import (
+    IMAGE_EXTENSIONS,
+    LINK_OUT,
+    Skipped,
+    display_path,
+    safe_text,
+    walk_images,
+)
 
-__all__ = ["Box", "Dataset", "Item", "LabelsFrom", "collect", "match_classes"]
+from .boxes import Box, load_boxes, read_boxes
+from .masks import MaskFinder, mirror_key
 
-Box = tuple[float, float, float, float]
+__all__ = ["Box", "Dataset", "Item", "LabelsFrom", "collect", "load_boxes", "match_classes"]
+
 LabelsFrom = Literal["auto", "folders", "none"]
+DataArg = str | bytes | os.PathLike[str] | Sequence[str | bytes | os.PathLike[str]]
 
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".lst"})
 _PATH_COLUMNS = ("path", "file", "filename", "image", "source")
 _LABEL_COLUMNS = ("label", "class", "true", "true_label", "target", "y")
-_BOX_COLUMNS = (("x0", "y0", "x1", "y1"), ("xmin", "ymin", "xmax", "ymax"))
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")  # what a list file's lines end with; not U+2028
+
+
+def _to_hex(text: str) -> str:
+    try:
+        return os.fsencode(text).hex()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").hex()
+
+
+def _from_hex(data: str) -> str:
+    return os.fsdecode(bytes.fromhex(data))
 
 
 @dataclass(frozen=True)
 class Item:
-    """One image to audit; ``index`` is its stable position in the audit."""
+    """One image to audit; ``index`` is its stable position in the audit.
+
+    ``path`` and ``name`` are safe text; ``os_path`` is the exact name on
+    disk when it is not (bytes that are not UTF-8, control characters);
+    ``skipped`` is why the entry is listed but not opened.
+    """
 
     index: int
     path: str
@@ -55,28 +87,48 @@ class Item:
     true_index: int | None = None
     boxes: tuple[Box, ...] = ()
     mask: str | None = None
+    os_path: str | None = None
+    skipped: str | None = None
+
+    @property
+    def file(self) -> str:
+        """The file to open (``path`` unless the name on disk is not safe text)."""
+        return self.os_path if self.os_path is not None else self.path
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "index": self.index,
             "path": self.path,
             "name": self.name,
             "true_label": self.true_label,
             "true_index": self.true_index,
             "boxes": [list(b) for b in self.boxes],
-            "mask": self.mask,
+            "mask": None if self.mask is None else display_path(self.mask),
         }
+        if self.mask is not None and display_path(self.mask) != self.mask:
+            out["mask_bytes"] = _to_hex(self.mask)
+        if self.os_path is not None:  # only then, so older manifests keep their fingerprint
+            out["path_bytes"] = _to_hex(self.os_path)
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Item:
+        boxes = tuple(tuple(float(v) for v in b) for b in data.get("boxes", ()))
+        mask = data.get("mask")
+        if data.get("mask_bytes"):
+            mask = _from_hex(data["mask_bytes"])
         return cls(
             index=int(data["index"]),
             path=str(data["path"]),
             name=str(data["name"]),
             true_label=data.get("true_label"),
             true_index=data.get("true_index"),
-            boxes=tuple(tuple(float(v) for v in b) for b in data.get("boxes", ())),  # type: ignore[misc]
-            mask=data.get("mask"),
+            boxes=boxes,  # type: ignore[arg-type]
+            mask=mask,
+            os_path=_from_hex(data["path_bytes"]) if data.get("path_bytes") else None,
+            skipped=data.get("skipped"),
         )
 
 
@@ -92,6 +144,17 @@ class Dataset:
     @property
     def has_truth(self) -> bool:
         return any(item.true_label is not None for item in self.items)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One file found: where it is, its mask key (None: no mirror), its name, its class."""
+
+    file: Path
+    key: str | None
+    name: str
+    cls: str | None = None
+    skipped: str | None = None
 
 
 # --------------------------------------------------------------------------- classes
@@ -135,40 +198,57 @@ def match_classes(
 # --------------------------------------------------------------------------- walking
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_dirs(root: Path, follow_links: bool) -> tuple[list[Path], list[Skipped]]:
+    """The class folders, and those that are links out of ``root`` not followed."""
+    real_root = os.path.realpath(root)
+    dirs: list[Path] = []
+    out: list[Skipped] = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        if p.is_symlink() and not follow_links and not _inside(os.path.realpath(p), real_root):
+            out.append(Skipped(p, LINK_OUT))
+        else:
+            dirs.append(p)
+    return dirs, out
 
 
-def _looks_like_classes(root: Path) -> bool:
+def _looks_like_classes(root: Path, follow_links: bool) -> bool:
     """Sub-folders hold the images and the top level holds none."""
-    if any(p.is_file() and _is_image(p) for p in root.iterdir()):
+    if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir()):
         return False
-    dirs = _class_dirs(root)
-    return bool(dirs) and any(iter_image_files([d], recursive=True) for d in dirs)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    dirs, _ = _class_dirs(root, follow_links)
+    return any(
+        walk_images([d], recursive=True, follow_links=follow_links, root=root).files for d in dirs
+    )
 
 
 def _read_list(path: Path) -> list[tuple[str, str | None]]:
-    """(path, label or None) per line of a list file."""
+    """(path, label or None) per line of a list file; lines end at CR, LF or CRLF only.
+
+    Undecodable bytes in a path are kept (as :func:`os.fsdecode` would), so a
+    listed file whose name is not UTF-8 is still found.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"data: cannot read list file {str(path)!r} ({exc})") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+    except OSError as exc:
+        raise InvalidInput(
+            f"data: cannot read list file {display_path(path)!r} ({exc.strerror})"
+        ) from exc
+    if "\x00" in text:
+        raise InvalidInput(f"data: list file {display_path(path)!r} holds NUL bytes, not text")
+    lines = [ln for ln in _LINE_ENDS.split(text) if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         return []
     delimiter = "\t" if "\t" in lines[0] or path.suffix.lower() == ".tsv" else ","
-    rows = [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter)]
+    try:
+        rows = [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter)]
+    except csv.Error as exc:
+        raise InvalidInput(f"data: list file {display_path(path)!r}: {exc}") from exc
     header = [c.lower() for c in rows[0]]
     path_col, label_col = 0, 1
     if any(c in _PATH_COLUMNS for c in header):
@@ -180,64 +260,137 @@ def _read_list(path: Path) -> list[tuple[str, str | None]]:
         if len(row) <= path_col or not row[path_col]:
             continue
         label = row[label_col] if 0 <= label_col < len(row) and row[label_col] else None
-        out.append((row[path_col], label))
+        out.append((row[path_col], None if label is None else safe_text(label)))
     return out
 
 
+def _skipped_entries(
+    skipped: Sequence[Skipped], base: Path | None, cls: str | None
+) -> list[_Entry]:
+    """Items for what the walk left out (links out stay out), named like the files."""
+    return [
+        _Entry(
+            s.path, None, display_path(_relative(s.path, base) if base else s.path), cls, s.reason
+        )
+        for s in skipped
+        if s.reason != LINK_OUT
+    ]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _as_paths(data: DataArg) -> list[Path]:
+    if isinstance(data, (str, bytes, os.PathLike)):
+        data = [data]
+    return [Path(os.fsdecode(p)) for p in data]
+
+
+def _walk(
+    paths: list[Path], labels_from: LabelsFrom, recursive: bool, follow_links: bool
+) -> tuple[str, list[_Entry], list[Skipped]]:
+    """The layout, the files found, and what was left out."""
+    single = paths[0] if len(paths) == 1 else None
+    entries: list[_Entry] = []
+    left: list[Skipped] = []
+    if (
+        single is not None
+        and single.is_dir()
+        and labels_from != "none"
+        and (labels_from == "folders" or _looks_like_classes(single, follow_links))
+    ):
+        dirs, left = _class_dirs(single, follow_links)
+        for folder in dirs:
+            walk = walk_images([folder], recursive=True, follow_links=follow_links, root=single)
+            for f in walk.files:
+                rel = _relative(f, single)
+                entries.append(_Entry(f, rel, display_path(rel), folder.name))
+            entries += _skipped_entries(walk.skipped, single, folder.name)
+            left += walk.skipped
+        if not entries:
+            raise InvalidInput(f"data: no images in the class folders of {display_path(single)!r}")
+        return "folders", entries, left
+    if single is not None and single.is_file() and single.suffix.lower() in LIST_SUFFIXES:
+        base = single.parent
+        for raw, label in _read_list(single):
+            p = Path(raw)
+            full = p if p.is_absolute() else base / p
+            cls = label if labels_from != "none" else None
+            entries.append(_Entry(full, mirror_key(full, base), display_path(raw), cls))
+        return "list", entries, left
+    for p in paths:
+        if not p.exists():
+            raise InvalidInput(f"data: no such file or folder {display_path(p)!r}")
+    cwd = Path.cwd()
+    for p in paths:
+        root = p if p.is_dir() else p.parent
+        walk = walk_images([p], recursive=recursive, follow_links=follow_links)
+        for f in walk.files:
+            if single is not None:
+                rel = _relative(f, root)
+                entries.append(_Entry(f, rel, display_path(rel)))
+            else:
+                entries.append(_Entry(f, mirror_key(f, cwd), display_path(f.as_posix())))
+        entries += _skipped_entries(walk.skipped, root if single is not None else None, None)
+        left += walk.skipped
+    return "files", entries, left
+
+
+def _walk_notes(left: Sequence[Skipped], follow_links: bool) -> list[str]:
+    notes: list[str] = []
+    links = [s for s in left if s.reason == LINK_OUT]
+    other = [s for s in left if s.reason != LINK_OUT]
+    if other:
+        shown = "; ".join(f"{display_path(s.path.name)!r}: {s.reason}" for s in other[:3])
+        more = f"; and {len(other) - 3} more" if len(other) > 3 else ""
+        notes.append(
+            f"{len(other)} entries look like pictures but cannot be read as images "
+            f"(listed as unreadable): {shown}{more}"
+        )
+    if links and not follow_links:
+        shown = ", ".join(repr(display_path(s.path.name)) for s in links[:3])
+        more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+        notes.append(
+            f"{len(links)} links lead out of the data folder and were not followed, so "
+            f"their pictures stay out of the report: {shown}{more}; pass follow_links=True "
+            "(--follow-links) to include them"
+        )
+    return notes
+
+
 def collect(
-    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    data: DataArg,
     *,
     labels: Sequence[str] | None = None,
     labels_from: LabelsFrom = "auto",
     recursive: bool = True,
     boxes: str | os.PathLike[str] | None = None,
     masks: str | os.PathLike[str] | None = None,
+    follow_links: bool = False,
 ) -> Dataset:
-    """Walk ``data`` into audit items (see the module docstring for the forms)."""
+    """Walk ``data`` into audit items (see the module docstring for the forms).
+
+    ``follow_links`` follows links that lead out of the data folder; off by
+    default because their pictures would end up in a report that is shared.
+    """
     if labels_from not in ("auto", "folders", "none"):
         raise InvalidInput(
             f"labels_from: expected 'auto', 'folders' or 'none', got {labels_from!r}"
         )
-    paths = [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(p) for p in data]
+    paths = _as_paths(data)
     if not paths:
         raise InvalidInput("data: expected a folder, a list file or image files, got nothing")
-    entries: list[tuple[Path, str, str | None]] = []  # (file, display name, class name)
-    layout = "files"
-    single = paths[0] if len(paths) == 1 else None
-    if (
-        single is not None
-        and single.is_dir()
-        and labels_from != "none"
-        and (labels_from == "folders" or _looks_like_classes(single))
-    ):
-        layout = "folders"
-        for folder in _class_dirs(single):
-            for f in iter_image_files([folder], recursive=True):
-                entries.append((f, _relative(f, single), folder.name))
-        if not entries:
-            raise InvalidInput(f"data: no images in the class folders of {str(single)!r}")
-    elif single is not None and single.is_file() and single.suffix.lower() in LIST_SUFFIXES:
-        layout = "list"
-        base = single.parent
-        for raw, label in _read_list(single):
-            p = Path(raw)
-            full = p if p.is_absolute() else base / p
-            entries.append((full, raw, label if labels_from != "none" else None))
-    else:
-        for p in paths:
-            if not p.exists():
-                raise InvalidInput(f"data: no such file or folder {str(p)!r}")
-        for p in paths:
-            root = p if p.is_dir() else p.parent
-            for f in iter_image_files([p], recursive=recursive):
-                name = _relative(f, root) if len(paths) == 1 else f.as_posix()
-                entries.append((f, name, None))
+    layout, entries, left = _walk(paths, labels_from, recursive, follow_links)
     if not entries:
         raise InvalidInput("data: no image files found in the given paths")
 
-    class_names = sorted({c for _, _, c in entries if c is not None})
+    class_names = sorted({safe_text(e.cls) for e in entries if e.cls is not None})
     mapping, rule = match_classes(class_names, labels) if class_names else ({}, None)
-    notes: list[str] = []
+    notes = _walk_notes(left, follow_links)
     unmatched = [c for c in class_names if mapping.get(c) is None]
     if unmatched:
         shown = ", ".join(repr(c) for c in unmatched[:5])
@@ -246,101 +399,44 @@ def collect(
             f"{len(unmatched)} true class name(s) match no model label: {shown}{more}; "
             "those images count as 'unknown truth' in the accuracy"
         )
-    box_table = load_boxes(boxes) if boxes is not None else {}
-    mask_root = Path(masks) if masks is not None else None
-    if mask_root is not None and not mask_root.is_dir():
-        raise InvalidInput(f"masks: expected a folder of mask images, got {str(mask_root)!r}")
+    box_file = read_boxes(boxes) if boxes is not None else None
+    box_table = box_file.table if box_file is not None else {}
+    notes += box_file.notes if box_file is not None else ()
+    finder = MaskFinder(Path(os.fsdecode(masks))) if masks is not None else None
     by_base = _basename_index(box_table)
     items: list[Item] = []
-    used_boxes = 0
-    for i, (f, name, cls) in enumerate(entries):
+    used_keys: set[str] = set()
+    for i, e in enumerate(entries):
+        cls = safe_text(e.cls) if e.cls is not None else None
         index = mapping.get(cls) if cls is not None else None
         true_label = cls
         if index is not None and labels is not None and index < len(labels):
             true_label = labels[index]
-        found = _boxes_for(box_table, by_base, f, name)
-        used_boxes += bool(found)
+        key = _box_key(box_table, by_base, e)
+        if key is not None:
+            used_keys.add(key)
+        shown = display_path(e.file)
         items.append(
             Item(
                 index=i,
-                path=os.fspath(f),
-                name=name,
+                path=shown,
+                name=e.name,
                 true_label=true_label,
                 true_index=index,
-                boxes=found,
-                mask=_mask_for(mask_root, name) if mask_root is not None else None,
+                boxes=tuple(box_table[key]) if key is not None else (),
+                mask=finder.find(e.key, e.file) if finder is not None and not e.skipped else None,
+                os_path=os.fspath(e.file) if shown != os.fspath(e.file) else None,
+                skipped=e.skipped,
             )
         )
-    if box_table and used_boxes < len(box_table):
-        notes.append(f"{len(box_table) - used_boxes} entries of the boxes file match no image")
+    if box_table and len(used_keys) < len(box_table):
+        notes.append(f"{len(box_table) - len(used_keys)} entries of the boxes file match no image")
+    if finder is not None:
+        notes += finder.notes()
     return Dataset(items=tuple(items), layout=layout, class_rule=rule, notes=tuple(notes))
 
 
-# --------------------------------------------------------------------------- boxes, masks
-
-
-def _box(values: Iterable[Any], where: str) -> Box:
-    try:
-        x0, y0, x1, y1 = (float(v) for v in values)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"boxes: {where}: expected [x0, y0, x1, y1], got {values!r}") from exc
-    if x1 < x0 or y1 < y0:
-        raise InvalidInput(f"boxes: {where}: expected x0 <= x1 and y0 <= y1, got {values!r}")
-    return (x0, y0, x1, y1)
-
-
-def _json_boxes(data: Any) -> dict[str, list[Box]]:
-    table: dict[str, list[Box]] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            many = value if value and isinstance(value[0], (list, tuple)) else [value]
-            table[str(key)] = [_box(b, str(key)) for b in many if b]
-        return table
-    if isinstance(data, list):
-        for entry in data:
-            if not isinstance(entry, dict):
-                raise InvalidInput("boxes: expected objects with a 'file' and a 'box'")
-            key = next((str(entry[c]) for c in _PATH_COLUMNS if c in entry), None)
-            if key is None:
-                raise InvalidInput("boxes: an entry has no 'file' or 'path'")
-            if "boxes" in entry:
-                table.setdefault(key, []).extend(_box(b, key) for b in entry["boxes"])
-            elif "box" in entry:
-                table.setdefault(key, []).append(_box(entry["box"], key))
-            else:
-                cols = next((c for c in _BOX_COLUMNS if all(k in entry for k in c)), None)
-                if cols is None:
-                    raise InvalidInput(f"boxes: {key}: expected 'box' or x0, y0, x1, y1")
-                table.setdefault(key, []).append(_box([entry[k] for k in cols], key))
-        return table
-    raise InvalidInput("boxes: expected a JSON object {file: [x0, y0, x1, y1]} or a list")
-
-
-def load_boxes(path: str | os.PathLike[str]) -> dict[str, list[Box]]:
-    """Boxes per file key from a JSON or CSV file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"boxes: cannot read {str(p)!r} ({exc.strerror})") from exc
-    if p.suffix.lower() == ".json":
-        try:
-            return _json_boxes(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"boxes: {p.name} is not valid JSON ({exc.msg})") from exc
-    reader = csv.DictReader(text.splitlines())
-    fields = {f.lower(): f for f in reader.fieldnames or ()}
-    key_col = next((fields[c] for c in _PATH_COLUMNS if c in fields), None)
-    cols = next((c for c in _BOX_COLUMNS if all(k in fields for k in c)), None)
-    if key_col is None or cols is None:
-        raise InvalidInput(
-            f"boxes: {p.name}: expected CSV columns file (or path) and x0, y0, x1, y1"
-        )
-    table: dict[str, list[Box]] = {}
-    for n, row in enumerate(reader, start=2):
-        key = row[key_col]
-        table.setdefault(key, []).append(_box([row[fields[k]] for k in cols], f"line {n}"))
-    return table
+# --------------------------------------------------------------------------- boxes
 
 
 def _basename_index(table: Mapping[str, list[Box]]) -> dict[str, str]:
@@ -352,23 +448,11 @@ def _basename_index(table: Mapping[str, list[Box]]) -> dict[str, str]:
     return {Path(k).name: k for k in table if counts[Path(k).name] == 1}
 
 
-def _boxes_for(
-    table: Mapping[str, list[Box]], by_base: Mapping[str, str], path: Path, name: str
-) -> tuple[Box, ...]:
-    if not table:
-        return ()
-    for key in (name, os.fspath(path), path.as_posix()):
-        if key in table:
-            return tuple(table[key])
-    unique = by_base.get(path.name)
-    return tuple(table[unique]) if unique is not None else ()
-
-
-def _mask_for(root: Path, name: str) -> str | None:
-    rel = Path(name)
-    candidates = [root / rel, root / rel.with_suffix(".png")]
-    candidates += [p for p in (root / rel.parent).glob(rel.stem + ".*") if _is_image(p)]
-    for c in candidates:
-        if c.is_file():
-            return os.fspath(c)
-    return None
+def _box_key(table: Mapping[str, list[Box]], by_base: Mapping[str, str], e: _Entry) -> str | None:
+    """The key of the box table that names this entry's file (exact strings only)."""
+    if not table or e.skipped:
+        return None
+    for key in (e.name, e.key, os.fspath(e.file), e.file.as_posix(), display_path(e.file)):
+        if key is not None and key in table:
+            return key
+    return by_base.get(e.file.name) or by_base.get(display_path(e.file.name))

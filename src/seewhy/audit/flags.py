@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from seewhy.errors import InvalidInput
 from seewhy.inputs import load_image, resize_for_model
+from seewhy.inputs.files import display_path, safe_text
 from seewhy.preprocess import Preprocess
 
 from .dataset import Box
@@ -22,6 +24,7 @@ from .dataset import Box
 __all__ = [
     "BORDER_FRACTION",
     "border_energy",
+    "box_notes",
     "image_notes",
     "object_energy",
     "object_mask",
@@ -79,12 +82,19 @@ def object_mask(
 
     The boxes (or the mask file) are drawn at the original image's size and
     then sent through the very resize-and-crop the picture went through, so
-    the two can never disagree.
+    the two can never disagree. Boxes are clipped to the picture; when no
+    object pixel lands in what the model saw (boxes outside the picture or
+    cropped away, an empty mask) there is no object to score: None, so the
+    map is not called "off-object" for an object that is not there.
     """
     h, w = original_size
     canvas: np.ndarray | None = None
     if mask_path is not None:
-        mask_rgb = load_image(mask_path)
+        try:
+            mask_rgb = load_image(mask_path)
+        except InvalidInput as exc:
+            message = safe_text(str(exc)).replace(safe_text(mask_path), display_path(mask_path))
+            raise InvalidInput(f"mask: {message}") from exc
         if mask_rgb.shape[:2] != (h, w):  # a mask of another size is stretched to fit
             from PIL import Image
 
@@ -94,17 +104,43 @@ def object_mask(
     if boxes:
         if canvas is None:
             canvas = np.zeros((h, w), dtype=np.uint8)
-        for x0, y0, x1, y1 in boxes:
-            if max(x0, y0, x1, y1) <= 1.0:  # fractions of the picture
-                x0, x1, y0, y1 = x0 * w, x1 * w, y0 * h, y1 * h
-            c0, c1 = max(0, math.floor(x0)), min(w, math.ceil(x1))
-            r0, r1 = max(0, math.floor(y0)), min(h, math.ceil(y1))
+        for box in boxes:
+            x0, y0, x1, y1 = _pixels(box, original_size)
+            # clamped at both ends: a negative end would count from the far side
+            c0, c1 = (min(w, max(0, v)) for v in (math.floor(x0), math.ceil(x1)))
+            r0, r1 = (min(h, max(0, v)) for v in (math.floor(y0), math.ceil(y1)))
             canvas[r0:r1, c0:c1] = 255
     if canvas is None:
         return None
     resized = resize_for_model(np.repeat(canvas[:, :, None], 3, axis=2), pre)
     result: np.ndarray = resized[:, :, 0] >= 128
-    return result
+    return result if result.any() else None
+
+
+def _pixels(box: Box, size: tuple[int, int]) -> Box:
+    h, w = size
+    x0, y0, x1, y1 = box
+    if max(x0, y0, x1, y1) <= 1.0:  # fractions of the picture
+        return x0 * w, y0 * h, x1 * w, y1 * h
+    return box
+
+
+def box_notes(boxes: Sequence[Box], original_size: tuple[int, int]) -> list[str]:
+    """One line per box that lies outside the picture (ignored) or reaches out of it (clipped).
+
+    Why: a box drawn for another picture size would otherwise quietly score
+    the map against the wrong place.
+    """
+    h, w = original_size
+    notes: list[str] = []
+    for n, box in enumerate(boxes, start=1):
+        x0, y0, x1, y1 = _pixels(box, original_size)
+        shown = "[" + ", ".join(f"{v:g}" for v in box) + "]"
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            notes.append(f"box {n} {shown} lies outside the {w}x{h} picture; ignored")
+        elif x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            notes.append(f"box {n} {shown} reaches outside the {w}x{h} picture; clipped")
+    return notes
 
 
 def image_notes(rgb: np.ndarray) -> list[str]:

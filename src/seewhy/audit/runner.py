@@ -82,6 +82,19 @@ def _check_settings(
     return tuple(canonical)
 
 
+def _check_out_apart(data: Any, out: str | os.PathLike[str]) -> None:
+    """Refuse an ``out`` inside a data folder: its pictures would be audited as data next time."""
+    target = Path(out).resolve()
+    folders = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    for folder in folders:
+        root = Path(folder).resolve()
+        if root.is_dir() and target.is_relative_to(root):
+            raise InvalidInput(
+                f"out: {str(out)!r} is inside the data folder {str(folder)!r}; "
+                "choose a folder outside it"
+            )
+
+
 def audit(
     data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     model: Any,
@@ -93,6 +106,7 @@ def audit(
     top_k: int = 5,
     labels_from: LabelsFrom = "auto",
     recursive: bool = True,
+    follow_links: bool = False,
     boxes: str | os.PathLike[str] | None = None,
     masks: str | os.PathLike[str] | None = None,
     object_threshold: float = 0.5,
@@ -116,6 +130,8 @@ def audit(
     folder of class folders, a list file or image files (see
     :mod:`seewhy.audit.dataset`). A stopped run resumes where it stopped when
     called again with the same arguments; ``overwrite`` starts afresh.
+    ``follow_links`` follows symbolic links that lead out of the data folder
+    (their pictures end up in a report that may be shared; off by default).
 
     ``engine="ray"`` spreads the batches over a Ray actor pool of ``workers``
     actors (default 2, or as many as the cluster's GPUs hold), one model
@@ -147,6 +163,9 @@ def audit(
         from .ray_engine import require_ray
 
         require_ray()
+    _check_out_apart(data, out)
+    store = Store(out)
+    store.claim(overwrite=overwrite)  # a folder seewhy may not write: say so before loading
     model_obj = (
         load_model(model, framework=framework, weights=weights, trust=trust)
         if isinstance(model, str)
@@ -161,6 +180,7 @@ def audit(
         labels=spec.labels,
         labels_from=labels_from,
         recursive=recursive,
+        follow_links=follow_links,
         boxes=boxes,
         masks=masks,
     )
@@ -182,11 +202,9 @@ def audit(
         "cmap": settings.cmap,
         "alpha": settings.alpha,
     }
-    store = Store(out)
-    Path(out).mkdir(parents=True, exist_ok=True)
     done = store.open(config, items, overwrite=overwrite)
     todo = [(k, batch) for k, batch in enumerate(batches) if k not in done]
-    count = sum(len(batches[k]) for k in done if k < len(batches))
+    count = sum(len(batches[k]) for k in done)
     total = len(items)
 
     def advance(n: int) -> None:
@@ -226,16 +244,20 @@ def finish(
     title: str | None,
     resumed: int,
 ) -> AuditResult:
-    """Tables, summary and report from every shard on disk."""
-    import json
+    """Tables, summary and report from every shard on disk, each listed in the ledger."""
+    from seewhy.report.audit import render_audit_report
 
-    from seewhy.report import write_audit_report
-
-    from .store import atomic_write
+    from .store import json_bytes
 
     records = store.records()
+    if len(records) != len(dataset.items):
+        raise InvalidInput(
+            f"out: {len(dataset.items) - len(records)} images have no records; "
+            "run the same audit again to finish it"
+        )
     tables = store.write_tables(records, methods)
     summary = summarize(records)
+    notes = (*dataset.notes, *store.repairs)
     meta = {
         "title": title or f"seewhy audit: {Path(store.out).resolve().name}",
         "model": config["model"],
@@ -243,13 +265,11 @@ def finish(
         "layer": config["layer"],
         "layout": dataset.layout,
         "class_rule": dataset.class_rule,
-        "notes": list(dataset.notes),
+        "notes": list(notes),
     }
-    atomic_write(
-        store.out / "summary.json",
-        json.dumps({"meta": meta, "summary": summary}, indent=1).encode("utf-8"),
-    )
-    report = write_audit_report(store.out, records, summary, meta)
+    store.put("summary.json", json_bytes({"meta": meta, "summary": summary}))
+    page = render_audit_report(records, summary, meta).encode("utf-8")
+    report = store.put("index.html", page)
     batches = len({int(r["shard"]) for r in records})
     return AuditResult(
         out=store.out,
@@ -258,7 +278,7 @@ def finish(
         summary=summary,
         batches=batches,
         resumed_batches=resumed,
-        notes=dataset.notes,
+        notes=notes,
     )
 
 

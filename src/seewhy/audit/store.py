@@ -1,42 +1,55 @@
-"""The audit's folder on disk, written so that a killed run loses nothing.
+"""The audit's folder on disk: written so a killed run loses nothing, read back only when intact.
 
 Every file appears atomically (a temporary file in the same folder, then
-``os.replace``), so a reader never sees half a file. The manifest
-(``audit.json``) fixes the items and settings when a run starts; each batch
-then leaves its pictures, its maps (``shards/NNNNNNN.npz``) and finally its
-records (``shards/NNNNNNN.json``). The records file is written last and is
-the batch's "done" mark: a resumed run redoes exactly the batches without
-one. Tables and the report are rebuilt from the shards at the end.
+``os.replace``), so a reader never sees half a file. ``audit.json`` fixes the
+items and settings when a run starts. ``files.jsonl`` is the ledger of every
+file seewhy writes here, with its size and SHA-256, appended (and synced)
+*before* the file is written: so ``--overwrite`` can remove exactly what seewhy
+wrote and nothing else, and a resumed run can tell an intact batch from a
+damaged one. Each batch leaves its pictures, its maps (``shards/NNNNNNN.npz``)
+and finally its records (``shards/NNNNNNN.json``), the batch's "done" mark.
+A batch is resumed only when its records and maps match the ledger and its
+records are exactly the batch's items; anything else is redone, with a note.
+A non-empty folder without seewhy's manifest is never touched.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 import os
-import shutil
+import re
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seewhy.errors import InvalidInput
+from seewhy.report.finite import finite_json
+from seewhy.report.tables import flat_row, table_files
 
 from .dataset import Item
-from .worker import BatchResult
+from .worker import BatchResult, method_key
 
 __all__ = ["FORMAT", "Store", "atomic_write", "flat_row"]
 
-FORMAT = "seewhy-audit/1"
+FORMAT = "seewhy-audit/2"
+_LEGACY = "seewhy-audit/1"  # no ledger: removable only by seewhy's own file names
 MANIFEST = "audit.json"
+LEDGER = "files.jsonl"
 SHARDS = "shards"
 IMAGES = "images"
-_OWNED = (MANIFEST, SHARDS, IMAGES, "index.html", "results.csv", "results.parquet", "summary.json")
+#: Every name seewhy writes in an audit folder; nothing else is ever removed.
+_OURS = re.compile(
+    r"(?:index\.html|results\.csv|results\.parquet|summary\.json"
+    r"|shards/\d{7,}\.(?:npz|json)|images/\d{7,}(?:\.m\d+)?\.jpg)"
+)
+_TEMPORARY = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.tmp")
+_MISSING = "missing"
 
 
 def atomic_write(path: Path, data: bytes, *, sync: bool = False) -> None:
@@ -69,8 +82,26 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _json_bytes(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+def json_bytes(data: Any) -> bytes:
+    """Strict JSON (NaN and infinities as null), the same bytes for the same data."""
+    text = json.dumps(
+        finite_json(data), ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damaged(rel: str, problem: str) -> InvalidInput:
+    return InvalidInput(
+        f"out: {rel} is damaged ({problem}); run the same audit again to redo that batch"
+    )
 
 
 class Store:
@@ -80,100 +111,300 @@ class Store:
         self.out = Path(out)
         self.shards = self.out / SHARDS
         self.images = self.out / IMAGES
+        self._ledger: dict[str, dict[str, Any]] = {}
+        self._batches: list[list[int]] | None = None  # item indices of each batch
+        self._methods = 1
+        #: One line per batch found damaged and redone, for the run's notes.
+        self.repairs: list[str] = []
+
+    # ------------------------------------------------------------------ what is in --out
+
+    def state(self) -> str:
+        """``new`` (missing or empty), ``ours``, ``legacy``, ``damaged`` or ``foreign``.
+
+        ``damaged`` is a ledger without a readable manifest: seewhy's, but not
+        resumable. A folder is never taken for seewhy's by its contents alone.
+        """
+        if not self.out.exists() and not self.out.is_symlink():
+            return "new"
+        if not self.out.is_dir():
+            raise InvalidInput(f"out: expected a folder, got the file {str(self.out)!r}")
+        if next(self.out.iterdir(), None) is None:
+            return "new"
+        manifest = _read_json(self.out / MANIFEST)
+        kind = manifest.get("format") if isinstance(manifest, dict) else None
+        if kind == FORMAT and isinstance(manifest, dict) and "fingerprint" in manifest:
+            return "ours"
+        if kind == _LEGACY:
+            return "legacy"
+        if kind is None and _read_ledger(self.out / LEDGER):
+            return "damaged"
+        return "foreign"
+
+    def claim(self, *, overwrite: bool = False) -> str:
+        """The folder's state, or a one-line error when seewhy may not write there.
+
+        A non-empty folder that seewhy did not write is refused, with or
+        without ``overwrite``, and nothing in it is touched.
+        """
+        state = self.state()
+        where = repr(str(self.out))
+        if state == "foreign":
+            raise InvalidInput(
+                f"out: {where} is not empty and holds no seewhy audit; seewhy writes only to "
+                "a new or empty folder, or one it wrote (--overwrite cannot change that)"
+            )
+        if state in ("legacy", "damaged") and not overwrite:
+            why = (
+                "an audit made by an older seewhy"
+                if state == "legacy"
+                else "an audit whose audit.json is gone"
+            )
+            raise InvalidInput(
+                f"out: {where} holds {why} and cannot be resumed; "
+                "choose another folder or pass --overwrite to replace it"
+            )
+        for name in (MANIFEST, LEDGER, SHARDS, IMAGES):
+            if (self.out / name).is_symlink():
+                raise InvalidInput(f"out: {where} has a link at {name}; seewhy will not follow it")
+        return state
 
     # ------------------------------------------------------------------ start / resume
 
     def open(
         self, config: Mapping[str, Any], items: Sequence[Item], *, overwrite: bool = False
     ) -> set[int]:
-        """Create or reopen the folder; return the batches already done.
+        """Create or reopen the folder; return the batches already done and intact.
 
         A folder that holds an audit of other items or settings is refused
         (unless ``overwrite``), since mixing the two would give wrong tables.
         """
+        state = self.claim(overwrite=overwrite)
         fingerprint = _fingerprint(config, items)
-        manifest_path = self.out / MANIFEST
-        if overwrite:
-            self.clear()
-        if manifest_path.is_file():
-            try:
-                old = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                old = {}
-            if old.get("fingerprint") != fingerprint:
-                raise InvalidInput(
-                    f"out: {str(self.out)!r} holds an audit with other images or settings; "
-                    "choose another folder or pass --overwrite to replace it"
-                )
+        if state == "ours":
+            self._ledger = _read_ledger(self.out / LEDGER)
+            if overwrite or self.manifest().get("fingerprint") != fingerprint:
+                if not overwrite:
+                    raise InvalidInput(
+                        f"out: {str(self.out)!r} holds an audit with other images or "
+                        "settings; choose another folder or pass --overwrite to replace it"
+                    )
+                self.clear()
+                state = "new"
+        elif state != "new":
+            self._ledger = _read_ledger(self.out / LEDGER)
+            self.clear(legacy=state == "legacy")
+            state = "new"
         self.shards.mkdir(parents=True, exist_ok=True)
-        self.images.mkdir(parents=True, exist_ok=True)
+        self.images.mkdir(exist_ok=True)
+        self._plan(config, [item.index for item in items])
         self._clean_temporaries()
-        if not manifest_path.is_file():
+        if state == "new":
             manifest = {
                 "format": FORMAT,
                 "fingerprint": fingerprint,
                 "config": dict(config),
                 "items": [item.to_json() for item in items],
             }
-            atomic_write(manifest_path, _json_bytes(manifest), sync=True)
+            self._ledger = {}
+            atomic_write(self.out / LEDGER, b"", sync=True)
+            atomic_write(self.out / MANIFEST, json_bytes(manifest), sync=True)
+        else:  # compact: the last entry of each file, and no torn last line
+            lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self._ledger.values())
+            atomic_write(self.out / LEDGER, lines.encode("utf-8"), sync=True)
         return self.done()
 
-    def clear(self) -> None:
-        """Remove what an audit wrote here, and nothing else."""
-        for name in _OWNED:
-            p = self.out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    def _plan(self, config: Mapping[str, Any], indices: Sequence[int]) -> None:
+        size = int(config["batch_size"])
+        self._batches = [list(indices[i : i + size]) for i in range(0, len(indices), size)]
+        self._methods = len(config.get("methods") or ()) or 1
+
+    def _load(self) -> list[list[int]]:
+        """The batches of a finished or stopped audit, for reading it back."""
+        if self._batches is None:
+            if self.state() != "ours":
+                raise InvalidInput(f"out: {str(self.out)!r} holds no readable seewhy audit")
+            manifest = self.manifest()
+            self._plan(manifest["config"], [int(it["index"]) for it in manifest["items"]])
+            self._ledger = _read_ledger(self.out / LEDGER)
+        assert self._batches is not None
+        return self._batches
+
+    def clear(self, *, legacy: bool = False) -> None:
+        """Remove the files the ledger lists (and then the folders, if empty); nothing else.
+
+        A legacy audit has no ledger: only files with seewhy's exact names go.
+        """
+        names = set(self._ledger)
+        if legacy:
+            names.update(
+                rel
+                for folder in (self.out, self.shards, self.images)
+                if folder.is_dir() and not folder.is_symlink()
+                for rel in (p.relative_to(self.out).as_posix() for p in folder.iterdir())
+                if _OURS.fullmatch(rel)
+            )
+        for rel in sorted(names):
+            path = self.out / rel
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+        self._clean_temporaries()
+        for folder in (self.shards, self.images):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (a file seewhy did not write) or not there
+                pass
+        for name in (MANIFEST, LEDGER):
+            (self.out / name).unlink(missing_ok=True)
+        self._ledger = {}
 
     def _clean_temporaries(self) -> None:
+        """Half-written files of a killed run: only temporaries of seewhy's own names."""
         for folder in (self.out, self.shards, self.images):
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            prefix = "" if folder == self.out else folder.name + "/"
             for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
-
-    def done(self) -> set[int]:
-        """Batches whose records file exists and reads back."""
-        finished: set[int] = set()
-        for p in self.shards.glob("*.json"):
-            if p.stem.isdigit():
-                finished.add(int(p.stem))
-        return finished
+                found = _TEMPORARY.fullmatch(tmp.name)
+                name = prefix + found["name"] if found else ""
+                if found and (_OURS.fullmatch(name) or name in (MANIFEST, LEDGER)):
+                    tmp.unlink(missing_ok=True)
 
     def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.out / MANIFEST).read_text(encoding="utf-8"))
+        data = _read_json(self.out / MANIFEST)
+        if not isinstance(data, dict):
+            raise InvalidInput(f"out: {str(self.out)!r} has no readable audit.json")
         return data
+
+    # ------------------------------------------------------------------ checks
+
+    def _problem(self, rel: str, *, checksum: bool = True) -> str | None:
+        """None when ``rel`` is the file the ledger lists, else what is wrong with it."""
+        path = self.out / rel
+        if not path.exists() and not path.is_symlink():
+            return _MISSING
+        entry = self._ledger.get(rel)
+        if entry is None:
+            return "not written by this audit"
+        if path.is_symlink() or not path.is_file():
+            return "not a plain file"
+        size = path.stat().st_size
+        if size != entry["size"]:
+            return f"{size} bytes, expected {entry['size']}"
+        if checksum and _file_sha256(path) != entry["sha256"]:
+            return "its checksum differs"
+        return None
+
+    def _batch_problem(self, k: int) -> tuple[str, str] | None:
+        """(file, what is wrong) for a batch that cannot be resumed; None when intact."""
+        records_rel, maps_rel = f"{SHARDS}/{k:07d}.json", f"{SHARDS}/{k:07d}.npz"
+        for rel in (records_rel, maps_rel):
+            problem = self._problem(rel)
+            if problem is not None:
+                return rel, problem
+        rows = self._rows(k)
+        if rows is None:
+            return records_rel, "its records are not this batch's images"
+        for r in rows:
+            if r.get("row") is None:
+                continue
+            names = [f"{r['index']:07d}.jpg"]
+            names += [f"{r['index']:07d}.{method_key(j)}.jpg" for j in range(self._methods)]
+            for name in names:
+                problem = self._problem(f"{IMAGES}/{name}", checksum=False)
+                if problem is not None:
+                    return f"{IMAGES}/{name}", problem
+        return None
+
+    def _rows(self, k: int) -> list[dict[str, Any]] | None:
+        """Batch ``k``'s records, when they are exactly its images in order; else None."""
+        data = _read_json(self.out / f"{SHARDS}/{k:07d}.json")
+        rows = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            return None
+        return rows if [r.get("index") for r in rows] == self._load()[k] else None
+
+    def done(self) -> set[int]:
+        """Batches whose records, maps and pictures are all intact.
+
+        A batch with no records file is simply not done yet; one whose files
+        are damaged or foreign is redone, and ``repairs`` says why.
+        """
+        finished: set[int] = set()
+        for k in range(len(self._load())):
+            found = self._batch_problem(k)
+            if found is None:
+                finished.add(k)
+            elif not (found[0].endswith(".json") and found[1] == _MISSING):
+                self.repairs.append(f"batch {k} redone: {found[0]} was {_what(found[1])}")
+        return finished
 
     # ------------------------------------------------------------------ per batch
 
+    def _list(self, files: Mapping[str, bytes], batch: int | None = None) -> None:
+        """Add ``files`` to the ledger (synced) before any of them is written."""
+        entries: list[dict[str, Any]] = []
+        for rel, data in files.items():
+            if not _OURS.fullmatch(rel):
+                raise InvalidInput(f"out: refusing to write {rel!r}, not a name of seewhy's")
+            digest = hashlib.sha256(data).hexdigest()
+            entries.append({"path": rel, "size": len(data), "sha256": digest, "batch": batch})
+        with (self.out / LEDGER).open("a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._ledger.update((e["path"], e) for e in entries)
+
+    def put(self, rel: str, data: bytes, *, sync: bool = False) -> Path:
+        """Write one of seewhy's files (listed first); returns its path."""
+        self._list({rel: data})
+        atomic_write(self.out / rel, data, sync=sync)
+        return self.out / rel
+
     def write(self, result: BatchResult) -> None:
         """Pictures, then maps, then records: the records file marks the batch done."""
-        for name, data in result.images.items():
-            atomic_write(self.images / name, data)
-        atomic_write(self.shards / f"{result.index:07d}.npz", npz_bytes(result.arrays), sync=True)
-        atomic_write(
-            self.shards / f"{result.index:07d}.json",
-            _json_bytes({"batch": result.index, "records": result.records}),
-            sync=True,
-        )
+        k = result.index
+        files = {f"{IMAGES}/{name}": data for name, data in result.images.items()}
+        files[f"{SHARDS}/{k:07d}.npz"] = npz_bytes(result.arrays)
+        files[f"{SHARDS}/{k:07d}.json"] = json_bytes({"batch": k, "records": result.records})
+        self._list(files, batch=k)
+        for rel, data in files.items():
+            atomic_write(self.out / rel, data, sync=rel.startswith(SHARDS))
 
     def records(self) -> list[dict[str, Any]]:
-        """Every record written so far, in item order."""
+        """Every record of the batches written so far, in item order; damage is an error."""
         out: list[dict[str, Any]] = []
-        for p in sorted(self.shards.glob("*.json")):
-            out.extend(json.loads(p.read_text(encoding="utf-8"))["records"])
-        out.sort(key=lambda r: int(r["index"]))
+        for k in range(len(self._load())):
+            rel = f"{SHARDS}/{k:07d}.json"
+            problem = self._problem(rel)
+            if problem == _MISSING:
+                continue
+            if problem is not None:
+                raise _damaged(rel, problem)
+            rows = self._rows(k)
+            if rows is None:
+                raise _damaged(rel, "its records are not this batch's images")
+            out.extend(rows)
         return out
 
     def maps(self, method: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(item indices, maps) of one method, gathered from every shard, in item order."""
         ids: list[np.ndarray] = []
         maps: list[np.ndarray] = []
-        for p in sorted(self.shards.glob("*.npz")):
-            with np.load(p) as data:
-                if f"maps_{method}" in data:
-                    ids.append(data["ids"])
-                    maps.append(data[f"maps_{method}"])
+        for k in range(len(self._load())):
+            rel = f"{SHARDS}/{k:07d}.npz"
+            problem = self._problem(rel)
+            if problem == _MISSING:
+                continue
+            if problem is not None:
+                raise _damaged(rel, problem)
+            try:
+                with np.load(self.out / rel, allow_pickle=False) as data:
+                    if f"maps_{method}" in data:
+                        ids.append(data["ids"])
+                        maps.append(data[f"maps_{method}"])
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                raise _damaged(rel, type(exc).__name__) from exc
         if not ids:
             return np.zeros(0, np.int64), np.zeros((0, 0, 0), np.float16)
         all_ids = np.concatenate(ids)
@@ -186,79 +417,47 @@ class Store:
         self, records: Sequence[Mapping[str, Any]], methods: Sequence[str]
     ) -> list[Path]:
         """``results.csv`` always, ``results.parquet`` when pyarrow is installed."""
-        rows = [flat_row(r, methods) for r in records]
-        columns = list(rows[0]) if rows else list(flat_row({}, methods))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        written = [self.out / "results.csv"]
-        atomic_write(written[0], text.getvalue().encode("utf-8"))
+        return [self.put(name, data) for name, data in table_files(records, methods).items()]
+
+
+def _what(problem: str) -> str:
+    return problem if problem in (_MISSING, "not written by this audit") else f"damaged ({problem})"
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, unreadable or torn."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's last entry per file; torn or foreign lines are skipped, never trusted."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return {}
+    ledger: dict[str, dict[str, Any]] = {}
+    for line in lines:
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            return written
-        table = pa.Table.from_pylist(rows, schema=_arrow_schema(pa, columns))
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        atomic_write(self.out / "results.parquet", sink.getvalue())
-        written.append(self.out / "results.parquet")
-        return written
-
-
-_FLOAT_COLUMNS = {"confidence", "true_probability", "suspicion"}
-_INT_COLUMNS = {"index", "true_index", "pred_index", "width", "height", "shard", "row"}
-
-
-def _arrow_schema(pa: Any, columns: Iterable[str]) -> Any:
-    def kind(name: str) -> Any:
-        if name in _INT_COLUMNS:
-            return pa.int64()
-        if name in _FLOAT_COLUMNS or name.endswith("_energy"):
-            return pa.float64()
-        if name == "correct":
-            return pa.bool_()
-        return pa.string()
-
-    return pa.schema([(c, kind(c)) for c in columns])
-
-
-def flat_row(record: Mapping[str, Any], methods: Sequence[str]) -> dict[str, Any]:
-    """One record as a flat table row (lists joined with '; ')."""
-    top = record.get("top") or []
-    row: dict[str, Any] = {
-        "index": record.get("index"),
-        "name": record.get("name"),
-        "path": record.get("path"),
-        "status": record.get("status"),
-        "reason": record.get("reason"),
-        "true_label": record.get("true_label"),
-        "true_index": record.get("true_index"),
-        "pred_label": record.get("pred_label"),
-        "pred_index": record.get("pred_index"),
-        "confidence": record.get("confidence"),
-        "true_probability": record.get("true_probability"),
-        "correct": record.get("correct"),
-        "flags": "; ".join(record.get("flags") or []),
-        "suspicion": record.get("suspicion"),
-        "top_k": "; ".join(f"{label} ({p:.4f})" for label, _, p in top),
-        "width": record.get("width"),
-        "height": record.get("height"),
-        "notes": "; ".join(record.get("notes") or []),
-        "shard": record.get("shard"),
-        "row": record.get("row"),
-    }
-    energies = record.get("energies") or {}
-    for m in methods:
-        e = energies.get(m) or {}
-        row[f"{m}_object_energy"] = e.get("object")
-        row[f"{m}_border_energy"] = e.get("border")
-    return row
+            e = json.loads(line)
+        except ValueError:
+            continue
+        ok = (
+            isinstance(e, dict)
+            and isinstance(e.get("path"), str)
+            and _OURS.fullmatch(e["path"]) is not None
+            and type(e.get("size")) is int
+            and isinstance(e.get("sha256"), str)
+        )
+        if ok:
+            ledger[e["path"]] = e
+    return ledger
 
 
 def _fingerprint(config: Mapping[str, Any], items: Sequence[Item]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(FORMAT.encode("ascii"))
     digest.update(json.dumps(config, sort_keys=True, default=str).encode("utf-8"))
     for item in items:
         digest.update(json.dumps(item.to_json(), sort_keys=True).encode("utf-8"))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["summarize"]
 
-FLAG_NAMES = ("wrong", "off-object", "border", "odd", "unreadable")
+FLAG_NAMES = ("wrong", "off-object", "border", "odd", "unreadable", "non-finite")
+
+
+def _finite(value: Any) -> float:
+    """A sort key that a NaN (a record of a model gone wrong) cannot scramble."""
+    number = float(value or 0.0)
+    return number if math.isfinite(number) else 0.0
 
 
 def summarize(records: Sequence[Mapping[str, Any]], *, suspicious: int = 24) -> dict[str, Any]:
@@ -37,7 +44,7 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suspicious: int = 24) -> 
         common = confusions.get(key)
         row["confused_with"] = common.most_common(1)[0][0] if common else None
     predicted = Counter(str(r["pred_label"]) for r in ok)
-    ranked = sorted(ok, key=lambda r: (-float(r.get("suspicion") or 0.0), int(r["index"])))
+    ranked = sorted(ok, key=lambda r: (-_finite(r.get("suspicion")), int(r["index"])))
     return {
         "images": len(records),
         "explained": len(ok),

@@ -22,12 +22,20 @@ from seewhy.inputs import Batch, load_image, resize_for_model
 from seewhy.preprocess import Preprocess
 
 from .dataset import Item
-from .flags import border_energy, image_notes, object_energy, object_mask, suspicion
+from .flags import (
+    border_energy,
+    box_notes,
+    image_notes,
+    object_energy,
+    object_mask,
+    suspicion,
+)
 from .objects import objects_record
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
 THUMB_QUALITY = 82
+NON_FINITE = "the model gave non-finite scores (NaN or infinity)"
 
 
 @dataclass(frozen=True)
@@ -109,12 +117,15 @@ class BatchWorker:
 
     def decode(self, item: Item) -> Decoded:
         """Read one file; any problem becomes a one-line reason, never an exception."""
+        if item.skipped is not None:  # listed by the folder walk, never opened
+            return Decoded(item, error=item.skipped)
         try:
-            rgb = load_image(item.path)
+            rgb = load_image(item.file)
             picture = resize_for_model(rgb, self.preprocess)
             x = np.asarray(self.preprocess.normalise(picture), dtype=np.float32)
             mask, objects = self._objects(item, rgb.shape[:2])
-            return Decoded(item, x, picture, rgb.shape[:2], image_notes(rgb), mask, objects)
+            notes = image_notes(rgb) + box_notes(item.boxes, rgb.shape[:2])
+            return Decoded(item, x, picture, rgb.shape[:2], notes, mask, objects)
         except InvalidInput as exc:
             return Decoded(item, error=_first_line(exc).replace(item.path, item.name))
         except MemoryError:
@@ -148,27 +159,51 @@ class BatchWorker:
         """Explain the good pictures of a batch with every method and score them."""
         good = [d for d in decoded if d.error is None]
         records: dict[int, dict[str, Any]] = {}
+        good, explanations = self._explain(good)
         arrays: dict[str, np.ndarray] = {"ids": np.array([d.item.index for d in good], np.int64)}
-        explanations: list[Explanation] = []
-        if good:
-            batch = Batch(
-                inputs=np.stack([d.input for d in good if d.input is not None]),
-                images=np.stack([d.picture for d in good if d.picture is not None]),
-                sources=tuple(d.item.name for d in good),
-            )
-            for j, explainer in enumerate(self.explainers):
-                ex = explainer.explain(batch)
-                explanations.append(ex)
-                arrays[f"maps_{j}"] = ex.maps.astype(np.float16)
-                arrays[f"layer_maps_{j}"] = ex.layer_maps.astype(np.float32)
+        for j, ex in enumerate(explanations):
+            arrays[f"maps_{j}"] = ex.maps.astype(np.float16)
+            arrays[f"layer_maps_{j}"] = ex.layer_maps.astype(np.float32)
+        if explanations:
             arrays["logits"] = explanations[0].logits.astype(np.float32)
-            for row, d in enumerate(good):
+        for row, d in enumerate(good):
+            if all(np.isfinite(ex.logits[row]).all() for ex in explanations):
                 records[d.item.index] = self._record(d, row, index, explanations)
+            else:  # never a class-0 guess with probability NaN
+                d.error = NON_FINITE
+                records[d.item.index] = _failure_record(d, index, row=row)
         for d in decoded:
-            if d.error is not None:
+            if d.item.index not in records:
                 records[d.item.index] = _failure_record(d, index)
         ordered = [records[d.item.index] for d in decoded]
         return BatchResult(index, ordered, arrays, explanations=explanations)
+
+    def _explain(self, good: list[Decoded]) -> tuple[list[Decoded], list[Explanation]]:
+        """Every method on the batch; an image the API refuses fails alone, not the batch."""
+        try:
+            return good, self._explain_batch(good)
+        except InvalidInput as exc:
+            if len(good) == 1:
+                good[0].error = _first_line(exc).replace(good[0].item.path, good[0].item.name)
+                return [], []
+        kept: list[Decoded] = []
+        for d in good:  # rare: find the images that were refused, keep the others
+            try:
+                self._explain_batch([d])
+                kept.append(d)
+            except InvalidInput as exc:
+                d.error = _first_line(exc).replace(d.item.path, d.item.name)
+        return kept, self._explain_batch(kept)
+
+    def _explain_batch(self, good: Sequence[Decoded]) -> list[Explanation]:
+        if not good:
+            return []
+        batch = Batch(
+            inputs=np.stack([d.input for d in good if d.input is not None]),
+            images=np.stack([d.picture for d in good if d.picture is not None]),
+            sources=tuple(d.item.name for d in good),
+        )
+        return [explainer.explain(batch) for explainer in self.explainers]
 
     def _record(
         self, d: Decoded, row: int, batch: int, explanations: Sequence[Explanation]
@@ -254,8 +289,10 @@ def _num(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def _failure_record(d: Decoded, batch: int) -> dict[str, Any]:
+def _failure_record(d: Decoded, batch: int, *, row: int | None = None) -> dict[str, Any]:
+    """An image that was not explained; ``row`` is its place in the maps, if it has one."""
     item = d.item
+    scored = d.error == NON_FINITE
     return {
         "index": item.index,
         "name": item.name,
@@ -270,14 +307,14 @@ def _failure_record(d: Decoded, batch: int) -> dict[str, Any]:
         "true_probability": None,
         "correct": None,
         "top": [],
-        "width": None,
-        "height": None,
+        "width": d.size[1] if scored else None,
+        "height": d.size[0] if scored else None,
         "has_object": False,
         "objects": None,
         "energies": {},
-        "flags": ["unreadable"],
-        "notes": [],
+        "flags": ["non-finite"] if scored else ["unreadable"],
+        "notes": list(d.notes) if scored else [],
         "suspicion": 0.0,
         "shard": batch,
-        "row": None,
+        "row": row,
     }

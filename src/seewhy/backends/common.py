@@ -25,6 +25,7 @@ __all__ = [
     "edit_scales",
     "missing_layer",
     "no_feature_map",
+    "one_line",
     "require_module",
     "shared_prefix_logits",
     "suggest_layers",
@@ -164,6 +165,30 @@ class PackedModel:
     def __init__(self, framework: str, blob: bytes) -> None:
         self.framework = framework
         self.blob = blob
+
+
+# torch's weights-only refusal: a paragraph of advice, then the line that says what was refused.
+_WEIGHTS_ONLY_ADVICE = "Weights only load failed"
+_WEIGHTS_ONLY_PREFIX = "WeightsUnpickler error:"
+_ONE_LINE_LIMIT = 240
+
+
+def one_line(exc: BaseException) -> str:
+    """A framework's exception as one short line, for an error message of our own.
+
+    Torch and Keras put several paragraphs in some messages (advice on
+    ``weights_only``, full layer configs); seewhy's errors are one line, so
+    only the line that says what went wrong is kept (for torch's weights-only
+    refusal, the line after its advice), cut to a readable length.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith(_WEIGHTS_ONLY_ADVICE):
+        lines = lines[1:]
+    text = lines[0] if lines else type(exc).__name__
+    text = text.removeprefix(_WEIGHTS_ONLY_PREFIX).strip() or type(exc).__name__
+    if len(text) > _ONE_LINE_LIMIT:
+        text = text[: _ONE_LINE_LIMIT - 3].rstrip() + "..."
+    return text
 
 
 def require_module(module: str, extra: str) -> Any:

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .. import __version__
-from ..errors import SeewhyError, SkippedInputWarning
+from ..errors import NonFiniteScoresWarning, SeewhyError, SkippedInputWarning
 from . import audit, demo, evaluate, explain, layers, methods, sanity
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED
 
@@ -56,6 +56,7 @@ def run(command: Command, args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SkippedInputWarning)  # the CLI lists them itself
+            warnings.simplefilter("ignore", NonFiniteScoresWarning)  # explain and audit report them
             return command(args)
     except SeewhyError as exc:
         if debug:

@@ -7,6 +7,7 @@ Commands print; the library under them prints nothing. Errors are raised as
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ __all__ = [
     "Progress",
     "check_methods",
     "csv_list",
+    "printable",
     "sources",
+    "strict_json",
     "write_json",
 ]
 
@@ -48,8 +51,8 @@ def check_methods(text: str) -> list[str]:
 
 
 def sources(images: list[str], recursive: bool = False) -> list[str]:
-    """Samples first, then the image files of the named files and folders, in order."""
-    samples = [s for s in images if s.startswith(SAMPLE_PREFIX)]
+    """Samples first (each once), then the image files of the named files and folders, in order."""
+    samples = list(dict.fromkeys(s for s in images if s.startswith(SAMPLE_PREFIX)))
     files = [s for s in images if not s.startswith(SAMPLE_PREFIX)]
     expanded = [str(p) for p in iter_image_files(files, recursive=recursive)] if files else []
     found = samples + expanded
@@ -58,11 +61,31 @@ def sources(images: list[str], recursive: bool = False) -> list[str]:
     return found
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print: a file name that is not UTF-8 shows its bytes as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: strict JSON, readable anywhere."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json(payload: dict[str, Any], target: str | None) -> None:
-    """Write ``payload`` as indented JSON to the file ``target``, or stdout for None / ``-``."""
-    text = json.dumps(payload, indent=2)
+    """Write ``payload`` as indented strict JSON to the file ``target``, or stdout for None / ``-``.
+
+    A non-finite number (a model's NaN score) is written as null, never as
+    the ``NaN`` token most JSON readers refuse.
+    """
+    text = json.dumps(strict_json(payload), indent=2, allow_nan=False)
     if target is None or target == "-":
-        print(text)
+        print(printable(text))
     else:
         Path(target).write_text(text + "\n", encoding="utf-8")
 

@@ -63,6 +63,12 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         help="do not walk sub-folders of a plain folder",
     )
     d.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="follow links that lead out of the data folder (their pictures go into "
+        "the report, which is meant to be shared) [default: links inside only]",
+    )
+    d.add_argument(
         "--boxes",
         metavar="FILE",
         help="object boxes per file, JSON {file: [x0, y0, x1, y1]} or CSV "
@@ -91,7 +97,8 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh instead of resuming an audit already in --out",
+        help="start afresh instead of resuming an audit already in --out (removes only the "
+        "files seewhy listed in --out/files.jsonl; a folder seewhy did not write is refused)",
     )
     o.add_argument(
         "--engine",
@@ -149,6 +156,7 @@ def audit_command(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             labels_from=args.labels_from,
             recursive=args.recursive,
+            follow_links=args.follow_links,
             boxes=args.boxes,
             masks=args.masks,
             object_threshold=args.object_threshold,

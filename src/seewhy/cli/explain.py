@@ -1,14 +1,19 @@
 """``seewhy explain``: explain images and write one overlay panel per image and method.
 
 A bad image is reported and the others are still explained (exit code 3).
+Every source gets its own panel file, decided before any is written (see
+:func:`output_plan`): the JSON points each source at its own file.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from ..inputs.decoding import SAMPLE_PREFIX
@@ -18,15 +23,16 @@ from ._common import (
     EXIT_PARTIAL,
     Progress,
     check_methods,
+    printable,
     sources,
     write_json,
 )
 from .options import add_explaining_options, add_precision, add_recursive, load_model
 
 if TYPE_CHECKING:
-    from seewhy import Explanation
+    from seewhy import Explainer, Explanation
 
-__all__ = ["HELP", "add_explain_arguments", "explain_command"]
+__all__ = ["HELP", "add_explain_arguments", "explain_command", "output_plan"]
 
 HELP = "explain images and write overlay panels"
 
@@ -63,14 +69,74 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _out_name(source: str, method: str, several: bool) -> str:
-    stem = source[len(SAMPLE_PREFIX) :] if source.startswith(SAMPLE_PREFIX) else Path(source).stem
-    return f"{stem}.{method}.seewhy.png" if several else f"{stem}.seewhy.png"
+#: The longest file name most file systems take, in bytes.
+_NAME_MAX = 255
+
+
+def _place(source: str, folders: Sequence[Path]) -> tuple[PurePath, str]:
+    """(sub-folder below ``--out``, stem) of a source's panels.
+
+    A file found in a named folder keeps its sub-folder below it (``cat/1.jpg``
+    and ``dog/1.jpg`` stay apart); a file named directly, or a sample, goes at
+    the top. Nothing can climb out of ``--out``.
+    """
+    if source.startswith(SAMPLE_PREFIX):
+        name = PurePath(source[len(SAMPLE_PREFIX) :]).name
+        return PurePath(), name if name not in ("", ".", "..") else "sample"
+    path = Path(source)
+    for folder in folders:
+        try:
+            below = path.relative_to(folder).parent
+        except ValueError:
+            continue
+        if ".." not in below.parts:
+            return below, path.stem or path.name
+    return PurePath(), path.stem or path.name
+
+
+def _fitted(stem: str, ending: str) -> str:
+    """``stem + ending``, the stem shortened so the name fits the file system's limit."""
+    while stem and len(os.fsencode(stem + ending)) > _NAME_MAX:
+        stem = stem[:-1]
+    return stem + ending
+
+
+def _key(path: Path) -> str:
+    """What makes two paths the same file, also on case-insensitive file systems."""
+    return os.path.normcase(str(path.resolve())).casefold()
+
+
+def output_plan(
+    found: Sequence[str], named: Sequence[str], methods: Sequence[str], out: Path
+) -> dict[str, dict[str, Path]]:
+    """Each source's panel per method: distinct files below ``out``, decided before any is written.
+
+    Two sources whose names would give the same file (``cat/1.jpg`` and
+    ``dog/1.jpg`` named directly, ``1.jpg`` and ``1.png``) get ``-2``, ``-3``
+    on the later ones; no panel is ever written over an input of the run.
+    """
+    folders = [Path(n) for n in named if not n.startswith(SAMPLE_PREFIX) and Path(n).is_dir()]
+    taken = {_key(Path(s)) for s in found if not s.startswith(SAMPLE_PREFIX)}
+    several = len(methods) > 1
+    plan: dict[str, dict[str, Path]] = {}
+    for source in found:
+        below, stem = _place(source, folders)
+        for n in itertools.count(1):
+            base = stem if n == 1 else f"{stem}-{n}"
+            names = {m: f".{m}.seewhy.png" if several else ".seewhy.png" for m in methods}
+            paths = {m: out / below / _fitted(base, ending) for m, ending in names.items()}
+            keys = {_key(p) for p in paths.values()}
+            if len(keys) == len(paths) and not keys & taken:
+                break
+        taken |= keys
+        plan[source] = paths
+    return plan
 
 
 def explain_command(args: argparse.Namespace) -> int:
     """Explain every image with every method; panels in ``--out``, records in ``--json``."""
     import seewhy
+    from seewhy import NonFiniteScoresWarning
 
     methods = check_methods(args.method)
     found = sources(args.images, args.recursive)
@@ -89,42 +155,41 @@ def explain_command(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    plan = output_plan(found, args.images, methods, out)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     total = len(found) * len(methods)
     bar = Progress(args.quiet or total < 2 or not sys.stderr.isatty(), unit="img", leave=False)
     bar(0, total)
     done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        bar(done, total)
+
     try:
-        for chunk in _chunks(found, args.batch_size or _CHUNK):
-            chunk_records: dict[str, dict[str, Any]] = {}
-            for m, explainer in explainers.items():
-                try:
-                    ex = explainer.explain(list(chunk), target=args.target)
-                except seewhy.InvalidInput as exc:  # every image of the chunk was bad
-                    if not chunk_records:
-                        failures.extend((s, str(exc)) for s in chunk)
-                    done += len(chunk)
-                    bar(done, total)
-                    break
-                if not chunk_records:  # the first method reports predictions and failures
-                    chunk_records = {s: _record(ex, i) for i, s in enumerate(ex.sources)}
-                    failures.extend((f.source, f.reason) for f in ex.failures)
-                    _print_predictions(ex, quiet=args.quiet)
-                for i, source in enumerate(ex.sources):
-                    path = out / _out_name(source, m, len(methods) > 1)
-                    ex.panel(i, cmap=args.cmap, alpha=args.alpha).save(path)
-                    chunk_records[source]["outputs"][m] = str(path)
-                    if not args.quiet:
-                        print(f"  wrote {path}")
-                done += len(chunk)
-                bar(done, total)
-            records.extend(chunk_records.values())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonFiniteScoresWarning)  # listed once, below
+            for chunk in _chunks(found, args.batch_size or _CHUNK):
+                chunk_records, chunk_failures = _explain_chunk(
+                    list(chunk), explainers, plan, args, advance
+                )
+                records.extend(chunk_records)
+                failures.extend(chunk_failures)
     finally:
         bar.close()
     for source, reason in failures:
         shown = reason if source in reason else f"{source}: {reason}"
-        print(f"seewhy: skipped: {shown}", file=sys.stderr)
+        print(f"seewhy: skipped: {printable(shown)}", file=sys.stderr)
+    not_finite = [r["source"] for r in records if not r["scores_finite"]]
+    if not_finite:
+        names = printable(", ".join(not_finite))
+        print(
+            f"seewhy: warning: the model gave NaN or infinite scores for {len(not_finite)} "
+            f"image(s), which have no prediction: {names}",
+            file=sys.stderr,
+        )
     if args.json:
         payload = {
             "model": args.model,
@@ -139,15 +204,60 @@ def explain_command(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def _explain_chunk(
+    chunk: list[str],
+    explainers: dict[str, Explainer],
+    plan: dict[str, dict[str, Path]],
+    args: argparse.Namespace,
+    advance: Callable[[int], None],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Explain one chunk with every method, write its panels; (records, failures).
+
+    The first method reports the predictions and the images that failed.
+    """
+    import seewhy
+
+    records: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[str, str]] = []
+    for m, explainer in explainers.items():
+        try:
+            ex = explainer.explain(chunk, target=args.target)
+        except seewhy.InvalidInput as exc:  # every image of the chunk was bad
+            if not records:
+                failures.extend((s, str(exc)) for s in chunk)
+            advance(len(chunk))
+            break
+        if not records:
+            records = {s: _record(ex, i) for i, s in enumerate(ex.sources)}
+            failures.extend((f.source, f.reason) for f in ex.failures)
+            _print_predictions(ex, quiet=args.quiet)
+        for i, source in enumerate(ex.sources):
+            path = plan[source][m]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ex.panel(i, cmap=args.cmap, alpha=args.alpha).save(path)
+            records[source]["outputs"][m] = str(path)
+            if not args.quiet:
+                print(f"  wrote {printable(str(path))}")
+        advance(len(chunk))
+    return list(records.values()), failures
+
+
 def _record(ex: Explanation, i: int) -> dict[str, Any]:
-    """The JSON record of image ``i``: target, top-k predictions, panels written."""
+    """The JSON record of image ``i``: target, top-k predictions, panels written.
+
+    An image whose scores are not finite has ``scores_finite`` false and no
+    predictions (strict JSON has no NaN).
+    """
+    finite = bool(ex.scores_finite[i])
     return {
         "source": ex.sources[i],
         "target": int(ex.targets[i]),
         "target_label": ex.target_labels[i],
+        "scores_finite": finite,
         "predictions": [
             {"index": p.index, "label": p.label, "probability": round(p.probability, 6)}
             for p in ex.predictions[i]
+            if finite
         ],
         "outputs": {},
     }
@@ -157,6 +267,9 @@ def _print_predictions(ex: Explanation, *, quiet: bool) -> None:
     if quiet:
         return
     for i, source in enumerate(ex.sources):
-        print(source)
+        print(printable(source))
+        if not ex.scores_finite[i]:
+            print("  scores not finite (the model gave NaN or infinite logits)")
+            continue
         for rank, p in enumerate(ex.predictions[i], start=1):
             print(f"  {rank}. {p.label:<30} {100 * p.probability:6.2f}%  (class {p.index})")

@@ -39,7 +39,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--trust-model",
         action="store_true",
-        help="allow model files that run code when loaded (pickles, Keras lambdas)",
+        help="allow model files that can run code (pickles, TorchScript, Keras lambdas)",
     )
 
 

@@ -98,19 +98,31 @@ def _channels_last(arr: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _to_byte_range(arr: np.ndarray, name: str) -> np.ndarray:
-    """Any numeric picture array -> float64 values in [0, 255] (bit depth respected)."""
+#: Pixels converted at a time: float64 work arrays stay a few MiB whatever the picture.
+_BLOCK_PIXELS = 1 << 18
+
+
+#: How values map to [0, 255]: clipped to (lowest, highest), times a multiplier, over a divisor.
+_Scale = tuple[float, float, float, float]
+
+
+def _byte_scale(arr: np.ndarray, name: str) -> _Scale:
+    """How ``arr``'s values map to [0, 255], bit depth respected.
+
+    Read from the whole array (its range) but without converting it, so a
+    large grey or 16-bit picture is never held in float64 at once.
+    """
     if arr.dtype == np.uint8:
-        return arr.astype(np.float64)
+        return 0.0, 255.0, 1.0, 1.0
     if arr.dtype == np.bool_:
-        return arr.astype(np.float64) * 255.0
+        return 0.0, 1.0, 255.0, 1.0
     if np.issubdtype(arr.dtype, np.floating):
         check_finite(arr, name)
         lo, hi = float(arr.min()), float(arr.max())
         if lo >= -UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE:
-            return np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0
+            return 0.0, 1.0, 255.0, 1.0
         if lo >= -_BYTE_TOLERANCE and hi <= 255.0 + _BYTE_TOLERANCE:
-            return np.clip(arr.astype(np.float64), 0.0, 255.0)
+            return 0.0, 255.0, 1.0, 1.0
         raise InvalidInput(
             f"{name}: expected float pixel values in [0, 1] or [0, 255], got [{lo:.4g}, "
             f"{hi:.4g}] (normalised model inputs must be a 4-D batch, or 3-D channels-first "
@@ -118,12 +130,12 @@ def _to_byte_range(arr: np.ndarray, name: str) -> np.ndarray:
         )
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == np.uint16:
-            return arr.astype(np.float64) / 257.0
+            return 0.0, 65535.0, 1.0, 257.0
         lo_i, hi_i = int(arr.min()), int(arr.max())
         if lo_i >= 0 and hi_i <= 255:
-            return arr.astype(np.float64)
+            return 0.0, 255.0, 1.0, 1.0
         if lo_i >= 0 and hi_i <= 65535:
-            return arr.astype(np.float64) / 257.0
+            return 0.0, 65535.0, 1.0, 257.0
         raise InvalidInput(
             f"{name}: expected integer pixel values in [0, 255] or [0, 65535], got [{lo_i}, {hi_i}]"
         )
@@ -136,12 +148,14 @@ def _composite_on_white(values: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return values * a + 255.0 * (1.0 - a)
 
 
-def array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
-    """Picture array of any supported dtype/layout -> RGB uint8 (H, W, 3)."""
-    arr = _channels_last(arr, name)
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidInput(f"{name}: image is empty (shape {arr.shape})")
-    vals = _to_byte_range(arr, name)
+def _rgb_block(block: np.ndarray, scale: _Scale) -> np.ndarray:
+    """A few rows of a (h, W, C) picture -> RGB uint8 (h, W, 3), through float64 only here."""
+    lo, hi, multiplier, divisor = scale
+    vals = np.clip(block.astype(np.float64), lo, hi)
+    if multiplier != 1.0:
+        vals *= multiplier
+    if divisor != 1.0:
+        vals /= divisor
     channels = vals.shape[-1]
     if channels == 1:
         rgb = np.repeat(vals, 3, axis=-1)
@@ -151,7 +165,27 @@ def array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
         rgb = vals
     else:
         rgb = _composite_on_white(vals[..., :3], vals[..., 3:])
-    return np.ascontiguousarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    """Picture array of any supported dtype/layout -> RGB uint8 (H, W, 3).
+
+    uint8 grey and RGB are copied as they are; every other kind is converted a
+    block of rows at a time, so the float work arrays stay small.
+    """
+    arr = _channels_last(arr, name)
+    height, width, channels = arr.shape
+    if height == 0 or width == 0:
+        raise InvalidInput(f"{name}: image is empty (shape {arr.shape})")
+    if arr.dtype == np.uint8 and channels in (1, 3):
+        return np.ascontiguousarray(np.broadcast_to(arr, (height, width, 3)))
+    scale = _byte_scale(arr, name)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _BLOCK_PIXELS // width)
+    for top in range(0, height, rows):
+        out[top : top + rows] = _rgb_block(arr[top : top + rows], scale)
+    return out
 
 
 def batch_to_nhwc(arr: np.ndarray, channels_first: bool, name: str) -> np.ndarray:

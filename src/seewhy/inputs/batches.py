@@ -26,10 +26,14 @@ from ..preprocess import Preprocess
 from .arrays import UNIT_TOLERANCE, batch_to_nhwc, check_finite, is_array_like, to_numpy
 from .decoding import load_named
 
-__all__ = ["Batch", "Failure", "prepare", "resize_for_model"]
+__all__ = ["Batch", "BatchStream", "Failure", "no_usable_image", "prepare", "resize_for_model"]
 
 # Denormalised model inputs within this many grey levels of [0, 255] are trusted.
 _DENORM_TOLERANCE = 4.0
+
+#: Resize-then-crop resizes the whole picture up to this many pixels (16 MiB as RGBA);
+#: beyond, only the crop is resampled.
+_WHOLE_RESIZE_PIXELS = 1 << 22
 
 
 def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
@@ -65,11 +69,20 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     if new_h < out_h or new_w < out_w:
         factor = max(out_h / h, out_w / w)
         new_h, new_w = max(out_h, round(h * factor)), max(out_w, round(w * factor))
-    if (new_h, new_w) != (h, w):
-        im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
     top = round((new_h - out_h) / 2.0)
     left = round((new_w - out_w) / 2.0)
-    im = im.crop((left, top, left + out_w, top + out_h))
+    if new_h * new_w <= _WHOLE_RESIZE_PIXELS:  # as torchvision does it, to the pixel
+        if (new_h, new_w) != (h, w):
+            im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        im = im.crop((left, top, left + out_w, top + out_h))
+    else:
+        # Resample only the crop, taken back to the picture's own coordinates: a
+        # 1 x 6000 strip would otherwise make a 256 x 1,536,000 intermediate
+        # (1.5 GiB). Pillow may then order its two passes differently, so a
+        # pixel can differ from the whole resize by one grey level.
+        sy, sx = h / new_h, w / new_w
+        box = (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
+        im = im.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
     return np.asarray(im, dtype=np.uint8).copy()
 
 
@@ -207,6 +220,60 @@ def _with_source(exc: InvalidInput, source: str) -> str:
     return msg if source in msg else f"{source}: {msg}"
 
 
+def _assemble(
+    items: Iterable[tuple[int, _Item]],
+    pre: Preprocess,
+    *,
+    shape: tuple[int, ...] | None = None,
+    strict: bool = False,
+) -> tuple[Batch | None, list[Failure]]:
+    """Prepare numbered items into one :class:`Batch` (None when none is usable).
+
+    ``shape`` is the model input shape earlier batches had: every batch of one
+    call must match it, so their results can be joined.
+    """
+    inputs: list[np.ndarray] = []
+    pictures: list[np.ndarray] = []
+    sources: list[str] = []
+    positions: list[int] = []
+    failures: list[Failure] = []
+    for position, item in items:
+        try:
+            x, picture = _prepare_item(item, pre)
+            expected = inputs[0].shape if inputs else shape
+            if expected is not None and x.shape != expected:
+                raise InvalidInput(
+                    f"{item.source}: model input shape {x.shape} differs from the batch's "
+                    f"{expected}"
+                )
+        except InvalidInput as exc:
+            if strict:
+                raise InvalidInput(_with_source(exc, item.source)) from exc
+            failures.append(Failure(item.source, _with_source(exc, item.source)))
+            continue
+        inputs.append(x)
+        pictures.append(picture)
+        sources.append(item.source)
+        positions.append(position)
+    if not inputs:
+        return None, failures
+    batch = Batch(
+        inputs=np.ascontiguousarray(np.stack(inputs), dtype=np.float32),
+        images=np.ascontiguousarray(np.stack(pictures), dtype=np.uint8),
+        sources=tuple(sources),
+        indices=tuple(positions),
+    )
+    return batch, failures
+
+
+def no_usable_image(failures: list[Failure]) -> InvalidInput:
+    """The error when every item failed: the first reason, and how many more there were."""
+    if not failures:
+        return InvalidInput("images: expected at least one image, got none")
+    extra = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
+    return InvalidInput(f"no usable image: {failures[0].reason}{extra}")
+
+
 def prepare(
     images: object,
     pre: Preprocess,
@@ -228,42 +295,46 @@ def prepare(
     A bad item does not stop the batch: it comes back as a :class:`Failure`
     and the good items keep their order. ``strict=True`` raises on the first
     bad item instead (for single-call APIs). If no item is usable an
-    :class:`InvalidInput` names the first problem.
+    :class:`InvalidInput` names the first problem. For many inputs,
+    :class:`BatchStream` prepares them a batch at a time instead.
     """
-    inputs: list[np.ndarray] = []
-    pictures: list[np.ndarray] = []
-    sources: list[str] = []
-    positions: list[int] = []
-    failures: list[Failure] = []
-    count = 0
-    for item in _expand(images, channels_first):
-        count += 1
-        try:
-            x, picture = _prepare_item(item, pre)
-            if inputs and x.shape != inputs[0].shape:
-                raise InvalidInput(
-                    f"{item.source}: model input shape {x.shape} differs from the batch's "
-                    f"{inputs[0].shape}"
-                )
-        except InvalidInput as exc:
-            if strict:
-                raise InvalidInput(_with_source(exc, item.source)) from exc
-            failures.append(Failure(item.source, _with_source(exc, item.source)))
-            continue
-        inputs.append(x)
-        pictures.append(picture)
-        sources.append(item.source)
-        positions.append(count - 1)
-    if count == 0:
-        raise InvalidInput("images: expected at least one image, got none")
-    if not inputs:
-        first = failures[0]
-        extra = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
-        raise InvalidInput(f"no usable image: {first.reason}{extra}")
-    batch = Batch(
-        inputs=np.ascontiguousarray(np.stack(inputs), dtype=np.float32),
-        images=np.ascontiguousarray(np.stack(pictures), dtype=np.uint8),
-        sources=tuple(sources),
-        indices=tuple(positions),
-    )
+    items = list(enumerate(_expand(images, channels_first)))
+    if not items:
+        raise no_usable_image([])
+    batch, failures = _assemble(items, pre, strict=strict)
+    if batch is None:
+        raise no_usable_image(failures)
     return batch, failures
+
+
+class BatchStream:
+    """The user's inputs, decoded and preprocessed ``size`` at a time.
+
+    Only the items themselves (paths, or views of the arrays given) are held
+    up front; each batch's model inputs exist while it is explained, so
+    10,000 paths never become 10,000 prepared inputs. ``len()`` is the
+    number of items, failures included (per-image targets are checked
+    against it before any work). Iterating gives ``(batch or None,
+    failures)`` per group; ``Batch.indices`` are positions among all items.
+    """
+
+    def __init__(
+        self, images: object, pre: Preprocess, *, channels_first: bool = False, size: int = 32
+    ) -> None:
+        self.items = list(enumerate(_expand(images, channels_first)))
+        if not self.items:
+            raise no_usable_image([])
+        self.pre = pre
+        self.size = max(1, size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[Batch | None, list[Failure]]]:
+        shape: tuple[int, ...] | None = None
+        for start in range(0, len(self.items), self.size):
+            group = self.items[start : start + self.size]
+            batch, failures = _assemble(group, self.pre, shape=shape)
+            if batch is not None:
+                shape = batch.inputs.shape[1:]
+            yield batch, failures

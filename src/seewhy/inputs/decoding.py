@@ -37,7 +37,8 @@ def _pil_to_rgb(im: Image.Image, name: str) -> np.ndarray:
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy()
     if mode in ("L", "1"):
-        return array_to_rgb(np.asarray(im.convert("L"), dtype=np.uint8), name)
+        grey = im if mode == "L" else im.convert("L")
+        return array_to_rgb(np.asarray(grey, dtype=np.uint8), name)
     if mode in _SIXTEEN_BIT_MODES:
         # PIL's own convert("L") clips 16-bit values at 255; scale instead.
         return array_to_rgb(np.asarray(im).astype(np.uint16), name)

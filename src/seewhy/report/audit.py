@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .finite import finite_json
 
 __all__ = ["render_audit_report", "safe_json", "write_audit_report"]
 
@@ -42,8 +45,12 @@ def _static(name: str) -> str:
 
 
 def safe_json(data: Any) -> str:
-    """JSON that cannot end its ``<script>`` block or open a comment inside it."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON that cannot end its ``<script>`` block or open a comment inside it.
+
+    NaN and infinities become ``null`` (see :mod:`.finite`): one image with
+    non-finite scores must not stop the page.
+    """
+    text = json.dumps(finite_json(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
@@ -59,7 +66,7 @@ def _sha256(text: str) -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
 def _tile(value: str, key: str, bad: bool = False) -> str:
@@ -77,7 +84,9 @@ def _summary_html(
     parts = ['<section id="summary" aria-label="Summary"><div class="tiles">']
     parts.append(_tile(str(summary["images"]), "images"))
     parts.append(_tile(str(summary["explained"]), "explained"))
-    parts.append(_tile(str(summary["failed"]), "unreadable", bad=summary["failed"] > 0))
+    parts.append(_tile(str(flags["unreadable"]), "unreadable", bad=flags["unreadable"] > 0))
+    if flags.get("non-finite"):
+        parts.append(_tile(str(flags["non-finite"]), "non-finite model scores", bad=True))
     if summary["accuracy"] is not None:
         parts.append(
             _tile(
@@ -147,7 +156,7 @@ def _summary_html(
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         parts.append(
-            f'<h2 id="failures">Unreadable images ({len(failed)})</h2>'
+            f'<h2 id="failures">Images not explained ({len(failed)})</h2>'
             '<table class="t"><thead><tr><th>file</th><th>reason</th></tr></thead>'
             "<tbody>"
         )

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
+from ..model_lock import one_pass_at_a_time
 from . import weights
 from .engines import engine_for
 from .passes import KerasPasses
@@ -61,13 +62,16 @@ class KerasBackend(KerasPasses):
 
     # -- layers ----------------------------------------------------------------
 
+    @one_pass_at_a_time
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
         return list(self._trace(x).infos)
 
+    @one_pass_at_a_time
     def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
         trace = self._trace(x)
         return resolve_path(layer, trace.infos, trace.names)
 
+    @one_pass_at_a_time
     def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
         dense = [
             layer
@@ -87,12 +91,15 @@ class KerasBackend(KerasPasses):
 
     # -- what sanity checks and the audit ask of a model -----------------------
 
+    @one_pass_at_a_time
     def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
         return weights.parameter_layers(self.model, x)
 
+    @one_pass_at_a_time
     def copy_model(self) -> Any:
         return weights.copy_model(self.model)
 
+    @one_pass_at_a_time
     def randomize_layers(
         self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
     ) -> None:

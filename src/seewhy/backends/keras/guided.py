@@ -20,12 +20,16 @@ Two things the caller (the Keras backend) must do:
   after the (traced) forward pass no ReLU was seen (e.g. a tf.keras 2 model
   or GELU activations) and the result is a plain gradient: warn.
 
-Not thread-safe: the patch is process-wide for its duration.
+The module attributes are process-wide, so one guided pass holds the patch
+at a time (a process-wide lock), and the patched functions act as guided
+only in the thread that installed them: another thread's pass over another
+model, or a function it traces meanwhile, gets the plain ReLU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +39,7 @@ from ...errors import BackendError
 __all__ = ["GuidedCount", "guided_functions", "guided_relu"]
 
 Fn = Callable[[Any], Any]
+_PATCH = threading.RLock()  # one thread at a time holds keras' relu / relu6 patched
 
 
 @dataclass
@@ -131,9 +136,23 @@ def guided_relu() -> Iterator[GuidedCount]:
     count = GuidedCount()
     relu, relu6 = guided_functions(keras.backend.backend(), count)
     module = keras_backend.nn
-    saved = (module.relu, module.relu6)
-    try:
-        module.relu, module.relu6 = relu, relu6
-        yield count
-    finally:
-        module.relu, module.relu6 = saved
+    with _PATCH:
+        saved = (module.relu, module.relu6)
+        try:
+            module.relu = _in_this_thread(relu, saved[0])
+            module.relu6 = _in_this_thread(relu6, saved[1])
+            yield count
+        finally:
+            module.relu, module.relu6 = saved
+
+
+def _in_this_thread(guided: Fn, plain: Callable[..., Any]) -> Callable[..., Any]:
+    """``guided`` when called from the thread that made it, ``plain`` from any other."""
+    owner = threading.get_ident()
+
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != owner:
+            return plain(x, *args, **kwargs)
+        return guided(x)
+
+    return call

@@ -1,10 +1,14 @@
 """Load a Keras model from a file or ``keras:NAME``, refusing files that run code.
 
-* ``model.keras`` (Keras 3 archive) is loaded with ``safe_mode=True``: a file
-  with ``Lambda`` layers (Python bytecode) is refused with
-  :class:`~seewhy.errors.UntrustedModel` unless ``trust=True``.
+* ``model.keras`` (Keras 3 archive): its ``config.json`` is read first and a
+  ``Lambda`` layer (marshalled Python bytecode) is refused with
+  :class:`~seewhy.errors.UntrustedModel` unless ``trust=True``; the file is
+  then loaded with ``safe_mode=True`` (Keras refuses lambdas and non-Keras
+  classes itself too).
 * ``model.h5`` / ``.hdf5`` (legacy Keras 2 format): the stored config is read
-  first; a ``Lambda`` layer there is refused the same way.
+  first; a ``Lambda`` layer there is refused the same way, and the load also
+  runs under ``safe_mode``.
+* Every loading error is one line (:func:`~seewhy.backends.common.one_line`).
 * ``keras:NAME`` builds ``keras.applications.NAME`` (case-insensitive, e.g.
   ``keras:ResNet50``). Without ``weights`` the ImageNet weights are
   downloaded by Keras on first use (into ``~/.keras/models``, so online once);
@@ -21,11 +25,13 @@ Imports Keras only (never torch).
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import ModelSpec, Preprocess
+from ..common import one_line
 
 __all__ = ["load_keras_model"]
 
@@ -65,15 +71,17 @@ def load_keras_model(spec: str, *, weights: str | None = None, trust: bool = Fal
     path = Path(spec)
     if not path.is_file():
         raise InvalidInput(f"model: no such Keras model file {spec!r}")
-    if path.suffix.lower() in (".h5", ".hdf5") and not trust and _h5_has_lambda(path):
+    if not trust and _stored_config_has_lambda(path):
         raise _untrusted(path)
     keras = _keras()
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+    except Exception as exc:  # Keras raises many kinds, some with the whole config
+        if not trust and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
             raise _untrusted(path) from None
-        raise InvalidInput(f"model: {path.name} is not a loadable Keras model ({exc})") from exc
+        raise InvalidInput(
+            f"model: {path.name} is not a loadable Keras model ({one_line(exc)})"
+        ) from None
     if weights is not None:
         _load_weights(model, weights)
     return model
@@ -86,23 +94,47 @@ def _untrusted(path: Path) -> UntrustedModel:
     )
 
 
-def _h5_has_lambda(path: Path) -> bool:
-    """True if a legacy HDF5 model's stored config has a Lambda layer (read, not run)."""
+def _stored_config_has_lambda(path: Path) -> bool:
+    """Whether the model config stored in the file has a Lambda layer (read, never run)."""
     try:
-        import h5py
-    except ImportError:  # pragma: no cover - keras depends on h5py
-        return True  # cannot check: be safe
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get("model_config")
-    if raw is None:
+        text = _stored_config(path)
+    except Exception as exc:  # not HDF5, not a zip, a config that is not text
+        raise InvalidInput(
+            f"model: {path.name} is not a loadable Keras model ({one_line(exc)})"
+        ) from None
+    if text is None:
         return False
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-    return _mentions_lambda(json.loads(text))
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return True  # a config Keras might read but we cannot: take it as unsafe
+    return _mentions_lambda(config)
+
+
+def _stored_config(path: Path) -> str | None:
+    """The JSON model config of a ``.keras`` archive or a legacy HDF5 file, if it has one."""
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        if raw is None:
+            return None
+        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    if not zipfile.is_zipfile(path):
+        return None  # Keras says why it cannot read the file
+    with zipfile.ZipFile(path) as archive:
+        configs = [i for i in archive.infolist() if i.filename.lstrip("/") == "config.json"]
+        return "\n".join(archive.read(i).decode("utf-8") for i in configs) or None
+
+
+_LAMBDA_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 
 
 def _mentions_lambda(node: Any) -> bool:
+    """Whether any object in the config is a Lambda layer or a marshalled Python function."""
     if isinstance(node, dict):
-        if node.get("class_name") in ("Lambda", "TFOpLambda", "SlicingOpLambda"):
+        if node.get("class_name") in _LAMBDA_CLASSES or node.get("function_type") == "lambda":
             return True
         return any(_mentions_lambda(v) for v in node.values())
     if isinstance(node, list):
@@ -115,8 +147,10 @@ def _load_weights(model: Any, weights: str) -> None:
         raise InvalidInput(f"weights: no such file {weights!r}")
     try:
         model.load_weights(weights)
-    except ValueError as exc:
-        raise InvalidInput(f"weights: {weights!r} does not fit the model ({exc})") from exc
+    except Exception as exc:  # h5py, zipfile and Keras errors alike
+        raise InvalidInput(
+            f"weights: {weights!r} does not fit the model ({one_line(exc)})"
+        ) from None
 
 
 def _application(name: str, weights: str | None) -> Any:
@@ -134,13 +168,19 @@ def _application(name: str, weights: str | None) -> Any:
     build = getattr(keras.applications, apps[key])
     try:
         model = build(weights=weights if weights is not None else "imagenet")
-    except ValueError as exc:
-        raise InvalidInput(f"weights: {weights!r} does not fit {apps[key]} ({exc})") from exc
     except OSError as exc:  # no network for the ImageNet download
+        if weights is not None:
+            raise InvalidInput(
+                f"weights: {weights!r} does not fit {apps[key]} ({one_line(exc)})"
+            ) from None
         raise BackendError(
-            f"model: could not download the ImageNet weights of {apps[key]} ({exc}); "
+            f"model: could not download the ImageNet weights of {apps[key]} ({one_line(exc)}); "
             "pass a local file with --weights"
-        ) from exc
+        ) from None
+    except Exception as exc:
+        raise InvalidInput(
+            f"weights: {weights!r} does not fit {apps[key]} ({one_line(exc)})"
+        ) from None
     mode = next((m for prefix, m in _MODES if key.startswith(prefix)), "tf")
     height, width = (int(d) if d else 224 for d in model.input_shape[1:3])
     if mode == "caffe":

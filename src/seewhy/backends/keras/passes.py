@@ -5,6 +5,10 @@ engine of the running Keras backend and kept in a per-model cache (a weak
 dictionary, so a cache never keeps its model alive). One eager forward of one
 image (the *trace*) lists every layer output once per input shape; layer
 names are resolved against it.
+
+A compiled pass keeps its walker (and the walker its hook) between calls, so
+every pass holds the model's lock (:mod:`..model_lock`): two threads over one
+model run one pass at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..._kit.scores import Score, check_score, check_targets
 from ...errors import InvalidInput
 from ..base import Capture, LayerInfo, Precision, check_precision
 from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..model_lock import one_pass_at_a_time
 from .engines import Engine
 from .engines.base import EditRun, Pass, PassRun, Result, logits_of, not_run
 from .guided import guided_relu
@@ -152,6 +157,7 @@ class KerasPasses:
         check_precision(precision)
         return 16
 
+    @one_pass_at_a_time
     def predict(
         self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
     ) -> np.ndarray:
@@ -171,6 +177,7 @@ class KerasPasses:
             out.append(run(chunk, np.full((len(chunk),), -1, np.int32)).logits)
         return np.concatenate(out)
 
+    @one_pass_at_a_time
     def capture(
         self,
         x: np.ndarray,
@@ -195,6 +202,7 @@ class KerasPasses:
             grads = None if grads is None else np.ascontiguousarray(grads.transpose(0, 3, 1, 2))
         return Capture(logits=res.logits, targets=res.targets, activations=acts, gradients=grads)
 
+    @one_pass_at_a_time
     def input_gradients(
         self,
         x: np.ndarray,
@@ -229,6 +237,7 @@ class KerasPasses:
             )
         return res
 
+    @one_pass_at_a_time
     def predict_with_layer_edit(
         self,
         x: np.ndarray,
@@ -271,4 +280,3 @@ class KerasPasses:
         if out is None:  # no image or no edit
             return np.zeros((len(x), scales.shape[1], trace.classes), np.float32)
         return out
-

@@ -217,7 +217,6 @@ class Walker:
         return call
 
 
-
 @contextlib.contextmanager
 def shadow_guard(walker: Walker) -> Iterator[None]:
     """Leave the walker stateless after a pass (hooks refer to framework objects)."""

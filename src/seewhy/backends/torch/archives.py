@@ -8,7 +8,8 @@ first: every member that is a pickle, or a ``torch.save`` archive, must load
 under the weights-only rules, and no member may be native code. Members the
 archive's own configs declare as raw tensor bytes (``use_pickle: false``) are
 never unpickled by torch and are skipped, so their bytes cannot be mistaken
-for a pickle.
+for a pickle. The graph itself (JSON) may call only tensor operators
+(:mod:`.exported_ops`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import zipfile
 
 import torch
 import torch._weights_only_unpickler as _weights_only
+
+from .exported_ops import unsafe_graph
 
 __all__ = ["unsafe_member"]
 
@@ -59,6 +62,10 @@ def _why_unsafe(name: str, data: bytes) -> str | None:
     """Why ``data`` could run code when torch loads it, or None when it cannot."""
     if name.lower().endswith(_NATIVE_SUFFIXES) or "/aotinductor/" in f"/{name}":
         return "is compiled native code (AOTInductor)"
+    if name.lower().endswith(".json"):
+        graph = unsafe_graph(data)  # the exported program's graph (see .exported_ops)
+        if graph is not None:
+            return graph
     if data.startswith(_ZIP_MAGIC):
         try:
             torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..common import PackedModel, default_layer, missing_layer, no_feature_map
+from ..model_lock import one_pass_at_a_time
 from . import weights
 from .device import pack, place
 from .passes import TorchPasses
@@ -24,7 +25,11 @@ __all__ = ["TorchBackend"]
 
 
 class TorchBackend(TorchPasses):
-    """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores."""
+    """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
+
+    Every method that runs or changes the model holds the model's lock, so one
+    model can be explained from several threads (one pass at a time).
+    """
 
     framework = "torch"
     channels_first = True
@@ -35,6 +40,7 @@ class TorchBackend(TorchPasses):
 
     # -- layers ----------------------------------------------------------------
 
+    @one_pass_at_a_time
     def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
         infos = self.layers(x)
         if not infos:
@@ -52,12 +58,15 @@ class TorchBackend(TorchPasses):
 
     # -- weights (sanity checks) -----------------------------------------------
 
+    @one_pass_at_a_time
     def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
         return weights.parameter_layers(self.model, x)
 
+    @one_pass_at_a_time
     def copy_model(self) -> nn.Module:
         return weights.copy_model(self.model)
 
+    @one_pass_at_a_time
     def randomize_layers(
         self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
     ) -> None:
@@ -65,11 +74,13 @@ class TorchBackend(TorchPasses):
 
     # -- other devices and processes -------------------------------------------
 
+    @one_pass_at_a_time
     def place(self, device: str | None) -> nn.Module:
         model = place(self.model, device)
         self.device, self.dtype = _device_and_dtype(model)  # Module.to moves it in place
         return model
 
+    @one_pass_at_a_time
     def pack(self, pickle_module: Any) -> PackedModel:
         return pack(self.model, pickle_module)
 

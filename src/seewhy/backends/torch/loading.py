@@ -1,8 +1,12 @@
 """PyTorch models from names and files: torchvision, timm, TorchScript, .pt2, pickles.
 
-Safe by default: a pickled model object, or a .pt2 archive with a member
-that is more than weights (see :mod:`.archives`), can run code from the file
-when loaded, so it is refused unless the caller trusts the file.
+Safe by default. Without the trust flag a file is opened only where nothing
+in it can run: ``--weights`` files and the weights-only probe of a model file
+go through torch's weights-only unpickler (an allow-list of tensor types);
+a .pt2 archive is checked member by member first (:mod:`.archives`). A
+pickled model object, a .pt2 archive with a member that is more than
+weights, and any TorchScript archive (its code can write files) are refused
+unless the caller trusts the file. Every error is one line.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import InvalidInput, UntrustedModel
+from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import IMAGENET, ModelSpec, Preprocess
-from ..common import require_module
+from ..common import one_line, require_module
 from .archives import unsafe_member
 
 __all__ = ["load_torch_model"]
@@ -34,21 +38,27 @@ def load_torch_model(spec: str, *, weights: str | None = None, trust: bool = Fal
 
 
 def _load_state_dict(model: nn.Module, weights: str) -> None:
+    """Weights from a file read only under torch's weights-only rules, whatever the trust."""
     path = Path(weights)
     if not path.is_file():
         raise InvalidInput(f"weights: no such file {weights!r}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InvalidInput(f"weights: {weights!r} is not a loadable state dict ({exc})") from exc
+        raise InvalidInput(
+            f"weights: {weights!r} is not a loadable state dict ({one_line(exc)}); "
+            "weight files are read with torch's weights-only rules"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InvalidInput(f"weights: {weights!r} holds a {type(state).__name__}, not a state dict")
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        detail = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise InvalidInput(f"weights: {weights!r} does not fit the model: {detail}") from exc
+    except Exception as exc:  # RuntimeError (keys, shapes), TypeError (values)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        detail = one_line(RuntimeError(lines[1])) if len(lines) > 1 else one_line(exc)
+        raise InvalidInput(f"weights: {weights!r} does not fit the model: {detail}") from None
 
 
 def _imagenet_spec(name: str, classes: int, preprocess: Preprocess) -> ModelSpec:
@@ -62,8 +72,13 @@ def _torchvision(name: str, weights: str | None) -> Any:
     tv = require_module("torchvision", "torch")
     try:
         model: Any = tv.models.get_model(name, weights=None if weights else "DEFAULT")
-    except ValueError as exc:
-        raise InvalidInput(f"model: torchvision has no model {name!r}") from exc
+    except ValueError:
+        raise InvalidInput(f"model: torchvision has no model {name!r}") from None
+    except OSError as exc:  # no network for the pretrained weights
+        raise BackendError(
+            f"model: could not download the weights of torchvision:{name} ({one_line(exc)}); "
+            "pass a local file with --weights"
+        ) from None
     if weights:
         _load_state_dict(model, weights)
     model.eval()
@@ -78,8 +93,8 @@ def _timm(name: str, weights: str | None) -> Any:
     timm = require_module("timm", "timm")
     try:
         model: Any = timm.create_model(name, pretrained=weights is None)
-    except RuntimeError as exc:
-        raise InvalidInput(f"model: timm could not create {name!r}: {exc}") from exc
+    except (RuntimeError, OSError) as exc:
+        raise InvalidInput(f"model: timm could not create {name!r}: {one_line(exc)}") from None
     if weights:
         _load_state_dict(model, weights)
     model.eval()
@@ -101,14 +116,8 @@ def _torch_file(path: Path, *, trust: bool) -> nn.Module:
         raise InvalidInput(f"model: no such file or bundled model {str(path)!r}")
     if path.suffix.lower() == ".pt2":
         return _exported(path, trust=trust)
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            is_script = any(n.endswith("constants.pkl") for n in archive.namelist())
-        if is_script:
-            scripted: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
-                str(path), map_location="cpu"
-            )
-            return scripted
+    if _is_torchscript(path):
+        return _torchscript(path, trust=trust)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -123,10 +132,49 @@ def _torch_file(path: Path, *, trust: bool) -> nn.Module:
             f"model: {path.name} holds weights only; pass the architecture with --model "
             "(e.g. torchvision:resnet50) and this file with --weights"
         )
-    model = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InvalidInput(
+            f"model: {path.name} is not a loadable model ({one_line(exc)})"
+        ) from None
     if not isinstance(model, nn.Module):
         raise InvalidInput(f"model: {path.name} holds a {type(model).__name__}, not a model")
     return model
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether the file is a TorchScript archive (a zip with ``constants.pkl``), by content."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _torchscript(path: Path, *, trust: bool) -> nn.Module:
+    """A TorchScript module, only from a trusted file.
+
+    TorchScript is code: ``torch.jit.load`` runs the archive's ``__setstate__``
+    methods, and any method may call ``torch.save`` or ``torch.from_file``,
+    which write and read any file the user can (a shell profile written is
+    code run later). No check of the archive can tell those apart from a
+    model's own ops, so the file needs the trust flag.
+    """
+    if not trust:
+        raise UntrustedModel(
+            f"model: {path.name} is a TorchScript archive, whose code can write and read "
+            f"files when it is loaded or run. {_TRUST_HINT}"
+        )
+    try:
+        scripted: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
+            str(path), map_location="cpu"
+        )
+    except Exception as exc:
+        raise InvalidInput(
+            f"model: {path.name} is not a loadable TorchScript archive ({one_line(exc)})"
+        ) from None
+    return scripted
 
 
 def _exported(path: Path, *, trust: bool) -> nn.Module:
@@ -136,7 +184,9 @@ def _exported(path: Path, *, trust: bool) -> nn.Module:
             with zipfile.ZipFile(path) as archive:
                 found = unsafe_member(archive)
         except zipfile.BadZipFile as exc:
-            raise InvalidInput(f"model: {path.name} is not a torch.export archive ({exc})") from exc
+            raise InvalidInput(
+                f"model: {path.name} is not a torch.export archive ({one_line(exc)})"
+            ) from None
         if found is not None:
             member, why = found
             raise UntrustedModel(
@@ -146,5 +196,7 @@ def _exported(path: Path, *, trust: bool) -> nn.Module:
     try:
         module: nn.Module = torch.export.load(str(path)).module()
     except Exception as exc:
-        raise InvalidInput(f"model: {path.name} is not a torch.export archive ({exc})") from exc
+        raise InvalidInput(
+            f"model: {path.name} is not a torch.export archive ({one_line(exc)})"
+        ) from None
     return module

@@ -1,7 +1,9 @@
 """The torch backend's passes: predict, capture at a layer, input gradients, layer edits.
 
-Rules they keep (see DESIGN.md): hooks live only inside try/finally; the
-gradient is taken with ``torch.autograd.grad`` to the layer alone, so no
+Rules they keep (see DESIGN.md): each pass holds the model's lock
+(:mod:`..model_lock`), so two threads never see each other's hooks or flags,
+and its hooks act only on forwards of its own thread; hooks live only inside
+try/finally; the gradient is taken with ``torch.autograd.grad`` to the layer alone, so no
 parameter's ``.grad`` is touched; the training flag of every module is put
 back exactly as it was, also when the model raises.
 
@@ -24,8 +26,16 @@ from ..._kit.scores import check_score, check_targets
 from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
 from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
-from .structure import call_model, call_of, eval_mode, layer_trace, named_layers
+from .structure import (
+    call_model,
+    call_of,
+    eval_mode,
+    layer_trace,
+    named_layers,
+    this_thread_only,
+)
 
 __all__ = ["TorchPasses", "as_logits"]
 
@@ -78,6 +88,7 @@ class TorchPasses:
     device: torch.device
     dtype: torch.dtype
 
+    @one_pass_at_a_time
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
         return layer_trace(self.model, tuple(x.shape[1:]), lambda: self._to_tensor(x[:1]))
 
@@ -108,6 +119,7 @@ class TorchPasses:
 
     # -- forward only ----------------------------------------------------------
 
+    @one_pass_at_a_time
     def predict(
         self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
     ) -> np.ndarray:
@@ -119,6 +131,7 @@ class TorchPasses:
                 out.append(logits.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
+    @one_pass_at_a_time
     def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
         """Images per forward-only pass: on the CPU, the most that keep activations small.
 
@@ -173,6 +186,7 @@ class TorchPasses:
                 return logits
         return as_logits(call_model(self.model, self._to_tensor(x)))
 
+    @one_pass_at_a_time
     def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
         linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
         if not linears:
@@ -184,6 +198,7 @@ class TorchPasses:
 
     # -- with gradients --------------------------------------------------------
 
+    @one_pass_at_a_time
     def capture(
         self,
         x: np.ndarray,
@@ -216,7 +231,7 @@ class TorchPasses:
 
         inputs = self._to_tensor(x)
         grad_mode = torch.is_grad_enabled()
-        handle = module.register_forward_hook(hook)
+        handle = module.register_forward_hook(this_thread_only(hook))
         try:
             with eval_mode(self.model):
                 torch.set_grad_enabled(False)
@@ -238,6 +253,7 @@ class TorchPasses:
             gradients=None if grads is None else _numpy(grads),
         )
 
+    @one_pass_at_a_time
     def input_gradients(
         self,
         x: np.ndarray,
@@ -260,6 +276,7 @@ class TorchPasses:
 
     # -- layer edits (Ablation-CAM) --------------------------------------------
 
+    @one_pass_at_a_time
     def predict_with_layer_edit(
         self,
         x: np.ndarray,
@@ -323,7 +340,7 @@ class TorchPasses:
             )
 
         images = (self._to_tensor(x[i : i + 1]) for i in range(len(x)))
-        handle = module.register_forward_hook(hook)
+        handle = module.register_forward_hook(this_thread_only(hook))
         try:
             with eval_mode(self.model), torch.no_grad():
                 out = edit_each_image(images, scales, batch_size, run)

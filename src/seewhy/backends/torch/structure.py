@@ -9,6 +9,7 @@ was, and torch.export's shape guards become a one-line error.
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,15 @@ from torch import nn
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
 
-__all__ = ["call_model", "call_of", "eval_mode", "layer_trace", "named_layers", "opaque_error"]
+__all__ = [
+    "call_model",
+    "call_of",
+    "eval_mode",
+    "layer_trace",
+    "named_layers",
+    "opaque_error",
+    "this_thread_only",
+]
 
 # model -> {(input shape, module count): layer trace}; one traced forward per model and shape.
 _TRACE_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], list[LayerInfo]]] = (
@@ -43,6 +52,23 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def this_thread_only(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook`` acting only on forwards run by the thread that made it.
+
+    The model's lock keeps seewhy's own passes apart; this keeps a pass's hook
+    out of a forward that the user's code runs on the same model in another
+    thread meanwhile.
+    """
+    owner = threading.get_ident()
+
+    def guarded(module: nn.Module, args: Any, output: Any) -> Any:
+        if threading.get_ident() != owner:
+            return None
+        return hook(module, args, output)
+
+    return guarded
 
 
 def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
@@ -94,7 +120,7 @@ def _trace(
     handles = []
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+            handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
         with eval_mode(model), torch.no_grad():
             call_model(model, inputs)
     except RuntimeError as exc:

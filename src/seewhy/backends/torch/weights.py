@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...errors import LayerNotFound
-from .structure import eval_mode
+from .structure import eval_mode, this_thread_only
 
 __all__ = ["copy_model", "parameter_layers", "randomize_layers"]
 
@@ -48,7 +48,7 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
         inputs = inputs.permute(0, 3, 1, 2).to(device=first.device, dtype=first.dtype)
         try:
             for name, module in owners:
-                handles.append(module.register_forward_hook(make_hook(name)))
+                handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
             with eval_mode(model), torch.no_grad():
                 model(inputs)
         finally:

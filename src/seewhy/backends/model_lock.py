@@ -1,0 +1,64 @@
+"""One lock per model, so that two threads explaining one model never corrupt it.
+
+A pass changes the model for its duration: every module goes to eval mode
+and back, hooks are registered and removed, ReLUs are routed through the
+guided rule, a layer's output is edited. Two such passes over one model in
+two threads would fire each other's hooks and put back each other's flags
+(issue 13: Grad-CAM calls failed, saliency maps went wrong, BatchNorm
+statistics moved). So every pass that touches the model holds its lock.
+
+The lock is keyed weakly on the model object: every backend instance over
+the same model shares it, and it never keeps the model alive. It is
+reentrant, because one pass may start another (a capture first traces the
+layers). Passes over different models still run side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+__all__ = ["model_lock", "one_pass_at_a_time"]
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_REGISTRY = threading.Lock()  # guards _LOCKS itself
+_UNREFERENCEABLE = threading.RLock()  # shared by models that cannot be weakly referenced
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _HasModel(Protocol):
+    @property
+    def model(self) -> Any: ...
+
+
+_S = TypeVar("_S", bound=_HasModel)
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """The reentrant lock of ``model``: the same object for every caller while it lives."""
+    with _REGISTRY:
+        try:
+            lock = _LOCKS.get(model)
+            if lock is None:
+                lock = _LOCKS[model] = threading.RLock()
+        except TypeError:  # not hashable or not weakly referenceable: one lock for all such
+            return _UNREFERENCEABLE
+    return lock
+
+
+def one_pass_at_a_time(
+    method: Callable[Concatenate[_S, _P], _R],
+) -> Callable[Concatenate[_S, _P], _R]:
+    """A backend method that runs holding the lock of ``self.model``."""
+
+    def locked(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with model_lock(self.model):
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)  # its name and docstring
+    return locked
