@@ -25,7 +25,7 @@ def test_explain_sample_writes_panel_and_prints_top5(
     out = capsys.readouterr().out
     assert "sample:chelsea" in out and out.count("%") == 5
     panel = Image.open(tmp_path / "chelsea.seewhy.png")
-    assert panel.size[1] == 224
+    assert panel.size[1] == 300  # drawn at the photo's own 451x300 geometry
 
 
 def test_folder_with_bad_files_does_the_good_ones(

@@ -230,10 +230,10 @@ def watched(monkeypatch: pytest.MonkeyPatch, numpy_backend: Any) -> tuple[Any, _
     real_predict = numpy_backend.predict
     real_capture = numpy_backend.capture
 
-    def prepare_item(item: Any, pre: Any) -> Any:
+    def prepare_item(*args: Any, **kwargs: Any) -> Any:
         watch.prepared += 1
         watch.most_waiting = max(watch.most_waiting, watch.prepared - watch.ran)
-        return real_prepare(item, pre)
+        return real_prepare(*args, **kwargs)
 
     def ran(x: np.ndarray) -> None:
         watch.ran = max(watch.ran, watch.prepared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -46,7 +47,12 @@ def test_all_is_unique_and_exists() -> None:
     # the order is ruff's RUF022 sort, checked by the linter
     assert len(set(seewhy.__all__)) == len(seewhy.__all__)
     for name in seewhy.__all__:
-        assert hasattr(seewhy, name), name
+        if name in ("keras", "lightning"):
+            # importing these here would load TensorFlow beside torch's compiler in one
+            # process (a known crash); that they import is tested in their own files
+            assert importlib.util.find_spec(f"seewhy.{name}") is not None, name
+        else:
+            assert hasattr(seewhy, name), name
 
 
 def test_unknown_method_parameter_is_rejected() -> None:

@@ -12,9 +12,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "seewhy"
-FRAMEWORKS = {"torch", "torchvision", "tensorflow", "keras", "jax", "tf_keras", "timm"}
+FRAMEWORKS = {
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "keras",
+    "jax",
+    "tf_keras",
+    "timm",
+    "lightning",
+    "pytorch_lightning",
+}
 # modules that are framework code by their nature: model definitions, callbacks, training
-FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "demo.py")
+FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "lightning.py", "demo.py")
 
 
 def _sources() -> list[Path]:
@@ -52,8 +62,7 @@ def test_frameworks_are_imported_only_behind_the_backends() -> None:
     offenders = {
         str(path.relative_to(SRC)): sorted(_framework_imports(path))
         for path in _sources()
-        if not str(path.relative_to(SRC)).startswith(FRAMEWORK_HOMES)
-        and _framework_imports(path)
+        if not str(path.relative_to(SRC)).startswith(FRAMEWORK_HOMES) and _framework_imports(path)
     }
     assert not offenders, offenders
 

@@ -31,7 +31,7 @@ from .registry import names as methods
 from .registry import register
 
 if TYPE_CHECKING:
-    from . import audit, demo, keras, metrics, samples, synthetic, zoo
+    from . import audit, demo, keras, lightning, metrics, notebook, samples, synthetic, viz, zoo
 
 __version__ = "0.1.0"
 
@@ -61,21 +61,38 @@ __all__ = [
     "explain",
     "keras",
     "layers",
+    "lightning",
     "load_model",
     "methods",
     "metrics",
     "model_spec",
+    "notebook",
     "predict",
     "register",
     "samples",
     "synthetic",
+    "viz",
     "zoo",
 ]
 
 
+_LAZY_SUBMODULES = (
+    "audit",
+    "demo",
+    "keras",
+    "lightning",
+    "metrics",
+    "notebook",
+    "samples",
+    "synthetic",
+    "viz",
+    "zoo",
+)
+
+
 def __getattr__(name: str) -> Any:
     """Submodules that may pull in heavier dependencies load on first use."""
-    if name in ("zoo", "samples", "metrics", "synthetic", "demo", "keras", "audit"):
+    if name in _LAZY_SUBMODULES:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import registry
-from ._kit.checks import bad_argument, positive_int
+from ._kit.checks import bad_argument, flag, positive_int
 from ._kit.scores import check_score, softmax
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
 from .backends.base import Score, check_precision
@@ -23,7 +23,7 @@ from .methods.base import Context, Method, RawResult, unknown_keyword
 from .preprocess import ModelSpec, Preprocess
 
 if TYPE_CHECKING:
-    from .inputs import Batch
+    from .inputs import Batch, Photo
 
 __all__ = ["Explainer", "explain", "layers", "model_spec", "predict"]
 
@@ -159,6 +159,7 @@ class Explainer:
         top_k: int = 5,
         batch_size: int | None = None,
         precision: str = "float32",
+        photos: bool = True,
         **params: Any,
     ) -> None:
         method_class = registry.get(method)
@@ -183,6 +184,7 @@ class Explainer:
         self.top_k = positive_int(top_k, "top_k")
         self.batch_size = 32 if batch_size is None else batch_size  # images per pass
         self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
+        self.photos = flag(photos, "photos")  # keep each raw photo (<= 2048 px) for pictures
 
     def explain(
         self,
@@ -214,12 +216,14 @@ class Explainer:
                 self.spec.preprocess,
                 channels_first=self.backend.channels_first,
                 size=self.batch_size,
+                photos=self.photos,
             )
             groups, count = stream, len(stream)
         targets = resolve_targets(target, count, self.spec)
         failures: list[Failure] = []
         results: list[RawResult] = []
         pictures: list[np.ndarray] = []
+        photos: list[Photo | None] = []
         sources: list[str] = []
         layer: str | None = None
         size = (0, 0)
@@ -235,6 +239,7 @@ class Explainer:
                 picked = None if targets is None else targets[picks]
                 results.append(self._run(batch, start, picked, layer, progress))
             pictures.append(batch.images)
+            photos.extend(batch.photos or (None,) * len(batch))
             sources.extend(batch.sources)
             size = (batch.inputs.shape[1], batch.inputs.shape[2])
         if not results:
@@ -260,6 +265,7 @@ class Explainer:
             model_name=self.spec.name,
             failures=tuple(failures),
             extras=dict(raw.extras),
+            photos=tuple(photos),
         )
 
     def _run(
@@ -369,6 +375,7 @@ def explain(
     batch_size: int | None = None,
     precision: str = "float32",
     progress: Callable[[int], None] | None = None,
+    photos: bool = True,
     **params: Any,
 ) -> Explanation:
     """Explain why ``model`` predicts what it does on ``images``.
@@ -385,7 +392,8 @@ def explain(
     in reduced precision on PyTorch: up to 2x faster on CPUs with AMX and on
     recent GPUs. Extra keyword arguments are the method's settings (see
     ``seewhy.registry.get(method)``); one that is neither is refused here, with
-    the nearest spelling.
+    the nearest spelling. ``photos=False`` keeps no copy of each raw photo
+    (pictures then show the model's input), for calls over many large photos.
     """
     check_keywords("explain", params, _own_keywords(explain), registry.get(method))
     explainer = Explainer(
@@ -398,6 +406,7 @@ def explain(
         top_k=top_k,
         batch_size=batch_size,
         precision=precision,
+        photos=photos,
         **params,
     )
     return explainer.explain(images, target=target, progress=progress)
@@ -438,7 +447,11 @@ def predict(
     spec = model_spec(model, preprocess=preprocess, labels=labels)
     backend = backend_for(model)
     stream = BatchStream(
-        images, spec.preprocess, channels_first=backend.channels_first, size=batch_size
+        images,
+        spec.preprocess,
+        channels_first=backend.channels_first,
+        size=batch_size,
+        photos=False,
     )
     logits: list[np.ndarray] = []
     sources: list[str] = []

@@ -19,7 +19,7 @@ from .errors import NonFiniteScoresWarning
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .inputs import Failure
+    from .inputs import Failure, Photo
 
 __all__ = ["NOT_FINITE", "Explanation", "NonFiniteScoresWarning", "Prediction"]
 
@@ -58,7 +58,10 @@ class Explanation:
 
     ``maps`` are (N, H, W) float32 in [0, 1] at the model's input resolution;
     ``layer_maps`` are the method's raw maps (N, h, w) before rectifying,
-    upsampling and normalising, for analysis. ``params`` holds every setting
+    upsampling and normalising, for analysis. ``images`` are what the model
+    saw; ``photos`` keep each raw picture as given (long side at most 2048
+    px) with the box of it the model saw, so pictures draw the map back onto
+    it (None for preprocessed inputs). ``params`` holds every setting
     of the method, defaults included, with the values it chose for settings
     left to the input size (e.g. occlusion's window); ``to_dict()["params"]``
     is their JSON form, which ``explain(..., **params)`` takes back.
@@ -79,6 +82,7 @@ class Explanation:
     model_name: str = ""
     failures: tuple[Failure, ...] = ()
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+    photos: tuple[Photo | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -98,39 +102,71 @@ class Explanation:
             return f"{self.target_labels[i]}: scores not finite"
         return f"{self.target_labels[i]}: {100 * self.target_probability(i):.1f}%"
 
-    def overlay(self, i: int, *, cmap: str = "viridis", alpha: float = 0.5) -> Image.Image:
-        """Image ``i`` with its map laid over it."""
+    def photo(self, i: int) -> Photo | None:
+        """Image ``i`` as the user gave it and where the model's input came from, if kept."""
+        return self.photos[i] if i < len(self.photos) else None
+
+    def overlay(
+        self, i: int, *, cmap: str | None = None, alpha: float = 0.5, at: str = "original"
+    ) -> Image.Image:
+        """Image ``i`` with its map laid over it, drawn as :meth:`panel` draws it."""
         from PIL import Image
 
-        from . import viz
+        from .viz import explanation_parts
 
-        return Image.fromarray(viz.overlay(self.images[i], self.maps[i], cmap=cmap, alpha=alpha))
+        third = explanation_parts(self, i, cmap=cmap, alpha=alpha, at=at, lime="heat")[2]
+        return Image.fromarray(third)
 
-    def heatmap(self, i: int, *, cmap: str = "viridis") -> Image.Image:
-        """Map ``i`` alone, coloured."""
+    def heatmap(self, i: int, *, cmap: str | None = None, at: str = "original") -> Image.Image:
+        """Map ``i`` alone, coloured as :meth:`panel` colours it."""
         from PIL import Image
 
-        from . import viz
+        from .viz import explanation_parts
 
-        return Image.fromarray(viz.colorize(self.maps[i], cmap=cmap))
+        return Image.fromarray(explanation_parts(self, i, cmap=cmap, at=at)[1])
 
     def panel(
-        self, i: int, *, cmap: str = "viridis", alpha: float = 0.5, layout: str = "horizontal"
+        self,
+        i: int,
+        *,
+        cmap: str | None = None,
+        alpha: float = 0.5,
+        layout: str = "horizontal",
+        at: str = "original",
+        signed: bool = False,
+        percentile: float = 99.0,
+        lime: str = "superpixels",
+        top: int | None = None,
+        negative: bool = False,
     ) -> Image.Image:
-        """Original | heatmap | overlay with the label, as in the tutorials."""
-        from . import viz
+        """Original | heatmap | overlay with the class and probability, on the photo.
 
-        return viz.panel(
-            self.images[i],
-            self.maps[i],
-            label=self.label(i),
+        ``at="original"`` (default) draws on the photo as given, at its aspect
+        and resolution, the crop undone (no heat outside what the model saw);
+        ``"input"`` on the model's input. ``layout="vertical"`` stacks the parts.
+        Pixel attributions are scaled to the ``percentile`` of |a| (``signed``:
+        in a diverging colormap); LIME shows its ``top`` superpixels
+        (``negative`` too) unless ``lime="heat"``. ``cmap``: any matplotlib
+        name or ``"cv2:jet"`` / ``"cv2:viridis"`` (default viridis; bwr signed).
+        """
+        from .viz import explanation_panel
+
+        return explanation_panel(
+            self,
+            i,
             cmap=cmap,
             alpha=alpha,
             layout=layout,
+            at=at,
+            signed=signed,
+            percentile=percentile,
+            lime=lime,
+            top=top,
+            negative=negative,
         )
 
     def figure(self, *, cmap: str = "viridis", alpha: float = 0.5) -> Any:
-        """A matplotlib Figure with one row per image."""
+        """A matplotlib Figure with one row per image (the model's view, maps as they are)."""
         from . import viz
 
         labels = [self.label(i) for i in range(len(self))]
@@ -169,6 +205,34 @@ class Explanation:
             ],
             "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
         }
+
+    # -- display in consoles and notebooks: thin calls into notebook.py ---------------
+
+    def __repr__(self) -> str:
+        """One line (method, layer, images, size, top-1s), not the arrays."""
+        from .notebook import summary
+
+        return summary(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter: the panels of the first few images as one PNG."""
+        from .notebook import png_bytes
+
+        return png_bytes(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: method, layer, panels and top classes of the first few images."""
+        from .notebook import html_block
+
+        return html_block(self)
+
+    def plot(
+        self, indices: list[int] | tuple[int, ...] | range | None = None, **options: Any
+    ) -> Any:
+        """A matplotlib Figure of the panels (first few images unless ``indices``)."""
+        from .notebook import plot
+
+        return plot(self, indices, **options)
 
 
 def json_safe(value: Any) -> Any:

@@ -7,19 +7,29 @@ ExplainCallback``); it imports Keras, never torch. Inside this module
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import itertools
+import os
 import re
-from collections.abc import Sequence
+import socket
+import struct
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from ._kit.checks import bad_argument, flag, positive_int
 from .backends.base import Score
-from .errors import InvalidInput
 from .preprocess import Preprocess
 
 __all__ = ["ExplainCallback"]
+
+_WHERE = "ExplainCallback"
+_SERIAL = itertools.count()  # event files of one process and second stay apart
 
 
 class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
@@ -27,17 +37,21 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     Each image's panel (picture | heatmap | overlay, with the explained class)
     is written to ``log_dir`` as
-    ``seewhy_{method}_epoch{NNNN}_img{II}.png``. When Keras runs on
-    TensorFlow the same panels also go to TensorBoard as image summaries
-    (tag ``seewhy/{method}/{i}``, step = epoch number) in ``log_dir``; on
-    the torch and JAX backends only the PNG files are written.
+    ``seewhy_{method}_epoch{NNNN}_img{II}.png``, and the same panels go to a
+    TensorBoard event file in ``log_dir`` as image summaries (tag
+    ``seewhy/{method}/{i}``, step = epoch number), on every Keras backend
+    (TensorFlow, torch, JAX) and without importing TensorFlow on the others.
+    ``tensorboard=None`` writes the event file when the ``tensorboard``
+    package is installed, ``True`` insists on it, ``False`` writes PNGs only.
 
     ``images`` are whatever :func:`seewhy.explain` accepts; float arrays are
     taken as already preprocessed model inputs, so a model trained on its own
     input scaling can be given a slice of its validation data directly.
-    ``target=None`` explains each image's top-1 class at that epoch. The
-    other keyword arguments go to :func:`seewhy.explain` (``layer``,
-    ``preprocess``, ``labels``, ``score``, method parameters).
+    ``target=None`` explains each image's top-1 class at that epoch.
+    ``cmap`` and ``panel_options`` (e.g. ``{"layout": "vertical"}``) go to
+    :meth:`Explanation.panel`; the other keyword arguments to
+    :func:`seewhy.explain` (``layer``, ``preprocess``, ``labels``, ``score``,
+    method parameters).
 
     The model is only read: the explanation runs in inference mode on the
     current weights and changes nothing in it.
@@ -55,15 +69,26 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
         preprocess: Preprocess | None = None,
         labels: Sequence[str] | None = None,
         score: Score = "logit",
-        cmap: str = "viridis",
+        cmap: str | None = None,
+        panel_options: Mapping[str, Any] | None = None,
+        tensorboard: bool | None = None,
         **params: Any,
     ) -> None:
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise InvalidInput(f"every: expected a positive number of epochs, got {every!r}")
+        self.every = positive_int(every, "every", where=_WHERE)
+        installed = importlib.util.find_spec("tensorboard") is not None
+        self.tensorboard = (
+            installed if tensorboard is None else flag(tensorboard, "tensorboard", where=_WHERE)
+        )
+        if self.tensorboard and not installed:
+            raise bad_argument(
+                "tensorboard",
+                "False or None without the tensorboard package (pip install tensorboard)",
+                tensorboard,
+                where=_WHERE,
+            )
         self.images = images
         self.method = method
-        self.every = every
         self.log_dir = Path(log_dir)
         self.target = target
         self.layer = layer
@@ -71,9 +96,10 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.labels = labels
         self.score: Score = score
         self.cmap = cmap
+        self.panel_options = dict(panel_options or {})  # Explanation.panel's other settings
         self.method_params = params  # (Callback.params is Keras' own: the fit settings)
         self.written: list[Path] = []  # every PNG written so far, in order
-        self._writer: Any = None
+        self._writer: _EventWriter | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         number = epoch + 1
@@ -96,7 +122,7 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
         method = re.sub(r"[^A-Za-z0-9_.-]+", "_", explanation.method)
         panels = []
         for i in range(len(explanation)):
-            panel = explanation.panel(i, cmap=self.cmap).convert("RGB")
+            panel = explanation.panel(i, cmap=self.cmap, **self.panel_options).convert("RGB")
             path = self.log_dir / f"seewhy_{method}_epoch{number:04d}_img{i:02d}.png"
             panel.save(path)
             self.written.append(path)
@@ -104,33 +130,62 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._summaries(method, panels, number)
 
     def _summaries(self, method: str, panels: list[np.ndarray], step: int) -> None:
-        """TensorBoard image summaries, when Keras runs on TensorFlow."""
-        if keras.backend.backend() != "tensorflow":
+        """TensorBoard image summaries, on every Keras backend."""
+        if not self.tensorboard:
             return
-        import tensorflow as tf
-
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        # TensorBoard's image-summary layout (width, height, PNG bytes, plugin
-        # "images"), written with core TensorFlow: tf.summary.image itself
-        # would need the tensorboard package just to write the file.
-        metadata = tf.compat.v1.SummaryMetadata()
-        metadata.plugin_data.plugin_name = "images"
-        with self._writer.as_default():
-            for i, panel in enumerate(panels):
-                height, width = panel.shape[:2]
-                tensor = tf.stack(
-                    [tf.as_string(width), tf.as_string(height), tf.io.encode_png(panel)]
-                )
-                tf.summary.write(
-                    f"seewhy/{method}/{i}",
-                    tensor,
-                    step=step,
-                    metadata=metadata.SerializeToString(),
-                )
-        self._writer.flush()
+            self._writer = _EventWriter(self.log_dir)
+        self._writer.images({f"seewhy/{method}/{i}": p for i, p in enumerate(panels)}, step)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class _EventWriter:
+    """A TensorBoard event file of image summaries, written without TensorFlow.
+
+    TensorBoard's own ``EventFileWriter`` (and ``torch.utils.tensorboard``
+    on top of it) imports TensorFlow whenever it is installed, and TensorFlow
+    next to torch's compiler stack can crash the process; so this writes the
+    records itself: TensorBoard's event protos in TFRecord framing (length,
+    masked CRC-32C of the length, data, masked CRC-32C of the data).
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+        self._event, self._summary, self._crc = event_pb2.Event, summary_pb2.Summary, masked_crc32c
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_SERIAL)}"
+        self.path = log_dir / f"events.out.tfevents.{stamp}.seewhy"
+        self._file = self.path.open("xb")
+        self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def images(self, panels: dict[str, np.ndarray], step: int) -> None:
+        """One image summary per tag (uint8 RGB arrays), at ``step``, flushed to disk."""
+        from PIL import Image
+
+        values = []
+        for tag, panel in panels.items():
+            buffer = io.BytesIO()
+            Image.fromarray(panel).save(buffer, format="PNG")
+            height, width = panel.shape[:2]
+            image = self._summary.Image(
+                height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+            )
+            values.append(self._summary.Value(tag=tag, image=image))
+        summary = self._summary(value=values)
+        self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+        self._file.flush()
+
+    def _write(self, event: Any) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(header + struct.pack("<I", self._crc(header)))
+        self._file.write(data + struct.pack("<I", self._crc(data)))
+
+    def close(self) -> None:
+        self._file.close()

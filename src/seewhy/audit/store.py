@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -371,16 +371,21 @@ class Store:
         for rel, data in files.items():
             atomic_write(self.out / rel, data, sync=rel.startswith(SHARDS))
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every record of the batches written so far, in item order; damage is an error."""
-        out: list[dict[str, Any]] = []
+    def _intact_shards(self, suffix: str) -> Iterator[tuple[int, str]]:
+        """(batch, path) of each written shard with ``suffix``; a damaged one is an error."""
         for k in range(len(self._load())):
-            rel = f"{SHARDS}/{k:07d}.json"
+            rel = f"{SHARDS}/{k:07d}{suffix}"
             problem = self._problem(rel)
             if problem == _MISSING:
                 continue
             if problem is not None:
                 raise _damaged(rel, problem)
+            yield k, rel
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of the batches written so far, in item order; damage is an error."""
+        out: list[dict[str, Any]] = []
+        for k, rel in self._intact_shards(".json"):
             rows = self._rows(k)
             if rows is None:
                 raise _damaged(rel, "its records are not this batch's images")
@@ -391,13 +396,7 @@ class Store:
         """(item indices, maps) of one method, gathered from every shard, in item order."""
         ids: list[np.ndarray] = []
         maps: list[np.ndarray] = []
-        for k in range(len(self._load())):
-            rel = f"{SHARDS}/{k:07d}.npz"
-            problem = self._problem(rel)
-            if problem == _MISSING:
-                continue
-            if problem is not None:
-                raise _damaged(rel, problem)
+        for _, rel in self._intact_shards(".npz"):
             try:
                 with np.load(self.out / rel, allow_pickle=False) as data:
                     if f"maps_{method}" in data:

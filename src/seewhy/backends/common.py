@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from ..errors import BackendError, InvalidInput, LayerNotFound
 from .base import LayerInfo, select_default_layer
+from .model_lock import one_pass_at_a_time
 
 __all__ = [
     "PackedModel",
+    "WeightsThroughModule",
     "default_layer",
     "edit_each_image",
     "edit_scales",
@@ -201,3 +203,30 @@ def require_module(module: str, extra: str) -> Any:
         raise BackendError(
             f"{module} is not installed; install it with: pip install 'seewhy[{extra}]'"
         ) from exc
+
+
+class WeightsThroughModule:
+    """The sanity checks' members of the protocol, through a framework's ``weights`` module.
+
+    Every framework package has a ``weights`` module with the same three
+    functions (list, copy, re-draw weights); a backend names its module in
+    ``weights_module`` and gets these members, each holding the model's lock.
+    """
+
+    weights_module: ClassVar[Any]
+    model: Any
+
+    @one_pass_at_a_time
+    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
+        layers: list[tuple[str, str]] = self.weights_module.parameter_layers(self.model, x)
+        return layers
+
+    @one_pass_at_a_time
+    def copy_model(self) -> Any:
+        return self.weights_module.copy_model(self.model)
+
+    @one_pass_at_a_time
+    def randomize_layers(
+        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        self.weights_module.randomize_layers(self.model, names, resample)

@@ -7,7 +7,6 @@ Commands print; the library under them prints nothing. Errors are raised as
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..inputs import iter_image_files
 from ..inputs.decoding import SAMPLE_PREFIX
+from ..report.finite import finite_json
 
 __all__ = [
     "EXIT_ERROR",
@@ -27,7 +27,6 @@ __all__ = [
     "csv_list",
     "printable",
     "sources",
-    "strict_json",
     "write_json",
 ]
 
@@ -66,24 +65,13 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None: strict JSON, readable anywhere."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
-    return value
-
-
 def write_json(payload: dict[str, Any], target: str | None) -> None:
     """Write ``payload`` as indented strict JSON to the file ``target``, or stdout for None / ``-``.
 
     A non-finite number (a model's NaN score) is written as null, never as
     the ``NaN`` token most JSON readers refuse.
     """
-    text = json.dumps(strict_json(payload), indent=2, allow_nan=False)
+    text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
     if target is None or target == "-":
         print(printable(text))
     else:

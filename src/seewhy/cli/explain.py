@@ -45,8 +45,35 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     add_explaining_options(p)
     p.add_argument("--score", choices=("logit", "probability"), default="logit")
     p.add_argument("--out", default=".", help="folder for the panels [default: .]")
-    p.add_argument("--cmap", default="viridis", help="matplotlib colormap [default: viridis]")
+    p.add_argument(
+        "--cmap",
+        help="matplotlib colormap, or cv2:jet / cv2:viridis for OpenCV's exact tables "
+        "[default: viridis; bwr with --signed]",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="image weight in the overlay")
+    p.add_argument(
+        "--layout",
+        choices=("horizontal", "vertical"),
+        default="horizontal",
+        help="the panel's three pictures side by side or stacked [default: horizontal]",
+    )
+    p.add_argument(
+        "--view",
+        choices=("original", "input"),
+        default="original",
+        help="draw on the photo at its own size and aspect, or on the model's input "
+        "[default: original]",
+    )
+    p.add_argument(
+        "--signed",
+        action="store_true",
+        help="pixel attributions with their sign, in a diverging colormap",
+    )
+    p.add_argument(
+        "--grid",
+        metavar="FILE",
+        help="also write one picture of every image (rows) by every method (columns)",
+    )
     p.add_argument("--top-k", type=int, default=5)
     add_precision(
         p,
@@ -158,6 +185,7 @@ def explain_command(args: argparse.Namespace) -> int:
     plan = output_plan(found, args.images, methods, out)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
+    explained: list[Explanation] | None = [] if args.grid else None
     total = len(found) * len(methods)
     bar = Progress(args.quiet or total < 2 or not sys.stderr.isatty(), unit="img", leave=False)
     bar(0, total)
@@ -173,7 +201,7 @@ def explain_command(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", NonFiniteScoresWarning)  # listed once, below
             for chunk in _chunks(found, args.batch_size or _CHUNK):
                 chunk_records, chunk_failures = _explain_chunk(
-                    list(chunk), explainers, plan, args, advance
+                    list(chunk), explainers, plan, args, advance, explained
                 )
                 records.extend(chunk_records)
                 failures.extend(chunk_failures)
@@ -190,6 +218,8 @@ def explain_command(args: argparse.Namespace) -> int:
             f"image(s), which have no prediction: {names}",
             file=sys.stderr,
         )
+    if explained:
+        _write_grid(explained, args)
     if args.json:
         payload = {
             "model": args.model,
@@ -210,10 +240,12 @@ def _explain_chunk(
     plan: dict[str, dict[str, Path]],
     args: argparse.Namespace,
     advance: Callable[[int], None],
+    explained: list[Explanation] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Explain one chunk with every method, write its panels; (records, failures).
 
-    The first method reports the predictions and the images that failed.
+    The first method reports the predictions and the images that failed;
+    ``explained`` (for ``--grid``) collects the explanations.
     """
     import seewhy
 
@@ -231,15 +263,46 @@ def _explain_chunk(
             records = {s: _record(ex, i) for i, s in enumerate(ex.sources)}
             failures.extend((f.source, f.reason) for f in ex.failures)
             _print_predictions(ex, quiet=args.quiet)
+        if explained is not None:
+            explained.append(ex)
         for i, source in enumerate(ex.sources):
             path = plan[source][m]
             path.parent.mkdir(parents=True, exist_ok=True)
-            ex.panel(i, cmap=args.cmap, alpha=args.alpha).save(path)
+            ex.panel(i, **_panel_options(args, ex)).save(path)
             records[source]["outputs"][m] = str(path)
             if not args.quiet:
                 print(f"  wrote {printable(str(path))}")
         advance(len(chunk))
     return list(records.values()), failures
+
+
+def _panel_options(args: argparse.Namespace, ex: Explanation) -> dict[str, Any]:
+    """The picture options of the command line, as keywords of ``Explanation.panel``.
+
+    ``--signed`` applies to the pixel attribution methods; the others have no sign.
+    """
+    from seewhy.viz import is_pixel_method
+
+    signed = bool(args.signed) and is_pixel_method(ex)
+    return {
+        "cmap": args.cmap,
+        "alpha": args.alpha,
+        "at": args.view,
+        "layout": args.layout,
+        "signed": signed,
+    }
+
+
+def _write_grid(explained: list[Explanation], args: argparse.Namespace) -> None:
+    """``--grid``: every image by every method in one picture."""
+    from seewhy.viz import grid
+
+    path = Path(args.grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = grid(explained, cmap=args.cmap, alpha=args.alpha, at=args.view, signed=args.signed)
+    picture.save(path)
+    if not args.quiet:
+        print(f"  wrote {printable(str(path))}")
 
 
 def _record(ex: Explanation, i: int) -> dict[str, Any]:

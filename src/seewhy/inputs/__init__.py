@@ -14,13 +14,16 @@ from .arrays import to_numpy
 from .batches import Batch, BatchStream, Failure, prepare, resize_for_model
 from .decoding import ImageSource, load_image
 from .files import IMAGE_EXTENSIONS, iter_image_files
+from .photos import PHOTO_MAX_SIDE, Photo
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "PHOTO_MAX_SIDE",
     "Batch",
     "BatchStream",
     "Failure",
     "ImageSource",
+    "Photo",
     "iter_image_files",
     "load_image",
     "prepare",

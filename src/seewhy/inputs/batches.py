@@ -25,6 +25,7 @@ from ..errors import InvalidInput
 from ..preprocess import Preprocess
 from .arrays import UNIT_TOLERANCE, batch_to_nhwc, check_finite, is_array_like, to_numpy
 from .decoding import load_named
+from .photos import Photo, crop_plan, keep_photo
 
 __all__ = ["Batch", "BatchStream", "Failure", "no_usable_image", "prepare", "resize_for_model"]
 
@@ -62,15 +63,7 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).copy()
     if pre.resize <= 0:
         raise InvalidInput(f"pre.resize: expected a positive length or None, got {pre.resize}")
-    short, long_ = min(h, w), max(h, w)
-    new_short = pre.resize
-    new_long = int(pre.resize * long_ / short)
-    new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
-    if new_h < out_h or new_w < out_w:
-        factor = max(out_h / h, out_w / w)
-        new_h, new_w = max(out_h, round(h * factor)), max(out_w, round(w * factor))
-    top = round((new_h - out_h) / 2.0)
-    left = round((new_w - out_w) / 2.0)
+    new_h, new_w, top, left = crop_plan(h, w, pre)
     if new_h * new_w <= _WHOLE_RESIZE_PIXELS:  # as torchvision does it, to the pixel
         if (new_h, new_w) != (h, w):
             im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
@@ -95,13 +88,16 @@ class Batch:
     ``sample:NAME``, or ``<array i>`` / ``<PIL i>`` for in-memory inputs).
     ``indices`` are the items' positions among everything that was passed,
     failures included, so per-image arguments (targets) can follow the
-    survivors; left empty it means ``0 .. N-1``.
+    survivors; left empty it means ``0 .. N-1``. ``photos`` keep each raw
+    picture at its own size and where the input came from in it (None for
+    preprocessed inputs, which have no other picture); left empty, none.
     """
 
     inputs: np.ndarray
     images: np.ndarray
     sources: tuple[str, ...]
     indices: tuple[int, ...] = ()
+    photos: tuple[Photo | None, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.indices:
@@ -197,8 +193,10 @@ def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
     return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
 
-def _prepare_item(item: _Item, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """One item -> (model input HWC float32, display picture HWC uint8)."""
+def _prepare_item(
+    item: _Item, pre: Preprocess, keep: bool = True
+) -> tuple[np.ndarray, np.ndarray, Photo | None]:
+    """One item -> (model input HWC float32, display picture HWC uint8, its Photo or None)."""
     if isinstance(item.value, InvalidInput):
         raise item.value
     if item.preprocessed:
@@ -207,11 +205,11 @@ def _prepare_item(item: _Item, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise InvalidInput(f"{item.source}: preprocessed input is empty (shape {x.shape})")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return x, _display_from_input(x, pre)
+        return x, _display_from_input(x, pre), None
     rgb = load_named(item.value, item.source)
     picture = resize_for_model(rgb, pre)
     model_input = np.asarray(pre.normalise(picture), dtype=np.float32)
-    return model_input, picture
+    return model_input, picture, keep_photo(rgb, pre) if keep else None
 
 
 def _with_source(exc: InvalidInput, source: str) -> str:
@@ -226,6 +224,7 @@ def _assemble(
     *,
     shape: tuple[int, ...] | None = None,
     strict: bool = False,
+    photos: bool = True,
 ) -> tuple[Batch | None, list[Failure]]:
     """Prepare numbered items into one :class:`Batch` (None when none is usable).
 
@@ -236,10 +235,11 @@ def _assemble(
     pictures: list[np.ndarray] = []
     sources: list[str] = []
     positions: list[int] = []
+    kept: list[Photo | None] = []
     failures: list[Failure] = []
     for position, item in items:
         try:
-            x, picture = _prepare_item(item, pre)
+            x, picture, photo = _prepare_item(item, pre, photos)
             expected = inputs[0].shape if inputs else shape
             if expected is not None and x.shape != expected:
                 raise InvalidInput(
@@ -255,6 +255,7 @@ def _assemble(
         pictures.append(picture)
         sources.append(item.source)
         positions.append(position)
+        kept.append(photo)
     if not inputs:
         return None, failures
     batch = Batch(
@@ -262,6 +263,7 @@ def _assemble(
         images=np.ascontiguousarray(np.stack(pictures), dtype=np.uint8),
         sources=tuple(sources),
         indices=tuple(positions),
+        photos=tuple(kept),
     )
     return batch, failures
 
@@ -316,16 +318,25 @@ class BatchStream:
     number of items, failures included (per-image targets are checked
     against it before any work). Iterating gives ``(batch or None,
     failures)`` per group; ``Batch.indices`` are positions among all items.
+    ``photos=False`` keeps no :class:`Photo` (callers that only predict, or
+    that explain so many photos that keeping each one would not fit).
     """
 
     def __init__(
-        self, images: object, pre: Preprocess, *, channels_first: bool = False, size: int = 32
+        self,
+        images: object,
+        pre: Preprocess,
+        *,
+        channels_first: bool = False,
+        size: int = 32,
+        photos: bool = True,
     ) -> None:
         self.items = list(enumerate(_expand(images, channels_first)))
         if not self.items:
             raise no_usable_image([])
         self.pre = pre
         self.size = max(1, size)
+        self.photos = photos
 
     def __len__(self) -> int:
         return len(self.items)
@@ -334,7 +345,7 @@ class BatchStream:
         shape: tuple[int, ...] | None = None
         for start in range(0, len(self.items), self.size):
             group = self.items[start : start + self.size]
-            batch, failures = _assemble(group, self.pre, shape=shape)
+            batch, failures = _assemble(group, self.pre, shape=shape, photos=self.photos)
             if batch is not None:
                 shape = batch.inputs.shape[1:]
             yield batch, failures

@@ -8,14 +8,14 @@ structural questions (layers, the dense head) and hands weight work to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
 
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
+from ..common import WeightsThroughModule
 from ..model_lock import one_pass_at_a_time
 from . import weights
 from .engines import engine_for
@@ -26,12 +26,14 @@ from .tensors import as_float32, variable_value
 __all__ = ["KerasBackend"]
 
 
-class KerasBackend(KerasPasses):
+class KerasBackend(WeightsThroughModule, KerasPasses):
     """Explains a built Keras 3 model that maps (N, H, W, C) images to class scores.
 
     Channels-first models are fed (N, C, H, W); activations and gradients are
     returned NCHW either way, input gradients NHWC.
     """
+
+    weights_module: ClassVar[Any] = weights  # the framework's list, copy and re-draw
 
     framework = "keras"
 
@@ -89,21 +91,6 @@ class KerasBackend(KerasPasses):
         )
         return np.ascontiguousarray(kernel.T), bias
 
-    # -- what sanity checks and the audit ask of a model -----------------------
-
-    @one_pass_at_a_time
-    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
-        return weights.parameter_layers(self.model, x)
-
-    @one_pass_at_a_time
-    def copy_model(self) -> Any:
-        return weights.copy_model(self.model)
-
-    @one_pass_at_a_time
-    def randomize_layers(
-        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        weights.randomize_layers(self.model, names, resample)
 
     def place(self, device: str | None) -> Any:
         """The model as it is: Keras places its tensors on a visible device by itself."""

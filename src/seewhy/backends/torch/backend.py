@@ -7,14 +7,13 @@ weights for sanity checks in :mod:`.weights`, device placement and packing in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..common import PackedModel, default_layer, missing_layer, no_feature_map
+from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
 from ..model_lock import one_pass_at_a_time
 from . import weights
 from .device import pack, place
@@ -24,12 +23,14 @@ from .structure import named_layers, opaque_error
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(TorchPasses):
+class TorchBackend(WeightsThroughModule, TorchPasses):
     """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
 
     Every method that runs or changes the model holds the model's lock, so one
     model can be explained from several threads (one pass at a time).
     """
+
+    weights_module: ClassVar[Any] = weights  # the framework's list, copy and re-draw
 
     framework = "torch"
     channels_first = True
@@ -56,21 +57,6 @@ class TorchBackend(TorchPasses):
             raise no_feature_map(layer, infos)
         raise missing_layer(layer, list(modules), infos)
 
-    # -- weights (sanity checks) -----------------------------------------------
-
-    @one_pass_at_a_time
-    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
-        return weights.parameter_layers(self.model, x)
-
-    @one_pass_at_a_time
-    def copy_model(self) -> nn.Module:
-        return weights.copy_model(self.model)
-
-    @one_pass_at_a_time
-    def randomize_layers(
-        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        weights.randomize_layers(self.model, names, resample)
 
     # -- other devices and processes -------------------------------------------
 
