@@ -11,7 +11,6 @@ import importlib.util
 import io
 import itertools
 import os
-import re
 import socket
 import struct
 import time
@@ -23,6 +22,7 @@ import keras
 import numpy as np
 
 from ._kit.checks import bad_argument, flag, positive_int
+from ._training_panels import PanelSettings, explain_and_save
 from .backends.base import Score
 from .preprocess import Preprocess
 
@@ -32,7 +32,7 @@ _WHERE = "ExplainCallback"
 _SERIAL = itertools.count()  # event files of one process and second stay apart
 
 
-class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class ExplainCallback(PanelSettings, keras.callbacks.Callback):  # type: ignore[misc]
     """Explain fixed validation images at the end of every ``every``-th epoch.
 
     Each image's panel (picture | heatmap | overlay, with the explained class)
@@ -87,47 +87,28 @@ class ExplainCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 tensorboard,
                 where=_WHERE,
             )
-        self.images = images
-        self.method = method
-        self.log_dir = Path(log_dir)
-        self.target = target
-        self.layer = layer
-        self.preprocess = preprocess
-        self.labels = labels
-        self.score: Score = score
-        self.cmap = cmap
-        self.panel_options = dict(panel_options or {})  # Explanation.panel's other settings
-        self.method_params = params  # (Callback.params is Keras' own: the fit settings)
-        self.written: list[Path] = []  # every PNG written so far, in order
+        self.keep_settings(
+            images,
+            method,
+            log_dir=log_dir,
+            target=target,
+            layer=layer,
+            preprocess=preprocess,
+            labels=labels,
+            score=score,
+            cmap=cmap,
+            panel_options=panel_options,
+            params=params,
+        )
         self._writer: _EventWriter | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         number = epoch + 1
         if number % self.every:
             return
-        from .api import explain
-
-        explanation = explain(
-            self.model,
-            self.images,
-            self.method,
-            target=self.target,
-            layer=self.layer,
-            preprocess=self.preprocess,
-            labels=self.labels,
-            score=self.score,
-            **self.method_params,
-        )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        method = re.sub(r"[^A-Za-z0-9_.-]+", "_", explanation.method)
-        panels = []
-        for i in range(len(explanation)):
-            panel = explanation.panel(i, cmap=self.cmap, **self.panel_options).convert("RGB")
-            path = self.log_dir / f"seewhy_{method}_epoch{number:04d}_img{i:02d}.png"
-            panel.save(path)
-            self.written.append(path)
-            panels.append(np.asarray(panel))
-        self._summaries(method, panels, number)
+        logged = explain_and_save(self.model, self, f"epoch{number:04d}")
+        self.written.extend(logged.paths)
+        self._summaries(logged.method, logged.panels, number)
 
     def _summaries(self, method: str, panels: list[np.ndarray], step: int) -> None:
         """TensorBoard image summaries, on every Keras backend."""

@@ -7,7 +7,6 @@ import ExplainCallback``); it imports Lightning and torch, never Keras.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from ._kit.checks import bad_argument, optional_positive_int
+from ._training_panels import PanelSettings, explain_and_save
 from .backends.base import Score
 from .preprocess import Preprocess
 
@@ -27,7 +27,7 @@ __all__ = ["ExplainCallback"]
 _WHERE = "ExplainCallback"
 
 
-class ExplainCallback(pl.Callback):
+class ExplainCallback(PanelSettings, pl.Callback):
     """Explain fixed images with the model being trained, every few epochs or steps.
 
     At the end of every ``every``-th training epoch, and/or after every
@@ -84,18 +84,19 @@ class ExplainCallback(pl.Callback):
                 None,
                 where=_WHERE,
             )
-        self.images = images
-        self.method = method
-        self.log_dir = Path(log_dir)
-        self.target = target
-        self.layer = layer
-        self.preprocess = preprocess
-        self.labels = labels
-        self.score: Score = score
-        self.cmap = cmap
-        self.panel_options = dict(panel_options or {})  # Explanation.panel's other settings
-        self.method_params = params
-        self.written: list[Path] = []  # every PNG written so far, in order
+        self.keep_settings(
+            images,
+            method,
+            log_dir=log_dir,
+            target=target,
+            layer=layer,
+            preprocess=preprocess,
+            labels=labels,
+            score=score,
+            cmap=cmap,
+            panel_options=panel_options,
+            params=params,
+        )
         self._last_step = 0  # no panels before the first step; accumulation repeats a step
 
     # -- Lightning hooks ------------------------------------------------------------
@@ -124,31 +125,12 @@ class ExplainCallback(pl.Callback):
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stem: str) -> None:
         if not trainer.is_global_zero:
             return
-        from .api import explain
-
         with _training_untouched(pl_module):
-            explanation = explain(
-                pl_module,
-                self.images,
-                self.method,
-                target=self.target,
-                layer=self.layer,
-                preprocess=self.preprocess,
-                labels=self.labels,
-                score=self.score,
-                **self.method_params,
-            )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        method = re.sub(r"[^A-Za-z0-9_.-]+", "_", explanation.method)
-        panels, captions = [], []
-        for i in range(len(explanation)):
-            panel = explanation.panel(i, cmap=self.cmap, **self.panel_options).convert("RGB")
-            path = self.log_dir / f"seewhy_{method}_{stem}_img{i:02d}.png"
-            panel.save(path)
-            self.written.append(path)
-            panels.append(np.asarray(panel))
-            captions.append(f"{explanation.sources[i]}: {explanation.label(i)}")
-        _to_loggers(trainer, method, panels, captions, trainer.global_step)
+            logged = explain_and_save(pl_module, self, stem)
+        self.written.extend(logged.paths)
+        ex = logged.explanation
+        captions = [f"{ex.sources[i]}: {ex.label(i)}" for i in range(len(ex))]
+        _to_loggers(trainer, logged.method, logged.panels, captions, trainer.global_step)
 
 
 def _to_loggers(

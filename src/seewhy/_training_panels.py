@@ -1,0 +1,108 @@
+"""What both training callbacks do at a logging point: explain fixed images, save the panels.
+
+The Keras and Lightning callbacks differ in their hooks and loggers; the
+explaining and the PNG files are the same, so they are written once here.
+Framework-free: the model is whatever ``seewhy.explain`` takes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .explanation import Explanation
+
+__all__ = ["LoggedPanels", "PanelSettings", "explain_and_save"]
+
+
+class PanelSettings:
+    """The settings both callbacks keep: what to explain, how to draw it, where to write it.
+
+    A mixin (no ``__init__`` of its own, so it sits beside Keras' and
+    Lightning's callback classes): a callback calls :meth:`keep_settings` once.
+    """
+
+    images: Any
+    method: str
+    log_dir: Path
+    target: Any
+    layer: str | None
+    preprocess: Any
+    labels: Any
+    score: Any
+    cmap: str | None
+    panel_options: dict[str, Any]
+    method_params: dict[str, Any]  # (``params`` is Keras' own attribute: the fit settings)
+    written: list[Path]
+
+    def keep_settings(
+        self,
+        images: Any,
+        method: str,
+        *,
+        log_dir: str | Path,
+        target: Any,
+        layer: str | None,
+        preprocess: Any,
+        labels: Any,
+        score: Any,
+        cmap: str | None,
+        panel_options: Mapping[str, Any] | None,
+        params: dict[str, Any],
+    ) -> None:
+        self.images = images
+        self.method = method
+        self.log_dir = Path(log_dir)
+        self.target = target
+        self.layer = layer
+        self.preprocess = preprocess
+        self.labels = labels
+        self.score = score
+        self.cmap = cmap
+        self.panel_options = dict(panel_options or {})  # Explanation.panel's other settings
+        self.method_params = params
+        self.written = []  # every PNG written so far, in order
+
+
+@dataclass(frozen=True)
+class LoggedPanels:
+    """One logging point's result: the explanation, its panels as arrays and their files."""
+
+    explanation: Explanation
+    method: str  # the method's name, safe in file names and logger tags
+    panels: list[np.ndarray]  # (H, W, 3) uint8, one per image
+    paths: list[Path]
+
+
+def explain_and_save(model: Any, settings: PanelSettings, stem: str) -> LoggedPanels:
+    """Explain ``settings.images`` with ``model`` and write ``seewhy_{method}_{stem}_imgNN.png``."""
+    from .api import explain
+
+    explanation = explain(
+        model,
+        settings.images,
+        settings.method,
+        target=settings.target,
+        layer=settings.layer,
+        preprocess=settings.preprocess,
+        labels=settings.labels,
+        score=settings.score,
+        **settings.method_params,
+    )
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    method = re.sub(r"[^A-Za-z0-9_.-]+", "_", explanation.method)
+    panels: list[np.ndarray] = []
+    paths: list[Path] = []
+    for i in range(len(explanation)):
+        panel = explanation.panel(i, cmap=settings.cmap, **settings.panel_options).convert("RGB")
+        path = settings.log_dir / f"seewhy_{method}_{stem}_img{i:02d}.png"
+        panel.save(path)
+        paths.append(path)
+        panels.append(np.asarray(panel))
+    return LoggedPanels(explanation, method, panels, paths)
