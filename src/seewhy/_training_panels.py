@@ -81,7 +81,10 @@ class LoggedPanels:
 
 
 def explain_and_save(model: Any, settings: PanelSettings, stem: str) -> LoggedPanels:
-    """Explain ``settings.images`` with ``model`` and write ``seewhy_{method}_{stem}_imgNN.png``."""
+    """Explain ``settings.images`` with ``model``, write ``seewhy_{method}_{stem}_imgNN.png``.
+
+    The files written are added to ``settings.written``.
+    """
     from .api import explain
 
     explanation = explain(
@@ -105,4 +108,5 @@ def explain_and_save(model: Any, settings: PanelSettings, stem: str) -> LoggedPa
         panel.save(path)
         paths.append(path)
         panels.append(np.asarray(panel))
+    settings.written.extend(paths)
     return LoggedPanels(explanation, method, panels, paths)

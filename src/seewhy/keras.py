@@ -107,7 +107,6 @@ class ExplainCallback(PanelSettings, keras.callbacks.Callback):  # type: ignore[
         if number % self.every:
             return
         logged = explain_and_save(self.model, self, f"epoch{number:04d}")
-        self.written.extend(logged.paths)
         self._summaries(logged.method, logged.panels, number)
 
     def _summaries(self, method: str, panels: list[np.ndarray], step: int) -> None:

@@ -127,7 +127,6 @@ class ExplainCallback(PanelSettings, pl.Callback):
             return
         with _training_untouched(pl_module):
             logged = explain_and_save(pl_module, self, stem)
-        self.written.extend(logged.paths)
         ex = logged.explanation
         captions = [f"{ex.sources[i]}: {ex.label(i)}" for i in range(len(ex))]
         _to_loggers(trainer, logged.method, logged.panels, captions, trainer.global_step)

@@ -136,7 +136,7 @@ def fill_values(
     (``"fill"``, ``"baseline"``, ...).
     """
     x = np.asarray(x, dtype=np.float32)
-    n, h, w, c = x.shape
+    _, h, w, c = x.shape
     if isinstance(fill, np.ndarray):
         _finite_array(fill, where)
         try:
@@ -169,11 +169,9 @@ def fill_values(
     if kind == "noise":
         # each image from its own stream of the seed: its fill does not depend on the
         # other images of the batch
-        if preprocess is not None and c == 3:
-            pixels = np.stack(
-                [np.random.default_rng(seed).integers(0, 256, (h, w, 3)) for _ in range(n)]
-            ).astype(np.float32)
-            return np.asarray(preprocess.normalise(pixels), dtype=np.float32)
+        if preprocess is not None and c == 3:  # the same picture for every image
+            pixels = np.random.default_rng(seed).integers(0, 256, (1, h, w, 3)).astype(np.float32)
+            return _full(x, np.asarray(preprocess.normalise(pixels), dtype=np.float32))
         lows, highs = x.min(axis=(1, 2, 3)), x.max(axis=(1, 2, 3))
         return np.stack(
             [

@@ -46,7 +46,7 @@ from seewhy.inputs.files import (
     walk_images,
 )
 
-from .boxes import Box, load_boxes, read_boxes
+from .boxes import PATH_COLUMNS, Box, load_boxes, read_boxes
 from .masks import MaskFinder, mirror_key
 
 __all__ = ["Box", "Dataset", "Item", "LabelsFrom", "collect", "load_boxes", "match_classes"]
@@ -55,7 +55,6 @@ LabelsFrom = Literal["auto", "folders", "none"]
 DataArg = str | bytes | os.PathLike[str] | Sequence[str | bytes | os.PathLike[str]]
 
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".lst"})
-_PATH_COLUMNS = ("path", "file", "filename", "image", "source")
 _LABEL_COLUMNS = ("label", "class", "true", "true_label", "target", "y")
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")  # what a list file's lines end with; not U+2028
 
@@ -251,8 +250,8 @@ def _read_list(path: Path) -> list[tuple[str, str | None]]:
         raise InvalidInput(f"data: list file {display_path(path)!r}: {exc}") from exc
     header = [c.lower() for c in rows[0]]
     path_col, label_col = 0, 1
-    if any(c in _PATH_COLUMNS for c in header):
-        path_col = next(i for i, c in enumerate(header) if c in _PATH_COLUMNS)
+    if any(c in PATH_COLUMNS for c in header):
+        path_col = next(i for i, c in enumerate(header) if c in PATH_COLUMNS)
         label_col = next((i for i, c in enumerate(header) if c in _LABEL_COLUMNS), -1)
         rows = rows[1:]
     out: list[tuple[str, str | None]] = []

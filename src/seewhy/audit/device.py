@@ -58,11 +58,8 @@ def placed_backend(model: Any) -> Backend | None:
 
 def cuda_available() -> bool:
     """Whether PyTorch sees a usable CUDA GPU; never imports torch for a model without it."""
-    if sys.modules.get("torch") is None:
-        return False
-    from seewhy.backends.torch.device import cuda_available as torch_sees_cuda
-
-    return torch_sees_cuda()
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.cuda.is_available())
 
 
 def _cuda_hidden(env: Mapping[str, str]) -> bool:

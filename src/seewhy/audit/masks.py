@@ -37,6 +37,7 @@ class MaskFinder:
             )
         self.root = root
         self._listings: dict[Path, frozenset[str]] = {}
+        self._stems: dict[Path, dict[str, tuple[str, ...]]] = {}
         self.unmirrored = 0  # images with no relative path to mirror
         self.own = 0  # images whose only candidate was the image itself
 
@@ -47,6 +48,17 @@ class MaskFinder:
             except OSError:
                 self._listings[folder] = frozenset()
         return self._listings[folder]
+
+    def _pictures_by_stem(self, folder: Path) -> dict[str, tuple[str, ...]]:
+        """The folder's pictures grouped by stem, sorted: one pass per folder, not per image."""
+        if folder not in self._stems:
+            grouped: dict[str, list[str]] = {}
+            for n in sorted(self._listing(folder)):
+                stem, ext = os.path.splitext(n)
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    grouped.setdefault(stem, []).append(n)
+            self._stems[folder] = {stem: tuple(names) for stem, names in grouped.items()}
+        return self._stems[folder]
 
     def find(self, key: str | None, image: Path) -> str | None:
         """The mask of the image whose mirrored path is ``key``, or None."""
@@ -61,11 +73,7 @@ class MaskFinder:
         name = parts[-1]
         stem = os.path.splitext(name)[0]
         listing = self._listing(folder)
-        others = sorted(
-            n
-            for n in listing
-            if os.path.splitext(n)[0] == stem and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-        )
+        others = self._pictures_by_stem(folder).get(stem, ())
         image_real = os.path.realpath(image)
         was_itself = False
         for candidate in [name, stem + ".png", *others]:

@@ -35,14 +35,12 @@ def backend_for(model: Any) -> Backend:
     if _is_keras_model(model):  # a Keras model on the torch backend is also an nn.Module
         from .keras import KerasBackend
 
-        keras_backend: Backend = KerasBackend(model)
-        return keras_backend
+        return KerasBackend(model)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
         from .torch import TorchBackend
 
-        torch_backend: Backend = TorchBackend(model)
-        return torch_backend
+        return TorchBackend(model)
     raise BackendError(
         f"model: expected a torch.nn.Module or a keras.Model, got {type(model).__module__}."
         f"{type(model).__qualname__}"

@@ -180,7 +180,7 @@ def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
         scale = np.float32(pre.scale)
         back = (x * np.asarray(pre.std, np.float32) + np.asarray(pre.mean, np.float32)) / scale
         if back.min() >= -_DENORM_TOLERANCE and back.max() <= 255.0 + _DENORM_TOLERANCE:
-            return np.asarray(pre.denormalise(x), dtype=np.uint8)
+            return np.clip(np.rint(back), 0, 255).astype(np.uint8)
     else:
         lo, hi = float(x.min()), float(x.max())
         if lo >= -UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE:

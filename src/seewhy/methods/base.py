@@ -12,6 +12,7 @@ once when the method is built and kept as attributes of the same name, so
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -119,8 +120,9 @@ class Method(ABC):
         """No settings; subclasses add theirs as keyword-only parameters."""
 
     @classmethod
+    @functools.cache
     def param_names(cls) -> tuple[str, ...]:
-        """Names of the settings, in the order of ``__init__``'s signature."""
+        """Names of the settings, in the order of ``__init__``'s signature (read once per class)."""
         parameters = inspect.signature(cls.__init__).parameters.values()
         return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 

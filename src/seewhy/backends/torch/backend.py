@@ -16,7 +16,7 @@ from torch import nn
 from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
 from ..model_lock import one_pass_at_a_time
 from . import weights
-from .device import pack, place
+from .device import pack
 from .passes import TorchPasses
 from .structure import named_layers, opaque_error
 
@@ -62,7 +62,7 @@ class TorchBackend(WeightsThroughModule, TorchPasses):
 
     @one_pass_at_a_time
     def place(self, device: str | None) -> nn.Module:
-        model = place(self.model, device)
+        model = self.model if device is None else self.model.to(device)
         self.device, self.dtype = _device_and_dtype(model)  # Module.to moves it in place
         return model
 

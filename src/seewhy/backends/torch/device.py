@@ -1,4 +1,4 @@
-"""A torch model on a device, and as bytes for another process (the audit's Ray actors)."""
+"""A torch model as bytes for another process (the audit's Ray actors), and back."""
 
 from __future__ import annotations
 
@@ -10,19 +10,7 @@ from torch import nn
 
 from ..common import PackedModel
 
-__all__ = ["cuda_available", "pack", "place", "unpack"]
-
-
-def cuda_available() -> bool:
-    """Whether torch can use a CUDA GPU here."""
-    return bool(torch.cuda.is_available())
-
-
-def place(model: nn.Module, device: str | None) -> nn.Module:
-    """``model`` moved to ``device`` (``Module.to``: the same object); None leaves it."""
-    if device is None:
-        return model
-    return model.to(device)
+__all__ = ["pack", "unpack"]
 
 
 def pack(model: nn.Module, pickle_module: Any) -> PackedModel:

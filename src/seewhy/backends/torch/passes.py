@@ -90,7 +90,11 @@ class TorchPasses:
 
     @one_pass_at_a_time
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
-        return layer_trace(self.model, tuple(x.shape[1:]), lambda: self._to_tensor(x[:1]))
+        return self._layers(x, named_layers(self.model))
+
+    def _layers(self, x: np.ndarray, modules: dict[str, nn.Module]) -> list[LayerInfo]:
+        shape = tuple(x.shape[1:])
+        return layer_trace(self.model, shape, lambda: self._to_tensor(x[:1]), modules)
 
     # -- tensors ---------------------------------------------------------------
 
@@ -111,11 +115,16 @@ class TorchPasses:
         t = check_targets(targets, logits.shape[0], logits.shape[1])
         return torch.as_tensor(t, device=logits.device)
 
-    def _layer_module(self, layer: str) -> nn.Module:
-        module = named_layers(self.model).get(layer)
+    def _layer_and_call(self, layer: str, x: np.ndarray) -> tuple[nn.Module, int]:
+        """The layer's module and which of its calls in a forward is the one to use.
+
+        One walk of the model's modules serves both (a large model has thousands).
+        """
+        modules = named_layers(self.model)
+        module = modules.get(layer)
         if module is None:
             raise LayerNotFound(f"layer: the model has no layer {layer!r}")
-        return module
+        return module, call_of(layer, self._layers(x, modules))
 
     # -- forward only ----------------------------------------------------------
 
@@ -208,8 +217,7 @@ class TorchPasses:
         gradients: bool,
         score: Score = "logit",
     ) -> Capture:
-        module = self._layer_module(layer)
-        wanted = call_of(layer, self.layers(x))
+        module, wanted = self._layer_and_call(layer, x)
         state: dict[str, Any] = {"calls": 0, "leaf": None}
 
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:
@@ -300,9 +308,8 @@ class TorchPasses:
         rows) is run the naive way from then on, which is always correct
         (:func:`~seewhy.backends.common.shared_prefix_logits`).
         """
-        module = self._layer_module(layer)
+        module, wanted = self._layer_and_call(layer, x)
         scales = edit_scales(scales, len(x))
-        wanted = call_of(layer, self.layers(x))
         state: dict[str, Any] = {"calls": 0, "scale": None, "seen": False}
 
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:

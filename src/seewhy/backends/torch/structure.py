@@ -85,13 +85,17 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
 
 
 def layer_trace(
-    model: nn.Module, shape: tuple[int, ...], inputs: Callable[[], torch.Tensor]
+    model: nn.Module,
+    shape: tuple[int, ...],
+    inputs: Callable[[], torch.Tensor],
+    modules: dict[str, nn.Module] | None = None,
 ) -> list[LayerInfo]:
     """The layers with 4-D outputs for inputs of ``shape``, traced once per model and shape.
 
-    ``inputs`` makes the one image the trace runs (only when it is not cached).
+    ``inputs`` makes the one image the trace runs (only when it is not cached);
+    ``modules`` is the model's ``named_layers`` when the caller has it already.
     """
-    modules = named_layers(model)
+    modules = named_layers(model) if modules is None else modules
     key = (shape, len(modules))
     cache = _TRACE_CACHE.setdefault(model, {})
     if key not in cache:
