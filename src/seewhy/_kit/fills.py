@@ -36,7 +36,7 @@ import numpy as np
 from ..preprocess import Preprocess
 from .checks import bad_argument, finite_float
 
-__all__ = ["FILLS", "blur", "blur_sigma_used", "check_fill", "default_blur_sigma", "fill_values"]
+__all__ = ["FILLS", "blur", "check_fill", "chosen_blur_sigma", "default_blur_sigma", "fill_values"]
 
 FILLS: tuple[str, ...] = ("zeros", "black", "white", "gray", "mean", "blur", "noise")
 
@@ -50,14 +50,14 @@ def default_blur_sigma(height: int, width: int) -> float:
     return 5.0 * min(height, width) / 224.0
 
 
-def blur_sigma_used(fill: Any, sigma: float | None, height: int, width: int) -> float | None:
-    """The sigma a ``"blur"`` fill uses on (height, width) inputs; None for other fills.
+def chosen_blur_sigma(fill: Any, given: float | None, height: int, width: int) -> dict[str, float]:
+    """``{"blur_sigma": ...}`` when a ``"blur"`` fill's sigma was left to the input size, else {}.
 
-    For recording the setting a caller left to the input size.
+    For recording, in an explanation's settings, the value the fill worked out.
     """
-    if not (isinstance(fill, str) and fill.lower() == "blur"):
-        return None
-    return default_blur_sigma(height, width) if sigma is None else float(sigma)
+    if given is not None or not (isinstance(fill, str) and fill.lower() == "blur"):
+        return {}
+    return {"blur_sigma": default_blur_sigma(height, width)}
 
 
 def blur(x: np.ndarray, sigma: float) -> np.ndarray:

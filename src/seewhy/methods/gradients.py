@@ -29,7 +29,7 @@ import numpy as np
 
 from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import finite_float, flag, one_of, positive_int
-from .._kit.fills import blur_sigma_used, check_fill, fill_values
+from .._kit.fills import check_fill, chosen_blur_sigma, fill_values
 from .._kit.prefetch import Ahead
 from .._kit.scores import target_scores
 from ..errors import InvalidInput, UnsupportedModel
@@ -373,10 +373,7 @@ class IntegratedGradients(PixelAttribution):
 
     def chosen_settings(self, ctx: Context) -> dict[str, Any]:
         """The blur's sigma, when a blurred baseline was left to the input size."""
-        if self.blur_sigma is not None:
-            return {}
-        sigma = blur_sigma_used(self.baseline, None, *ctx.inputs.shape[1:3])
-        return {} if sigma is None else {"blur_sigma": sigma}
+        return chosen_blur_sigma(self.baseline, self.blur_sigma, *ctx.inputs.shape[1:3])
 
     def _baseline_values(self, ctx: Context) -> list[np.ndarray]:
         """The baselines x' (N, H, W, C), one per ``baselines``, each from its own seed."""

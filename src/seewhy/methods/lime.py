@@ -28,7 +28,7 @@ import numpy as np
 
 from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import bad_argument, finite_float, flag, one_of, positive_int, unit_float
-from .._kit.fills import blur_sigma_used, check_fill, fill_values
+from .._kit.fills import check_fill, chosen_blur_sigma, fill_values
 from .._kit.scores import target_scores
 from .._kit.superpixels import (
     DEFAULTS,
@@ -273,8 +273,7 @@ class Lime(Method):
             "mask": masks,
             "picture": picture,
         }
-        sigma = None if self.blur_sigma is not None else blur_sigma_used(self.fill, None, h, w)
-        settings = {} if sigma is None else {"blur_sigma": sigma}
+        settings = chosen_blur_sigma(self.fill, self.blur_sigma, h, w)
         return RawResult(
             maps=maps, logits=logits, targets=targets, extras=extras, settings=settings
         )
