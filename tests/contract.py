@@ -36,6 +36,8 @@ def quadrants(picture: np.ndarray) -> np.ndarray:
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "ablationcam": {"channels": 2},
+    "attention-rollout": {"discard_ratio": 0.1},
+    "generic-attention": {},
     "cam": {},
     "eigencam": {},
     "gradcam": {},
@@ -57,6 +59,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 METHODS = sorted(SETTINGS)
+# Methods that read attention matrices: the contract runs them on a tiny ViT, not the CNN.
+TRANSFORMER_METHODS = frozenset({"attention-rollout", "generic-attention"})
 BAD_CLASS = 99  # every contract model has 5 classes
 
 def declared_settings(method: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from contract import (
     BAD_CLASS,
     METHODS,
     SETTINGS,
+    TRANSFORMER_METHODS,
     check_batch_is_its_images,
     check_params_recorded,
     raises_and_leaves,
@@ -32,7 +33,7 @@ from keras_helpers import (
     keras_or_skip,
     snapshot,
 )
-from models import gap_model, raising_keras_model
+from models import gap_model, keras_tiny_vit, raising_keras_model
 from seewhy.errors import SeewhyError
 
 keras = keras_or_skip()
@@ -71,7 +72,8 @@ def x() -> np.ndarray:
 def test_contract(method: str, x: np.ndarray) -> None:
     """Success, bad target, a raising model, batch = images, then the recorded settings."""
     settings = SETTINGS[method]
-    model = gap_model(keras)
+    vit = method in TRANSFORMER_METHODS  # attention methods get a tiny Keras ViT
+    model = keras_tiny_vit(keras, size=12, patch=4, dim=8) if vit else gap_model(keras)
     before = state(model)
     e = seewhy.explain(model, x, method, **settings)
     same_state(before, state(model))
@@ -84,7 +86,11 @@ def test_contract(method: str, x: np.ndarray) -> None:
         SeewhyError,
     )
 
-    raising = raising_keras_model(keras)
+    raising = (
+        keras_tiny_vit(keras, size=12, patch=4, dim=8, tripwire=True)
+        if vit
+        else raising_keras_model(keras)
+    )
     raising.get_layer("tripwire").armed = True
     raises_and_leaves(
         lambda: state(raising),

@@ -186,6 +186,51 @@ def trained_torch_cnn(
     return model, accuracy
 
 
+def tiny_segmenter(classes: int = 3, seed: int = 0) -> Any:
+    """conv-relu-conv-relu, a 1x1 conv to per-pixel class scores, returned as torchvision's
+    segmentation models return theirs: ``{"out": (N, classes, H, W), "aux": ...}``."""
+    import torch
+    from torch import nn
+
+    class Segmenter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+            )
+            self.classifier = nn.Conv2d(8, classes, 1)
+            self.aux = nn.Conv2d(8, classes, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            features = self.backbone(x)
+            aux = self.aux(features)  # first, so the scored head's layer is the last to run
+            return {"out": self.classifier(features), "aux": aux}
+
+    torch.manual_seed(seed)
+    return Segmenter().eval()
+
+
+def two_headed(classes: int = 4, seed: int = 0, *, as_dict: bool = False) -> Any:
+    """:func:`tiny_cnn`'s features with two linear heads, returned as a tuple (or a dict)."""
+    import torch
+    from torch import nn
+
+    class TwoHeaded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = tiny_cnn(classes, seed)[:-1]
+            self.kind = nn.Linear(16, classes)
+            self.size = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> Any:
+            f = self.features(x)
+            kind, size = self.kind(f), self.size(f)
+            return {"kind": kind, "size": size} if as_dict else (kind, size)
+
+    torch.manual_seed(seed)
+    return TwoHeaded().eval()
+
+
 # -- Keras (pass the keras module; the backend is fixed per process) ----------------
 
 
@@ -296,3 +341,168 @@ def raising_keras_model(keras: Any, classes: int = 5, seed: int = 0) -> Any:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     out = keras.layers.Dense(classes, activation="softmax", name="head")(x)
     return keras.Model(inputs, out, name="raising_model")
+
+
+# -- vision transformers (issue 15) ---------------------------------------------------
+# Tiny, random weights, built offline; ``family`` names what tests/test_transformers.py
+# and tests/test_attention.py check. Each returns (model in eval mode, input size (H, W)).
+
+
+def tiny_transformer(family: str, seed: int = 0, classes: int = 5) -> tuple[Any, tuple[int, int]]:
+    """A tiny vision transformer of ``family`` (timm, torchvision, Hugging Face)."""
+    import torch
+
+    torch.manual_seed(seed)
+    vit = {"depth": 2, "embed_dim": 32, "num_heads": 2, "num_classes": classes}
+    size = (32, 32)
+    if family.startswith("timm-"):
+        import timm
+
+        name, extra = {
+            "timm-vit": ("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, **vit}),
+            "timm-deit": (
+                "deit_tiny_distilled_patch16_224", {"img_size": 32, "patch_size": 8, **vit}
+            ),
+            "timm-dinov2": (
+                "vit_small_patch14_reg4_dinov2", {"img_size": 28, "patch_size": 7, **vit}
+            ),
+            "timm-eva": ("eva02_tiny_patch14_224", {"img_size": 28, "patch_size": 7, **vit}),
+            "timm-swin": (
+                "swin_tiny_patch4_window7_224",
+                {"img_size": 56, "depths": (1, 1), "num_heads": (2, 4), "embed_dim": 32,
+                 "num_classes": classes},
+            ),
+            "timm-convnext": (
+                "convnext_atto",
+                {"depths": (1, 1, 1, 1), "dims": (16, 24, 32, 48), "num_classes": classes},
+            ),
+            "timm-vit-wide": (
+                "vit_tiny_patch16_224", {"img_size": (32, 48), "patch_size": 8, **vit}
+            ),
+        }[family]
+        model = timm.create_model(name, pretrained=False, **extra)
+        for key, weight in model.named_parameters():  # layer scales start at 1e-5
+            if key.rsplit(".", 1)[-1].startswith("gamma"):
+                torch.nn.init.uniform_(weight, 0.5, 1.5)
+        size = {"timm-dinov2": (28, 28), "timm-eva": (28, 28), "timm-swin": (56, 56),
+                "timm-vit-wide": (32, 48)}.get(family, (32, 32))
+    elif family == "torchvision-vit":
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        model = VisionTransformer(
+            image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+            num_classes=classes,
+        )
+        torch.nn.init.normal_(model.heads.head.weight, std=0.2)  # torchvision starts it at 0
+    elif family == "torchvision-swin":
+        from torchvision.models.swin_transformer import SwinTransformer
+
+        model = SwinTransformer(
+            patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+            window_size=[4, 4], num_classes=classes,
+        )
+    elif family.startswith("hf-"):
+        model = _hf_model(family, classes)
+        size = (28, 28) if family == "hf-dinov2" else (32, 32)
+    else:  # pragma: no cover - a typo in a test
+        raise KeyError(family)
+    return model.eval(), size
+
+
+def _hf_model(family: str, classes: int, attention: str = "sdpa") -> Any:
+    import transformers as hf
+
+    common = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 64, "num_labels": classes, "image_size": 32, "patch_size": 8}
+    if family == "hf-vit":
+        model = hf.ViTForImageClassification(hf.ViTConfig(**common, attn_implementation=attention))
+    elif family == "hf-deit":
+        config = hf.DeiTConfig(**common, attn_implementation=attention)
+        model = hf.DeiTForImageClassification(config)
+    elif family == "hf-dinov2":
+        config = hf.Dinov2Config(
+            **{**common, "image_size": 28, "patch_size": 7}, attn_implementation=attention
+        )
+        model = hf.Dinov2ForImageClassification(config)
+    elif family == "hf-swin":
+        config = hf.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
+                               num_heads=[2, 2], window_size=4, num_labels=classes)
+        model = hf.SwinForImageClassification(config)
+    else:  # pragma: no cover
+        raise KeyError(family)
+    return model
+
+
+def hf_vit(attention: str, seed: int = 0, classes: int = 5) -> Any:
+    """A tiny Hugging Face ViT with the given ``attn_implementation`` (eager or sdpa)."""
+    import torch
+
+    torch.manual_seed(seed)
+    return _hf_model("hf-vit", classes, attention).eval()
+
+
+def contract_vit(seed: int = 0) -> Any:
+    """A tiny timm ViT for the method contract's 16 px inputs (4 px patches, 5 classes)."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
+        embed_dim=16, num_heads=2, num_classes=5,
+    )
+    return model.eval()
+
+
+def keras_tiny_vit(
+    keras: Any, size: int = 32, patch: int = 8, dim: int = 16, depth: int = 2, classes: int = 5,
+    seed: int = 0, tripwire: bool = False,
+) -> Any:
+    """A Keras ViT from ``keras.layers.MultiHeadAttention``: patch conv, class token, blocks.
+
+    ``tripwire`` adds the contract's layer that raises once armed (``get_layer("tripwire")``).
+    """
+
+    class Tripwire(keras.layers.Layer):  # type: ignore[misc,name-defined]
+        armed = False
+
+        def call(self, x: Any) -> Any:
+            if self.armed:
+                raise RuntimeError("the model failed on purpose")
+            return x
+
+    class ClassTokenAndPositions(keras.layers.Layer):  # type: ignore[misc,name-defined]
+        def build(self, shape: Any) -> None:
+            self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal")
+            self.positions = self.add_weight(
+                shape=(1, shape[1] + 1, shape[-1]), initializer="random_normal"
+            )
+
+        def call(self, x: Any) -> Any:
+            ops = keras.ops
+            token = ops.broadcast_to(self.token, (ops.shape(x)[0], 1, ops.shape(x)[-1]))
+            return ops.concatenate([token, x], axis=1) + self.positions
+
+    class FirstToken(keras.layers.Layer):  # type: ignore[misc,name-defined]
+        def call(self, x: Any) -> Any:
+            return x[:, 0]
+
+    keras.utils.set_random_seed(seed)
+    grid = size // patch
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(dim, patch, strides=patch, name="patch_embed")(inputs)
+    if tripwire:
+        x = Tripwire(name="tripwire")(x)
+    x = keras.layers.Reshape((grid * grid, dim), name="flatten_patches")(x)
+    x = ClassTokenAndPositions(name="tokens")(x)
+    for i in range(depth):
+        y = keras.layers.LayerNormalization(name=f"block{i}_norm1")(x)
+        y = keras.layers.MultiHeadAttention(2, dim // 2, name=f"block{i}_attn")(y, y)
+        x = keras.layers.Add(name=f"block{i}_add1")([x, y])
+        y = keras.layers.LayerNormalization(name=f"block{i}_norm2")(x)
+        y = keras.layers.Dense(2 * dim, activation="gelu", name=f"block{i}_fc1")(y)
+        y = keras.layers.Dense(dim, name=f"block{i}_fc2")(y)
+        x = keras.layers.Add(name=f"block{i}_add2")([x, y])
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    out = keras.layers.Dense(classes, name="head")(FirstToken(name="class_token")(x))
+    return keras.Model(inputs, out)

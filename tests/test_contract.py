@@ -20,13 +20,14 @@ from contract import (
     BAD_CLASS,
     METHODS,
     SETTINGS,
+    TRANSFORMER_METHODS,
     check_batch_is_its_images,
     check_params_recorded,
     check_table_covers_the_registry,
     raises_and_leaves,
 )
 from keras_helpers import installed_backends, run_on_backend
-from models import raising_model, tiny_cnn
+from models import contract_vit, raising_model, tiny_cnn
 from seewhy.errors import SeewhyError
 
 torch = pytest.importorskip("torch")
@@ -74,13 +75,18 @@ def x() -> np.ndarray:
     return np.random.default_rng(7).normal(size=(3, 3, 16, 16)).astype(np.float32)
 
 
+def _net(method: str) -> Any:
+    """The contract's model for ``method``: the tiny CNN, or a tiny ViT for attention methods."""
+    return contract_vit() if method in TRANSFORMER_METHODS else tiny_cnn()
+
+
 def test_the_table_covers_every_registered_method() -> None:
     check_table_covers_the_registry()
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_model_untouched_after_success(method: str, x: np.ndarray) -> None:
-    net = tiny_cnn()
+    net = _net(method)
     before = torch_state(net)
     e = seewhy.explain(net, x, method, **SETTINGS[method])
     assert_same_torch_state(before, torch_state(net))
@@ -89,7 +95,7 @@ def test_model_untouched_after_success(method: str, x: np.ndarray) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_model_untouched_after_a_bad_target(method: str, x: np.ndarray) -> None:
-    net = tiny_cnn()
+    net = _net(method)
     raises_and_leaves(
         lambda: torch_state(net),
         assert_same_torch_state,
@@ -101,7 +107,7 @@ def test_model_untouched_after_a_bad_target(method: str, x: np.ndarray) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_model_untouched_after_the_model_raises(method: str, x: np.ndarray) -> None:
     """Raising on the first forward pass, and from the second on (inside the method's passes)."""
-    net = raising_model(tiny_cnn())
+    net = raising_model(_net(method))
     net.fail_after = 0
     run = lambda: seewhy.explain(net, x, method, **SETTINGS[method])  # noqa: E731
     raises_and_leaves(
@@ -118,13 +124,13 @@ def test_model_untouched_after_the_model_raises(method: str, x: np.ndarray) -> N
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_batch_gives_the_maps_of_its_images(method: str, x: np.ndarray) -> None:
-    net = tiny_cnn()
+    net = _net(method)
     check_batch_is_its_images(lambda *a, **k: seewhy.explain(net, *a, **k), x, method)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_setting_is_recorded(method: str, x: np.ndarray) -> None:
-    e = seewhy.explain(tiny_cnn(), x[:1], method, **SETTINGS[method])
+    e = seewhy.explain(_net(method), x[:1], method, **SETTINGS[method])
     check_params_recorded(method, e)
 
 

@@ -19,6 +19,9 @@ KERAS_FILES = [
     "tests/test_keras_guided.py",
     "tests/test_keras_methods.py",
     "tests/test_keras_demo.py",
+    "tests/test_keras_spec.py",
+    "tests/test_keras_targets.py",
+    "tests/test_keras_transformers.py",
 ]
 
 

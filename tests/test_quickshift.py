@@ -60,10 +60,13 @@ def test_without_numba_it_is_scikit_image(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_segment_uses_it_and_passes_other_options_to_scikit_image() -> None:
     picture = _pictures()["chelsea"]
-    want = skimage_quickshift(picture, kernel_size=4, max_dist=200, ratio=0.2, rng=0)
+    kernel = 4 * min(picture.shape[:2]) / 224  # the default 4 px at 224, scaled with the picture
+    want = skimage_quickshift(picture, kernel_size=kernel, max_dist=200, ratio=0.2, rng=0)
     np.testing.assert_array_equal(segment(picture, "quickshift"), want)
     smoothed = segment(picture, "quickshift", {"sigma": 1.0})  # only scikit-image knows sigma
-    want = skimage_quickshift(picture, kernel_size=4, max_dist=200, ratio=0.2, rng=0, sigma=1.0)
+    want = skimage_quickshift(
+        picture, kernel_size=kernel, max_dist=200, ratio=0.2, rng=0, sigma=1.0
+    )
     np.testing.assert_array_equal(smoothed, want)
     with pytest.raises(InvalidInput, match="kernel_size"):
         segment(picture, "quickshift", {"kernel_size": 0.5})

@@ -22,6 +22,7 @@ FRAMEWORKS = {
     "timm",
     "lightning",
     "pytorch_lightning",
+    "onnxruntime",
 }
 # modules that are framework code by their nature: model definitions, callbacks, training
 FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "lightning.py", "demo.py")

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import targets
 from .api import Explainer, explain, layers, model_spec, predict
 from .backends.base import PRECISIONS
+from .backends.blackbox import BlackBox
+from .backends.layouts import Layout
 from .errors import (
     BackendError,
+    ConstantMapWarning,
+    FewSuperpixelsWarning,
+    InputGuessWarning,
     InvalidInput,
     LayerNotFound,
     MethodNotFound,
@@ -40,11 +46,16 @@ __all__ = [
     "NOT_FINITE",
     "PRECISIONS",
     "BackendError",
+    "BlackBox",
+    "ConstantMapWarning",
     "Context",
     "Explainer",
     "Explanation",
+    "FewSuperpixelsWarning",
+    "InputGuessWarning",
     "InvalidInput",
     "LayerNotFound",
+    "Layout",
     "Method",
     "MethodNotFound",
     "ModelSpec",
@@ -71,6 +82,7 @@ __all__ = [
     "register",
     "samples",
     "synthetic",
+    "targets",
     "viz",
     "zoo",
 ]

@@ -2,112 +2,62 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import registry
+from . import _target_plan, registry
+from . import targets as targets_module
 from ._kit.checks import bad_argument, flag, positive_int
-from ._kit.scores import check_score, softmax
+from ._kit.scores import check_score, probabilities
 from .backends import Backend, LayerInfo, backend_for, select_default_layer
 from .backends.base import Score, check_precision
+from .backends.layouts import use_layout
+from .backends.predict_only import refuse_method
 from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
-from .maps import postprocess
+from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult, unknown_keyword
 from .preprocess import ModelSpec, Preprocess
+from .spec import resolve_spec, spec_record, warn_guessed
 
 if TYPE_CHECKING:
     from .inputs import Batch, Photo
 
 __all__ = ["Explainer", "explain", "layers", "model_spec", "predict"]
 
-Target = int | str | Sequence[int | str] | np.ndarray | None
+Target = _target_plan.TargetArg  # a class, a seewhy.targets target, a callable; or one per image
 
 
 def model_spec(
     model: Any, *, preprocess: Preprocess | None = None, labels: Sequence[str] | None = None
 ) -> ModelSpec:
-    """The model's own spec (bundled models carry one) with the caller's overrides."""
-    spec = getattr(model, "seewhy_spec", None)
-    if not isinstance(spec, ModelSpec):
-        spec = ModelSpec(name=type(model).__name__)
-    if preprocess is not None:
-        if not isinstance(preprocess, Preprocess):
-            raise bad_argument("preprocess", "a seewhy.Preprocess or None", preprocess)
-        spec = replace(spec, preprocess=preprocess)
-    if labels is not None:
-        names = tuple(labels) if isinstance(labels, Iterable) else None
-        if isinstance(labels, str) or names is None or not all(isinstance(n, str) for n in names):
-            raise bad_argument("labels", "a sequence of class names (str)", type(labels).__name__)
-        spec = replace(spec, labels=names)
-    return spec
+    """What ``model`` takes (size, channels, value range, labels): see :mod:`seewhy.spec`."""
+    return resolve_spec(model, preprocess=preprocess, labels=labels)
 
 
-def resolve_targets(target: Target, count: int, spec: ModelSpec) -> np.ndarray | None:
-    """Class indices (count,) from an int, a class name, or one of those per image."""
-    if target is None:
-        return None
-    from .inputs.arrays import is_array_like, to_numpy
-
-    value: object = target
-    if isinstance(value, np.generic):  # np.int64(3), np.bool_(True): as Python's
-        value = value.item()
-    elif not isinstance(value, (str, Sequence)) and is_array_like(value):
-        values = to_numpy(value, name="target")
-        value = values.item() if values.ndim == 0 else values.tolist()
-    if isinstance(value, (int, float, str)):
-        return np.full(count, _class_index(value, spec), dtype=np.int64)
-    if not isinstance(value, Sequence):
-        raise bad_argument("target", "a class index or name, or one per image", value)
-    items = list(value)
-    if len(items) != count:
-        raise InvalidInput(f"target: expected one class per image ({count}), got {len(items)}")
-    return np.array([_class_index(t, spec) for t in items], dtype=np.int64)
-
-
-#: Class indices beyond this cannot be stored (int64) and no model has that many classes.
-_LARGEST_CLASS = np.iinfo(np.int64).max
-
-
-def _class_index(target: object, spec: ModelSpec) -> int:
-    """One class: an index (an int, numpy's too; never a bool or float) or a label."""
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        if target < 0:
-            raise InvalidInput(f"target: class index must be >= 0, got {target}")
-        if target > _LARGEST_CLASS:
-            raise InvalidInput(f"target: class index {target} is too large for any model")
-        return int(target)
-    if isinstance(target, str):
-        text = target.strip()
-        if text.lstrip("-").isdigit():
-            return _class_index(int(text), spec)
-        if spec.labels is None:
-            raise InvalidInput(f"target: {target!r} is a class name, but the model has no labels")
-        lowered = [label.lower() for label in spec.labels]
-        if text.lower() in lowered:
-            return lowered.index(text.lower())
-        close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(spec.labels[lowered.index(c)]) for c in close)}?"
-        raise InvalidInput(f"target: no class named {target!r}{hint if close else ''}")
-    raise bad_argument("target", "a class index (int) or name (str)", target)
+def resolve_targets(
+    target: Any, count: int, spec: ModelSpec
+) -> np.ndarray | tuple[targets_module.Target, ...] | None:
+    """(count,) class indices, or one :mod:`seewhy.targets` target per image (see there)."""
+    return _target_plan.resolve_targets(target, count, spec.labels)
 
 
 def top_predictions(
-    logits: np.ndarray, spec: ModelSpec, k: int
+    logits: np.ndarray, spec: ModelSpec, k: int, sigmoid: bool = False
 ) -> tuple[tuple[Prediction, ...], ...]:
-    """Top-k classes per image with softmax probabilities.
+    """Top-k classes per image with softmax probabilities (``sigmoid``: each label's own).
 
     An image whose logits are not all finite gets one :meth:`Prediction.not_finite`
     instead: its NaN would otherwise sort as "class 0 with probability NaN".
     """
+    if logits.shape[1] == 0:  # no class scores (a detector, a segmenter): no classes to list
+        return tuple(() for _ in range(len(logits)))
     finite = np.isfinite(logits).all(axis=1)
-    p = softmax(np.where(finite[:, None], logits, 0.0))
+    p = probabilities(np.where(finite[:, None], logits, 0.0), sigmoid)
     k = max(1, min(k, logits.shape[1]))
     order = np.argsort(-p, axis=1, kind="stable")[:, :k]
     return tuple(
@@ -153,9 +103,12 @@ class Explainer:
         method: str = "gradcam",
         *,
         layer: str | None = None,
+        layout: Any = None,
         preprocess: Preprocess | None = None,
         labels: Sequence[str] | None = None,
         score: Score = "logit",
+        output: int | str | None = None,
+        head: str | None = None,
         top_k: int = 5,
         batch_size: int | None = None,
         precision: str = "float32",
@@ -173,14 +126,20 @@ class Explainer:
         self.method: Method = method_class(**params)
         self.model = model
         self.backend: Backend = backend_for(model)
-        self.spec = model_spec(model, preprocess=preprocess, labels=labels)
+        refuse_method(self.backend, self.method)  # gradient/layer methods on a predict-only model
+        self.spec = resolve_spec(
+            model, self.backend, preprocess=preprocess, labels=labels, try_sizes=True
+        )
         if self.precision != "float32" and not self.method.forward_only:
             raise InvalidInput(
                 f"precision: {self.precision} is for the methods that only predict "
                 f"(occlusion, rise, scorecam, lime, kernelshap); {self.method.name} needs gradients"
             )
         self.layer = _check_layer(layer)
+        self.layout = use_layout(self.backend, layout)  # the user's reading of the layer, if any
         self.score: Score = score
+        self.output = _target_plan.check_output(output)  # which output of several
+        self.head = _target_plan.check_head(head)  # "sigmoid": independent labels
         self.top_k = positive_int(top_k, "top_k")
         self.batch_size = 32 if batch_size is None else batch_size  # images per pass
         self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
@@ -217,8 +176,10 @@ class Explainer:
                 channels_first=self.backend.channels_first,
                 size=self.batch_size,
                 photos=self.photos,
+                own_size="size" in self.spec.guessed,
             )
             groups, count = stream, len(stream)
+            warn_guessed(self.spec, stream.pictures)
         targets = resolve_targets(target, count, self.spec)
         failures: list[Failure] = []
         results: list[RawResult] = []
@@ -227,17 +188,29 @@ class Explainer:
         sources: list[str] = []
         layer: str | None = None
         size = (0, 0)
+        objects: list[targets_module.Target] = []  # each image's, when not plain classes
+        sigmoid: bool | None = None
         for batch, failed in groups:  # a batch is prepared, explained, and only results kept
             failures.extend(failed)
             if batch is None:
                 continue
             if self.method.uses_layer and layer is None:
                 layer = self.backend.resolve_layer(self.layer, batch.inputs)
+            if sigmoid is None:
+                sigmoid = self.head == "sigmoid" or _target_plan.sigmoid_output(
+                    self.backend, batch.inputs
+                )
             positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
+            batch_targets = targets
+            found = _target_plan.detection_rows(self.backend, batch, targets)
+            if found is not None:  # a detector and no target: one row per detection
+                batch, batch_targets = found
+                positions = np.arange(len(batch))
             for start in range(0, len(batch), self.batch_size):
                 picks = positions[start : start + self.batch_size]
-                picked = None if targets is None else targets[picks]
-                results.append(self._run(batch, start, picked, layer, progress))
+                picked = _target_plan.pick(batch_targets, picks)
+                objects.extend(picked if isinstance(picked, tuple) else ())
+                results.append(self._run(batch, start, picked, layer, progress, bool(sigmoid)))
             pictures.append(batch.images)
             photos.extend(batch.photos or (None,) * len(batch))
             sources.extend(batch.sources)
@@ -249,42 +222,59 @@ class Explainer:
         raw = _concat(results)
         warn_not_finite(raw.logits, sources)
         chosen = raw.targets.astype(np.int64)
+        maps = postprocess(raw.maps, size, rectify=self.method.rectify)
+        warn_constant_maps(maps, sources, self.method.name)
         return Explanation(
-            maps=postprocess(raw.maps, size, rectify=self.method.rectify),
+            maps=maps,
             layer_maps=raw.maps.astype(np.float32, copy=False),
             images=pictures[0] if len(pictures) == 1 else np.concatenate(pictures),
             sources=tuple(sources),
             targets=chosen,
-            target_labels=tuple(self.spec.label(int(t)) for t in chosen),
+            target_labels=_target_plan.captions(chosen, objects, self.spec.label),
             logits=raw.logits,
-            predictions=top_predictions(raw.logits, self.spec, self.top_k),
+            predictions=top_predictions(raw.logits, self.spec, self.top_k, bool(sigmoid)),
             method=self.method.name,
             layer=layer,
-            params=self._params(raw.settings),
+            params={
+                **self._params(raw.settings),
+                **_target_plan.recorded(objects, self.output, self.head, bool(sigmoid)),
+            },
             framework=self.backend.framework,
             model_name=self.spec.name,
             failures=tuple(failures),
             extras=dict(raw.extras),
             photos=tuple(photos),
+            input_spec=spec_record(self.spec, size),
         )
 
     def _run(
         self,
         batch: Batch,
         start: int,
-        targets: np.ndarray | None,
+        targets: np.ndarray | tuple[targets_module.Target, ...] | None,
         layer: str | None,
         progress: Callable[[int], None] | None,
+        sigmoid: bool = False,
     ) -> RawResult:
         """The method on ``batch_size`` images of ``batch`` from ``start``."""
         stop = start + self.batch_size
-        return self.method.run(
+        plan = _target_plan.plan_targets(
+            self.backend,
+            targets,
+            score=self.score,
+            output=self.output,
+            head=self.head,
+            sigmoid_detected=sigmoid,
+        )
+        raw = self.method.run(
             Context(
-                backend=self.backend,
+                backend=plan.backend,
                 inputs=batch.inputs[start:stop],
-                targets=targets,
+                targets=plan.targets,
                 layer=layer,
-                score=self.score,
+                score=plan.score,  # type: ignore[arg-type]
+                sigmoid=plan.sigmoid,
+                target_objects=plan.objects,
                 batch_size=self.batch_size,
                 forward_batch=self.forward_batch,
                 precision=self.precision,
@@ -293,6 +283,7 @@ class Explainer:
                 preprocess=self.spec.preprocess,
             )
         )
+        return _target_plan.settle(raw, plan)
 
     __call__ = explain
 
@@ -302,6 +293,8 @@ class Explainer:
         The precision is added when it is not the usual float32.
         """
         params = {**self.method.params, **chosen}
+        if self.layout is not None:
+            params["layout"] = self.layout
         if self.precision != "float32":
             params["precision"] = self.precision
         return params
@@ -368,9 +361,12 @@ def explain(
     *,
     target: Target = None,
     layer: str | None = None,
+    layout: Any = None,
     preprocess: Preprocess | None = None,
     labels: Sequence[str] | None = None,
     score: Score = "logit",
+    output: int | str | None = None,
+    head: str | None = None,
     top_k: int = 5,
     batch_size: int | None = None,
     precision: str = "float32",
@@ -380,9 +376,15 @@ def explain(
 ) -> Explanation:
     """Explain why ``model`` predicts what it does on ``images``.
 
-    ``target`` is the class to explain (index or name; one for all, or one per
-    image); the default is each image's top-1 class. Scores are logits unless
-    ``score="probability"``. ``batch_size`` caps how many inputs go through the
+    ``target`` is what to explain: a class (index or name) or any target of
+    :mod:`seewhy.targets` (sigmoid labels, an output unit, an embedding's
+    similarity, a segmented region, a detected box, a callable on the
+    output); one for all, or one per image; the default is each image's
+    top-1 class (a detector: each detection). Scores are logits unless
+    ``score="probability"``. ``output`` picks one output of a model that
+    returns several (index, key or name); ``head="sigmoid"`` declares
+    independent labels (found by itself for a Keras sigmoid or a one-output
+    model). ``batch_size`` caps how many inputs go through the
     model in one call: the images themselves for one-pass methods (the CAMs,
     gradients; default 32), their perturbed or noisy copies for the others.
     Left out, perturbed copies go in batches the backend chooses (PyTorch on
@@ -400,9 +402,12 @@ def explain(
         model,
         method,
         layer=layer,
+        layout=layout,
         preprocess=preprocess,
         labels=labels,
         score=score,
+        output=output,
+        head=head,
         top_k=top_k,
         batch_size=batch_size,
         precision=precision,
@@ -416,10 +421,10 @@ def layers(
     model: Any, *, preprocess: Preprocess | None = None
 ) -> tuple[list[LayerInfo], str | None]:
     """Layers a CAM can use, in forward order, and the one chosen by default."""
-    spec = model_spec(model, preprocess=preprocess)
     backend = backend_for(model)
+    spec = resolve_spec(model, backend, preprocess=preprocess)
     height, width = spec.preprocess.size
-    probe = np.zeros((1, height, width, 3), dtype=np.float32)
+    probe = np.zeros((1, height, width, spec.preprocess.channels), dtype=np.float32)
     infos = backend.layers(probe)
     default = select_default_layer(infos)
     return infos, default.name if default else None
@@ -444,15 +449,17 @@ def predict(
 
     top_k = positive_int(top_k, "top_k")
     batch_size = positive_int(batch_size, "batch_size")
-    spec = model_spec(model, preprocess=preprocess, labels=labels)
     backend = backend_for(model)
+    spec = resolve_spec(model, backend, preprocess=preprocess, labels=labels, try_sizes=True)
     stream = BatchStream(
         images,
         spec.preprocess,
         channels_first=backend.channels_first,
         size=batch_size,
         photos=False,
+        own_size="size" in spec.guessed,
     )
+    warn_guessed(spec, stream.pictures)
     logits: list[np.ndarray] = []
     sources: list[str] = []
     failures: list[Failure] = []

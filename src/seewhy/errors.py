@@ -8,6 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "ConstantMapWarning",
+    "FewSuperpixelsWarning",
+    "InputGuessWarning",
     "InvalidInput",
     "LayerNotFound",
     "MethodNotFound",
@@ -59,3 +62,15 @@ class SkippedInputWarning(UserWarning):
 
 class NonFiniteScoresWarning(RuntimeWarning):
     """The model gave NaN or infinite scores for some images; they have no top class."""
+
+
+class InputGuessWarning(UserWarning):
+    """The model does not say its input size, channels or value range; a default was used."""
+
+
+class ConstantMapWarning(UserWarning):
+    """A map came out constant (all zero): it shows nothing, and the likely cause is named."""
+
+
+class FewSuperpixelsWarning(UserWarning):
+    """A picture split into so few superpixels that LIME / Kernel SHAP can say little."""

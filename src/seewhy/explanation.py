@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._kit.scores import softmax
+from ._kit.scores import probabilities
 from .errors import NonFiniteScoresWarning
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ class Explanation:
     of the method, defaults included, with the values it chose for settings
     left to the input size (e.g. occlusion's window); ``to_dict()["params"]``
     is their JSON form, which ``explain(..., **params)`` takes back.
+    ``input_spec`` records what the model was fed (size, channels, value
+    range, crop, where that was read and what was guessed);
+    ``seewhy.spec.preprocess_from_record`` turns it back into a Preprocess.
     """
 
     maps: np.ndarray
@@ -83,6 +86,7 @@ class Explanation:
     failures: tuple[Failure, ...] = ()
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     photos: tuple[Photo | None, ...] = ()
+    input_spec: Mapping[str, Any] = field(default_factory=dict)  # seewhy.spec.spec_record
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -93,13 +97,23 @@ class Explanation:
         return np.asarray(np.isfinite(self.logits).all(axis=1))
 
     def target_probability(self, i: int) -> float:
-        """Softmax probability of image ``i``'s target class (NaN if the scores are not finite)."""
-        return float(softmax(self.logits[i])[int(self.targets[i])])
+        """Probability of image ``i``'s target class: softmax, or a sigmoid head's own.
+
+        NaN if the scores are not finite or the target has no class (a region
+        of a segmenter, a box, an output unit).
+        """
+        target = int(self.targets[i])
+        if not 0 <= target < self.logits.shape[1]:
+            return float("nan")
+        sigmoid = self.params.get("head") == "sigmoid"
+        return float(probabilities(self.logits[i : i + 1], sigmoid)[0, target])
 
     def label(self, i: int) -> str:
-        """Caption for image ``i``: the explained class and its probability."""
+        """Caption for image ``i``: the explained class and its probability (or target score)."""
         if not self.scores_finite[i]:
             return f"{self.target_labels[i]}: scores not finite"
+        if "target_score" in self.extras:  # a seewhy.targets target: its own score
+            return f"{self.target_labels[i]}: score {float(self.extras['target_score'][i]):.3g}"
         return f"{self.target_labels[i]}: {100 * self.target_probability(i):.1f}%"
 
     def photo(self, i: int) -> Photo | None:
@@ -184,6 +198,7 @@ class Explanation:
             "framework": self.framework,
             "model": self.model_name,
             "params": {key: json_safe(value) for key, value in self.params.items()},
+            "input": json_safe(dict(self.input_spec)),
             "images": [
                 {
                     "source": self.sources[i],

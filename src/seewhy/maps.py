@@ -5,11 +5,15 @@ Written in numpy so that every backend's maps go through the very same code.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["bilinear_matrix", "normalise", "postprocess", "upsample"]
+from .errors import ConstantMapWarning
+
+__all__ = ["bilinear_matrix", "normalise", "postprocess", "upsample", "warn_constant_maps"]
 
 
 @lru_cache(maxsize=64)
@@ -64,3 +68,25 @@ def postprocess(raw: np.ndarray, size: tuple[int, int], *, rectify: bool) -> np.
     """Rectify (optional), upsample to the input size, normalise per image."""
     maps = np.maximum(raw, 0.0) if rectify else raw
     return normalise(upsample(maps.astype(np.float32, copy=False), size))
+
+
+def warn_constant_maps(maps: np.ndarray, sources: Sequence[str], method: str) -> None:
+    """One warning naming the images whose normalised map is all zero (it was constant).
+
+    Such a map shows nothing, and nothing else would tell: a zero-initialised
+    or untrained classifier head (torchvision's ViT starts with one) gives
+    zero gradients and equal scores everywhere.
+    """
+    flat = maps.reshape(len(maps), -1)
+    empty = [sources[int(i)] for i in np.flatnonzero(~(flat > 0).any(axis=1)) if i < len(sources)]
+    if not empty:
+        return
+    shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    warnings.warn(
+        f"{method}: the map of {len(empty)} image(s) is constant, so it shows nothing: {shown}. "
+        "The target's score does not change with the input there; likely causes: a "
+        "zero-initialised or untrained head, a saturated probability (try score='logit'), "
+        "or a layer whose output does not reach the score",
+        ConstantMapWarning,
+        stacklevel=3,
+    )

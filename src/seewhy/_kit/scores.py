@@ -8,7 +8,16 @@ import numpy as np
 
 from ..errors import InvalidInput
 
-__all__ = ["SCORES", "Score", "check_score", "check_targets", "softmax", "target_scores"]
+__all__ = [
+    "SCORES",
+    "Score",
+    "check_score",
+    "check_targets",
+    "probabilities",
+    "sigmoid",
+    "softmax",
+    "target_scores",
+]
 
 Score = Literal["logit", "probability"]
 SCORES: tuple[Score, ...] = ("logit", "probability")
@@ -30,9 +39,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def target_scores(logits: np.ndarray, targets: np.ndarray, score: Any) -> np.ndarray:
-    """Score of each row's target class (float64): the logit, or the softmax probability."""
-    values = softmax(logits) if check_score(score) == "probability" else np.asarray(logits, float)
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function in float64 (no overflow for large negative logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def probabilities(logits: np.ndarray, sigmoid_head: bool = False) -> np.ndarray:
+    """Class probabilities: each label's own sigmoid for a sigmoid or one-output head, else softmax.
+
+    A softmax over one output is 1 whatever the logit, so a one-output model
+    (a binary classifier) always reads as a sigmoid.
+    """
+    z = np.asarray(logits)
+    one = z.ndim == 2 and z.shape[1] == 1
+    return sigmoid(z) if sigmoid_head or one else softmax(z)
+
+
+def target_scores(
+    logits: np.ndarray, targets: np.ndarray, score: Any, sigmoid_head: bool = False
+) -> np.ndarray:
+    """Score of each row's target class (float64): the logit, or the class's probability."""
+    if check_score(score) == "probability":
+        values = probabilities(logits, sigmoid_head)
+    else:
+        values = np.asarray(logits, float)
     return values[np.arange(len(values)), np.asarray(targets, dtype=np.int64)]
 
 

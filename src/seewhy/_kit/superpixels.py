@@ -8,21 +8,24 @@ each pixel's channels moved as a single 4*C-byte item.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..errors import FewSuperpixelsWarning, InvalidInput
 from . import compiled
 from .quickshift import quickshift
 
 __all__ = [
     "DEFAULTS",
+    "FEW_SEGMENTS",
     "LabelRuns",
     "boundary_picture",
     "compose",
     "label_runs",
+    "scaled_defaults",
     "segment",
     "segment_means",
 ]
@@ -35,6 +38,24 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 }
 
 Segmentation = str | np.ndarray | Callable[[np.ndarray], np.ndarray]
+
+#: Below this many superpixels an explanation can say little, and seewhy says so.
+FEW_SEGMENTS = 8
+#: The picture side the default quickshift kernel (4 px) was chosen for; it scales with it.
+_QUICKSHIFT_SIDE = 224
+
+
+def scaled_defaults(how: str, height: int, width: int) -> dict[str, Any]:
+    """:data:`DEFAULTS` for a ``height`` x ``width`` picture: quickshift's kernel follows its size.
+
+    A fixed 4-px kernel leaves a 32 x 32 picture with one or two superpixels
+    (a constant map); scaled, it keeps about as many as at 224 px.
+    """
+    options = dict(DEFAULTS[how])
+    if how == "quickshift":
+        side = min(height, width)
+        options["kernel_size"] = max(1.0, options["kernel_size"] * side / _QUICKSHIFT_SIDE)
+    return options
 
 
 def segment(
@@ -60,7 +81,7 @@ def segment(
     elif isinstance(how, str) and how in DEFAULTS:
         from skimage import segmentation as sk
 
-        options = {**DEFAULTS[how], **(params or {})}
+        options = {**scaled_defaults(how, h, w), **(params or {})}
         if how == "quickshift":
             options.setdefault("rng", seed)
         fast = how == "quickshift" and set(options) <= {"ratio", "kernel_size", "max_dist", "rng"}
@@ -83,6 +104,15 @@ def segment(
             f"{labels.dtype} {labels.shape}"
         )
     _, dense = np.unique(labels, return_inverse=True)
+    count = int(dense.max()) + 1 if dense.size else 0
+    if count < FEW_SEGMENTS and h * w >= FEW_SEGMENTS:
+        warnings.warn(
+            f"segmentation: a {h}x{w} picture gave only {count} superpixel(s), so the map can "
+            "say little; pass segmentation_params (e.g. kernel_size=1 for quickshift) or "
+            "segmentation='slic' with more n_segments",
+            FewSuperpixelsWarning,
+            stacklevel=2,
+        )
     return dense.reshape(h, w).astype(np.int64)
 
 

@@ -25,6 +25,7 @@ from .dataset import Dataset, Item, LabelsFrom, collect
 from .device import check_device, local_device, placed_backend
 from .store import Store
 from .summary import summarize
+from .targets import check_audit_target
 from .worker import BatchWorker, Decoded, Settings
 
 __all__ = ["AuditResult", "Engine", "Progress", "audit", "run_local"]
@@ -111,6 +112,7 @@ def audit(
     masks: str | os.PathLike[str] | None = None,
     object_threshold: float = 0.5,
     border_threshold: float = 0.5,
+    target: str = "predicted",
     engine: Engine = "local",
     workers: int | None = None,
     overwrite: bool = False,
@@ -142,6 +144,12 @@ def audit(
     model for the local engine: ``auto`` puts a model loaded here by name on
     the GPU when one is visible and leaves a model object where it is. For
     Ray it sets the default of ``gpus_per_worker`` (``cpu``: 0, ``cuda``: 1).
+
+    ``target`` is what each image is explained for: ``"predicted"`` (its
+    top-1 class), ``"true"`` (its true class), ``"region"`` (a segmenter: the
+    true class over the ground-truth mask) or ``"box"`` (a detector: the
+    detection best overlapping the first ground-truth box); each record's
+    ``target`` column names it.
     """
     if engine not in ("local", "ray"):
         raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
@@ -158,6 +166,7 @@ def audit(
         top_k=top_k,
         object_threshold=float(object_threshold),
         border_threshold=float(border_threshold),
+        target=check_audit_target(target),
     )
     if engine == "ray":  # fail on a missing ray before any model is loaded
         from .ray_engine import require_ray

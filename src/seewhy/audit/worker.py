@@ -31,6 +31,7 @@ from .flags import (
     suspicion,
 )
 from .objects import objects_record
+from .targets import image_targets
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
@@ -50,6 +51,7 @@ class Settings:
     border_threshold: float = 0.5
     cmap: str = "viridis"
     alpha: float = 0.5
+    target: str = "predicted"  # what each image is explained for: see .targets
 
 
 @dataclass
@@ -203,21 +205,22 @@ class BatchWorker:
             images=np.stack([d.picture for d in good if d.picture is not None]),
             sources=tuple(d.item.name for d in good),
         )
-        return [explainer.explain(batch) for explainer in self.explainers]
+        chosen = image_targets(self.settings.target, good, self.preprocess)
+        return [explainer.explain(batch, target=chosen) for explainer in self.explainers]
 
     def _record(
         self, d: Decoded, row: int, batch: int, explanations: Sequence[Explanation]
     ) -> dict[str, Any]:
         first = explanations[0]
         preds = first.predictions[row]
-        top = preds[0]
+        top = preds[0] if preds else None  # a segmenter or a detector lists no classes
         logits = first.logits[row].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        probs = np.exp(logits - logits.max()) if logits.size else logits
+        probs /= probs.sum() if probs.size else 1.0
         item = d.item
         truth = item.true_index
-        known = truth is not None and 0 <= truth < len(probs)
-        wrong = (top.index != truth) if known else None
+        known = truth is not None and 0 <= truth < len(probs) and top is not None
+        wrong = (top.index != truth) if known and top is not None else None
         energies: dict[str, dict[str, float | None]] = {}
         obj: list[float] = []
         bord: list[float] = []
@@ -244,9 +247,10 @@ class BatchWorker:
             "reason": "",
             "true_label": item.true_label,
             "true_index": truth,
-            "pred_label": top.label,
-            "pred_index": top.index,
-            "confidence": round(top.probability, 6),
+            "target": first.target_labels[row],
+            "pred_label": None if top is None else top.label,
+            "pred_index": None if top is None else top.index,
+            "confidence": None if top is None else round(top.probability, 6),
             "true_probability": round(float(probs[truth]), 6)
             if known and truth is not None
             else None,
@@ -261,7 +265,7 @@ class BatchWorker:
             "notes": d.notes,
             "suspicion": suspicion(
                 wrong=wrong,
-                confidence=top.probability,
+                confidence=0.0 if top is None else top.probability,
                 object_energies=obj,
                 border_energies=bord,
             ),

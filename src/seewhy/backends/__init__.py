@@ -41,9 +41,15 @@ def backend_for(model: Any) -> Backend:
         from .torch import TorchBackend
 
         return TorchBackend(model)
+    from .blackbox import blackbox_backend  # seewhy.BlackBox, plain functions
+    from .onnx import onnx_backend  # imports onnxruntime only for a session or a .onnx path
+
+    predict_only = onnx_backend(model) or blackbox_backend(model)
+    if predict_only is not None:
+        return predict_only
     raise BackendError(
-        f"model: expected a torch.nn.Module or a keras.Model, got {type(model).__module__}."
-        f"{type(model).__qualname__}"
+        "model: expected a torch.nn.Module, a keras.Model, an onnxruntime.InferenceSession, "
+        f"a .onnx path or a function, got {type(model).__module__}.{type(model).__qualname__}"
     )
 
 
@@ -59,4 +65,8 @@ def unpack_model(packed: Any) -> Any:
         from .torch.device import unpack
 
         return unpack(packed)
+    if packed.framework in ("onnx", "blackbox"):
+        from . import blackbox, onnx
+
+        return (onnx if packed.framework == "onnx" else blackbox).unpack(packed)
     raise BackendError(f"model: cannot unpack a model packed by {packed.framework!r}")

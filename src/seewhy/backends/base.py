@@ -20,9 +20,12 @@ import numpy as np
 
 from .._kit.scores import Score
 from ..errors import InvalidInput
+from .layouts import Layout, transformer_default
 
 __all__ = [
     "PRECISIONS",
+    "AttentionBackend",
+    "AttentionCapture",
     "Backend",
     "Capture",
     "LayerInfo",
@@ -52,6 +55,8 @@ class LayerInfo:
     shape: tuple[int, ...]  # output shape without the batch axis, channels first (C, h, w)
     kind: str  # the layer's class name
     calls: int = 1  # how often the layer runs in one forward pass (the last call is used)
+    layout: Layout | None = None  # how the raw output is laid out (None: NCHW); see layouts.py
+    feeds_attention: bool = False  # its output is the input of an attention layer
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,56 @@ class Capture:
 
     ``gradients`` are d(score of the target class)/d(activations), summed over
     nothing: image ``i``'s gradient depends only on image ``i``'s score.
+
+    On a view from a backend's optional ``with_head(head)`` (torch, Keras:
+    targets other than classes, ``output=``, ``head=``; see
+    :mod:`seewhy._target_plan`) ``logits`` are the head's target columns
+    followed by the class logits, and ``targets`` index those columns. The
+    same backends may offer ``sigmoid_output(x)`` (the model ends in a
+    sigmoid) and ``detections(x)`` (a detector's boxes; None for others).
     """
 
     logits: np.ndarray  # (N, K) float32, pre-softmax unless the model has none
     targets: np.ndarray  # (N,) int64, the classes the scores were taken for
     activations: np.ndarray | None = None  # (N, C, h, w) float32
     gradients: np.ndarray | None = None  # same shape as activations, or (N, H, W, C) for input
+
+
+@dataclass(frozen=True)
+class AttentionCapture:
+    """A transformer's attention matrices from one pass (and their gradients, if asked).
+
+    ``attentions[l]`` is block ``l``'s softmax attention (N, heads, T, T) in
+    forward order; ``gradients[l]`` is d(score of the target)/d(that matrix);
+    ``layout`` says which tokens are the class token and the patch grid.
+    """
+
+    logits: np.ndarray  # (N, K) float32
+    targets: np.ndarray  # (N,) int64
+    layers: tuple[str, ...]  # the attention layers, in forward order
+    attentions: tuple[np.ndarray, ...]
+    gradients: tuple[np.ndarray, ...] | None
+    layout: Layout  # tokens: prefix (class token first) and (h, w) grid
+
+
+@runtime_checkable
+class AttentionBackend(Protocol):
+    """What the attention methods (rollout, generic attention) ask of a transformer's backend."""
+
+    def attention(
+        self,
+        x: np.ndarray,
+        *,
+        targets: np.ndarray | None,
+        gradients: bool,
+        score: Score = "logit",
+    ) -> AttentionCapture:
+        """One pass: every attention matrix, and d(score)/d(matrix) when ``gradients``.
+
+        Works whatever kernel the model computes attention with (fused or not);
+        the model is never changed.
+        """
+        ...
 
 
 @runtime_checkable
@@ -186,8 +235,13 @@ def select_default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
     """The last layer to finish whose output is a map with more than one position.
 
     A 1x1 output (a pooled vector kept 4-D) cannot localise anything, so it is
-    skipped, as the seeds' ``find_target_layer`` skips non-4-D outputs.
+    skipped, as the seeds' ``find_target_layer`` skips non-4-D outputs. A
+    vision transformer gets the input of its last attention (see
+    :func:`~seewhy.backends.layouts.transformer_default`).
     """
+    transformer = transformer_default(layers)
+    if transformer is not None:
+        return transformer
     for info in reversed(layers):
         if len(info.shape) == 3 and info.shape[1] * info.shape[2] > 1:
             return info

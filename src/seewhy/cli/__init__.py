@@ -15,7 +15,14 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .. import __version__
-from ..errors import NonFiniteScoresWarning, SeewhyError, SkippedInputWarning
+from ..errors import (
+    ConstantMapWarning,
+    FewSuperpixelsWarning,
+    InputGuessWarning,
+    NonFiniteScoresWarning,
+    SeewhyError,
+    SkippedInputWarning,
+)
 from . import audit, demo, evaluate, explain, layers, methods, sanity
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED
 
@@ -31,7 +38,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comma
     "audit": (audit.HELP, audit.add_audit_arguments, audit.audit_command),
     "evaluate": (evaluate.HELP, evaluate.add_evaluate_arguments, evaluate.evaluate_command),
     "sanity": (sanity.HELP, sanity.add_sanity_arguments, sanity.sanity_command),
-    "demo": (demo.HELP, demo.add_demo_arguments, demo.demo_shortcut_command),
+    "demo": (demo.HELP, demo.add_demo_arguments, demo.demo_command),
 }
 
 
@@ -57,6 +64,7 @@ def run(command: Command, args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SkippedInputWarning)  # the CLI lists them itself
             warnings.simplefilter("ignore", NonFiniteScoresWarning)  # explain and audit report them
+            warnings.showwarning = _one_line_notes(warnings.showwarning)
             return command(args)
     except SeewhyError as exc:
         if debug:
@@ -74,6 +82,24 @@ def run(command: Command, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+#: Warnings the command line says in one line each (once): what was guessed, what shows nothing.
+_NOTES = (InputGuessWarning, ConstantMapWarning, FewSuperpixelsWarning)
+
+
+def _one_line_notes(show: Callable[..., None]) -> Callable[..., None]:
+    """``showwarning`` that prints :data:`_NOTES` as ``seewhy: note: ...``, each once."""
+    said: set[str] = set()
+
+    def note(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if not issubclass(category, _NOTES):
+            show(message, category, *args, **kw)
+        elif str(message) not in said:
+            said.add(str(message))
+            print(f"seewhy: note: {message}", file=sys.stderr)
+
+    return note
 
 
 def main(argv: Sequence[str] | None = None) -> int:

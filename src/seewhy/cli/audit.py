@@ -49,6 +49,13 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
     e.add_argument("--batch-size", type=int, default=32, help="[default: 32]")
     e.add_argument("--top-k", type=int, default=5, help="classes kept per image [default: 5]")
+    e.add_argument(
+        "--target",
+        choices=("predicted", "true", "region", "box"),
+        default="predicted",
+        help="what each image is explained for: its top-1 class, its true class, the true "
+        "class over the ground-truth mask (segmenters) or box (detectors) [default: predicted]",
+    )
     d = p.add_argument_group("data")
     d.add_argument(
         "--labels-from",
@@ -161,6 +168,7 @@ def audit_command(args: argparse.Namespace) -> int:
             masks=args.masks,
             object_threshold=args.object_threshold,
             border_threshold=args.border_threshold,
+            target=args.target,
             engine=args.engine,
             workers=args.workers,
             overwrite=args.overwrite,

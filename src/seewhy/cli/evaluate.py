@@ -13,7 +13,13 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ._common import EXIT_OK, check_methods, csv_list, sources, write_json
-from .options import add_explaining_options, add_precision, add_recursive, load_model
+from .options import (
+    add_explaining_options,
+    add_precision,
+    add_recursive,
+    load_model,
+    target_keywords,
+)
 
 __all__ = ["HELP", "add_evaluate_arguments", "evaluate_command"]
 
@@ -97,9 +103,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
             model,
             found,
             m,
-            target=args.target,
             layer=args.layer,
             batch_size=args.batch_size or _EXPLAIN_BATCH,
+            **target_keywords(args, model),
         )
         if len(ex.sources) != len(found) and boxes is not None:
             keep = [found.index(s) for s in ex.sources]

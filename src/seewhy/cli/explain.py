@@ -27,7 +27,13 @@ from ._common import (
     sources,
     write_json,
 )
-from .options import add_explaining_options, add_precision, add_recursive, load_model
+from .options import (
+    add_explaining_options,
+    add_precision,
+    add_recursive,
+    load_model,
+    target_keywords,
+)
 
 if TYPE_CHECKING:
     from seewhy import Explainer, Explanation
@@ -43,6 +49,11 @@ _CHUNK = 16
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``seewhy explain``."""
     add_explaining_options(p)
+    p.add_argument(
+        "--layer-layout",
+        help="how the layer's output is laid out, when the guess (see `seewhy layers`) is "
+        "wrong: nchw, nhwc, tokens, tokens:K (K leading class/register tokens), tokens:K:HxW",
+    )
     p.add_argument("--score", choices=("logit", "probability"), default="logit")
     p.add_argument("--out", default=".", help="folder for the panels [default: .]")
     p.add_argument(
@@ -168,15 +179,19 @@ def explain_command(args: argparse.Namespace) -> int:
     methods = check_methods(args.method)
     found = sources(args.images, args.recursive)
     model = load_model(args)
+    scored = target_keywords(args, model)  # --target parsed once: a class or a target
+    args.target = scored.pop("target")
     explainers = {
         m: seewhy.Explainer(
             model,
             m,
             layer=args.layer,
+            layout=args.layer_layout,
             score=args.score,
             top_k=args.top_k,
             batch_size=args.batch_size,
             precision=args.precision,
+            **scored,
         )
         for m in methods
     }
@@ -312,10 +327,12 @@ def _record(ex: Explanation, i: int) -> dict[str, Any]:
     predictions (strict JSON has no NaN).
     """
     finite = bool(ex.scores_finite[i])
+    spec = ex.params.get("target")  # a seewhy.targets target's JSON form (from_json loads it)
     return {
         "source": ex.sources[i],
         "target": int(ex.targets[i]),
         "target_label": ex.target_labels[i],
+        **({"target_spec": spec[i] if isinstance(spec, list) else spec} if spec else {}),
         "scores_finite": finite,
         "predictions": [
             {"index": p.index, "label": p.label, "probability": round(p.probability, 6)}

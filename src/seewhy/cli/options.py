@@ -16,7 +16,9 @@ __all__ = [
     "add_model_options",
     "add_precision",
     "add_recursive",
+    "chosen_target",
     "load_model",
+    "target_keywords",
 ]
 
 
@@ -27,7 +29,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--model",
         default="efficientnet_lite0",
         help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model file "
-        "(.pt TorchScript, .pt2 torch.export, .keras) [default: efficientnet_lite0]",
+        "(.pt TorchScript, .pt2 torch.export, .keras, .onnx) [default: efficientnet_lite0]",
     )
     g.add_argument(
         "--framework",
@@ -41,15 +43,77 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow model files that can run code (pickles, TorchScript, Keras lambdas)",
     )
+    g.add_argument(
+        "--size",
+        type=_size,
+        metavar="H[,W]",
+        help="the model's input size, where the model does not say it [default: the model's]",
+    )
+    g.add_argument(
+        "--providers",
+        help="ONNX Runtime execution providers for a .onnx model, comma-separated "
+        "[default: CUDAExecutionProvider where present, then CPUExecutionProvider]",
+    )
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"32"`` -> (32, 32); ``"96,128"`` -> (96, 128)."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected H or H,W (positive integers), got {text!r}")
+    height = int(parts[0])
+    return height, int(parts[-1])
+
+
+def _output_choice(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text
+
+
+def chosen_target(args: argparse.Namespace, model: Any) -> Any:
+    """``--target`` as ``explain`` takes it: a class, or a :mod:`seewhy.targets` target."""
+    import seewhy
+
+    text = getattr(args, "target", None)
+    if text is None:
+        return None
+    return seewhy.targets.parse(text, seewhy.model_spec(model).labels)
+
+
+def target_keywords(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """``target``, ``output`` and ``head`` for ``explain`` (the last two only when given)."""
+    chosen: dict[str, Any] = {"target": chosen_target(args, model)}
+    for name in ("output", "head"):
+        if getattr(args, name, None) is not None:
+            chosen[name] = getattr(args, name)
+    return chosen
 
 
 def load_model(args: argparse.Namespace) -> Any:
     """The model the ``model`` group names."""
     import seewhy
 
-    return seewhy.load_model(
-        args.model, framework=args.framework, weights=args.weights, trust=args.trust_model
+    providers = getattr(args, "providers", None)
+    model = seewhy.load_model(
+        args.model,
+        framework=args.framework,
+        weights=args.weights,
+        trust=args.trust_model,
+        providers=providers.split(",") if providers else None,
     )
+    size = getattr(args, "size", None)
+    if size is not None:  # the model was loaded here: its spec is ours to set
+        model.seewhy_spec = _sized(seewhy.model_spec(model), size)
+    return model
+
+
+def _sized(spec: Any, size: tuple[int, int]) -> Any:
+    """``spec`` at ``size``; a resize-then-crop keeps its ratio of resize to crop."""
+    from dataclasses import replace
+
+    pre = spec.preprocess
+    resize = None if pre.resize is None else round(pre.resize * size[0] / pre.size[0])
+    guessed = tuple(part for part in spec.guessed if part != "size")
+    return replace(spec, preprocess=replace(pre, size=size, resize=resize), guessed=guessed)
 
 
 def add_explaining_options(p: argparse.ArgumentParser) -> None:
@@ -61,8 +125,23 @@ def add_explaining_options(p: argparse.ArgumentParser) -> None:
         default="gradcam",
         help="method or comma-separated methods (see `seewhy methods`) [default: gradcam]",
     )
-    p.add_argument("--target", help="class index or name to explain [default: top-1]")
+    p.add_argument(
+        "--target",
+        help="what to explain: a class index or name, labels:A,B (sigmoid labels), output:N, "
+        "box:x0,y0,x1,y1[:label] (detectors; input pixels), region:CLASS:mask.png "
+        "(segmenters) [default: top-1; a detector: each detection]",
+    )
     p.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
+    p.add_argument(
+        "--output",
+        type=_output_choice,
+        help="which output of a model returning several (index, key or name)",
+    )
+    p.add_argument(
+        "--head",
+        choices=("softmax", "sigmoid"),
+        help="sigmoid: independent labels (found by itself for a Keras sigmoid or one output)",
+    )
 
 
 def add_precision(p: argparse.ArgumentParser, help_text: str) -> None:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ._common import EXIT_OK, check_methods, sources, write_json
-from .options import add_explaining_options, add_recursive, load_model
+from .options import add_explaining_options, add_recursive, load_model, target_keywords
 
 __all__ = ["HELP", "add_sanity_arguments", "sanity_command"]
 
@@ -56,12 +56,12 @@ def sanity_command(args: argparse.Namespace) -> int:
             model,
             found,
             m,
-            target=args.target,
             layer=args.layer,
             steps=args.steps,
             cascading=not args.independent,
             seed=args.seed,
             randomized_target=args.randomized_target,
+            **target_keywords(args, model),
         )
         for m in methods
     ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -44,7 +44,8 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     torchvision's ``Resize(int)``) and the centre ``pre.size`` is cropped; if
     that would be smaller than the crop, the scale is raised so the crop fits.
     Without it the picture is stretched straight to ``pre.size`` (as Keras
-    does). Resampling is Pillow's antialiased bilinear.
+    does). Resampling is Pillow's antialiased filter ``pre.interpolation``
+    (bilinear unless the model was trained with another).
     """
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise InvalidInput(
@@ -57,16 +58,17 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     if h == 0 or w == 0:
         raise InvalidInput(f"rgb: image is empty (shape {rgb.shape})")
     im = Image.fromarray(np.ascontiguousarray(rgb))
+    resample = Image.Resampling[pre.interpolation.upper()]
     if pre.resize is None:
         if (h, w) != (out_h, out_w):
-            im = im.resize((out_w, out_h), Image.Resampling.BILINEAR)
+            im = im.resize((out_w, out_h), resample)
         return np.asarray(im, dtype=np.uint8).copy()
     if pre.resize <= 0:
         raise InvalidInput(f"pre.resize: expected a positive length or None, got {pre.resize}")
     new_h, new_w, top, left = crop_plan(h, w, pre)
     if new_h * new_w <= _WHOLE_RESIZE_PIXELS:  # as torchvision does it, to the pixel
         if (new_h, new_w) != (h, w):
-            im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            im = im.resize((new_w, new_h), resample)
         im = im.crop((left, top, left + out_w, top + out_h))
     else:
         # Resample only the crop, taken back to the picture's own coordinates: a
@@ -75,7 +77,7 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
         # pixel can differ from the whole resize by one grey level.
         sy, sx = h / new_h, w / new_w
         box = (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
-        im = im.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
+        im = im.resize((out_w, out_h), resample, box=box)
     return np.asarray(im, dtype=np.uint8).copy()
 
 
@@ -176,12 +178,12 @@ def _expand(images: object, channels_first: bool) -> Iterator[_Item]:
 
 def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
     """Picture for a preprocessed input: undo ``pre`` if it plausibly applies, else min-max."""
-    if x.shape[-1] == 3:
+    if x.shape[-1] == pre.channels:
         scale = np.float32(pre.scale)
         back = (x * np.asarray(pre.std, np.float32) + np.asarray(pre.mean, np.float32)) / scale
         if back.min() >= -_DENORM_TOLERANCE and back.max() <= 255.0 + _DENORM_TOLERANCE:
-            return np.clip(np.rint(back), 0, 255).astype(np.uint8)
-    else:
+            return pre.denormalise(x)
+    elif x.shape[-1] == 1:
         lo, hi = float(x.min()), float(x.max())
         if lo >= -UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE:
             grey = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
@@ -194,9 +196,13 @@ def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
 
 
 def _prepare_item(
-    item: _Item, pre: Preprocess, keep: bool = True
+    item: _Item, pre: Preprocess, keep: bool = True, own_size: bool = False
 ) -> tuple[np.ndarray, np.ndarray, Photo | None]:
-    """One item -> (model input HWC float32, display picture HWC uint8, its Photo or None)."""
+    """One item -> (model input HWC float32, display picture HWC uint8, its Photo or None).
+
+    ``own_size``: the model's size is only a guess, so a picture no larger
+    than ``pre.size`` is fed as it is (a 32 x 32 CIFAR image stays 32 x 32).
+    """
     if isinstance(item.value, InvalidInput):
         raise item.value
     if item.preprocessed:
@@ -207,6 +213,8 @@ def _prepare_item(
         x = np.ascontiguousarray(x, dtype=np.float32)
         return x, _display_from_input(x, pre), None
     rgb = load_named(item.value, item.source)
+    if own_size and rgb.shape[0] <= pre.size[0] and rgb.shape[1] <= pre.size[1]:
+        pre = replace(pre, size=(rgb.shape[0], rgb.shape[1]), resize=None)
     picture = resize_for_model(rgb, pre)
     model_input = np.asarray(pre.normalise(picture), dtype=np.float32)
     return model_input, picture, keep_photo(rgb, pre) if keep else None
@@ -225,6 +233,7 @@ def _assemble(
     shape: tuple[int, ...] | None = None,
     strict: bool = False,
     photos: bool = True,
+    own_size: bool = False,
 ) -> tuple[Batch | None, list[Failure]]:
     """Prepare numbered items into one :class:`Batch` (None when none is usable).
 
@@ -239,7 +248,7 @@ def _assemble(
     failures: list[Failure] = []
     for position, item in items:
         try:
-            x, picture, photo = _prepare_item(item, pre, photos)
+            x, picture, photo = _prepare_item(item, pre, photos, own_size)
             expected = inputs[0].shape if inputs else shape
             if expected is not None and x.shape != expected:
                 raise InvalidInput(
@@ -320,6 +329,8 @@ class BatchStream:
     failures)`` per group; ``Batch.indices`` are positions among all items.
     ``photos=False`` keeps no :class:`Photo` (callers that only predict, or
     that explain so many photos that keeping each one would not fit).
+    ``own_size=True`` (the model's size is a guess) feeds pictures no larger
+    than ``pre.size`` at their own size.
     """
 
     def __init__(
@@ -330,6 +341,7 @@ class BatchStream:
         channels_first: bool = False,
         size: int = 32,
         photos: bool = True,
+        own_size: bool = False,
     ) -> None:
         self.items = list(enumerate(_expand(images, channels_first)))
         if not self.items:
@@ -337,15 +349,23 @@ class BatchStream:
         self.pre = pre
         self.size = max(1, size)
         self.photos = photos
+        self.own_size = own_size
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def pictures(self) -> bool:
+        """True when some item is a picture (the preprocessing applies), not a model input."""
+        return any(not item.preprocessed for _, item in self.items)
 
     def __iter__(self) -> Iterator[tuple[Batch | None, list[Failure]]]:
         shape: tuple[int, ...] | None = None
         for start in range(0, len(self.items), self.size):
             group = self.items[start : start + self.size]
-            batch, failures = _assemble(group, self.pre, shape=shape, photos=self.photos)
+            batch, failures = _assemble(
+                group, self.pre, shape=shape, photos=self.photos, own_size=self.own_size
+            )
             if batch is not None:
                 shape = batch.inputs.shape[1:]
             yield batch, failures

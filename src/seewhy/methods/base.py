@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._kit.checks import optional_positive_int
-from .._kit.scores import check_targets
+from .._kit.scores import check_targets, target_scores
 from ..backends.base import Backend, Precision, Score
 from ..errors import InvalidInput
 from ..preprocess import Preprocess
@@ -46,10 +46,18 @@ class Context:
     precision: Precision = "float32"  # of forward-only passes (perturbation methods)
     images: np.ndarray | None = None  # (N, H, W, 3) uint8 pictures the inputs came from
     preprocess: Preprocess | None = None  # how pictures become inputs (for fills in pixel space)
+    sigmoid: bool = False  # the head's labels are independent: a probability is a sigmoid
+    # each image's seewhy.targets target when not a plain class; ``targets`` are then the
+    # columns of the backend's scores holding them (the class logits follow the columns)
+    target_objects: tuple[Any, ...] | None = None
 
     def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         """Logits for ``x`` at the context's precision, ``batch_size`` inputs per pass."""
         return self.backend.predict(x, batch_size=batch_size, precision=self.precision)
+
+    def scores(self, logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Each row's score at its target (float64): logit or probability, as the context asks."""
+        return target_scores(logits, targets, self.score, self.sigmoid)
 
     def logits_and_targets(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Logits of the unperturbed inputs and the classes to explain (checked)."""

@@ -210,12 +210,29 @@ class ClassCAM(CAM):
                 f"cam: layer {ctx.layer!r} has {activations.shape[1]} channels but the final "
                 f"linear layer takes {weight.shape[1]}; {hint}"
             )
-        if not self.check_head(activations, cap.logits, weight, bias):
+        logits = cap.logits[:, cap.logits.shape[1] - len(weight) :]  # after any target columns
+        if not self.check_head(activations, logits, weight, bias):
             raise UnsupportedModel(
                 f"cam: the logits are not global-average-pooling of layer {ctx.layer!r} followed "
                 f"by the final linear layer; {hint}"
             )
-        return np.einsum("nc,nchw->nhw", weight[cap.targets], activations, optimize=True)
+        return np.einsum("nc,nchw->nhw", self.class_weights(weight, cap, ctx), activations)
+
+    @staticmethod
+    def class_weights(weight: np.ndarray, cap: Capture, ctx: Context) -> np.ndarray:
+        """(N, C) classifier weights of each image's class, or its labels' sum (MultiLabel)."""
+        if ctx.target_objects is None:
+            return weight[cap.targets]
+        rows = []
+        for target in ctx.target_objects:
+            if target.kind not in ("class", "multilabel"):
+                raise UnsupportedModel(
+                    f"cam: explains classes and sigmoid labels, not {target.kind!r} targets; "
+                    "use gradcam, which works on any target"
+                )
+            picked = target.indices if target.kind == "multilabel" else (target.index,)
+            rows.append(weight[np.asarray(picked, dtype=np.int64)].sum(axis=0))
+        return np.stack(rows)
 
     @staticmethod
     def check_head(

@@ -31,7 +31,6 @@ from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import finite_float, flag, one_of, positive_int
 from .._kit.fills import check_fill, chosen_blur_sigma, fill_values
 from .._kit.prefetch import Ahead
-from .._kit.scores import target_scores
 from ..errors import InvalidInput, UnsupportedModel
 from ..maps import normalise, upsample
 from ..registry import register
@@ -414,11 +413,11 @@ class IntegratedGradients(PixelAttribution):
                     progress.advance(len(img))
             attributions += delta * path_grads
             base_out = ctx.backend.predict(baseline, batch_size=bs)
-            base_scores += target_scores(base_out, targets, ctx.score)
+            base_scores += ctx.scores(base_out, targets)
         attributions /= count
         base_scores /= count
         summed = attributions.reshape(n, -1).sum(axis=1)
-        difference = target_scores(logits, targets, ctx.score) - base_scores
+        difference = ctx.scores(logits, targets) - base_scores
         extras = {
             "attribution_sum": summed.astype(np.float32),
             "score_difference": difference.astype(np.float32),

@@ -29,7 +29,6 @@ import numpy as np
 from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import bad_argument, finite_float, flag, one_of, positive_int, unit_float
 from .._kit.fills import check_fill, chosen_blur_sigma, fill_values
-from .._kit.scores import target_scores
 from .._kit.superpixels import (
     DEFAULTS,
     Segmentation,
@@ -218,7 +217,7 @@ class Lime(Method):
             )
         )
         logits, targets = ctx.logits_and_targets(bs)
-        full_scores = target_scores(logits, targets, ctx.score)
+        full_scores = ctx.scores(logits, targets)
 
         maps = np.zeros((n, h, w), np.float32)
         segments = np.zeros((n, h, w), np.int32)
@@ -249,7 +248,7 @@ class Lime(Method):
             for start, stop in chunks(len(on), bs):
                 batch = compose(on[start:stop], labels, x[i], fill, buffer, runs)
                 out = ctx.predict(batch, bs)
-                scores[start:stop] = target_scores(out, np.full(len(out), targets[i]), ctx.score)
+                scores[start:stop] = ctx.scores(out, np.full(len(out), targets[i]))
             if explainer == "lime":
                 coef, intercept, r2 = ridge_fit(on, scores, reg_weights, self.alpha)
                 fit_scores[i] = r2

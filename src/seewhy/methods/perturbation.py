@@ -24,7 +24,7 @@ import numpy as np
 from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import flag, one_of, optional_positive_int, positive_int, unit_float
 from .._kit.fills import check_fill, fill_values
-from .._kit.scores import softmax, target_scores
+from .._kit.scores import softmax
 from ..backends.base import Capture
 from ..errors import UnsupportedModel
 from ..maps import bilinear_matrix, upsample
@@ -102,7 +102,7 @@ class Occlusion(Method):
         where = f"{self.name}: fill"
         fill = fill_values(ctx.inputs, self.fill, ctx.preprocess, seed=self.seed, where=where)
         logits, targets = ctx.logits_and_targets(bs)
-        base = target_scores(logits, targets, ctx.score)
+        base = ctx.scores(logits, targets)
 
         ys, xs = window_starts(h, wh, sh), window_starts(w, ww, sw)
         pos_y = np.repeat(ys, len(xs))
@@ -120,7 +120,7 @@ class Occlusion(Method):
             img, pos = np.divmod(rows, positions)
             mask = in_y[pos][:, :, None] & in_x[pos][:, None, :]  # (B, H, W)
             batch = np.where(mask[..., None], fill[img], ctx.inputs[img])
-            drop = base[img] - target_scores(ctx.predict(batch, bs), targets[img], ctx.score)
+            drop = base[img] - ctx.scores(ctx.predict(batch, bs), targets[img])
             for i in np.unique(img):
                 sel = img == i
                 weighted = in_x[pos[sel]] * drop[sel, None].astype(np.float32)
@@ -214,7 +214,7 @@ class RISE(Method):
                 m = rise_masks(grids[start:stop], shifts[start:stop], (h, w), (cell, cell))
                 shown = fill[i] + m[..., None] * (ctx.inputs[i] - fill[i])
                 out = ctx.predict(shown, bs)
-                s = target_scores(out, np.full(len(m), targets[i]), ctx.score)
+                s = ctx.scores(out, np.full(len(m), targets[i]))
                 weighted[i] += np.tensordot(s, m, axes=1)
                 totals[i] += s.sum()
                 if i == 0:
@@ -319,7 +319,7 @@ class ScoreCAM(_PerturbedCAM):
         flat = picked.reshape(n, picked.shape[1], -1)
         lo, hi = flat.min(axis=2), flat.max(axis=2)
         varying = hi > lo
-        empty = target_scores(ctx.predict(fill, bs), targets, ctx.score)
+        empty = ctx.scores(ctx.predict(fill, bs), targets)
         scores = np.repeat(empty[:, None], picked.shape[1], axis=1)
         progress = ImageProgress(ctx.progress, 1)
         for i in range(n):
@@ -333,7 +333,7 @@ class ScoreCAM(_PerturbedCAM):
                 m = m.reshape(len(sel), h, w)
                 shown = fill[i] + m[..., None] * (ctx.inputs[i] - fill[i])
                 out = ctx.predict(shown, bs)
-                scores[i, sel] = target_scores(out, np.full(len(sel), targets[i]), ctx.score)
+                scores[i, sel] = ctx.scores(out, np.full(len(sel), targets[i]))
             progress.advance(1)
         if self.weighting == "softmax":
             return softmax(scores)
@@ -365,7 +365,7 @@ class AblationCAM(_PerturbedCAM):
         n, c = acts.shape[:2]
         bs = ctx.gradient_copies(self.copies_per_pass)
         targets = cap.targets
-        base = target_scores(cap.logits, targets, ctx.score)
+        base = ctx.scores(cap.logits, targets)
         weights = np.zeros(chosen.shape, np.float64)
         progress = ImageProgress(ctx.progress, 1)
         alive = np.abs(acts).reshape(n, c, -1).max(axis=2) > 0
@@ -378,7 +378,7 @@ class AblationCAM(_PerturbedCAM):
                 out = ctx.backend.predict_with_layer_edit(
                     ctx.inputs[i : i + 1], layer=str(ctx.layer), scales=scales, batch_size=bs
                 )[0]
-                ablated = target_scores(out, np.full(len(out), targets[i]), ctx.score)
+                ablated = ctx.scores(out, np.full(len(out), targets[i]))
                 y = base[i]
                 safe = y if abs(y) > 1e-12 else (1e-12 if y >= 0 else -1e-12)
                 weights[i, live] = (y - ablated) / safe

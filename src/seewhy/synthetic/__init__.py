@@ -12,6 +12,9 @@ with its exact pixel mask and box (:class:`ShapesData`).
 * :func:`make_stripes`: a smaller set whose class is a stripe orientation.
 * :func:`mass_inside`, :func:`box_share`, :func:`peak_inside`: per-image
   checks that a map sits on the object.
+* :func:`train_torch_segmenter`: a tiny per-pixel segmenter of the shapes
+  (background or shape class), for ``Region`` explanations (the
+  segmentation demo).
 
 The small CNN trainers (:func:`train_torch`, :func:`train_keras`) import their
 framework only when called; this package itself needs numpy alone.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from .data import ShapesData, preprocess_for
 from .scores import box_share, mass_inside, peak_inside
+from .segmentation import pixel_labels, predict_pixels, train_torch_segmenter
 from .shapes import SHAPES, make_shapes
 from .stripes import STRIPES, STRIPES_PREPROCESS, make_stripes
 from .training import accuracy, train, train_keras, train_torch
@@ -36,8 +40,11 @@ __all__ = [
     "make_stripes",
     "mass_inside",
     "peak_inside",
+    "pixel_labels",
+    "predict_pixels",
     "preprocess_for",
     "train",
     "train_keras",
     "train_torch",
+    "train_torch_segmenter",
 ]

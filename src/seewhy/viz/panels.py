@@ -18,6 +18,7 @@ from PIL import Image
 from .._kit.checks import bad_argument, one_of
 from ..inputs import load_image
 from .attributions import DEFAULT_PERCENTILE, SIGNED_CMAP, drawn_map
+from .boxes import draw_target_box
 from .colormaps import check_cmap, colorize
 from .geometry import labels_onto_photo, onto_photo
 from .labels import draw_label
@@ -140,7 +141,7 @@ def explanation_parts(
         third = superpixel_view(picture, labels, weights, top=chosen, negative=negative)
     else:
         third = blend(picture, heat, weight, inside)
-    return picture, heat, third
+    return picture, heat, draw_target_box(third, explanation, i, photo)  # a detection's box
 
 
 def explanation_panel(

@@ -8,17 +8,22 @@ structural questions (layers, the dense head) and hands weight work to
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import keras
 import numpy as np
 
 from ...errors import BackendError, UnsupportedModel
+from ...spec import ModelHints
 from ..base import LayerInfo
 from ..common import WeightsThroughModule
 from ..model_lock import one_pass_at_a_time
 from . import weights
+from .attention import KerasAttention
 from .engines import engine_for
+from .hints import input_mismatch, model_hints
 from .passes import KerasPasses
 from .structure import all_layers, is_dense, is_model, is_tf_keras, layout, resolve_path
 from .tensors import as_float32, variable_value
@@ -26,7 +31,7 @@ from .tensors import as_float32, variable_value
 __all__ = ["KerasBackend"]
 
 
-class KerasBackend(WeightsThroughModule, KerasPasses):
+class KerasBackend(WeightsThroughModule, KerasAttention, KerasPasses):
     """Explains a built Keras 3 model that maps (N, H, W, C) images to class scores.
 
     Channels-first models are fed (N, C, H, W); activations and gradients are
@@ -62,6 +67,10 @@ class KerasBackend(WeightsThroughModule, KerasPasses):
         self.keras_backend = engine.name
         self.channels_first = layout(model) == "channels_first"
 
+    def hints(self) -> ModelHints:
+        """What the model declares: ``model.inputs``, its leading preprocessing layers."""
+        return model_hints(self.model)
+
     # -- layers ----------------------------------------------------------------
 
     @one_pass_at_a_time
@@ -91,7 +100,6 @@ class KerasBackend(WeightsThroughModule, KerasPasses):
         )
         return np.ascontiguousarray(kernel.T), bias
 
-
     def place(self, device: str | None) -> Any:
         """The model as it is: Keras places its tensors on a visible device by itself."""
         return self.model
@@ -103,3 +111,20 @@ class KerasBackend(WeightsThroughModule, KerasPasses):
         ``PackedModel`` unchanged.
         """
         return self.model
+
+
+def _input_said_in_one_line(run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` (a pass taking the NHWC inputs first) with Keras's shape refusal in one line."""
+
+    @functools.wraps(run)
+    def said(self: KerasBackend, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(self, x, *args, **kwargs)
+        except ValueError as exc:
+            raise input_mismatch(exc, tuple(np.shape(x))) or exc from None
+
+    return said
+
+
+for _pass in ("predict", "capture", "input_gradients", "_trace"):
+    setattr(KerasBackend, _pass, _input_said_in_one_line(getattr(KerasPasses, _pass)))

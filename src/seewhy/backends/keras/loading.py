@@ -33,7 +33,7 @@ from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import ModelSpec, Preprocess
 from ..common import one_line
 
-__all__ = ["load_keras_model"]
+__all__ = ["load_keras_model", "preprocess_for_mode"]
 
 # keras.applications family (by lower-case name prefix) -> preprocessing mode.
 _MODES: tuple[tuple[str, str], ...] = (
@@ -187,13 +187,13 @@ def _application(name: str, weights: str | None) -> Any:
         model = _rgb_to_bgr(keras, model)
     model.seewhy_spec = ModelSpec(
         name=f"keras:{apps[key]}",
-        preprocess=_preprocess(mode, (height, width)),
+        preprocess=preprocess_for_mode(mode, (height, width)),
         labels=_imagenet_labels() if model.output_shape[-1] == 1000 else None,
     )
     return model
 
 
-def _preprocess(mode: str, size: tuple[int, int]) -> Preprocess:
+def preprocess_for_mode(mode: str, size: tuple[int, int]) -> Preprocess:
     """Keras' ``preprocess_input`` modes as seewhy presets (RGB in, resize + centre crop)."""
     resize = round(size[0] / 0.875)
     if mode == "caffe":  # BGR order is handled by the model's first layer

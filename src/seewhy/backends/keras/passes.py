@@ -13,23 +13,27 @@ model run one pass at a time.
 
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
 import numpy as np
 
 from ..._kit.scores import Score, check_score, check_targets
+from ..._target_plan import DEFAULT_HEAD, Head
 from ...errors import InvalidInput
 from ..base import Capture, LayerInfo, Precision, check_precision
 from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..layouts import Layout, LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .engines import Engine
 from .engines.base import EditRun, Pass, PassRun, Result, logits_of, not_run
 from .guided import guided_relu
-from .structure import all_layers, resolve_path
+from .structure import LayerNotes, all_layers, resolve_path
+from .targets import traced_classes
 from .walker import Walker
 
 __all__ = ["KerasPasses", "ModelCache", "Trace"]
@@ -42,7 +46,9 @@ class Trace:
     infos: list[LayerInfo]
     native: dict[str, tuple[tuple[int, ...], bool]]  # path -> (per-image shape, channels_last)
     names: list[str]  # every layer path, any output rank
-    classes: int
+    classes: int  # width of the scores (a head's target columns, then the classes)
+    sigmoid: bool = False  # the scored output's final activation is a sigmoid (skipped)
+    attention: dict[str, str] = field(default_factory=dict)  # attention path -> its input's
 
 
 @dataclass
@@ -83,6 +89,18 @@ class KerasPasses:
     model: Any
     engine: Engine
     channels_first: bool
+    layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
+    _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
+
+    def with_head(self, head: Head) -> Any:
+        """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
+        view = copy.copy(self)
+        view._head = head
+        return view
+
+    def sigmoid_output(self, x: np.ndarray) -> bool:
+        """Whether the scored output ends in a sigmoid (its logits are explained)."""
+        return self._trace(x).sigmoid
 
     # -- caches ----------------------------------------------------------------
 
@@ -93,6 +111,7 @@ class KerasPasses:
         return sum(1 for _ in all_layers(self.model))
 
     def _pass(self, spec: Pass) -> PassRun:
+        spec = replace(spec, head=self._head)
         key = (spec, self._size())
         passes = self._cache().passes
         if key not in passes:
@@ -101,7 +120,7 @@ class KerasPasses:
 
     def _trace(self, x: np.ndarray) -> Trace:
         x = _check_inputs(x)
-        key = (tuple(x.shape[1:]), self._size())
+        key = (tuple(x.shape[1:]), self._size(), self._head)
         traces = self._cache().traces
         if key not in traces:
             traces[key] = self._run_trace(x[:1])
@@ -115,34 +134,31 @@ class KerasPasses:
         order: list[str] = []
         names: list[str] = []
 
+        notes = LayerNotes((int(x.shape[1]), int(x.shape[2])), default_last)
+
         def record(name: str, op: Any, out: Any) -> None:
             if name not in names:
                 names.append(name)
-            shape = getattr(out, "shape", None)
-            if shape is None or len(shape) != 4:
-                return
-            fmt = getattr(op, "data_format", None)
-            last = (
-                fmt == "channels_last"
-                if fmt in ("channels_first", "channels_last")
-                else default_last
-            )
-            per = tuple(int(d) for d in shape[1:])
-            nchw = (per[2], per[0], per[1]) if last else per
             calls = seen[name].calls + 1 if name in seen else 1
-            seen[name] = LayerInfo(name, nchw, type(op).__name__, calls)
-            native[name] = (per, last)
+            found = notes.entry(name, op, out, calls)
+            if found is None:
+                return
+            seen[name], native[name] = found[0], found[1:]
             if name in order:
                 order.remove(name)
             order.append(name)
 
-        walker = Walker(self.model, record=record)
+        walker = Walker(self.model, record=record, output=self._head.output)
+        walker.record_call = notes.call
 
         def run() -> Any:
-            return logits_of(walker, keras.ops.convert_to_tensor(x), self.channels_first)
+            x_in = keras.ops.convert_to_tensor(x)
+            return logits_of(walker, x_in, self.channels_first, self._head)
 
-        logits = self.engine.eager(run)
-        return Trace([seen[n] for n in order], native, names, int(logits.shape[1]))
+        classes = traced_classes(self.engine.eager, run)  # 0: outputs to choose from first
+        sigmoid = walker.stripped == "sigmoid"
+        infos = [notes.marked(seen[n]) for n in order]
+        return Trace(infos, native, names, classes, sigmoid, notes.attention)
 
     def _layer(self, layer: str | None, x: np.ndarray) -> tuple[Trace, LayerInfo]:
         """The trace for ``x`` and the resolved layer's entry in it."""
@@ -190,16 +206,15 @@ class KerasPasses:
         probability = _probability(score)
         x = _check_inputs(x)
         trace, info = self._layer(layer, x)
-        per, last = trace.native[info.name]
+        per, _ = trace.native[info.name]
         t = _targets(targets, len(x), trace.classes)
         spec = Pass(info.name, info.calls - 1, "layer" if gradients else None, probability, per)
         res = self._pass(spec)(x, t)
         if res.activations is None:
             raise not_run(info.name)
-        acts, grads = res.activations, res.gradients
-        if last:
-            acts = np.ascontiguousarray(acts.transpose(0, 3, 1, 2))
-            grads = None if grads is None else np.ascontiguousarray(grads.transpose(0, 3, 1, 2))
+        layout, size = self.layout_choice or info.layout, (x.shape[1], x.shape[2])
+        acts = to_maps(res.activations, layout, info.name, size)
+        grads = None if res.gradients is None else to_maps(res.gradients, layout, info.name, size)
         return Capture(logits=res.logits, targets=res.targets, activations=acts, gradients=grads)
 
     @one_pass_at_a_time
@@ -260,14 +275,18 @@ class KerasPasses:
         per, last = trace.native[path]
         scales = edit_scales(scales, len(x), info.shape[0], layer=path)
         cache = self._cache()
-        key = (path, info.calls, per, self._size())
+        key = (path, info.calls, per, self._size(), self._head)
         if key not in cache.edits:
-            spec = Pass(path, info.calls - 1, None, False, per)
+            spec = Pass(path, info.calls - 1, None, False, per, head=self._head)
             cache.edits[key] = self.engine.compile_edit(self.model, spec, self.channels_first, last)
         edit = cache.edits[key]
 
+        layout = self.layout_choice or info.layout
+
         def run(image: np.ndarray, chunk: np.ndarray) -> np.ndarray:
             scale = np.ascontiguousarray(chunk)
+            if isinstance(layout, Layout) and layout.kind == "tokens":  # class tokens kept
+                scale = edit_factors(layout, scale, (1, *per), (x.shape[1], x.shape[2]))
             return shared_prefix_logits(
                 cache.shared_prefix,
                 path,

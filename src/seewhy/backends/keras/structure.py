@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -17,11 +18,15 @@ import keras
 from ...errors import InvalidInput, LayerNotFound
 from ..base import LayerInfo, select_default_layer
 from ..common import default_layer, missing_layer, no_feature_map
+from ..layouts import Layout, guess_layout, map_shape
 
 __all__ = [
+    "LayerNotes",
     "all_layers",
     "children",
     "first_tensor",
+    "head_activation",
+    "is_attention",
     "is_dense",
     "is_functional",
     "is_graph",
@@ -121,7 +126,14 @@ def all_layers(model: Any) -> Iterator[Any]:
 
 
 def _is_softmax(fn: Any) -> bool:
-    return callable(fn) and getattr(fn, "__name__", "") == "softmax"
+    """A softmax or a sigmoid: a head whose logits are what gets explained."""
+    return callable(fn) and getattr(fn, "__name__", "") in ("softmax", "sigmoid")
+
+
+def head_activation(op: Any) -> str:
+    """ "sigmoid" for a sigmoid head (Dense or Activation), else "softmax"."""
+    fn = getattr(op, "activation", None)
+    return "sigmoid" if callable(fn) and getattr(fn, "__name__", "") == "sigmoid" else "softmax"
 
 
 def is_dense(op: Any) -> bool:
@@ -135,7 +147,7 @@ def _is_activation(op: Any) -> bool:
 
 
 def pre_softmax(op: Any, args: tuple[Any, ...]) -> Any | None:
-    """The logits of a softmax head, computed beside it; None for any other op."""
+    """The logits of a softmax or sigmoid head, computed beside it; None for any other op."""
     ops = keras.ops
     if is_dense(op) and _is_softmax(op.activation) and args:
         x = args[0]
@@ -212,3 +224,74 @@ def resolve_path(layer: str | None, infos: Sequence[LayerInfo], names: Sequence[
         leaves = {_leaf(n): n for n in names}
         close = [leaves[c] for c in difflib.get_close_matches(layer, list(leaves), n=5, cutoff=0.4)]
     raise missing_layer(layer, names, infos, close=close)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def is_attention(op: Any) -> bool:
+    """A Keras ``MultiHeadAttention`` layer (or a subclass)."""
+    return isinstance(op, keras.layers.MultiHeadAttention)
+
+
+class LayerNotes:
+    """What the tracing walk learns of each layer output: its layout and who feeds attention.
+
+    Outputs are noted as they finish: a patch embedding (a convolution whose
+    stride equals its kernel) gives the patch grid that later token outputs
+    (N, T, C) are read against; an attention layer's query input names the
+    layer before it (the transformer default, see ``layouts.transformer_default``).
+    """
+
+    def __init__(self, size: tuple[int, int], default_last: bool) -> None:
+        self.size = size
+        self.default_last = default_last
+        self.grids: list[tuple[int, int]] = []
+        self.produced: dict[int, tuple[str, Any]] = {}  # id(output) -> (path, output kept alive)
+        self.attention: dict[str, str] = {}  # attention path -> the path of its query input
+
+    def entry(
+        self, name: str, op: Any, out: Any, calls: int
+    ) -> tuple[LayerInfo, tuple[int, ...], bool] | None:
+        """(LayerInfo, per-image native shape, channels last) for a map or token output."""
+        shape = getattr(out, "shape", None)
+        if shape is None or len(shape) not in (3, 4) or any(d is None for d in shape[1:]):
+            return None
+        self.produced[id(out)] = (name, out)
+        per = tuple(int(d) for d in shape[1:])
+        kind = type(op).__name__
+        if len(per) == 2:
+            layout = guess_layout(per, self.size, self.grids)
+            if layout is None:
+                return None
+            return LayerInfo(name, map_shape(per, layout), kind, calls, layout), per, False
+        fmt = getattr(op, "data_format", None)
+        last = (
+            fmt == "channels_last"
+            if fmt in ("channels_first", "channels_last")
+            else (self.default_last)
+        )
+        self._patch_grid(op, per, last)
+        nchw = (per[2], per[0], per[1]) if last else per
+        return LayerInfo(name, nchw, kind, calls, Layout("nhwc") if last else None), per, last
+
+    def _patch_grid(self, op: Any, per: tuple[int, ...], last: bool) -> None:
+        strides, kernel = getattr(op, "strides", None), getattr(op, "kernel_size", None)
+        if isinstance(op, keras.layers.Conv2D) and strides == kernel and max(strides or (1,)) > 1:
+            grid = (per[0], per[1]) if last else (per[1], per[2])
+            if grid not in self.grids:
+                self.grids.append(grid)
+
+    def call(self, name: str, op: Any, args: tuple[Any, ...]) -> None:
+        """Before ``op`` runs: for an attention layer, note which layer made its query."""
+        if not is_attention(op) or not args:
+            return
+        found = self.produced.get(id(args[0]))
+        if found is not None and found[1] is args[0]:
+            self.attention[name] = found[0]
+
+    def marked(self, info: LayerInfo) -> LayerInfo:
+        """``info`` with ``feeds_attention`` set when an attention layer reads its output."""
+        if info.name in self.attention.values():
+            return replace(info, feeds_attention=True)
+        return info

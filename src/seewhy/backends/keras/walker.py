@@ -33,6 +33,7 @@ from ...errors import BackendError
 from .structure import (
     children,
     first_tensor,
+    head_activation,
     is_functional,
     is_graph,
     is_model,
@@ -43,6 +44,7 @@ from .structure import (
     pre_softmax,
     unpack_single,
 )
+from .targets import head_output, output_names, select_output
 
 __all__ = ["Hook", "Walker", "shadow_guard"]
 
@@ -57,7 +59,8 @@ class Walker:
     ``target``/``call``: the layer path and which of its calls to watch;
     ``hook`` gets that output and returns the tensor the rest of the network
     should use (the same tensor, a torch leaf, or output + zero for JAX);
-    ``record`` is told every layer output, for listing layers.
+    ``record`` is told every layer output, for listing layers; ``record_call``
+    every layer call's inputs before it runs (which layer feeds an attention).
     """
 
     def __init__(
@@ -67,11 +70,15 @@ class Walker:
         target: str | None = None,
         call: int = 0,
         record: Callable[[str, Any, Any], None] | None = None,
+        output: int | str | None = None,
     ) -> None:
         self._model = weakref.ref(model)  # compiled functions must not keep the model alive
+        self.output = output  # which output is scored (its softmax or sigmoid is skipped)
+        self.stripped: str | None = None  # the head activation skipped: "softmax", "sigmoid"
         self.target = target
         self.call = call
         self.record = record
+        self.record_call: Callable[[str, Any, tuple[Any, ...]], None] | None = None
         self.hook: Hook | None = None
         self.captured: Any = None
         self._counts: dict[str, int] = {}
@@ -82,8 +89,9 @@ class Walker:
             raise BackendError("model: the Keras model was garbage-collected")
         self._counts = {}
         self.captured = None
+        self.stripped = None
         out = self._container(model, "", (x,), {}, want_logits=True)
-        return first_tensor(out)
+        return select_output(out, self.output, output_names(model))
 
     # A model: walk its graph, or call it with its children watched.
     def _container(
@@ -96,7 +104,8 @@ class Walker:
                 y = self._op(layer, prefix, (y,), {}, want_logits and i == len(layers) - 1)
             return y
         if is_functional(model):
-            head = getattr(model.outputs[0], "_keras_history", None)
+            scored = model.outputs[head_output(model, self.output) if not prefix else 0]
+            head = getattr(scored, "_keras_history", None)
             head_op = head.operation if head is not None else None
 
             def operation_fn(op: Any) -> Callable[..., Any]:
@@ -145,11 +154,14 @@ class Walker:
         if want_logits:
             pre = pre_softmax(op, args)
             if pre is not None:
+                self.stripped = head_activation(op)
                 return pre
         if "training" in getattr(op, "_call_context_args", ()) or (
             is_tf_keras(op) and getattr(op, "_expects_training_arg", False)
         ):
             kwargs = {**kwargs, "training": False}
+        if self.record_call is not None:
+            self.record_call(name, op, args)
         return self._seen(name, op, op(*args, **kwargs))
 
     def _seen(self, name: str, op: Any, out: Any) -> Any:
@@ -211,6 +223,7 @@ class Walker:
             if want_logits:
                 pre = pre_softmax(child, args)
                 if pre is not None:
+                    self.stripped = head_activation(child)
                     heads[id(out)] = pre
             return self._seen(name, child, out)
 

@@ -13,17 +13,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...spec import ModelHints
+from ..base import LayerInfo
 from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
 from ..model_lock import one_pass_at_a_time
 from . import weights
+from .attention import TorchAttention
 from .device import pack
+from .hints import model_hints
 from .passes import TorchPasses
 from .structure import named_layers, opaque_error
+from .targets import detector_layers
 
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(WeightsThroughModule, TorchPasses):
+class TorchBackend(WeightsThroughModule, TorchAttention, TorchPasses):
     """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
 
     Every method that runs or changes the model holds the model's lock, so one
@@ -39,7 +44,23 @@ class TorchBackend(WeightsThroughModule, TorchPasses):
         self.model = model
         self.device, self.dtype = _device_and_dtype(model)
 
+    @one_pass_at_a_time
+    def hints(self, *, try_sizes: bool = True) -> ModelHints:
+        """What the model says about its input (timm, Hugging Face, torchvision, its layers).
+
+        ``try_sizes=False`` runs nothing: no size is found by trying.
+        """
+        return model_hints(self.model, self.device, self.dtype, try_sizes=try_sizes)
+
     # -- layers ----------------------------------------------------------------
+
+    @one_pass_at_a_time
+    def layers(self, x: np.ndarray) -> list[LayerInfo]:
+        """The layers with spatial maps; for a module hooks cannot see, why there are none."""
+        error = opaque_error(self.model)
+        if error is not None:
+            raise error
+        return TorchPasses.layers(self, x)
 
     @one_pass_at_a_time
     def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
@@ -49,14 +70,15 @@ class TorchBackend(WeightsThroughModule, TorchPasses):
             if error is not None:
                 raise error
         if layer is None:
-            return default_layer(infos)
+            return default_layer(detector_layers(self.model, infos))
         if any(info.name == layer for info in infos):
             return layer
         modules = named_layers(self.model)
         if layer in modules:
+            if self.layout_choice is not None:
+                return layer  # the user says how to read it
             raise no_feature_map(layer, infos)
         raise missing_layer(layer, list(modules), infos)
-
 
     # -- other devices and processes -------------------------------------------
 

@@ -22,6 +22,7 @@ from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import IMAGENET, ModelSpec, Preprocess
 from ..common import one_line, require_module
 from .archives import unsafe_member
+from .hints import model_hints, torchvision_preprocess
 
 __all__ = ["load_torch_model"]
 
@@ -65,7 +66,7 @@ def _imagenet_spec(name: str, classes: int, preprocess: Preprocess) -> ModelSpec
     from ...zoo import imagenet_labels
 
     labels = imagenet_labels() if classes == 1000 else None
-    return ModelSpec(name=name, preprocess=preprocess, labels=labels)
+    return ModelSpec(name=name, preprocess=preprocess, labels=labels, source=name)
 
 
 def _torchvision(name: str, weights: str | None) -> Any:
@@ -82,11 +83,20 @@ def _torchvision(name: str, weights: str | None) -> Any:
     if weights:
         _load_state_dict(model, weights)
     model.eval()
-    classes = int(getattr(getattr(model, "fc", None), "out_features", 1000) or 1000)
-    model.seewhy_spec = _imagenet_spec(
-        f"torchvision:{name}", classes, Preprocess(size=(224, 224), resize=256)
-    )
+    model.seewhy_spec = _torchvision_spec(tv, name, model)
     return model
+
+
+def _torchvision_spec(tv: Any, name: str, model: nn.Module) -> ModelSpec:
+    """The default weights' own ``transforms()`` and ``meta["categories"]`` (no download)."""
+    try:
+        default = tv.models.get_model_weights(name).DEFAULT
+        pre = torchvision_preprocess(default.transforms())
+        categories = default.meta.get("categories")
+    except (ValueError, KeyError, AttributeError, TypeError):  # a builder without weights
+        return _imagenet_spec(f"torchvision:{name}", 1000, Preprocess(resize=256))
+    labels = tuple(categories) if categories else None
+    return ModelSpec(f"torchvision:{name}", pre, labels, source="torchvision weights")
 
 
 def _timm(name: str, weights: str | None) -> Any:
@@ -98,16 +108,9 @@ def _timm(name: str, weights: str | None) -> Any:
     if weights:
         _load_state_dict(model, weights)
     model.eval()
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = tuple(cfg.get("input_size", (3, 224, 224)))[1:]
-    crop = float(cfg.get("crop_pct", 0.875) or 0.875)
-    pre = Preprocess(
-        size=(int(size[0]), int(size[1])),
-        resize=round(size[0] / crop),
-        mean=tuple(cfg.get("mean", IMAGENET.mean)),
-        std=tuple(cfg.get("std", IMAGENET.std)),
-    )
-    model.seewhy_spec = _imagenet_spec(f"timm:{name}", int(model.num_classes), pre)
+    hints = model_hints(model, torch.device("cpu"), torch.float32)
+    pre = hints.preprocess or IMAGENET
+    model.seewhy_spec = ModelSpec(f"timm:{name}", pre, hints.labels, source=hints.source)
     return model
 
 
@@ -118,6 +121,12 @@ def _torch_file(path: Path, *, trust: bool) -> nn.Module:
         return _exported(path, trust=trust)
     if _is_torchscript(path):
         return _torchscript(path, trust=trust)
+    if not _looks_like_torch_save(path):
+        raise InvalidInput(
+            f"model: {path.name} is not a model file seewhy knows (neither a torch.save zip or "
+            "pickle, nor a .keras/.h5 file); seewhy opens torchvision:/timm:/keras: names, "
+            ".pt2 (torch.export), TorchScript and pickled nn.Module files, .keras/.h5 and .onnx"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -141,6 +150,28 @@ def _torch_file(path: Path, *, trust: bool) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise InvalidInput(f"model: {path.name} holds a {type(model).__name__}, not a model")
     return model
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """Whether the file starts as ``torch.save`` writes: a zip archive or a pickle opcode.
+
+    Read, never run: only the first opcode is parsed (:mod:`pickletools`), so an
+    ONNX graph or a text file is named for what it is, not called a pickle.
+    """
+    import pickletools
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    if head[:2] == b"PK":
+        return True
+    try:
+        next(pickletools.genops(head))
+    except (ValueError, StopIteration):
+        return False
+    return True
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -15,6 +15,7 @@ autograd on, so only the part of the network after the layer keeps a graph.
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 from typing import Any
 
@@ -23,19 +24,23 @@ import torch
 from torch import nn
 
 from ..._kit.scores import check_score, check_targets
+from ..._target_plan import DEFAULT_HEAD, Head
 from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
 from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..layouts import LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
 from .structure import (
     call_model,
     call_of,
     eval_mode,
+    layer_layout,
     layer_trace,
     named_layers,
     this_thread_only,
 )
+from .targets import detections_as_numpy, head_scores, is_detector
 
 __all__ = ["TorchPasses", "as_logits"]
 
@@ -52,28 +57,18 @@ _PREFIX_REFUSALS = (RuntimeError, ValueError, IndexError)
 
 
 def as_logits(output: Any) -> torch.Tensor:
-    """The class scores inside whatever the model returns."""
-    if isinstance(output, torch.Tensor):
-        out = output
-    elif hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
-        out = output.logits
-    elif isinstance(output, dict) and output:
-        key = "logits" if "logits" in output else next(iter(output))
-        out = output[key]
-    elif isinstance(output, (tuple, list)) and output:
-        out = as_logits(output[0])
-    else:
-        raise BackendError(f"model output: expected a tensor of class scores, got {type(output)}")
-    if out.ndim != 2:
-        raise BackendError(
-            f"model output: expected class scores of shape (N, classes), got {tuple(out.shape)}"
-        )
-    return out
+    """The class scores inside whatever the model returns (see :mod:`.targets`)."""
+    return head_scores(DEFAULT_HEAD, output)
 
 
-def _select(logits: torch.Tensor, targets: torch.Tensor, score: Score) -> torch.Tensor:
-    """Per-image score of its target class."""
-    values = torch.softmax(logits, dim=1) if check_score(score) == "probability" else logits
+def _select(
+    logits: torch.Tensor, targets: torch.Tensor, score: Score, sigmoid: bool = False
+) -> torch.Tensor:
+    """Per-image score of its target class (a sigmoid head's probability is its own)."""
+    values = logits
+    if check_score(score) == "probability":
+        one = sigmoid or logits.shape[1] == 1
+        values = torch.sigmoid(logits) if one else torch.softmax(logits, dim=1)
     return values.gather(1, targets[:, None])[:, 0]
 
 
@@ -87,6 +82,21 @@ class TorchPasses:
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
+    layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
+    _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
+
+    def with_head(self, head: Head) -> Any:
+        """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
+        view = copy.copy(self)
+        view._head = head
+        return view
+
+    def _scores(self, output: Any) -> torch.Tensor:
+        return head_scores(self._head, output)
+
+    def _target_scores(self, logits: torch.Tensor, t: torch.Tensor, score: Score) -> torch.Tensor:
+        """Per-image score of its target, as capture() takes it (the attention passes use it)."""
+        return _select(logits, t, score, self._head.sigmoid)
 
     @one_pass_at_a_time
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
@@ -115,16 +125,17 @@ class TorchPasses:
         t = check_targets(targets, logits.shape[0], logits.shape[1])
         return torch.as_tensor(t, device=logits.device)
 
-    def _layer_and_call(self, layer: str, x: np.ndarray) -> tuple[nn.Module, int]:
-        """The layer's module and which of its calls in a forward is the one to use.
+    def _layer_and_call(self, layer: str, x: np.ndarray) -> tuple[nn.Module, int, LayoutChoice]:
+        """The layer's module, which of its calls in a forward is the one to use, its layout.
 
-        One walk of the model's modules serves both (a large model has thousands).
+        One walk of the model's modules serves all (a large model has thousands).
         """
         modules = named_layers(self.model)
         module = modules.get(layer)
         if module is None:
             raise LayerNotFound(f"layer: the model has no layer {layer!r}")
-        return module, call_of(layer, self._layers(x, modules))
+        infos = self._layers(x, modules)
+        return module, call_of(layer, infos), layer_layout(layer, infos, self.layout_choice)
 
     # -- forward only ----------------------------------------------------------
 
@@ -188,12 +199,20 @@ class TorchPasses:
         if self.device.type == "cpu" and self.model not in _NEEDS_CONTIGUOUS:
             inputs = self._nchw_view(x).to(dtype=self.dtype)
             try:
-                return as_logits(call_model(self.model, inputs))
+                return self._scores(call_model(self.model, inputs))
             except Exception:  # any refusal of the layout; a real error recurs just below
-                logits = as_logits(call_model(self.model, self._to_tensor(x)))
+                logits = self._scores(call_model(self.model, self._to_tensor(x)))
                 _NEEDS_CONTIGUOUS.add(self.model)  # only once the usual layout worked
                 return logits
-        return as_logits(call_model(self.model, self._to_tensor(x)))
+        return self._scores(call_model(self.model, self._to_tensor(x)))
+
+    @one_pass_at_a_time
+    def detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]] | None:
+        """A detector's boxes, labels and scores per image; None (no pass) for other models."""
+        if not is_detector(self.model):
+            return None
+        with eval_mode(self.model), torch.no_grad():
+            return detections_as_numpy(call_model(self.model, self._to_tensor(x)))
 
     @one_pass_at_a_time
     def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -217,7 +236,7 @@ class TorchPasses:
         gradients: bool,
         score: Score = "logit",
     ) -> Capture:
-        module, wanted = self._layer_and_call(layer, x)
+        module, wanted, layout = self._layer_and_call(layer, x)
         state: dict[str, Any] = {"calls": 0, "leaf": None}
 
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:
@@ -243,22 +262,23 @@ class TorchPasses:
         try:
             with eval_mode(self.model):
                 torch.set_grad_enabled(False)
-                logits = as_logits(call_model(self.model, inputs))
+                logits = self._scores(call_model(self.model, inputs))
                 leaf = state["leaf"]
                 if leaf is None:
                     raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
                 t = self._targets(targets, logits)
                 grads = None
                 if gradients:
-                    grads = _grad_to(_select(logits, t, score), leaf, layer)
+                    grads = _grad_to(_select(logits, t, score, self._head.sigmoid), leaf, layer)
         finally:
             handle.remove()
             torch.set_grad_enabled(grad_mode)
+        size = (x.shape[1], x.shape[2])
         return Capture(
             logits=_numpy(logits),
             targets=t.cpu().numpy(),
-            activations=_numpy(leaf),
-            gradients=None if grads is None else _numpy(grads),
+            activations=to_maps(_numpy(leaf), layout, layer, size),
+            gradients=None if grads is None else to_maps(_numpy(grads), layout, layer, size),
         )
 
     @one_pass_at_a_time
@@ -273,9 +293,10 @@ class TorchPasses:
         inputs = self._to_tensor(x).requires_grad_(True)
         context = guided_relu() if guided else contextlib.nullcontext()
         with eval_mode(self.model), torch.enable_grad(), context:
-            logits = as_logits(call_model(self.model, inputs))
+            logits = self._scores(call_model(self.model, inputs))
             t = self._targets(targets, logits)
-            (grad,) = torch.autograd.grad(_select(logits, t, score).sum(), inputs)
+            chosen = _select(logits, t, score, self._head.sigmoid)
+            (grad,) = torch.autograd.grad(chosen.sum(), inputs)
         return Capture(
             logits=_numpy(logits),
             targets=t.cpu().numpy(),
@@ -308,7 +329,8 @@ class TorchPasses:
         rows) is run the naive way from then on, which is always correct
         (:func:`~seewhy.backends.common.shared_prefix_logits`).
         """
-        module, wanted = self._layer_and_call(layer, x)
+        module, wanted, layout = self._layer_and_call(layer, x)
+        size = (x.shape[1], x.shape[2])
         scales = edit_scales(scales, len(x))
         state: dict[str, Any] = {"calls": 0, "scale": None, "seen": False}
 
@@ -320,22 +342,21 @@ class TorchPasses:
             if not isinstance(output, torch.Tensor) or output.ndim < 2:
                 raise LayerNotFound(f"layer: {layer!r} does not return an (N, C, ...) tensor")
             state["seen"] = True
-            scale = state["scale"]
-            shape = (scale.shape[0], scale.shape[1]) + (1,) * (output.ndim - 2)
-            return output * scale.reshape(shape)  # a new tensor; the model's own stays as is
+            factors = edit_factors(layout, state["scale"], tuple(output.shape), size)
+            scale = torch.from_numpy(factors).to(device=output.device, dtype=output.dtype)
+            return output * scale  # a new tensor; the model's own stays as is
 
         known: dict[str, bool] = self.__dict__.setdefault("_layer_edit_shared_prefix", {})
 
         def forward(inputs: torch.Tensor) -> np.ndarray:
             state["calls"], state["seen"] = 0, False
-            logits = as_logits(call_model(self.model, inputs))
+            logits = self._scores(call_model(self.model, inputs))
             if not state["seen"]:
                 raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
             return logits.float().cpu().numpy()
 
         def run(image: torch.Tensor, chunk: np.ndarray) -> np.ndarray:
-            scale = torch.from_numpy(np.array(chunk)).to(device=self.device, dtype=self.dtype)
-            state["scale"] = scale
+            state["scale"] = np.asarray(chunk, np.float32)
             count = len(chunk)
             return shared_prefix_logits(
                 known,

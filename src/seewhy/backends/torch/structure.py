@@ -19,15 +19,20 @@ from torch import nn
 
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
+from ..layouts import LayoutChoice, LayoutKind, guess_layout, map_shape
+from .hints import input_mismatch
 
 __all__ = [
     "call_model",
     "call_of",
     "eval_mode",
+    "is_attention",
+    "layer_layout",
     "layer_trace",
     "named_layers",
     "opaque_error",
     "this_thread_only",
+    "this_thread_only_any",
 ]
 
 # model -> {(input shape, module count): layer trace}; one traced forward per model and shape.
@@ -71,6 +76,16 @@ def this_thread_only(hook: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def this_thread_only_any(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`this_thread_only` for a hook of any arguments (pre-hooks, hooks with kwargs)."""
+    owner = threading.get_ident()
+
+    def guarded(*args: Any) -> Any:
+        return hook(*args) if threading.get_ident() == owner else None
+
+    return guarded
+
+
 def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
     """``model(inputs)``, with torch.export's shape guard said in one line."""
     try:
@@ -82,6 +97,8 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
             f"model: the exported model rejects inputs of shape {tuple(inputs.shape)} "
             f"({exc}); export it with a dynamic batch dimension (torch.export.Dim)"
         ) from None
+    except (RuntimeError, ValueError) as exc:  # its own size or channel complaint, in one line
+        raise input_mismatch(exc, tuple(inputs.shape)) or exc from None
 
 
 def layer_trace(
@@ -103,28 +120,88 @@ def layer_trace(
     return cache[key]
 
 
+def is_attention(module: nn.Module) -> bool:
+    """A self-attention layer (timm, torchvision, Hugging Face, ``nn.MultiheadAttention``)."""
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+def _hint(module: nn.Module, shape: tuple[int, ...]) -> LayoutKind | None:
+    """What the module itself says of a 4-D output's layout, where it says anything."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d)):
+        return "nchw"
+    if isinstance(module, nn.Linear) and module.out_features == shape[-1]:
+        return "nhwc"
+    if isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) == shape[-1:]:
+        return "nhwc" if shape[0] != shape[-1] else None  # LayerNorm2d normalises axis 1
+    return None
+
+
+def _patch_grid(module: nn.Module, output: torch.Tensor) -> tuple[int, int] | None:
+    """The grid a patch embedding makes: a convolution whose stride equals its kernel."""
+    if isinstance(module, nn.Conv2d) and module.stride == module.kernel_size:
+        if max(module.stride) > 1:
+            return int(output.shape[2]), int(output.shape[3])
+    return None
+
+
 def _trace(
     model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module]
 ) -> list[LayerInfo]:
-    """One forward of one image, noting each 4-D output in the order it finishes."""
-    seen: dict[str, LayerInfo] = {}
+    """One forward of one image, noting each map or token output in the order it finishes.
+
+    4-D outputs inside an attention layer (heads x tokens x head size) are
+    not maps and are left out; a layer whose output is an attention layer's
+    input is marked (``feeds_attention``: the transformer default).
+    """
+    seen: dict[str, tuple[tuple[int, ...], str, int, LayoutKind | None]] = {}
     order: list[str] = []
+    grids: list[tuple[int, int]] = []
+    produced: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> layer (tensor kept alive)
+    feeding: set[str] = set()
+    inside = {
+        name
+        for outer, module in modules.items()
+        if is_attention(module)
+        for name in modules
+        if name.startswith(outer + ".")
+    }
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4:
-                calls = seen[name].calls + 1 if name in seen else 1
-                seen[name] = LayerInfo(name, tuple(output.shape[1:]), type(module).__name__, calls)
-                if name in order:
-                    order.remove(name)
-                order.append(name)
+            if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
+                return
+            if output.ndim == 4 and name in inside:
+                return
+            shape = tuple(output.shape[1:])
+            grid = _patch_grid(module, output)
+            if grid is not None and grid not in grids:
+                grids.append(grid)
+            calls = seen[name][2] + 1 if name in seen else 1
+            hint = _hint(module, shape) if output.ndim == 4 else None
+            seen[name] = (shape, type(module).__name__, calls, hint)
+            produced[id(output)] = (name, output)
+            if name in order:
+                order.remove(name)
+            order.append(name)
 
         return hook
+
+    def attention_input(module: nn.Module, args: Any, kwargs: Any) -> None:
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        entry = produced.get(id(first))
+        if entry is not None and entry[1] is first:
+            feeding.add(entry[0])
 
     handles = []
     try:
         for name, module in modules.items():
             handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
+            if is_attention(module):
+                handles.append(
+                    module.register_forward_pre_hook(
+                        this_thread_only_any(attention_input), with_kwargs=True
+                    )
+                )
         with eval_mode(model), torch.no_grad():
             call_model(model, inputs)
     except RuntimeError as exc:
@@ -134,7 +211,24 @@ def _trace(
     finally:
         for h in handles:
             h.remove()
-    return [seen[name] for name in order]
+    size = (int(inputs.shape[2]), int(inputs.shape[3]))
+    infos = []
+    for name in order:
+        shape, kind, calls, hint = seen[name]
+        layout = guess_layout(shape, size, grids, hint=hint)
+        if layout is None:
+            continue
+        plain = None if layout.kind == "nchw" else layout
+        maps = map_shape(shape, layout)
+        infos.append(LayerInfo(name, maps, kind, calls, plain, name in feeding))
+    return infos
+
+
+def layer_layout(layer: str, infos: list[LayerInfo], choice: LayoutChoice) -> LayoutChoice:
+    """The layout a pass reads ``layer`` with: the user's choice, else the traced guess."""
+    if choice is not None:
+        return choice
+    return next((info.layout for info in infos if info.name == layer), None)
 
 
 def call_of(layer: str, infos: list[LayerInfo]) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..._kit.checks import finite_float, positive_int
 from ..._kit.fills import fill_values
-from ..._kit.scores import check_targets
+from ..._kit.scores import check_score, check_targets, target_scores
 from ...backends import Backend, backend_for
 from ...backends.base import Precision, check_precision
 from ...errors import InvalidInput
@@ -42,6 +42,19 @@ class Case:
     precision: Precision = "float32"
     batch_size: int = 16  # images per forward pass
     name: str = "metric"  # the metric measuring it, for messages
+    # a seewhy.targets target per image: ``backend`` is a view scoring them, one column each,
+    # already as the metric's score (``targets`` index those columns)
+    target_columns: bool = False
+    sigmoid: bool = False  # the head's labels are independent (a probability is a sigmoid)
+
+    def scores(self, logits: np.ndarray, targets: np.ndarray, score: str) -> np.ndarray:
+        """Each row's score at its target (float64), as ``score`` asks.
+
+        Target columns already hold the score (a target without a probability
+        keeps its own value: an output unit, a similarity, a box's score).
+        """
+        chosen = "logit" if self.target_columns else check_score(score)
+        return target_scores(logits, targets, chosen, self.sigmoid)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits for ``x``, ``batch_size`` images per forward pass, at the case's precision."""
@@ -86,6 +99,7 @@ def resolve_case(
     preprocess: Preprocess | None = None,
     precision: str = "float32",
     batch_size: int | None = None,
+    score: str = "probability",
 ) -> Case:
     """Model, maps, inputs and targets from the forms the public functions accept.
 
@@ -97,7 +111,10 @@ def resolve_case(
     rebuilt from ``explanation.images`` with the model's preprocessing (exact
     for pictures; pass ``images`` when you explained preprocessed tensors).
     ``batch_size`` None lets the backend choose (``preferred_batch_size``).
+    An Explanation's own target (``params["target"]``: a region, a box, ...),
+    output and head are scored again, as the metric's ``score`` asks.
     """
+    from ..._target_plan import plan_targets, sigmoid_output
     from ...api import model_spec, resolve_targets
     from ...inputs import prepare
     from ...maps import upsample
@@ -106,10 +123,12 @@ def resolve_case(
     backend = backend_for(model)
     spec = model_spec(model, preprocess=preprocess)
     expected = None
+    scored: dict[str, Any] = {}
     if isinstance(explanation, Explanation):
         maps = np.asarray(explanation.maps, dtype=np.float32)
+        scored = {k: explanation.params[k] for k in ("output", "head") if k in explanation.params}
         if targets is None:
-            targets = explanation.targets
+            targets = explanation.params.get("target", explanation.targets)
         if images is None:
             inputs = np.asarray(spec.preprocess.normalise(explanation.images), dtype=np.float32)
             expected = np.asarray(explanation.logits, dtype=np.float32)
@@ -133,13 +152,33 @@ def resolve_case(
         maps = upsample(maps, size)
     maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
     chosen = resolve_targets(targets, len(inputs), spec)
+    plan = plan_targets(
+        backend,
+        chosen,
+        score=check_score(score),
+        sigmoid_detected=sigmoid_output(backend, inputs[:1]),
+        strict=False,
+        **scored,
+    )
+    if plan.objects is not None:
+        expected = None  # the view's scores are the targets', not the explanation's logits
     per_pass = (
         backend.preferred_batch_size(inputs, precision_)
         if batch_size is None
         else positive_int(batch_size, "batch_size", where=name)
     )
     return Case(
-        backend, inputs, maps, chosen, spec.preprocess, expected, precision_, per_pass, name
+        plan.backend,
+        inputs,
+        maps,
+        plan.targets,
+        spec.preprocess,
+        expected,
+        precision_,
+        per_pass,
+        name,
+        target_columns=plan.objects is not None,
+        sigmoid=plan.sigmoid,
     )
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..._kit.scores import target_scores
 from ...explanation import Explanation
 from ...preprocess import Preprocess
 from .cases import Baseline, baseline_label, resolve_case
@@ -93,8 +92,8 @@ def average_drop(
     n = len(x)
     case.check_rebuilt(logits[:n])
     targets_ = case.scored_targets(logits[:n])
-    original = target_scores(logits[:n], targets_, "probability")
-    shown = target_scores(logits[n:], targets_, "probability")
+    original = case.scores(logits[:n], targets_, "probability")
+    shown = case.scores(logits[n:], targets_, "probability")
     params = {"baseline": baseline_label(baseline), "precision": case.precision}
     return ConfidenceChange(original, shown, targets_, params)
 

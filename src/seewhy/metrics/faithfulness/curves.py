@@ -17,7 +17,7 @@ import numpy as np
 
 from ..._kit.checks import positive_int
 from ..._kit.fills import default_blur_sigma
-from ..._kit.scores import check_score, target_scores
+from ..._kit.scores import check_score
 from ...explanation import Explanation
 from ...preprocess import Preprocess
 from .cases import Baseline, Case, baseline_label, resolve_case
@@ -135,7 +135,7 @@ def _curve_scores(
     scores = np.empty((n, steps + 1), dtype=np.float64)
     # The unperturbed input is deletion's first step and insertion's last.
     done = 0 if kind == "deletion" else steps
-    scores[:, done] = target_scores(logits0, targets, score)
+    scores[:, done] = case.scores(logits0, targets, score)
     todo_k = np.array([k for k in range(steps + 1) if k != done], dtype=np.int64)
     pair_i = np.repeat(np.arange(n), len(todo_k))
     pair_k = np.tile(todo_k, n)
@@ -153,7 +153,7 @@ def _curve_scores(
             batch[lo:hi] = start_from[i]
             np.copyto(batch[lo:hi], put[i], where=chosen[..., None])
         logits = case.predict(batch)
-        scores[ii, kk] = target_scores(logits, targets[ii], score)
+        scores[ii, kk] = case.scores(logits, targets[ii], score)
     return scores, targets
 
 
@@ -213,7 +213,7 @@ def deletion(
     faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
     """
     case = resolve_case(
-        "deletion", model, explanation, images, targets, preprocess, precision, batch_size
+        "deletion", model, explanation, images, targets, preprocess, precision, batch_size, score
     )
     return _curve("deletion", case, steps, baseline, blur_sigma, score)
 
@@ -242,6 +242,6 @@ def insertion(
     in map order. Higher ``mean_auc`` is better.
     """
     case = resolve_case(
-        "insertion", model, explanation, images, targets, preprocess, precision, batch_size
+        "insertion", model, explanation, images, targets, preprocess, precision, batch_size, score
     )
     return _curve("insertion", case, steps, baseline, blur_sigma, score)

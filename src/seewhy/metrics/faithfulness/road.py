@@ -16,7 +16,6 @@ import numpy as np
 
 from ..._kit.checks import finite_float
 from ..._kit.prefetch import Ahead
-from ..._kit.scores import target_scores
 from ...errors import InvalidInput
 from ...explanation import Explanation
 from ...preprocess import Preprocess
@@ -245,8 +244,8 @@ def road(
         targets_ = case.scored_targets(logits0)
         for (rows, orders, steps), batch in ahead:
             logits = case.predict(batch)
-            probs[rows, orders, steps] = target_scores(logits, targets_[rows], "probability")
-    original = target_scores(logits0, targets_, "probability")
+            probs[rows, orders, steps] = case.scores(logits, targets_[rows], "probability")
+    original = case.scores(logits0, targets_, "probability")
     params = {"noise": noise, "seed": seed, "precision": case.precision}
     return RoadResult(fr, probs[:, 0], probs[:, 1], original, targets_, params)
 

@@ -150,7 +150,8 @@ class _Reference:
         self, model: Any, base_paper: tuple[np.ndarray, np.ndarray] | None = None
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(each measure (N,), maps (N, H, W)) of ``model`` against the original."""
-        target = None if self.follow else self.base.targets
+        given = self.base.params.get("target")  # a seewhy.targets target: always the same
+        target = given if given is not None else None if self.follow else self.base.targets
         other = self.setup.explain(model, layer=self.base.layer, target=target)
         return compare(self.base, other, base_paper), other.maps
 
@@ -310,9 +311,26 @@ def data_randomization_check(
 
 
 def _is_model(obj: Any) -> bool:
-    """A model object is callable too; tell it apart from a training function."""
+    """A model object is callable too; tell it apart from a training function.
+
+    A plain function is a black-box model only when it takes the images: a
+    training function takes no argument.
+    """
     try:
-        backend_for(obj)
+        backend = backend_for(obj)
     except BackendError:
         return False
+    if getattr(backend, "predicts_only", False) and _takes_nothing(obj):
+        return False
     return True
+
+
+def _takes_nothing(obj: Any) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return not any(p.default is p.empty and p.kind in positional for p in parameters)

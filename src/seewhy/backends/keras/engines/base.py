@@ -19,7 +19,9 @@ from typing import Any, Literal, Protocol
 import keras
 import numpy as np
 
-from ....errors import BackendError, LayerNotFound
+from ...._target_plan import DEFAULT_HEAD, Head
+from ....errors import LayerNotFound
+from ..targets import check_choice, head_scores
 from ..tensors import as_array, as_float32
 from ..walker import Hook, Walker, shadow_guard
 
@@ -52,6 +54,7 @@ class Pass:
     probability: bool
     act_shape: tuple[int, ...] = ()  # per-image output shape of the layer, native layout
     guided: bool = False  # traced and run with the guided ReLU (its own compiled pass)
+    head: Head = DEFAULT_HEAD  # which output is scored, and any target columns
 
 
 @dataclass
@@ -86,28 +89,31 @@ class Engine(Protocol):
         ...
 
 
-def logits_of(walker: Walker, x: Any, channels_first: bool) -> Any:
-    """float32 (N, K) logits of NHWC input ``x``."""
+def logits_of(walker: Walker, x: Any, channels_first: bool, head: Head = DEFAULT_HEAD) -> Any:
+    """float32 (N, K) logits of NHWC input ``x`` (a head's target columns first, if any)."""
     ops = keras.ops
     if channels_first:
         x = ops.transpose(x, (0, 3, 1, 2))
-    logits = walker(x)
-    if len(logits.shape) != 2:
-        raise BackendError(
-            f"model output: expected class scores of shape (N, classes), got {tuple(logits.shape)}"
-        )
-    return ops.cast(logits, "float32")
+    return head_scores(head, walker(x), sigmoid_head(walker, head), not channels_first)
+
+
+def sigmoid_head(walker: Walker, head: Head) -> bool:
+    """Independent labels: declared (``head="sigmoid"``) or a sigmoid the walk skipped."""
+    return head.sigmoid or walker.stripped == "sigmoid"
 
 
 def forward(
-    walker: Walker, x: Any, t: Any, probability: bool, channels_first: bool
+    walker: Walker, x: Any, t: Any, spec: Pass, channels_first: bool
 ) -> tuple[Any, Any, Any]:
     """Score sum, float32 logits and effective targets (-1 becomes the top-1 class)."""
     ops = keras.ops
-    logits = logits_of(walker, x, channels_first)
+    logits = logits_of(walker, x, channels_first, spec.head)
     top = ops.cast(ops.argmax(logits, axis=1), "int32")
     t_eff = ops.where(t < 0, top, t)
-    values = ops.softmax(logits, axis=1) if probability else logits
+    values = logits
+    if spec.probability:
+        one = sigmoid_head(walker, spec.head) or int(logits.shape[1]) == 1
+        values = ops.sigmoid(logits) if one else ops.softmax(logits, axis=1)
     score = ops.sum(values * ops.one_hot(t_eff, int(logits.shape[1]), dtype="float32"))
     return score, logits, t_eff
 
@@ -118,6 +124,8 @@ def _edit(scale: Any, channels_last: bool) -> Hook:
     def hook(a: Any) -> Any:
         ops = keras.ops
         s = ops.cast(scale, a.dtype)
+        if len(s.shape) > 2:  # factors shaped like the output already (a token layer)
+            return a * s
         shape = (-1, 1, 1, s.shape[-1]) if channels_last else (-1, s.shape[-1], 1, 1)
         return a * ops.reshape(s, shape)  # batch 1 times batch B broadcasts to B
 
@@ -164,12 +172,13 @@ class WalkEngine:
         raise NotImplementedError
 
     def compile(self, model: Any, spec: Pass, channels_first: bool) -> PassRun:
-        walker = Walker(model, target=spec.layer, call=spec.call)
+        check_choice(model, spec.head.output)
+        walker = Walker(model, target=spec.layer, call=spec.call, output=spec.head.output)
         if spec.grad is None:
 
             def plain(x: Any, t: Any) -> dict[str, Any]:
                 walker.hook = None
-                _, logits, t_eff = forward(walker, x, t, spec.probability, channels_first)
+                _, logits, t_eff = forward(walker, x, t, spec, channels_first)
                 return {"logits": logits, "targets": t_eff, "act": walker.captured}
 
             step = self.function(model, plain)
@@ -183,11 +192,12 @@ class WalkEngine:
         return run
 
     def compile_edit(self, model: Any, spec: Pass, channels_first: bool, last: bool) -> EditRun:
-        walker = Walker(model, target=spec.layer, call=spec.call)
+        check_choice(model, spec.head.output)
+        walker = Walker(model, target=spec.layer, call=spec.call, output=spec.head.output)
 
         def edited(x: Any, scale: Any) -> Any:
             walker.hook = _edit(scale, last)
-            return logits_of(walker, x, channels_first)
+            return logits_of(walker, x, channels_first, spec.head)
 
         step = self.function(model, edited)
 

@@ -47,7 +47,7 @@ class JaxEngine(WalkEngine):
     def gradient_step(self, model: Any, walker: Walker, spec: Pass, channels_first: bool) -> Step:
         def scored(x: Any, t: Any, delta: Any) -> tuple[Any, dict[str, Any]]:
             walker.hook = (lambda a: a + delta) if spec.grad == "layer" else None
-            score, logits, t_eff = forward(walker, x, t, spec.probability, channels_first)
+            score, logits, t_eff = forward(walker, x, t, spec, channels_first)
             return score, {"logits": logits, "targets": t_eff, "act": walker.captured}
 
         pure, values = _stateless(model, scored)

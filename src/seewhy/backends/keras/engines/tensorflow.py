@@ -38,7 +38,7 @@ class TensorFlowEngine(WalkEngine):
                         return a
 
                     walker.hook = watch
-                score, logits, t_eff = forward(walker, x, t, spec.probability, channels_first)
+                score, logits, t_eff = forward(walker, x, t, spec, channels_first)
             wrt = x if spec.grad == "input" else walker.captured
             if wrt is None:
                 raise not_run(spec.layer)

@@ -51,7 +51,7 @@ class TorchEngine(WalkEngine):
                 if spec.grad == "input":
                     xt = xt.detach().requires_grad_(True)
                     torch.set_grad_enabled(True)
-                score, logits, t_eff = forward(walker, xt, tt, spec.probability, channels_first)
+                score, logits, t_eff = forward(walker, xt, tt, spec, channels_first)
                 wrt = xt if spec.grad == "input" else walker.captured
                 if wrt is None:
                     raise not_run(spec.layer)

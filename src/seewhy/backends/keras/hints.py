@@ -1,0 +1,142 @@
+"""What a Keras model says about its own input, read without running it.
+
+``model.inputs`` gives the size (when fixed) and the channels; the layers
+right after the input say the value range: a ``Rescaling`` layer (hand-built
+models, and keras.applications MobileNetV3, EfficientNet(V2)) or a
+``Normalization`` layer with means on the 0-255 scale (ConvNeXt) means the
+model takes [0, 255] pixels and normalises them itself; a ``Normalization``
+with means in [0, 1] means [0, 1] pixels. A keras.applications model without
+such layers, known by the name Keras gives it (``xception``,
+``mobilenetv2_1.00_224``, ...), gets its family's ``preprocess_input``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import keras
+import numpy as np
+
+from ...errors import BackendError
+from ...preprocess import Preprocess
+from ...spec import ModelHints, input_rejected
+from .structure import children, is_model, layout
+from .tensors import as_float32, variable_value
+
+__all__ = ["input_mismatch", "model_hints"]
+
+#: keras.applications names (as Keras names the models) -> their preprocess_input mode.
+_APPLICATIONS = (
+    (re.compile(r"densenet(121|169|201)"), "torch"),
+    (
+        re.compile(
+            r"xception|inception_v3|inception_resnet_v2|mobilenet(v2)?_\d\.\d\d_\d+|"
+            r"resnet(50|101|152)v2|nasnet"
+        ),
+        "tf",
+    ),
+)
+
+#: Layers that keep a picture a picture (they may sit between the input and the rescaling).
+_PASSING = ("InputLayer", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom")
+
+
+def model_hints(model: Any) -> ModelHints:
+    """The size, channels and value range ``model`` declares."""
+    shape = _input_shape(model)
+    size: tuple[int, int] | None = None
+    channels: int | None = None
+    source = []
+    if shape is not None and len(shape) == 4:
+        first = layout(model) == "channels_first"
+        c, h, w = (shape[1], shape[2], shape[3]) if first else (shape[3], shape[1], shape[2])
+        channels = int(c) if c else None
+        size = (int(h), int(w)) if h and w else None
+        source.append("model.inputs")
+    value_range, layer = _value_range(model)
+    if layer:
+        source.append(f"its {layer} layer")
+    preprocess = None if layer else _application_preprocess(model, size)
+    if preprocess is not None:
+        source.append(f"keras.applications {model.name}")
+    return ModelHints(
+        size=size,
+        channels=channels,
+        preprocess=preprocess,
+        source=", ".join(source),
+        value_range=value_range,
+    )
+
+
+def _application_preprocess(model: Any, size: tuple[int, int] | None) -> Preprocess | None:
+    """A keras.applications family's own ``preprocess_input`` as a preset, by the model's name."""
+    from .loading import preprocess_for_mode
+
+    name = str(getattr(model, "name", "")).lower()
+    mode = next((m for pattern, m in _APPLICATIONS if pattern.fullmatch(name)), None)
+    if mode is None or size is None:
+        return None
+    return preprocess_for_mode(mode, size)
+
+
+def _input_shape(model: Any) -> tuple[Any, ...] | None:
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a subclassed model that was only called
+        inputs = None
+    if inputs:
+        return tuple(inputs[0].shape)
+    shape = getattr(model, "_build_shapes_dict", None) or {}
+    found = next(iter(shape.values()), None) if isinstance(shape, dict) else None
+    return tuple(found) if found is not None else None
+
+
+def _value_range(model: Any) -> tuple[tuple[float, float] | None, str]:
+    """The range the model's own leading preprocessing expects, and that layer's class name."""
+    for layer in _leading(model):
+        kind = type(layer).__name__
+        if isinstance(layer, keras.layers.Rescaling):
+            return (0.0, 255.0), kind
+        if isinstance(layer, keras.layers.Normalization):
+            mean = _normalization_mean(layer)
+            if mean is None:
+                return None, ""
+            return ((0.0, 255.0) if mean > 1.5 else (0.0, 1.0)), kind
+        if kind not in _PASSING:
+            return None, ""
+    return None, ""
+
+
+def _leading(model: Any) -> list[Any]:
+    """The layers from the input on, descending into a nested model that comes first."""
+    out: list[Any] = []
+    for layer in children(model):
+        if is_model(layer):
+            out.extend(_leading(layer))
+            break
+        out.append(layer)
+        if type(layer).__name__ not in _PASSING:
+            break
+    return out
+
+
+def _normalization_mean(layer: Any) -> float | None:
+    try:
+        value = as_float32(variable_value(layer.mean))
+    except Exception:  # not adapted yet, or a variable of another kind
+        return None
+    return float(np.max(np.abs(value))) if value.size else None
+
+
+#: How Keras words a layer's refusal of an input shape.
+_SHAPE_WORDS = ("is incompatible with the layer", "Incompatible shapes", "expected axis")
+
+
+def input_mismatch(exc: BaseException, shape: tuple[int, ...]) -> Exception | None:
+    """Keras's own complaint about an (N, H, W, C) input as one line with the fix, else None."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not any(word in text for word in _SHAPE_WORDS):
+        return None
+    _, height, width, channels = (*shape, 0, 0, 0, 0)[:4]
+    return BackendError(input_rejected(text, height, width, channels))

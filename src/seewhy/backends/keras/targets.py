@@ -1,0 +1,159 @@
+"""Targets evaluated in Keras: the output a head picks, and its score columns.
+
+:mod:`seewhy.targets` is written against ``keras.ops``' names, so here the
+targets get ``keras.ops`` itself and run inside every compiled pass
+(TensorFlow, torch, JAX alike).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from ..._target_plan import Head
+from ...errors import BackendError, InvalidInput
+
+__all__ = [
+    "check_choice",
+    "head_output",
+    "head_scores",
+    "output_index",
+    "output_names",
+    "select_output",
+    "traced_classes",
+]
+
+
+def output_names(model: Any) -> list[str]:
+    """The model's output names (Keras' ``output_names``, else each output tensor's name)."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return [str(n) for n in names]
+    outputs = getattr(model, "outputs", None) or []
+    return [str(getattr(o, "name", i)).split("/")[0].split(":")[0] for i, o in enumerate(outputs)]
+
+
+def output_index(model: Any, choice: int | str | None) -> int:
+    """Which of a functional model's outputs ``choice`` names (0 when it has one)."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) <= 1:
+        if choice not in (None, 0):
+            raise InvalidInput(f"output: the model has one output; got output={choice!r}")
+        return 0
+    names = output_names(model)
+    if choice is None:
+        raise InvalidInput(
+            f"output: the model has {len(outputs)} outputs ({', '.join(names)}); choose one "
+            "with output=NAME or an index (--output)"
+        )
+    if isinstance(choice, int):
+        if choice >= len(outputs):
+            raise InvalidInput(f"output: {choice} is past the model's outputs {names}")
+        return choice
+    if choice not in names:
+        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(names)}")
+    return names.index(choice)
+
+
+def select_output(out: Any, choice: int | str | None, names: list[str] | None = None) -> Any:
+    """The one output to score among what the walk returned (a tensor, list or dict).
+
+    Several and no choice: a one-line error listing them, never a silent pick.
+    """
+    if isinstance(out, dict):
+        keys = [str(k) for k in out]
+        if choice is None and "logits" in keys:
+            return out["logits"]
+        return _pick(list(out.values()), keys, choice)
+    if isinstance(out, (list, tuple)):
+        if len(out) == 1:
+            return out[0]
+        labels = names if names and len(names) == len(out) else [str(i) for i in range(len(out))]
+        return _pick(list(out), labels, choice)
+    return out  # one tensor (a choice was checked against the model's outputs already)
+
+
+def _pick(values: list[Any], labels: list[str], choice: int | str | None) -> Any:
+    if len(values) == 1 and choice in (None, 0):
+        return values[0]
+    if choice is None:
+        raise InvalidInput(
+            f"output: the model returns {len(values)} outputs ({', '.join(labels)}); choose "
+            "one with output=NAME or an index (--output)"
+        )
+    index = labels.index(choice) if isinstance(choice, str) and choice in labels else choice
+    if not isinstance(index, int) or not 0 <= index < len(values):
+        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(labels)}")
+    return values[index]
+
+
+def head_scores(head: Head, out: Any, sigmoid: bool, channels_last: bool = True) -> Any:
+    """float32 (N, columns + classes): the head's target columns, then any class scores.
+
+    A per-pixel output of a channels-last model, (N, h, w, classes), is given
+    to the targets as (N, classes, h, w), the layout they read.
+    """
+    ops = keras.ops
+    if channels_last and len(out.shape) == 4 and head.columns is not None:
+        out = ops.transpose(out, (0, 3, 1, 2))
+    if head.columns is None:
+        if len(out.shape) == 4:
+            raise InvalidInput(
+                f"target: the output {tuple(out.shape)} is per-pixel (segmentation); pass "
+                "target=seewhy.targets.Region(class_index, mask) (--target region:CLASS:mask.png)"
+            )
+        if len(out.shape) != 2:
+            raise BackendError(
+                f"model output: expected class scores of shape (N, classes), got "
+                f"{tuple(out.shape)}; pass a seewhy.targets target or a callable"
+            )
+        return ops.cast(out, "float32")
+    columns = [
+        ops.reshape(
+            ops.cast(t.score(out, ops, probability=head.probability, sigmoid=sigmoid), "float32"),
+            (-1,),
+        )
+        for t in head.columns
+    ]
+    scores = ops.stack(columns, axis=1)
+    if len(out.shape) == 2:
+        scores = ops.concatenate([scores, ops.cast(out, "float32")], axis=1)
+    return scores
+
+
+def head_output(model: Any, choice: int | str | None) -> int:
+    """The output whose softmax or sigmoid is skipped: the chosen one, else the first.
+
+    Never raises for several outputs and no choice (listing layers walks
+    the model too); scoring them raises in :func:`select_output`.
+    """
+    outputs = getattr(model, "outputs", None) or []
+    if choice is None or len(outputs) <= 1:
+        return 0
+    return output_index(model, choice)
+
+
+def traced_classes(eager: Any, run: Any) -> int:
+    """Width of the scores of the tracing pass; 0 when the model's outputs need a choice.
+
+    The trace lists layers too, which must work before ``output=`` or a
+    target is chosen; scoring such a model raises the error that says how.
+    """
+    try:
+        return int(eager(run).shape[1])
+    except (InvalidInput, BackendError):  # the scoring passes raise it again, in one line
+        return 0
+
+
+def check_choice(model: Any, choice: int | str | None) -> None:
+    """Refuse, before anything is compiled, a missing or wrong choice among a model's outputs.
+
+    (Inside a compiled pass the same error would reach the user wrapped in
+    the framework's own.) A lone output named ``logits`` needs no choice.
+    """
+    outputs = getattr(model, "outputs", None) or []
+    if choice is None and "logits" in output_names(model):
+        return
+    if choice is not None or len(outputs) > 1:
+        output_index(model, choice)

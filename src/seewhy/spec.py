@@ -1,0 +1,236 @@
+"""What a model takes: size, channels, value range, crop and labels.
+
+Worked out, in order, from what the user passes, then what the model says
+about itself (each backend's ``hints()``), and only then a default (224 px
+RGB with ImageNet's mean and std). A model's own ``seewhy_spec`` (the
+bundled models, the ``torchvision:``/``timm:``/``keras:`` loaders) is taken
+as it is. Where a default stands in for something the model did not say,
+:class:`~seewhy.errors.InputGuessWarning` says so once, in one line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._kit.checks import bad_argument
+from .errors import InputGuessWarning
+from .preprocess import IMAGENET, ModelSpec, Preprocess
+
+__all__ = [
+    "GREY",
+    "ModelHints",
+    "default_preprocess",
+    "guess_note",
+    "input_rejected",
+    "preprocess_from_record",
+    "resolve_spec",
+    "spec_record",
+    "warn_guessed",
+]
+
+#: A grey model's default: ImageNet's mean and std averaged over the three channels.
+GREY = Preprocess(mean=(0.449,), std=(0.226,))
+
+
+@dataclass(frozen=True)
+class ModelHints:
+    """What a model says about its own input; each field is None where it says nothing.
+
+    A backend's optional ``hints()`` returns one (ONNX graphs, Keras
+    ``model.inputs``, timm ``pretrained_cfg``, Hugging Face configs, ...).
+    ``source`` names where the hints were read, for the spec's record.
+    ``preprocess`` is a whole preprocessing the model declares (its size
+    included); ``value_range`` only the range its pixels take when the model
+    normalises by itself (``(0, 255)`` after a ``Rescaling(1/255)`` layer).
+    """
+
+    size: tuple[int, int] | None = None  # (H, W) the model is fixed to or was trained at
+    channels: int | None = None  # input channels (1 grey, 3 RGB, ...)
+    preprocess: Preprocess | None = None  # a whole preprocessing the model declares
+    labels: tuple[str, ...] | None = None  # class names the model carries
+    source: str = ""
+    value_range: tuple[float, float] | None = None  # pixels' range when the model rescales
+
+
+def default_preprocess(
+    size: tuple[int, int] | None, channels: int | None, value_range: tuple[float, float] | None
+) -> Preprocess:
+    """ImageNet's normalisation (grey: its average), or the plain range a model rescales from."""
+    base = GREY if channels == 1 else IMAGENET
+    count = base.channels
+    if value_range is not None:
+        low, high = value_range
+        base = Preprocess(mean=(0.0,) * count, std=(1.0,) * count, scale=(high - low) / 255.0)
+        if low:
+            base = replace(base, mean=(-low,) * count)
+    return replace(base, size=size) if size is not None else base
+
+
+def _check_labels(labels: object) -> tuple[str, ...]:
+    names = tuple(labels) if isinstance(labels, Iterable) and not isinstance(labels, str) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise bad_argument("labels", "a sequence of class names (str)", type(labels).__name__)
+    return names
+
+
+def resolve_spec(
+    model: Any,
+    backend: Any = None,
+    *,
+    preprocess: Preprocess | None = None,
+    labels: Sequence[str] | None = None,
+    warn: bool = False,
+    try_sizes: bool = False,
+) -> ModelSpec:
+    """The spec ``model`` is explained with: the caller's, then the model's, then defaults.
+
+    ``backend`` (the model's, when the caller has one) is asked for ``hints()``
+    only when the model carries no ``seewhy_spec`` and the caller did not
+    give a whole preprocessing. ``warn=True`` warns once about what was guessed;
+    ``try_sizes=True`` lets a backend run the model on a few sizes when nothing
+    else says it (the explaining calls; a spec looked up alone runs nothing).
+    """
+    if preprocess is not None and not isinstance(preprocess, Preprocess):
+        raise bad_argument("preprocess", "a seewhy.Preprocess or None", type(preprocess).__name__)
+    names = None if labels is None else _check_labels(labels)
+    own = getattr(model, "seewhy_spec", None)
+    if isinstance(own, ModelSpec):
+        spec = own
+        if preprocess is not None:
+            spec = replace(spec, preprocess=preprocess, guessed=(), source="preprocess=")
+    else:
+        spec = _from_hints(model, backend, preprocess, try_sizes)
+    if names is not None:
+        spec = replace(spec, labels=names)
+    if warn:
+        note = guess_note(spec)
+        if note is not None:
+            warnings.warn(note, InputGuessWarning, stacklevel=3)
+    return spec
+
+
+def _from_hints(
+    model: Any, backend: Any, preprocess: Preprocess | None, try_sizes: bool
+) -> ModelSpec:
+    own_name = getattr(model, "name", None)  # Keras models have one
+    name = own_name if isinstance(own_name, str) and own_name else type(model).__name__
+    hints = _hints_of(model, backend, sizes=try_sizes and preprocess is None)
+    if preprocess is not None:
+        return ModelSpec(
+            name=name, preprocess=preprocess, labels=hints.labels, source="preprocess="
+        )
+    if hints.preprocess is not None:
+        return ModelSpec(name, hints.preprocess, hints.labels, source=hints.source)
+    guessed = [
+        part
+        for part, known in (
+            ("size", hints.size is not None),
+            ("channels", hints.channels is not None),
+            ("value range", hints.value_range is not None),
+        )
+        if not known
+    ]
+    pre = default_preprocess(hints.size, hints.channels, hints.value_range)
+    return ModelSpec(name, pre, hints.labels, source=hints.source, guessed=tuple(guessed))
+
+
+def _hints_of(model: Any, backend: Any, *, sizes: bool) -> ModelHints:
+    """The backend's ``hints()`` (optional in the protocol); none for backends without it.
+
+    ``sizes=False`` asks only for what is read, never tried: a backend whose
+    ``hints`` takes ``try_sizes`` then runs nothing (one without it never does).
+    """
+    if backend is None:
+        from .backends import backend_for
+
+        backend = backend_for(model)
+    read = getattr(backend, "hints", None)
+    if not callable(read):
+        return ModelHints()
+    takes_flag = "try_sizes" in inspect.signature(read).parameters
+    hints = read(try_sizes=sizes) if takes_flag else read()
+    return hints if isinstance(hints, ModelHints) else ModelHints()
+
+
+def warn_guessed(spec: ModelSpec, pictures: bool) -> None:
+    """Warn once about what ``spec`` guessed, when ``pictures`` (not model inputs) meet it.
+
+    Preprocessed inputs are fed as they are, so a guessed preprocessing never
+    touches them and is not worth a word.
+    """
+    note = guess_note(spec) if pictures else None
+    if note is not None:
+        warnings.warn(note, InputGuessWarning, stacklevel=3)
+
+
+def guess_note(spec: ModelSpec) -> str | None:
+    """One line naming the defaults ``spec`` stands on, and how to set them; None if none."""
+    if not spec.guessed:
+        return None
+    pre = spec.preprocess
+    parts = []
+    if "size" in spec.guessed:
+        parts.append(f"size {pre.size[0]}x{pre.size[1]} (pictures no larger keep their own)")
+    if "channels" in spec.guessed:
+        parts.append(f"{pre.channels} channel{'s' if pre.channels > 1 else ''}")
+    if "value range" in spec.guessed:
+        parts.append(f"mean {_numbers(pre.mean)}, std {_numbers(pre.std)} on [0, 1] pixels")
+    said = f" (read: {spec.source})" if spec.source else ""
+    size = "size=..., " if "size" in spec.guessed else ""
+    flag = " (or --size H,W)" if size else ""
+    return (
+        f"input of {spec.name} guessed: {', '.join(parts)}{said}; the model does not say. "
+        f"Set it with preprocess=seewhy.Preprocess({size}mean=..., std=...){flag}"
+    )
+
+
+def input_rejected(complaint: str, height: int, width: int, channels: int) -> str:
+    """The one line for a model that rejects its input's size or channels, with the fix."""
+    return (
+        f"model: it rejects {height}x{width} inputs with {channels} channel(s) ({complaint}); "
+        "give its size and channels: preprocess=seewhy.Preprocess(size=(H, W)) (one channel: "
+        "mean=(m,), std=(s,)), or --size H,W on the command line"
+    )
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The spec as JSON-ready values, for ``Explanation.input_spec`` and ``to_dict()``.
+
+    ``size`` is the (H, W) the inputs had, when pictures kept their own size.
+    """
+    pre = spec.preprocess
+    return {
+        "size": list(size or pre.size),
+        "channels": pre.channels,
+        "resize": pre.resize,
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "scale": pre.scale,
+        "interpolation": pre.interpolation,
+        "source": spec.source,
+        "guessed": list(spec.guessed),
+    }
+
+
+def preprocess_from_record(record: Mapping[str, Any]) -> Preprocess:
+    """The :class:`Preprocess` a :func:`spec_record` describes (what ``to_dict`` wrote)."""
+    try:
+        height, width = (int(v) for v in record["size"])
+        return Preprocess(
+            size=(height, width),
+            resize=None if record.get("resize") is None else int(record["resize"]),
+            mean=tuple(float(v) for v in record["mean"]),
+            std=tuple(float(v) for v in record["std"]),
+            scale=float(record["scale"]),
+            interpolation=str(record.get("interpolation", "bilinear")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad_argument("record", "an Explanation's input record", exc) from None

@@ -1,0 +1,138 @@
+"""Targets on Keras models, on each Keras backend: sigmoid heads, named outputs, callables.
+
+Runs once per Keras backend in its own process (see test_keras_backends.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from keras_helpers import assert_same_state, images, keras_or_skip, snapshot, to_numpy
+
+keras = keras_or_skip()
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+import seewhy  # noqa: E402
+from seewhy.errors import InvalidInput  # noqa: E402
+from seewhy.targets import MultiLabel, Output, Similarity  # noqa: E402
+
+SIZE = 12
+PLAIN = seewhy.Preprocess(size=(SIZE, SIZE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def _sigmoid_gap(units: int = 1, seed: int = 3) -> Any:
+    """The seed chapter's CAM model: conv, GAP, Dense(units, sigmoid)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(units, activation="sigmoid", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _two_outputs(seed: int = 4) -> Any:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    kind = keras.layers.Dense(4, name="kind")(pooled)
+    size = keras.layers.Dense(2, name="size")(pooled)
+    return keras.Model(inputs, {"kind": kind, "size": size})
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    return np.abs(images(3, SIZE, seed=2))
+
+
+def _pre_sigmoid(model: Any, x: np.ndarray) -> np.ndarray:
+    head = model.get_layer("head")
+    features = keras.Model(model.inputs, head.input)(x)
+    kernel, bias = (to_numpy(keras, w) for w in head.weights)
+    return to_numpy(keras, features) @ kernel + bias
+
+
+def test_a_sigmoid_head_is_explained_at_its_logit_and_cam_equals_gradcam(x: np.ndarray) -> None:
+    model = _sigmoid_gap()
+    before = snapshot(keras, model)
+    cam = seewhy.explain(model, x, "cam", preprocess=PLAIN)
+    grad = seewhy.explain(model, x, "gradcam", preprocess=PLAIN)
+    assert_same_state(before, snapshot(keras, model))
+    np.testing.assert_allclose(cam.logits, _pre_sigmoid(model, x), rtol=1e-4, atol=1e-5)
+    assert cam.params["head"] == "sigmoid"
+    p = 1 / (1 + np.exp(-cam.logits[:, 0]))
+    np.testing.assert_allclose([pr[0].probability for pr in cam.predictions], p, rtol=1e-5)
+    assert np.ptp(cam.maps) > 0
+    np.testing.assert_allclose(cam.maps, grad.maps, atol=1e-4)
+
+
+def test_probability_on_a_one_output_model_is_its_sigmoid_not_a_zero_map(x: np.ndarray) -> None:
+    model = _sigmoid_gap()
+    prob = seewhy.explain(model, x, "saliency", score="probability", preprocess=PLAIN)
+    logit = seewhy.explain(model, x, "saliency", preprocess=PLAIN)
+    assert np.ptp(prob.extras["attributions"]) > 0
+    z = logit.logits[:, 0]
+    slope = (np.exp(-z) / (1 + np.exp(-z)) ** 2)[:, None, None, None]  # d sigmoid / d z
+    np.testing.assert_allclose(
+        prob.extras["attributions"], slope * logit.extras["attributions"], rtol=1e-3, atol=1e-6
+    )
+
+
+def test_multilabel_sums_the_labels_logits(x: np.ndarray) -> None:
+    model = _sigmoid_gap(units=3)
+    both = seewhy.explain(model, x, "saliency", target=MultiLabel([0, 2]), preprocess=PLAIN)
+    one = [seewhy.explain(model, x, "saliency", target=t, preprocess=PLAIN) for t in (0, 2)]
+    total = one[0].extras["attributions"] + one[1].extras["attributions"]
+    np.testing.assert_allclose(both.extras["attributions"], total, rtol=1e-4, atol=1e-6)
+    assert both.target_labels[0] == "class 0 + class 2"
+
+
+def test_named_outputs_are_chosen_by_name_and_refused_without_a_choice(x: np.ndarray) -> None:
+    model = _two_outputs()
+    with pytest.raises(InvalidInput, match=r"2 outputs \(kind, size\).*output="):
+        seewhy.explain(model, x, preprocess=PLAIN)
+    ex = seewhy.explain(model, x, "saliency", output="size", preprocess=PLAIN)
+    assert ex.logits.shape == (3, 2) and ex.params["output"] == "size"
+    by_index = seewhy.explain(model, x, "saliency", output=1, preprocess=PLAIN)
+    np.testing.assert_allclose(ex.extras["attributions"], by_index.extras["attributions"])
+
+
+def test_a_callable_with_keras_ops_equals_the_built_in_targets(x: np.ndarray) -> None:
+    model = _two_outputs()
+    ops = keras.ops
+    reference = np.array([1.0, -2.0], np.float32)
+    unit = reference / np.linalg.norm(reference)
+
+    def cosine(out: Any) -> Any:
+        norm = ops.sqrt(ops.sum(out * out, axis=1))
+        return ops.sum(out * ops.convert_to_tensor(unit[None]), axis=1) / norm
+
+    pairs = [(Output(1), lambda out: out[:, 1]), (Similarity(reference), cosine)]
+    for built_in, function in pairs:
+        a = seewhy.explain(model, x, "gradcam", output="size", target=built_in, preprocess=PLAIN)
+        b = seewhy.explain(model, x, "gradcam", output="size", target=function, preprocess=PLAIN)
+        np.testing.assert_allclose(a.maps, b.maps, atol=1e-5)
+        np.testing.assert_allclose(a.extras["target_score"], b.extras["target_score"], rtol=1e-5)
+
+
+def test_a_region_of_a_channels_last_segmenter_sums_its_class_over_the_mask(x: np.ndarray) -> None:
+    from seewhy.targets import Region
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    outputs = keras.layers.Conv2D(3, 1, name="classes")(h)  # (N, H, W, 3)
+    model = keras.Model(inputs, outputs)
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[2:7, 3:9] = True
+    before = snapshot(keras, model)
+    ex = seewhy.explain(model, x, "gradcam", layer="conv", target=Region(2, mask), preprocess=PLAIN)
+    assert_same_state(before, snapshot(keras, model))
+    out = to_numpy(keras, model(x))
+    np.testing.assert_allclose(
+        ex.extras["target_score"], out[..., 2][:, mask].sum(axis=1), rtol=1e-4
+    )
+    assert ex.maps.shape == (3, SIZE, SIZE) and np.ptp(ex.maps) > 0
