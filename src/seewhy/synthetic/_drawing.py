@@ -111,4 +111,3 @@ def background(
             stroke = (xx - c[0]) ** 2 + (yy - c[1]) ** 2 <= (rng.uniform(1.0, 2.5) * scale) ** 2
         img[stroke] = img[stroke] * (1 - opacity) + colour * opacity
     return img
-

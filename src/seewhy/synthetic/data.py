@@ -72,4 +72,3 @@ def preprocess_for(size: int) -> Preprocess:
     return Preprocess(
         size=(size, size), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3, scale=1.0 / 255.0
     )
-

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import BackendError
 from ..preprocess import ModelSpec
 from .data import ShapesData
+from .training import fit_torch
 
 __all__ = ["pixel_labels", "predict_pixels", "train_torch_segmenter"]
 
@@ -87,28 +88,24 @@ def train_torch_segmenter(
             f"train_torch_segmenter needs PyTorch ({exc}); pip install torch"
         ) from exc
     classes = ("background", *data.classes)
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _segmenter_class()(len(classes), width)
     x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(pixel_labels(data))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * -(-len(data) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx])["out"], y[idx]).backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
+    fit_torch(
+        model,
+        x,
+        y,
+        lambda out, want: loss_fn(out["out"], want),
+        opt,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
     model.seewhy_spec = ModelSpec(
         name="synthetic_segmenter", preprocess=data.preprocess, labels=classes
     )

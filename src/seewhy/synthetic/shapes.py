@@ -163,4 +163,3 @@ def make_shapes(
         shortcut=shortcut,
         shortcut_rate=None if shortcut is None else float(shortcut_rate),
     )
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,31 +85,24 @@ def train_torch(
     except ImportError as exc:
         raise BackendError(f"train_torch needs PyTorch ({exc}); pip install torch") from exc
     _check_training(epochs, batch_size)
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _torch_cnn_class()(len(data.classes), width)
     x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(data.labels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = -(-len(data) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
+    fit_torch(
+        model,
+        x,
+        y,
+        nn.CrossEntropyLoss(),
+        opt,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        warmup=0.25,
     )
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
     model.seewhy_spec = _spec(data, "synthetic_cnn")
     return model
 
@@ -156,6 +150,44 @@ def train_keras(
     )
     model.seewhy_spec = _spec(data, "synthetic_cnn")
     return model
+
+
+def fit_torch(
+    model: Any,
+    x: Any,
+    y: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    opt: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    warmup: float = 0.2,
+) -> None:
+    """Train ``model`` on tensors ``x``, ``y`` with a one-cycle schedule; leave it in eval mode.
+
+    The one loop every synthetic trainer shares: shuffled batches from a generator
+    seeded with ``seed`` (the global RNG is left alone), ``loss_fn(model(xb), yb)``,
+    and no ``.grad`` left on any parameter afterwards.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    steps = epochs * -(-len(x) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
 
 
 def _check_training(epochs: int, batch_size: int) -> None:

@@ -41,10 +41,9 @@ def train_torch_vit(
         import torch
     except ImportError as exc:
         raise BackendError(f"train_torch_vit needs PyTorch and timm ({exc})") from exc
-    from .training import _check_training, _spec
+    from .training import _check_training, _spec, fit_torch
 
     _check_training(epochs, batch_size)
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model: Any = timm.create_model(
@@ -61,20 +60,16 @@ def train_torch_vit(
     x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(data.labels)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * -(-len(data) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss: Any = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
+    fit_torch(
+        model,
+        x,
+        y,
+        torch.nn.functional.cross_entropy,
+        opt,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
     model.seewhy_spec = _spec(data, "synthetic_vit")
     return model
