@@ -274,6 +274,7 @@ def test_a_path_loads_without_trust_and_the_file_is_untouched(
     by_path = seewhy.explain(str(path), photos, "occlusion", preprocess=PRE, window=16, stride=8)
     by_session = seewhy.explain(session, photos, "occlusion", preprocess=PRE, window=16, stride=8)
     np.testing.assert_allclose(by_path.maps, by_session.maps)
+    assert by_path.model_name == by_session.model_name == path.stem  # not "InferenceSession"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
 
 

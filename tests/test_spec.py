@@ -154,6 +154,29 @@ def test_torchvision_vit_zero_head_warns_of_a_constant_map_and_reads_its_size() 
         seewhy.explain(vit, PHOTO, "saliency")
 
 
+def test_a_map_negative_everywhere_is_told_apart_from_a_constant_one() -> None:
+    """Grad-CAM of a class every feature argues against: the ReLU leaves nothing, for a reason."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, 3)
+    net = torch.nn.Sequential(
+        conv,
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2, 2),
+    ).eval()
+    with torch.no_grad():
+        conv.bias.fill_(1.0)  # features positive and varying over the picture
+        net[4].weight.copy_(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    pre = seewhy.Preprocess(size=(16, 16))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ex = seewhy.explain(net, PHOTO, "gradcam", layer="1", target=0, preprocess=pre)
+    said = [str(w.message) for w in seen if issubclass(w.category, ConstantMapWarning)]
+    assert len(said) == 1 and "negative everywhere" in said[0] and "zero-initialised" not in said[0]
+    assert ex.maps.max() == 0 and ex.layer_maps.max() < 0 < np.ptp(ex.layer_maps)
+
+
 def test_superpixels_scale_with_a_small_picture_and_warn_when_few_remain() -> None:
     from seewhy._kit.superpixels import segment
 

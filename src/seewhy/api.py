@@ -13,11 +13,11 @@ from . import _target_plan, registry
 from . import targets as targets_module
 from ._kit.checks import bad_argument, flag, positive_int
 from ._kit.scores import check_score, probabilities
-from .backends import Backend, LayerInfo, backend_for, select_default_layer
+from .backends import Backend, LayerInfo, backend_for
 from .backends.base import Score, check_precision
 from .backends.layouts import use_layout
 from .backends.predict_only import refuse_method
-from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
+from .errors import InvalidInput, LayerNotFound, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult, unknown_keyword
@@ -223,7 +223,7 @@ class Explainer:
         warn_not_finite(raw.logits, sources)
         chosen = raw.targets.astype(np.int64)
         maps = postprocess(raw.maps, size, rectify=self.method.rectify)
-        warn_constant_maps(maps, sources, self.method.name)
+        warn_constant_maps(maps, sources, self.method.name, raw.maps)
         return Explanation(
             maps=maps,
             layer_maps=raw.maps.astype(np.float32, copy=False),
@@ -426,8 +426,11 @@ def layers(
     height, width = spec.preprocess.size
     probe = np.zeros((1, height, width, spec.preprocess.channels), dtype=np.float32)
     infos = backend.layers(probe)
-    default = select_default_layer(infos)
-    return infos, default.name if default else None
+    try:  # the backend's own choice, the one explain makes (a detector's: its backbone's)
+        default: str | None = backend.resolve_layer(None, probe)
+    except LayerNotFound:
+        default = None
+    return infos, default
 
 
 def predict(

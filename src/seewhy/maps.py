@@ -70,23 +70,51 @@ def postprocess(raw: np.ndarray, size: tuple[int, int], *, rectify: bool) -> np.
     return normalise(upsample(maps.astype(np.float32, copy=False), size))
 
 
-def warn_constant_maps(maps: np.ndarray, sources: Sequence[str], method: str) -> None:
-    """One warning naming the images whose normalised map is all zero (it was constant).
+def warn_constant_maps(
+    maps: np.ndarray, sources: Sequence[str], method: str, raw: np.ndarray | None = None
+) -> None:
+    """One warning naming the images whose normalised map is all zero, and why it likely is.
 
-    Such a map shows nothing, and nothing else would tell: a zero-initialised
-    or untrained classifier head (torchvision's ViT starts with one) gives
-    zero gradients and equal scores everywhere.
+    Such a map shows nothing, and nothing else would tell. With ``raw`` (the
+    method's maps before the ReLU) two causes are told apart: a raw map that
+    is itself constant (a zero-initialised or untrained head, as torchvision's
+    ViT starts with, gives zero gradients and equal scores everywhere), and
+    one that varies but is negative everywhere, so the ReLU left nothing
+    (every region lowers the target's score).
     """
     flat = maps.reshape(len(maps), -1)
-    empty = [sources[int(i)] for i in np.flatnonzero(~(flat > 0).any(axis=1)) if i < len(sources)]
-    if not empty:
+    blank = np.flatnonzero(~(flat > 0).any(axis=1))
+    blank = blank[blank < len(sources)]
+    if not blank.size:
         return
-    shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-    warnings.warn(
-        f"{method}: the map of {len(empty)} image(s) is constant, so it shows nothing: {shown}. "
-        "The target's score does not change with the input there; likely causes: a "
-        "zero-initialised or untrained head, a saturated probability (try score='logit'), "
-        "or a layer whose output does not reach the score",
-        ConstantMapWarning,
-        stacklevel=3,
-    )
+    negative: set[int] = set()
+    if raw is not None and len(raw) == len(maps):
+        values = raw.reshape(len(raw), -1)[blank].astype(np.float64)
+        varies = (values.max(axis=1) - values.min(axis=1)) > 1e-12 * np.maximum(
+            1.0, np.abs(values).max(axis=1)
+        )
+        negative = {int(i) for i in blank[varies]}
+    flat_ones = [int(i) for i in blank if int(i) not in negative]
+    if flat_ones:
+        warnings.warn(
+            f"{method}: the map of {len(flat_ones)} image(s) is constant, so it shows nothing: "
+            f"{_names(flat_ones, sources)}. The target's score does not change with the input "
+            "there; likely causes: a zero-initialised or untrained head, a saturated "
+            "probability (try score='logit'), or a layer whose output does not reach the score",
+            ConstantMapWarning,
+            stacklevel=3,
+        )
+    if negative:
+        warnings.warn(
+            f"{method}: the map of {len(negative)} image(s) is negative everywhere, so after "
+            f"the ReLU it shows nothing: {_names(sorted(negative), sources)}. Every region "
+            "lowers the target's score there (is the target what the model sees?); "
+            "ex.layer_maps holds the map before the ReLU",
+            ConstantMapWarning,
+            stacklevel=3,
+        )
+
+
+def _names(indices: Sequence[int], sources: Sequence[str]) -> str:
+    names = [sources[i] for i in indices]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

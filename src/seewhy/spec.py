@@ -54,6 +54,7 @@ class ModelHints:
     labels: tuple[str, ...] | None = None  # class names the model carries
     source: str = ""
     value_range: tuple[float, float] | None = None  # pixels' range when the model rescales
+    name: str | None = None  # what to call a model that has no name of its own (a file's stem)
 
 
 def default_preprocess(
@@ -116,9 +117,10 @@ def resolve_spec(
 def _from_hints(
     model: Any, backend: Any, preprocess: Preprocess | None, try_sizes: bool
 ) -> ModelSpec:
-    own_name = getattr(model, "name", None)  # Keras models have one
-    name = own_name if isinstance(own_name, str) and own_name else type(model).__name__
     hints = _hints_of(model, backend, sizes=try_sizes and preprocess is None)
+    own_name = getattr(model, "name", None)  # Keras models have one
+    name = own_name if isinstance(own_name, str) and own_name else hints.name
+    name = name or type(model).__name__
     if preprocess is not None:
         return ModelSpec(
             name=name, preprocess=preprocess, labels=hints.labels, source="preprocess="

@@ -117,6 +117,12 @@ def _metadata_labels(session: Any, classes: Any) -> tuple[str, ...] | None:
     return None
 
 
+def _file_stem(session: Any) -> str | None:
+    """The model file's name without its suffix (``resnet18`` for resnet18.onnx), if known."""
+    path = getattr(session, "_model_path", None)  # set by onnxruntime for sessions from a file
+    return Path(path).stem or None if isinstance(path, str) and path else None
+
+
 def _layout(name: str, shape: Sequence[Any]) -> bool:
     """True for NCHW, from where the graph's input has a channel count; warns where it guesses."""
     first, last = (isinstance(shape[i], int) and shape[i] in _CHANNEL_COUNTS for i in (1, 3))
@@ -171,6 +177,7 @@ class OnnxBackend(PredictOnlyBackend):
                 channels=channel if isinstance(channel, int) else None,
                 labels=_metadata_labels(session, width),
                 source=f"ONNX graph input {graph_input.name!r} {shape}",
+                name=_file_stem(session),
             ),
         )
         self.input_name = graph_input.name
