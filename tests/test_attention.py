@@ -176,6 +176,39 @@ def test_generic_attention_is_class_specific_and_rollout_is_not() -> None:
     np.testing.assert_array_equal(r0, r1)
 
 
+def test_the_heads_are_fused_in_torch_and_only_one_matrix_per_block_reaches_numpy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from seewhy.backends import backend_for
+    from seewhy.backends.torch import attention as torch_attention
+
+    model, size = tiny_transformer("timm-vit")
+    x = _images(size, n=2)
+    seen: list[tuple[object, object]] = []
+
+    def fuse(a, g):  # type: ignore[no-untyped-def]
+        seen.append((a, g))
+        return a.mean(1) if g is None else (g * a).mean(1)
+
+    backend = backend_for(model)
+    for gradients in (False, True):
+        seen.clear()
+        cap = backend.attention(x, targets=None, gradients=gradients, fuse=fuse)
+        n, heads, t, _ = seen[0][0].shape  # type: ignore[attr-defined]
+        assert n == 2 and heads > 1 and len(seen) == len(cap.fused) > 1
+        for a, g in seen:
+            assert isinstance(a, torch.Tensor) and (g is None) != gradients
+            assert g is None or (isinstance(g, torch.Tensor) and g.shape == a.shape)
+        assert all(f.shape == (n, t, t) and f.dtype == np.float32 for f in cap.fused)
+        with monkeypatch.context() as m:  # one image at a time, as for a big model on a CPU
+            m.setattr(torch_attention, "_CHUNK_FLOATS", 1)
+            seen.clear()
+            chunked = backend.attention(x, targets=None, gradients=gradients, fuse=fuse)
+        assert len(seen) == n * len(cap.fused)
+        for whole, parts in zip(cap.fused, chunked.fused, strict=True):
+            np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "family,match",
     [

@@ -7,6 +7,7 @@ pictures and normalise inside, so the tests pass a plain ``preprocess``.
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -154,3 +155,38 @@ def _explain_unset(model: Any, x: Any, **kw: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return seewhy.explain(model, x, "gradcam", **kw)
+
+
+def test_layers_marks_as_default_the_layer_explain_uses(x: np.ndarray) -> None:
+    """One choice: ``seewhy.layers`` marks the backbone layer a detector's explanation reads."""
+    model = _faster_rcnn(confident=True)
+    infos, default = seewhy.layers(model, preprocess=PLAIN)
+    assert default is not None and default.startswith("backbone.body.")
+    assert any(info.name.startswith("roi_heads.") for info in infos)  # listed, not the default
+    assert _explain(model, x[:1]).layer == default
+
+
+def test_evaluate_and_sanity_commands_take_and_record_a_box_target(tmp_path: Any) -> None:
+    from PIL import Image
+
+    from seewhy.cli import main
+
+    torch.save(_faster_rcnn(confident=True), tmp_path / "detector.pt")
+    picture = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "img.png")
+    common = [str(tmp_path / "img.png"), "--model", str(tmp_path / "detector.pt")]
+    common += ["--trust-model", "--size", "64", "--target", "box:4,6,40,50:1"]
+    evaluated, checked = tmp_path / "evaluate.json", tmp_path / "sanity.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate = ["--metrics", "deletion,average_drop", "--steps", "2", "--json", str(evaluated)]
+        assert main(["evaluate", *common, *evaluate]) == 0
+        sanity = ["--steps", "1", "--out", str(tmp_path / "s.png"), "--json", str(checked)]
+        assert main(["sanity", *common, *sanity]) == 0
+    spec = {"kind": "box", "xyxy": [4.0, 6.0, 40.0, 50.0], "label": 1}
+    entry = json.loads(evaluated.read_text())["methods"]["gradcam"]
+    assert entry["target_spec"] == spec and entry["targets"] == [1]
+    for name, result in entry["metrics"].items():
+        assert result["params"]["target"] == spec and result["targets"] == [1], name
+    (result,) = json.loads(checked.read_text())["results"]
+    assert result["params"]["target"] == spec and result["targets"] == [1]

@@ -111,11 +111,18 @@ def test_a_callable_with_keras_ops_equals_the_built_in_targets(x: np.ndarray) ->
         return ops.sum(out * ops.convert_to_tensor(unit[None]), axis=1) / norm
 
     pairs = [(Output(1), lambda out: out[:, 1]), (Similarity(reference), cosine)]
-    for built_in, function in pairs:
-        a = seewhy.explain(model, x, "gradcam", output="size", target=built_in, preprocess=PLAIN)
-        b = seewhy.explain(model, x, "gradcam", output="size", target=function, preprocess=PLAIN)
-        np.testing.assert_allclose(a.maps, b.maps, atol=1e-5)
-        np.testing.assert_allclose(a.extras["target_score"], b.extras["target_score"], rtol=1e-5)
+    # passes of several batch sizes on one model: TensorFlow retraces them with an unknown
+    # batch size, which every target must take
+    runs = [("gradcam", x, pairs), ("ablationcam", x[:1], pairs[:1]), ("scorecam", x, pairs[:1])]
+    for method, batch, chosen in runs:
+        for built_in, function in chosen:
+            kw: dict[str, Any] = {"output": "size", "preprocess": PLAIN, "layer": "conv"}
+            a = seewhy.explain(model, batch, method, target=built_in, **kw)
+            b = seewhy.explain(model, batch, method, target=function, **kw)
+            np.testing.assert_allclose(a.maps, b.maps, atol=1e-5)
+            np.testing.assert_allclose(
+                a.extras["target_score"], b.extras["target_score"], rtol=1e-5
+            )
 
 
 def test_a_region_of_a_channels_last_segmenter_sums_its_class_over_the_mask(x: np.ndarray) -> None:
@@ -136,3 +143,69 @@ def test_a_region_of_a_channels_last_segmenter_sums_its_class_over_the_mask(x: n
         ex.extras["target_score"], out[..., 2][:, mask].sum(axis=1), rtol=1e-4
     )
     assert ex.maps.shape == (3, SIZE, SIZE) and np.ptp(ex.maps) > 0
+
+
+def _segmenter() -> Any:
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="classes")(h))  # (N, H, W, 3)
+
+
+def _baked(cls: int, mask: np.ndarray) -> Any:
+    """The region's score as a callable with the mask baked in: a pass of its own."""
+    plane = mask.astype("float32")[None]
+    return lambda out: keras.ops.sum(out[:, cls] * keras.ops.convert_to_tensor(plane), axis=(1, 2))
+
+
+@pytest.mark.filterwarnings("ignore::seewhy.errors.ConstantMapWarning")
+def test_region_masks_are_inputs_of_one_compiled_pass(x: np.ndarray, monkeypatch: Any) -> None:
+    from seewhy.backends import backend_for
+    from seewhy.targets import Region
+
+    model = _segmenter()
+    engine = type(backend_for(model).engine)
+    compiles: list[Any] = []
+    original = engine.compile
+
+    def counted(self: Any, *args: Any) -> Any:
+        compiles.append(args[1])
+        return original(self, *args)
+
+    monkeypatch.setattr(engine, "compile", counted)
+    rng = np.random.default_rng(5)
+    masks = [rng.random((3, SIZE, SIZE)) > 0.6 for _ in range(3)]  # one per image, per batch
+    maps = []
+    for k, batch in enumerate(masks):
+        targets = [Region(1 + (i + k) % 2, m) for i, m in enumerate(batch)]  # classes vary too
+        ex = seewhy.explain(model, x, "gradcam", layer="conv", target=targets, preprocess=PLAIN)
+        maps.append(ex.layer_maps)  # before the ReLU: every image's map is compared
+        if k == 0:
+            first = len(compiles)
+    assert first >= 1 and len(compiles) == first  # batches 2 and 3 compiled nothing
+    monkeypatch.undo()
+    for k, (batch, got) in enumerate(zip(masks, maps, strict=True)):
+        for i, m in enumerate(batch):
+            alone = seewhy.explain(
+                model,
+                x[i : i + 1],
+                "gradcam",
+                layer="conv",
+                target=_baked(1 + (i + k) % 2, m),
+                preprocess=PLAIN,
+            )
+            np.testing.assert_allclose(got[i], alone.layer_maps[0], rtol=1e-4, atol=1e-6)
+
+
+def test_a_region_mask_at_another_size_is_resized_inside_the_pass(x: np.ndarray) -> None:
+    from seewhy.targets import Region
+
+    model = _segmenter()
+    small = np.zeros((SIZE // 2, SIZE // 2), bool)
+    small[1:4, 2:5] = True
+    ex = seewhy.explain(model, x, "saliency", target=Region(2, small), preprocess=PLAIN)
+    full = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
+    out = to_numpy(keras, model(x))
+    np.testing.assert_allclose(
+        ex.extras["target_score"], out[..., 2][:, full].sum(axis=1), rtol=1e-4
+    )

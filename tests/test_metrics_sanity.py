@@ -203,3 +203,25 @@ def test_randomisation_goes_through_the_backend_protocol(numpy_backend):
     assert not np.array_equal(indep.randomized[1], cascade.randomized[1])
     for name in weights:  # the user's model is exactly as it was
         np.testing.assert_array_equal(getattr(numpy_backend.model, name), before[name])
+
+
+def test_a_torchscript_model_gets_the_check_of_a_pixel_method():
+    """TorchScript takes no hooks: its layers are randomised in their registered order."""
+    import torch
+
+    torch.manual_seed(0)
+    eager = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    ).eval()
+    model = torch.jit.script(eager)
+    x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    result = metrics.sanity_check(model, x, "saliency", steps=2)
+    assert result.steps == ("5", "0") and np.isfinite(result.spearman).all()
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), eager.parameters(), strict=True)
+    )

@@ -306,6 +306,46 @@ def test_metrics_and_sanity_checks_score_the_explanations_target(
     assert check.randomized.shape[1:] == (2, SIZE, SIZE)
 
 
+def test_metric_results_record_the_target_as_given_not_a_scoring_column(
+    x: np.ndarray, mask: np.ndarray
+) -> None:
+    import seewhy.metrics as metrics
+
+    model = tiny_segmenter()
+    other = np.zeros_like(mask)
+    other[8:, :] = True
+    given = [T.Region(2, mask), T.Region(1, other)]  # scored as view columns 0 and 1
+    ex = _explain(model, x, "gradcam", target=given)
+    spec = ex.params["target"]
+    assert [t["class_index"] for t in spec] == [2, 1]
+    kw: dict[str, Any] = {"images": x, "preprocess": PLAIN}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = {
+            "deletion": metrics.deletion(model, ex, steps=2, **kw),
+            "insertion": metrics.insertion(model, ex, steps=2, **kw),
+            "average_drop": metrics.average_drop(model, ex, **kw),
+            "road": metrics.road(model, ex, fractions=(0.5,), **kw),
+            "sanity": metrics.sanity_check(
+                model, x, "gradcam", target=given, preprocess=PLAIN, steps=1
+            ),
+        }
+    for name, result in results.items():
+        assert result.targets.tolist() == [2, 1], name
+        data = json.loads(json.dumps(result.to_dict()))
+        assert data["targets"] == [2, 1] and data["params"]["target"] == spec, name
+        loaded = [T.from_json(t) for t in data["params"]["target"]]
+        np.testing.assert_array_equal(loaded[1].mask, other)
+    ex_out = _explain(tiny_cnn(), x, "gradcam", target=T.Output(3))
+    curve = metrics.deletion(tiny_cnn(), ex_out, steps=2, **kw)
+    assert curve.targets.tolist() == [-1, -1]  # an output unit is no class
+    assert curve.to_dict()["params"]["target"] == {"kind": "output", "index": 3}
+    plain = metrics.deletion(
+        tiny_cnn(), _explain(tiny_cnn(), x, "gradcam", target=2), steps=2, **kw
+    )
+    assert plain.targets.tolist() == [2, 2] and "target" not in plain.params
+
+
 def test_the_segmentation_demo_region_maps_lie_inside_the_objects(tmp_path: Any) -> None:
     from seewhy.demo import run_segmentation_demo
 
@@ -376,3 +416,46 @@ def test_the_command_line_takes_region_and_output_targets(tmp_path: Any, mask: n
     assert (
         main(["explain", str(tmp_path / "img.png"), *common, "--output", "sideways", *target]) == 1
     )
+
+
+def test_evaluate_and_sanity_commands_take_and_record_region_and_output_targets(
+    tmp_path: Any, mask: np.ndarray
+) -> None:
+    from PIL import Image
+    from torch import nn
+
+    from seewhy.cli import main
+
+    torch.manual_seed(0)
+    features = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()]  # pickled whole: sanity needs hooks
+    torch.save(nn.Sequential(*features, nn.Conv2d(8, 3, 1)).eval(), tmp_path / "seg.pt")
+    pooled = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)]
+    torch.save(nn.Sequential(*features, *pooled).eval(), tmp_path / "cnn.pt")
+    picture = (np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "img.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    region = f"region:2:{tmp_path / 'mask.png'}"
+    for model, target in (("seg.pt", region), ("cnn.pt", "output:3")):
+        common = [str(tmp_path / "img.png"), "--model", str(tmp_path / model), "--trust-model"]
+        common += ["--size", str(SIZE), "--method", "gradcam", "--target", target]
+        parsed = T.parse(target)
+        assert isinstance(parsed, T.Target)
+        spec = parsed.to_json()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            evaluated, checked = tmp_path / "evaluate.json", tmp_path / "sanity.json"
+            evaluate = ["--metrics", "deletion,insertion,average_drop,road", "--steps", "2"]
+            assert main(["evaluate", *common, *evaluate, "--json", str(evaluated)]) == 0
+            sanity = ["--steps", "1", "--out", str(tmp_path / "s.png"), "--json", str(checked)]
+            assert main(["sanity", *common, *sanity]) == 0
+        entry = json.loads(evaluated.read_text())["methods"]["gradcam"]
+        classes = [2] if target == region else [-1]
+        assert entry["target_spec"] == spec and entry["targets"] == classes
+        for name, result in entry["metrics"].items():
+            assert result["params"]["target"] == spec and result["targets"] == classes, name
+        (result,) = json.loads(checked.read_text())["results"]
+        assert result["params"]["target"] == spec and result["targets"] == classes
+        if target == region:  # the recorded form loads back to the mask in the file
+            loaded = T.from_json(result["params"]["target"])
+            assert isinstance(loaded, T.Region)
+            np.testing.assert_array_equal(loaded.mask, mask)

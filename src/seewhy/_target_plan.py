@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ TargetArg = (
 _LARGEST_CLASS = np.iinfo(np.int64).max
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Head:
     """What a backend's passes score: which output, its activation, extra target columns.
 
@@ -60,8 +60,11 @@ class Head:
     targets scored, one column each, before the class logits (which follow
     when the output is (N, classes); None: the logits alone);
     ``probability``: columns take probabilities where the target has one.
-    Heads compare by value (targets by identity), so a Keras pass compiled
-    for ``output="size"`` is reused by the next call asking for it.
+    Heads compare by :attr:`key`: by value, each target by its
+    ``pass_key()`` (its kind, settings and data shapes, not its data), so a
+    Keras pass compiled for ``output="size"`` or for one Region mask is
+    reused by the next call asking for the same, with its own
+    :meth:`arrays` as the pass's inputs.
     """
 
     output: int | str | None = None
@@ -73,6 +76,34 @@ class Head:
     def plain(self) -> bool:
         """True for the default head: the model's one output, as class logits."""
         return self.output is None and not self.sigmoid and self.columns is None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What a compiled pass scoring this head depends on: everything but target data."""
+        columns = None if self.columns is None else tuple(t.pass_key() for t in self.columns)
+        return (self.output, self.sigmoid, columns, self.probability)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Head) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every column's data (:meth:`Target.arrays`), in column order: a pass's inputs."""
+        return tuple(a for t in self.columns or () for a in t.arrays())
+
+    def bound(self, tensors: Sequence[Any]) -> Head:
+        """This head with each column scoring its share of ``tensors`` (see :meth:`arrays`)."""
+        if not tensors or self.columns is None:
+            return self
+        columns: list[Target] = []
+        start = 0
+        for t in self.columns:
+            count = len(t.arrays())
+            columns.append(t.bound(tensors[start : start + count]))
+            start += count
+        return replace(self, columns=tuple(columns))
 
 
 DEFAULT_HEAD = Head()
@@ -232,8 +263,6 @@ def settle(raw: Any, plan: Plan) -> Any:
     """
     if plan.objects is None:
         return raw
-    from dataclasses import replace
-
     m = plan.columns
     rows = np.arange(len(raw.logits))
     own = raw.logits[rows, np.asarray(raw.targets, np.int64)].astype(np.float32)

@@ -22,10 +22,10 @@ JSON hold.
 
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +59,7 @@ class Target(ABC):
     kind: ClassVar[str] = ""
     has_probability: ClassVar[bool] = False
     needs_detections: ClassVar[bool] = False  # scores a detector's boxes, not a tensor
+    _tensors: tuple[Any, ...] = ()  # arrays() as a compiled pass's inputs (see bound)
 
     @abstractmethod
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
@@ -71,6 +72,33 @@ class Target(ABC):
     def describe(self, label: Callable[[int], str]) -> str:
         """A short caption (``label`` names a class index)."""
         return self.kind
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The target's data (a mask, a vector) as float32 arrays.
+
+        A compiled pass (Keras) takes them as inputs rather than constants, so
+        one compiled pass serves every target with the same :meth:`pass_key`.
+        """
+        return ()
+
+    def pass_key(self) -> Hashable:
+        """What a compiled pass scoring this target depends on, besides :meth:`arrays`.
+
+        The default is the target itself, by identity (a pass per target).
+        """
+        return ("object", id(self))
+
+    def bound(self, tensors: Sequence[Any]) -> Target:
+        """This target scoring with ``tensors`` (its :meth:`arrays` as a pass's inputs)."""
+        if not tensors:
+            return self
+        twin = copy.copy(self)
+        twin._tensors = tuple(tensors)
+        return twin
+
+    def _data(self, ops: Any, i: int) -> Any:
+        """Array ``i`` of :meth:`arrays`: the pass's input when bound, else a constant."""
+        return self._tensors[i] if self._tensors else ops.convert_to_tensor(self.arrays()[i])
 
     def class_index(self) -> int:
         """The class the target is about, or -1 when it has none (Output, Similarity)."""
@@ -94,6 +122,11 @@ def _class_values(output: Any, ops: Any, probability: bool, sigmoid: bool) -> An
     return ops.softmax(output, axis=1)
 
 
+def _width(output: Any) -> int:
+    """Values per image of ``output`` (its batch size may be unknown while a pass is traced)."""
+    return int(np.prod([int(d) for d in output.shape[1:]]))
+
+
 def _check_rank(output: Any, rank: int, what: str) -> None:
     shape = tuple(getattr(output, "shape", ()))
     if len(shape) != rank:
@@ -112,6 +145,9 @@ class Class(Target):
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         values = _class_values(output, ops, probability, sigmoid)
         return ops.take(values, self.index, axis=1)
+
+    def pass_key(self) -> Hashable:
+        return (self.kind, self.index)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "index": self.index}
@@ -141,6 +177,9 @@ class MultiLabel(Target):
         picked = ops.take(values, ops.convert_to_tensor(np.asarray(self.indices)), axis=1)
         return ops.sum(picked, axis=1)
 
+    def pass_key(self) -> Hashable:
+        return (self.kind, self.indices)
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "indices": list(self.indices)}
 
@@ -160,12 +199,15 @@ class Output(Target):
         self.index = _index(index, "index", "Output")
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
-        flat = ops.reshape(output, (int(output.shape[0]), -1))
+        flat = ops.reshape(output, (-1, _width(output)))
         if self.index >= int(flat.shape[1]):
             raise InvalidInput(
                 f"Output: index {self.index} is outside the model's {int(flat.shape[1])} outputs"
             )
         return ops.take(flat, self.index, axis=1)
+
+    def pass_key(self) -> Hashable:
+        return (self.kind, self.index)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "index": self.index}
@@ -186,16 +228,22 @@ class Similarity(Target):
         self.vector = values
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
-        flat = ops.reshape(ops.cast(output, "float32"), (int(output.shape[0]), -1))
+        flat = ops.reshape(ops.cast(output, "float32"), (-1, _width(output)))
         if int(flat.shape[1]) != self.vector.size:
             raise InvalidInput(
                 f"Similarity: the vector has {self.vector.size} values, the model's output "
                 f"{int(flat.shape[1])}"
             )
-        unit = self.vector / np.linalg.norm(self.vector)
-        dot = ops.sum(flat * ops.convert_to_tensor(unit[None, :]), axis=1)
+        unit = self._data(ops, 0)
+        dot = ops.sum(flat * unit[None, :], axis=1)
         norm = ops.sqrt(ops.sum(flat * flat, axis=1))
         return dot / ops.maximum(norm, 1e-12)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return ((self.vector / np.linalg.norm(self.vector)).astype(np.float32),)
+
+    def pass_key(self) -> Hashable:
+        return (self.kind, self.vector.size)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "vector": [float(v) for v in self.vector]}
@@ -229,23 +277,33 @@ class Region(Target):
 
     def mask_at(self, size: tuple[int, int]) -> np.ndarray:
         """The mask as float32 at ``size`` (nearest neighbour, pixel centres)."""
-        h, w = self.mask.shape
-        if (h, w) == size:
-            return self.mask.astype(np.float32)
-        rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(int), h - 1)
-        cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(int), w - 1)
+        rows, cols = _nearest(self.mask.shape, size)
         return self.mask[rows][:, cols].astype(np.float32)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.mask.astype(np.float32), np.array([self.index], np.int64))
+
+    def pass_key(self) -> Hashable:
+        return (self.kind, self.mask.shape)  # the class is data too: any mix shares a pass
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         _check_rank(output, 4, "per-pixel class scores (N, classes, h, w)")
-        if self.index >= int(output.shape[1]):
+        if self.index >= int(output.shape[1]):  # checked when the pass is traced
             raise InvalidInput(
                 f"Region: class {self.index} is outside the model's 0..{int(output.shape[1]) - 1}"
             )
         values = ops.softmax(output, axis=1) if probability else output
-        plane = ops.take(values, self.index, axis=1)  # (N, h, w)
-        mask = self.mask_at((int(output.shape[2]), int(output.shape[3])))
-        return ops.sum(plane * ops.convert_to_tensor(mask[None]), axis=(1, 2))
+        plane = ops.take(values, self._data(ops, 1), axis=1)  # (N, 1, h, w)
+        size = (int(output.shape[2]), int(output.shape[3]))
+        mask = self._data(ops, 0)
+        if size != self.mask.shape:  # resized inside the pass: the mask stays an input
+            rows, cols = _nearest(self.mask.shape, size)
+            mask = ops.take(
+                ops.take(mask, ops.convert_to_tensor(rows), axis=0),
+                ops.convert_to_tensor(cols),
+                axis=1,
+            )
+        return ops.sum(plane * mask[None, None], axis=(1, 2, 3))
 
     def to_json(self) -> dict[str, Any]:
         rows, cols = np.nonzero(self.mask)
@@ -263,6 +321,14 @@ class Region(Target):
 
     def class_index(self) -> int:
         return self.index
+
+
+def _nearest(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a (h, w) map that a nearest-neighbour resize to ``size`` reads."""
+    h, w = shape
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return rows, cols
 
 
 def _runs(mask: np.ndarray) -> list[int]:
@@ -356,13 +422,16 @@ class Custom(Target):
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         values = self.function(output)
         shape = tuple(getattr(values, "shape", ()))
-        count = len(output) if isinstance(output, (list, tuple)) else int(output.shape[0])
-        if shape != (count,):
+        count = len(output) if isinstance(output, (list, tuple)) else output.shape[0]
+        if len(shape) != 1 or (None not in (count, shape[0]) and shape[0] != count):
             raise InvalidInput(
                 f"target: the callable {self.name} returned shape {shape}; expected one score "
                 f"per image ({count},)"
             )
         return values
+
+    def pass_key(self) -> Hashable:
+        return (self.kind, id(self.function))  # a pass's key keeps its function alive
 
     @property
     def name(self) -> str:
@@ -413,53 +482,8 @@ def parse(text: str, labels: Sequence[str] | None = None) -> Target | str:
     ``output:N``, ``labels:A,B`` (MultiLabel), or a class index or name (returned as it is).
 
     Class names are looked up in ``labels`` (the model's); box corners are in
-    the model input's pixels.
+    the model input's pixels; a mask file's pixels above half its brightest are True.
     """
-    from ._target_plan import class_index
+    from ._target_text import parse_text
 
-    kind, _, rest = text.partition(":")
-    kind = kind.strip().lower()
-    if not rest or kind not in ("box", "region", "output", "labels"):
-        return text
-
-    def index(name: str) -> int:
-        return class_index(name, labels)
-
-    if kind == "output":
-        return Output(_int_text(rest, "output:N"))
-    if kind == "labels":
-        return MultiLabel([index(part) for part in rest.split(",") if part.strip()])
-    if kind == "box":
-        corners, _, label = rest.partition(":")
-        numbers = [_float_text(v, "box:x0,y0,x1,y1[:label]") for v in corners.split(",")]
-        return Box(numbers, index(label) if label.strip() else None)
-    name, _, path = rest.partition(":")
-    if not name or not path:
-        raise InvalidInput(f"--target: expected region:CLASS:mask.png, got {text!r}")
-    return Region(index(name), read_mask(path))
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """A boolean mask from an image file: pixels above half the brightest value are True."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            values = np.asarray(image.convert("L"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as error:
-        raise InvalidInput(f"mask: cannot read {str(path)!r} as an image ({error})") from None
-    return values > (values.max() / 2 if values.max() > 0 else 0.5)
-
-
-def _int_text(text: str, form: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise InvalidInput(f"--target: expected {form}, got {text!r}") from None
-
-
-def _float_text(text: str, form: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise InvalidInput(f"--target: expected {form}, got {text!r}") from None
+    return parse_text(text, labels)

@@ -27,6 +27,7 @@ __all__ = [
     "AttentionBackend",
     "AttentionCapture",
     "Backend",
+    "BlockFusion",
     "Capture",
     "LayerInfo",
     "Precision",
@@ -82,19 +83,26 @@ class Capture:
 
 @dataclass(frozen=True)
 class AttentionCapture:
-    """A transformer's attention matrices from one pass (and their gradients, if asked).
+    """A transformer's attention from one pass, each block's heads already fused.
 
-    ``attentions[l]`` is block ``l``'s softmax attention (N, heads, T, T) in
-    forward order; ``gradients[l]`` is d(score of the target)/d(that matrix);
+    ``fused[l]`` is the method's :data:`BlockFusion` of block ``l``'s softmax
+    attention (and its gradient), (N, T, T) float32 in forward order;
     ``layout`` says which tokens are the class token and the patch grid.
     """
 
     logits: np.ndarray  # (N, K) float32
     targets: np.ndarray  # (N,) int64
     layers: tuple[str, ...]  # the attention layers, in forward order
-    attentions: tuple[np.ndarray, ...]
-    gradients: tuple[np.ndarray, ...] | None
+    fused: tuple[np.ndarray, ...]
     layout: Layout  # tokens: prefix (class token first) and (h, w) grid
+
+
+BlockFusion = Callable[[Any, Any], Any]
+"""A method's reduction of one block: ``fuse(A, dA)`` with A the softmax attention
+(N, heads, T, T) and dA = d(score)/dA (None without gradients) -> (N, T, T). Written
+with the operators numpy and torch share (``*``, ``.mean(1)``, ``.clip(min=0)``), so
+each backend runs it in its own framework and on the model's device and hands back
+only the (N, T, T) result, never the per-head matrices."""
 
 
 @runtime_checkable
@@ -107,9 +115,11 @@ class AttentionBackend(Protocol):
         *,
         targets: np.ndarray | None,
         gradients: bool,
+        fuse: BlockFusion,
         score: Score = "logit",
     ) -> AttentionCapture:
-        """One pass: every attention matrix, and d(score)/d(matrix) when ``gradients``.
+        """One pass: every block's attention (and d(score)/d(attention) when
+        ``gradients``) reduced by ``fuse``.
 
         Works whatever kernel the model computes attention with (fused or not);
         the model is never changed.

@@ -116,6 +116,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             "layer": ex.layer,
             "targets": [int(t) for t in ex.targets],
             "target_labels": list(ex.target_labels),
+            **({"target_spec": ex.params["target"]} if "target" in ex.params else {}),
             "metrics": metrics.evaluate(
                 model,
                 ex,

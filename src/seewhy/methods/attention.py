@@ -10,7 +10,7 @@ and return the class token's row over the patch tokens, on the patch grid::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,17 +20,22 @@ from ..errors import UnsupportedModel
 from ..registry import register
 from .base import Context, Method, RawResult
 
-__all__ = ["AttentionRollout", "GenericAttention", "class_row"]
+__all__ = ["AttentionRollout", "GenericAttention"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
 class _AttentionMethod(Method):
-    """Base: one attention pass, then the relevance matrix's class-token row."""
+    """Base: one attention pass with the heads fused, then the class token's relevance row.
+
+    Only the class token's row of the relevance matrix is kept, so each block
+    costs a vector-matrix product (O(T^2)), never a matrix product (O(T^3)).
+    """
 
     uses_layer: ClassVar[bool] = False
     reads_attention: ClassVar[bool] = True  # needs a transformer (AttentionBackend)
     needs_gradients: ClassVar[bool] = False
+    start_block: int
 
     def run(self, ctx: Context) -> RawResult:
         backend = ctx.backend
@@ -40,28 +45,44 @@ class _AttentionMethod(Method):
                 "matrices; use gradcam"
             )
         cap = backend.attention(
-            ctx.inputs, targets=ctx.targets, gradients=self.needs_gradients, score=ctx.score
+            ctx.inputs,
+            targets=ctx.targets,
+            gradients=self.needs_gradients,
+            fuse=self.fuse,
+            score=ctx.score,
         )
         if cap.layout.prefix < 1:
             raise UnsupportedModel(
                 f"{self.name}: the model has no class token (it pools every token, like "
                 "Swin), and these methods read the class token's row; use gradcam"
             )
-        relevance = self.relevance(cap)
+        blocks = _from_block(cap.fused, self.start_block, self.name)
+        row = self.class_relevance([np.asarray(b, dtype=np.float32) for b in blocks])
         if ctx.progress is not None:
             ctx.progress(len(ctx.inputs))
-        return RawResult(maps=class_row(relevance, cap), logits=cap.logits, targets=cap.targets)
+        return RawResult(maps=_on_grid(row, cap), logits=cap.logits, targets=cap.targets)
 
-    def relevance(self, cap: AttentionCapture) -> np.ndarray:
-        """(N, T, T) relevance of every token to every token after the last block."""
+    def fuse(self, attention: Any, gradient: Any) -> Any:
+        """One block's (N, heads, T, T) attention (and gradient) -> (N, T, T); see BlockFusion."""
+        raise NotImplementedError
+
+    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """(N, T): the class token's row of the relevance after the last block."""
         raise NotImplementedError
 
 
-def class_row(relevance: np.ndarray, cap: AttentionCapture) -> np.ndarray:
+def _class_token(n: int, t: int) -> np.ndarray:
+    """e_0 for every image, (N, 1, T): the row vector the products start from."""
+    row = np.zeros((n, 1, t), dtype=np.float32)
+    row[:, 0, 0] = 1.0
+    return row
+
+
+def _on_grid(row: np.ndarray, cap: AttentionCapture) -> np.ndarray:
     """The class token's row over the patch tokens, as (N, h, w) maps."""
     prefix, (h, w) = cap.layout.prefix, cap.layout.grid or (0, 0)
-    row = relevance[:, 0, prefix:]
-    return np.ascontiguousarray(row.reshape(len(row), h, w), dtype=np.float32)
+    patches = row[:, prefix:]
+    return np.ascontiguousarray(patches.reshape(len(row), h, w), dtype=np.float32)
 
 
 @register("attention-rollout", "rollout")
@@ -74,7 +95,8 @@ class AttentionRollout(_AttentionMethod):
     rows renormalised, :math:`\hat A = \mathrm{norm}(0.5 A + 0.5 I)`, and the
     blocks are multiplied from ``start_block`` on,
     :math:`R = \hat A_L \cdots \hat A_s`. The map is the class token's row of
-    R over the patch tokens. Class-independent.
+    R over the patch tokens, :math:`e_0^T \hat A_L \cdots \hat A_s`, computed
+    from the last block back as :math:`r \leftarrow r \hat A_l`. Class-independent.
 
     >>> seewhy.explain(vit, images, "attention-rollout", head_fusion="max", discard_ratio=0.9)
     """
@@ -89,19 +111,23 @@ class AttentionRollout(_AttentionMethod):
         self.discard_ratio = float(ratio)
         self.start_block = _block_index(start_block, self.name)
 
-    def relevance(self, cap: AttentionCapture) -> np.ndarray:
-        blocks = _from_block(cap.attentions, self.start_block, self.name)
-        n, _, t, _ = blocks[0].shape
+    def fuse(self, attention: Any, gradient: Any) -> Any:
+        fused = getattr(attention, self.head_fusion)(1)
+        return (
+            fused[0] if isinstance(fused, tuple) else fused
+        )  # torch's max / min: (values, indices)
+
+    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
+        n, t, _ = blocks[0].shape
         eye = np.eye(t, dtype=np.float32)
-        rollout = np.broadcast_to(eye, (n, t, t)).copy()
-        for attention in blocks:
-            fused = getattr(attention, self.head_fusion)(axis=1)  # (N, T, T)
+        row = _class_token(n, t)
+        for fused in reversed(blocks):
             if self.discard_ratio > 0:
                 fused = _discard(fused, self.discard_ratio)
             a = 0.5 * fused + 0.5 * eye
             a /= a.sum(axis=-1, keepdims=True)
-            rollout = a @ rollout
-        return rollout
+            row = row @ a
+        return row[:, 0]
 
 
 @register("generic-attention", "gae", "chefer")
@@ -112,7 +138,9 @@ class GenericAttention(_AttentionMethod):
     attention, :math:`\bar A = \mathbb{E}_h[(\nabla A \odot A)^+]`,
     :math:`R \leftarrow R + \bar A R`, where :math:`\nabla A` is the
     gradient of the target's score with respect to the block's attention
-    matrix. The map is the class token's row of R over the patch tokens.
+    matrix. So :math:`R = (I + \bar A_L) \cdots (I + \bar A_s)`, and the map,
+    the class token's row of R over the patch tokens, is computed from the
+    last block back as :math:`r \leftarrow r + r \bar A_l`, starting at :math:`e_0`.
 
     >>> seewhy.explain(vit, images, "gae", target=281)
     """
@@ -122,17 +150,15 @@ class GenericAttention(_AttentionMethod):
     def __init__(self, *, start_block: int = 0) -> None:
         self.start_block = _block_index(start_block, self.name)
 
-    def relevance(self, cap: AttentionCapture) -> np.ndarray:
-        if cap.gradients is None:  # pragma: no cover - a backend bug
-            raise UnsupportedModel(f"{self.name}: the backend returned no attention gradients")
-        blocks = _from_block(cap.attentions, self.start_block, self.name)
-        grads = cap.gradients[len(cap.attentions) - len(blocks) :]
-        n, _, t, _ = blocks[0].shape
-        relevance = np.broadcast_to(np.eye(t, dtype=np.float32), (n, t, t)).copy()
-        for attention, grad in zip(blocks, grads, strict=True):
-            weighted = np.maximum(grad * attention, 0.0).mean(axis=1)
-            relevance = relevance + weighted @ relevance
-        return relevance
+    def fuse(self, attention: Any, gradient: Any) -> Any:
+        return (gradient * attention).clip(min=0).mean(1)
+
+    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
+        n, t, _ = blocks[0].shape
+        row = _class_token(n, t)
+        for weighted in reversed(blocks):
+            row = row + row @ weighted
+        return row[:, 0]
 
 
 def _block_index(value: object, where: str) -> int:

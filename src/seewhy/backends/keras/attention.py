@@ -22,7 +22,7 @@ import numpy as np
 
 from ..._kit.scores import check_score, check_targets
 from ...errors import UnsupportedModel
-from ..base import AttentionCapture, Score
+from ..base import AttentionCapture, BlockFusion, Score
 from ..layouts import Layout, token_grid
 from ..model_lock import one_pass_at_a_time
 from .engines.base import Pass, logits_of, not_run
@@ -76,6 +76,7 @@ class KerasAttention:
         *,
         targets: np.ndarray | None,
         gradients: bool,
+        fuse: BlockFusion,
         score: Score = "logit",
     ) -> AttentionCapture:
         passes: Any = self
@@ -97,7 +98,7 @@ class KerasAttention:
         paths = [n for n in trace.names if n in trace.attention]
         logits, inputs = self._eager_inputs(x, {trace.attention[p] for p in paths})
         chosen = np.where(t < 0, logits.argmax(axis=1), t).astype(np.int32)
-        attentions, grads = [], []
+        fused = []
         for path in paths:
             grad_out = None
             if gradients:  # one compiled pass per block: the gradient at its output
@@ -106,15 +107,13 @@ class KerasAttention:
                 )
                 grad_out = passes._pass(spec)(x, chosen).gradients
             a, d_a = attention_from_weights(objects[path], inputs[trace.attention[path]], grad_out)
-            attentions.append(a)
-            grads.append(d_a)
-        tokens = attentions[0].shape[-1]
+            fused.append(np.asarray(fuse(a, d_a), dtype=np.float32))
+        tokens = fused[0].shape[-1]
         return AttentionCapture(
             logits=np.asarray(logits, np.float32),
             targets=np.asarray(chosen, np.int64),
             layers=tuple(n for n in trace.names if n in trace.attention),
-            attentions=tuple(attentions),
-            gradients=tuple(g for g in grads if g is not None) if gradients else None,
+            fused=tuple(fused),
             layout=_token_layout(trace.infos, tokens, (x.shape[1], x.shape[2])),
         )
 

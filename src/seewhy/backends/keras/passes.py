@@ -79,6 +79,17 @@ def _targets(targets: np.ndarray | None, n: int, classes: int) -> np.ndarray:
     return check_targets(targets, n, classes).astype(np.int32)
 
 
+def _with_data(run: PassRun, own: tuple[np.ndarray, ...]) -> PassRun:
+    """``run`` given this head's target data (the compiled pass is shared by every such head)."""
+    if not own:
+        return run
+
+    def bound(x: np.ndarray, t: np.ndarray, data: tuple[np.ndarray, ...] = ()) -> Result:
+        return run(x, t, own + data)
+
+    return bound
+
+
 def _probability(score: Score) -> bool:
     return check_score(score) == "probability"
 
@@ -116,7 +127,7 @@ class KerasPasses:
         passes = self._cache().passes
         if key not in passes:
             passes[key] = self.engine.compile(self.model, spec, self.channels_first)
-        return passes[key]
+        return _with_data(passes[key], self._head.arrays())  # one pass for every such head
 
     def _trace(self, x: np.ndarray) -> Trace:
         x = _check_inputs(x)
@@ -279,7 +290,7 @@ class KerasPasses:
         if key not in cache.edits:
             spec = Pass(path, info.calls - 1, None, False, per, head=self._head)
             cache.edits[key] = self.engine.compile_edit(self.model, spec, self.channels_first, last)
-        edit = cache.edits[key]
+        edit, data = cache.edits[key], self._head.arrays()
 
         layout = self.layout_choice or info.layout
 
@@ -291,8 +302,8 @@ class KerasPasses:
                 cache.shared_prefix,
                 path,
                 len(scale),
-                lambda: edit(image, scale),
-                lambda: edit(np.repeat(image, len(scale), axis=0), scale),
+                lambda: edit(image, scale, data),
+                lambda: edit(np.repeat(image, len(scale), axis=0), scale, data),
             )
 
         out = edit_each_image((x[i : i + 1] for i in range(len(x))), scales, batch_size, run)

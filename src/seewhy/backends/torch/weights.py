@@ -26,7 +26,8 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
 
     With an input ``x`` (NHWC, one image is enough) the order is the order the
     modules run in; modules that do not run, or without ``x``, keep the order
-    they were registered in.
+    they were registered in. TorchScript modules take no hooks: theirs keep
+    the registered order.
     """
     owners = [
         (name, m)
@@ -34,7 +35,7 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
         if name and any(True for _ in m.parameters(recurse=False))
     ]
     order: dict[str, int] = {}
-    if x is not None and owners:
+    if x is not None and owners and not isinstance(model, torch.jit.ScriptModule):
         handles = []
 
         def make_hook(name: str) -> Callable[..., None]:

@@ -8,7 +8,8 @@ on one :class:`Case` of float32 NHWC inputs and maps at the input's size.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,20 @@ class Case:
     # already as the metric's score (``targets`` index those columns)
     target_columns: bool = False
     sigmoid: bool = False  # the head's labels are independent (a probability is a sigmoid)
+    # what results report for seewhy.targets targets: each image's class (-1: none), and the
+    # targets' JSON form as ``Explanation.params["target"]`` holds it (never view columns),
+    # with the output and head the explanation chose
+    classes: np.ndarray | None = None
+    chosen: Mapping[str, Any] = field(default_factory=dict)
+
+    def reported(self, scored: np.ndarray) -> np.ndarray:
+        """(N,) what a result's ``targets`` hold: class indices, never the view's columns."""
+        return scored if self.classes is None else self.classes
+
+    def recorded(self) -> dict[str, Any]:
+        """What a result's ``params`` add: the targets as given (when not plain classes),
+        the output and the head."""
+        return dict(self.chosen)
 
     def scores(self, logits: np.ndarray, targets: np.ndarray, score: str) -> np.ndarray:
         """Each row's score at its target (float64), as ``score`` asks.
@@ -114,7 +129,7 @@ def resolve_case(
     An Explanation's own target (``params["target"]``: a region, a box, ...),
     output and head are scored again, as the metric's ``score`` asks.
     """
-    from ..._target_plan import plan_targets, sigmoid_output
+    from ..._target_plan import plan_targets, record, sigmoid_output
     from ...api import model_spec, resolve_targets
     from ...inputs import prepare
     from ...maps import upsample
@@ -160,8 +175,11 @@ def resolve_case(
         strict=False,
         **scored,
     )
+    classes = None
     if plan.objects is not None:
         expected = None  # the view's scores are the targets', not the explanation's logits
+        classes = np.array([t.class_index() for t in plan.objects], np.int64)
+        scored = {"target": record(plan.objects), **scored}
     per_pass = (
         backend.preferred_batch_size(inputs, precision_)
         if batch_size is None
@@ -179,6 +197,8 @@ def resolve_case(
         name,
         target_columns=plan.objects is not None,
         sigmoid=plan.sigmoid,
+        classes=classes,
+        chosen=scored,
     )
 
 

@@ -29,7 +29,7 @@ class ConfidenceChange:
 
     original: np.ndarray  # (N,)
     masked: np.ndarray  # (N,)
-    targets: np.ndarray  # (N,)
+    targets: np.ndarray  # (N,) classes (-1: the target has none; params["target"] says what)
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,8 +94,8 @@ def average_drop(
     targets_ = case.scored_targets(logits[:n])
     original = case.scores(logits[:n], targets_, "probability")
     shown = case.scores(logits[n:], targets_, "probability")
-    params = {"baseline": baseline_label(baseline), "precision": case.precision}
-    return ConfidenceChange(original, shown, targets_, params)
+    params = {"baseline": baseline_label(baseline), "precision": case.precision, **case.recorded()}
+    return ConfidenceChange(original, shown, case.reported(targets_), params)
 
 
 def increase_in_confidence(

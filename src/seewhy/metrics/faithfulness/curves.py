@@ -59,7 +59,7 @@ class Curve:
     kind: str
     fractions: np.ndarray  # (S + 1,)
     scores: np.ndarray  # (N, S + 1)
-    targets: np.ndarray  # (N,)
+    targets: np.ndarray  # (N,) classes (-1: the target has none; params["target"] says what)
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -180,7 +180,8 @@ def _curve(
     }
     if isinstance(baseline, str) and baseline == "blur":
         params["blur_sigma"] = default_blur_sigma(h, w) if blur_sigma is None else float(blur_sigma)
-    return Curve(kind, counts / float(h * w), scores, targets, params)
+    params.update(case.recorded())
+    return Curve(kind, counts / float(h * w), scores, case.reported(targets), params)
 
 
 def deletion(

@@ -172,7 +172,7 @@ class RoadResult:
     morf: np.ndarray  # (N, P)
     lerf: np.ndarray  # (N, P)
     original: np.ndarray  # (N,)
-    targets: np.ndarray  # (N,)
+    targets: np.ndarray  # (N,) classes (-1: the target has none; params["target"] says what)
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -246,8 +246,8 @@ def road(
             logits = case.predict(batch)
             probs[rows, orders, steps] = case.scores(logits, targets_[rows], "probability")
     original = case.scores(logits0, targets_, "probability")
-    params = {"noise": noise, "seed": seed, "precision": case.precision}
-    return RoadResult(fr, probs[:, 0], probs[:, 1], original, targets_, params)
+    params = {"noise": noise, "seed": seed, "precision": case.precision, **case.recorded()}
+    return RoadResult(fr, probs[:, 0], probs[:, 1], original, case.reported(targets_), params)
 
 
 def road_mask(ranks: np.ndarray, fraction: float, order: int) -> np.ndarray:

@@ -199,9 +199,14 @@ def _result(
         randomized=np.stack(maps),
         images=base.images,
         targets=base.targets,
-        params=dict(params),
+        params={**params, **_chosen(base)},
         **{name: np.stack([r[name] for r in rows]) for name in SANITY_MEASURES},
     )
+
+
+def _chosen(base: Explanation) -> dict[str, Any]:
+    """The target (a seewhy.targets target's JSON form), output and head the explanation used."""
+    return {k: base.params[k] for k in ("target", "output", "head") if k in base.params}
 
 
 def sanity_check(

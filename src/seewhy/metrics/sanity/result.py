@@ -37,7 +37,7 @@ class SanityResult:
     original: np.ndarray  # (N, H, W)
     randomized: np.ndarray  # (S, N, H, W)
     images: np.ndarray  # (N, H, W, 3) uint8
-    targets: np.ndarray  # (N,)
+    targets: np.ndarray  # (N,) classes (-1: the target has none; params["target"] says what)
     params: Mapping[str, Any] = field(default_factory=dict)
     spearman_abs: np.ndarray | None = None  # (S, N)
     spearman_signed: np.ndarray | None = None  # (S, N)

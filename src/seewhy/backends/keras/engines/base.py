@@ -26,6 +26,7 @@ from ..tensors import as_array, as_float32
 from ..walker import Hook, Walker, shadow_guard
 
 __all__ = [
+    "Data",
     "EditRun",
     "Engine",
     "Grad",
@@ -67,8 +68,21 @@ class Result:
     gradients: np.ndarray | None
 
 
-PassRun = Callable[[np.ndarray, np.ndarray], Result]  # (NHWC inputs, int32 targets)
-EditRun = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (NHWC inputs, (B, C) scales)
+#: The head's target data (:meth:`Head.arrays`: masks, vectors): inputs of every compiled pass,
+#: so one pass serves every target of the same kind and shape.
+Data = tuple[np.ndarray, ...]
+
+
+class PassRun(Protocol):
+    """A compiled pass: NHWC inputs, int32 targets and the head's target data."""
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, data: Data = ()) -> Result: ...
+
+
+class EditRun(Protocol):
+    """A compiled layer-edit pass: NHWC inputs, (B, C) scales and the head's target data."""
+
+    def __call__(self, x: np.ndarray, scale: np.ndarray, data: Data = ()) -> np.ndarray: ...
 
 
 class Engine(Protocol):
@@ -103,11 +117,14 @@ def sigmoid_head(walker: Walker, head: Head) -> bool:
 
 
 def forward(
-    walker: Walker, x: Any, t: Any, spec: Pass, channels_first: bool
+    walker: Walker, x: Any, t: Any, spec: Pass, channels_first: bool, data: Any = ()
 ) -> tuple[Any, Any, Any]:
-    """Score sum, float32 logits and effective targets (-1 becomes the top-1 class)."""
+    """Score sum, float32 logits and effective targets (-1 becomes the top-1 class).
+
+    ``data``: the head's target data as the pass's input tensors.
+    """
     ops = keras.ops
-    logits = logits_of(walker, x, channels_first, spec.head)
+    logits = logits_of(walker, x, channels_first, spec.head.bound(data))
     top = ops.cast(ops.argmax(logits, axis=1), "int32")
     t_eff = ops.where(t < 0, top, t)
     values = logits
@@ -168,7 +185,10 @@ class WalkEngine:
         raise NotImplementedError
 
     def gradient_step(self, model: Any, walker: Walker, spec: Pass, channels_first: bool) -> Step:
-        """``(x, t) -> {"logits", "targets", "act", "grad"}`` with the gradient ``spec`` asks."""
+        """``(x, t, *data) -> {"logits", "targets", "act", "grad"}``, the gradient ``spec`` asks.
+
+        ``data``: the head's target data (:data:`Data`), inputs like ``x``.
+        """
         raise NotImplementedError
 
     def compile(self, model: Any, spec: Pass, channels_first: bool) -> PassRun:
@@ -176,18 +196,18 @@ class WalkEngine:
         walker = Walker(model, target=spec.layer, call=spec.call, output=spec.head.output)
         if spec.grad is None:
 
-            def plain(x: Any, t: Any) -> dict[str, Any]:
+            def plain(x: Any, t: Any, *data: Any) -> dict[str, Any]:
                 walker.hook = None
-                _, logits, t_eff = forward(walker, x, t, spec, channels_first)
+                _, logits, t_eff = forward(walker, x, t, spec, channels_first, data)
                 return {"logits": logits, "targets": t_eff, "act": walker.captured}
 
             step = self.function(model, plain)
         else:
             step = self.gradient_step(model, walker, spec, channels_first)
 
-        def run(x: np.ndarray, t: np.ndarray) -> Result:
+        def run(x: np.ndarray, t: np.ndarray, data: Data = ()) -> Result:
             with shadow_guard(walker):
-                return to_result(step(x, t))
+                return to_result(step(x, t, *data))
 
         return run
 
@@ -195,14 +215,14 @@ class WalkEngine:
         check_choice(model, spec.head.output)
         walker = Walker(model, target=spec.layer, call=spec.call, output=spec.head.output)
 
-        def edited(x: Any, scale: Any) -> Any:
+        def edited(x: Any, scale: Any, *data: Any) -> Any:
             walker.hook = _edit(scale, last)
-            return logits_of(walker, x, channels_first, spec.head)
+            return logits_of(walker, x, channels_first, spec.head.bound(data))
 
         step = self.function(model, edited)
 
-        def run(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        def run(x: np.ndarray, scale: np.ndarray, data: Data = ()) -> np.ndarray:
             with shadow_guard(walker):
-                return as_float32(step(x, scale))
+                return as_float32(step(x, scale, *data))
 
         return run

@@ -45,18 +45,18 @@ class JaxEngine(WalkEngine):
         return lambda *arrays: compiled(values(), *arrays)
 
     def gradient_step(self, model: Any, walker: Walker, spec: Pass, channels_first: bool) -> Step:
-        def scored(x: Any, t: Any, delta: Any) -> tuple[Any, dict[str, Any]]:
+        def scored(x: Any, t: Any, delta: Any, *data: Any) -> tuple[Any, dict[str, Any]]:
             walker.hook = (lambda a: a + delta) if spec.grad == "layer" else None
-            score, logits, t_eff = forward(walker, x, t, spec, channels_first)
+            score, logits, t_eff = forward(walker, x, t, spec, channels_first, data)
             return score, {"logits": logits, "targets": t_eff, "act": walker.captured}
 
         pure, values = _stateless(model, scored)
         wrt = 1 if spec.grad == "input" else 3  # x or delta, after the variable values
         compiled = jax.jit(jax.grad(pure, argnums=wrt, has_aux=True))
 
-        def run(x: Any, t: Any) -> dict[str, Any]:
+        def run(x: Any, t: Any, *data: Any) -> dict[str, Any]:
             delta = np.zeros((len(x), *spec.act_shape), np.float32)
-            grad, aux = compiled(values(), x, t, delta)
+            grad, aux = compiled(values(), x, t, delta, *data)
             return {**aux, "grad": grad}
 
         return run

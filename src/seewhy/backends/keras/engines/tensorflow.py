@@ -26,7 +26,7 @@ class TensorFlowEngine(WalkEngine):
         return lambda *arrays: compiled(*(tf.constant(a) for a in arrays))
 
     def gradient_step(self, model: Any, walker: Walker, spec: Pass, channels_first: bool) -> Step:
-        def watched(x: Any, t: Any) -> dict[str, Any]:
+        def watched(x: Any, t: Any, *data: Any) -> dict[str, Any]:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 if spec.grad == "input":
                     tape.watch(x)
@@ -38,7 +38,7 @@ class TensorFlowEngine(WalkEngine):
                         return a
 
                     walker.hook = watch
-                score, logits, t_eff = forward(walker, x, t, spec, channels_first)
+                score, logits, t_eff = forward(walker, x, t, spec, channels_first, data)
             wrt = x if spec.grad == "input" else walker.captured
             if wrt is None:
                 raise not_run(spec.layer)

@@ -41,7 +41,7 @@ class TorchEngine(WalkEngine):
         return run
 
     def gradient_step(self, model: Any, walker: Walker, spec: Pass, channels_first: bool) -> Step:
-        def run(x: Any, t: Any) -> dict[str, Any]:
+        def run(x: Any, t: Any, *data: Any) -> dict[str, Any]:
             grad_mode = torch.is_grad_enabled()
             try:
                 torch.set_grad_enabled(False)
@@ -51,7 +51,8 @@ class TorchEngine(WalkEngine):
                 if spec.grad == "input":
                     xt = xt.detach().requires_grad_(True)
                     torch.set_grad_enabled(True)
-                score, logits, t_eff = forward(walker, xt, tt, spec, channels_first)
+                tensors = tuple(keras.ops.convert_to_tensor(d) for d in data)
+                score, logits, t_eff = forward(walker, xt, tt, spec, channels_first, tensors)
                 wrt = xt if spec.grad == "input" else walker.captured
                 if wrt is None:
                     raise not_run(spec.layer)

@@ -1,0 +1,64 @@
+"""The CLI's text forms of targets (``--target box:...``, ``region:...``, ``output:N``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._target_plan import class_index
+from .errors import InvalidInput
+from .targets import Box, MultiLabel, Output, Region, Target
+
+__all__ = ["parse_text", "read_mask"]
+
+
+def parse_text(text: str, labels: Sequence[str] | None = None) -> Target | str:
+    """:func:`seewhy.targets.parse`, written here to keep that module short."""
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    if not rest or kind not in ("box", "region", "output", "labels"):
+        return text
+
+    def index(name: str) -> int:
+        return class_index(name, labels)
+
+    if kind == "output":
+        return Output(_int_text(rest, "output:N"))
+    if kind == "labels":
+        return MultiLabel([index(part) for part in rest.split(",") if part.strip()])
+    if kind == "box":
+        corners, _, label = rest.partition(":")
+        numbers = [_float_text(v, "box:x0,y0,x1,y1[:label]") for v in corners.split(",")]
+        return Box(numbers, index(label) if label.strip() else None)
+    name, _, path = rest.partition(":")
+    if not name or not path:
+        raise InvalidInput(f"--target: expected region:CLASS:mask.png, got {text!r}")
+    return Region(index(name), read_mask(path))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A boolean mask from an image file: pixels above half the brightest value are True."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            values = np.asarray(image.convert("L"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as error:
+        raise InvalidInput(f"mask: cannot read {str(path)!r} as an image ({error})") from None
+    return values > (values.max() / 2 if values.max() > 0 else 0.5)
+
+
+def _int_text(text: str, form: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidInput(f"--target: expected {form}, got {text!r}") from None
+
+
+def _float_text(text: str, form: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise InvalidInput(f"--target: expected {form}, got {text!r}") from None
