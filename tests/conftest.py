@@ -73,3 +73,26 @@ def numpy_backend() -> Any:
     from numpy_backend import NumpyBackend, closed_form_model
 
     return NumpyBackend(closed_form_model())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keras sub-run items last: the main process waits on them only after its own tests."""
+    from keras_helpers import keras_files_of
+
+    items.sort(key=lambda item: keras_files_of(item) is not None)  # stable: order kept
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the selected Keras sub-runs in the background as soon as the tests are known.
+
+    Each Keras sub-run is a process of its own (keras_helpers); queued now, they
+    run one at a time beside the main process's single-threaded tests instead
+    of after them, and each Keras test item only waits for its own result.
+    """
+    from keras_helpers import keras_files_of, start_on_backend
+
+    for item in session.items:
+        files = keras_files_of(item)
+        callspec = getattr(item, "callspec", None)
+        if files and callspec is not None and callspec.params.get("backend") != "none":
+            start_on_backend(callspec.params["backend"], files)

@@ -13,6 +13,8 @@ To run one file here directly:
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import importlib.util
 import os
 import subprocess
@@ -54,8 +56,7 @@ def installed_backends() -> list[str]:
     return [name for name, module in BACKENDS.items() if importlib.util.find_spec(module)]
 
 
-def run_on_backend(backend: str, files: list[str], timeout: float = 600) -> None:
-    """Run the given test files with ``KERAS_BACKEND=backend``; fail with their output."""
+def _command(backend: str, files: list[str]) -> tuple[list[str], dict[str, str]]:
     env = {
         **os.environ,
         "KERAS_BACKEND": backend,
@@ -65,13 +66,68 @@ def run_on_backend(backend: str, files: list[str], timeout: float = 600) -> None
             p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *files]
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *files], env
+
+
+def _sub_run(backend: str, files: list[str], timeout: float) -> str | None:
+    """One sub-run; None when it passed, else the tail of its output."""
+    cmd, env = _command(backend, files)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    if proc.returncode not in (0, 5):  # 5: nothing collected (all skipped by marks)
-        tail = (proc.stdout + proc.stderr)[-4000:]
-        raise AssertionError(f"KERAS_BACKEND={backend} sub-run failed:\n{tail}")
+    _LIVE.append(proc)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return f"timed out after {timeout:.0f} s:\n{out[-4000:]}"
+    finally:
+        _LIVE.remove(proc)
+    if proc.returncode in (0, 5):  # 5: nothing collected (all skipped by marks)
+        return None
+    return out[-4000:]
+
+
+# Sub-runs started early (see start_on_backend), by (backend, files); one at a time.
+_STARTED: dict[tuple[str, tuple[str, ...]], concurrent.futures.Future[str | None]] = {}
+_QUEUE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="keras-sub")
+_LIVE: list[subprocess.Popen[str]] = []
+
+
+@atexit.register
+def _stop_sub_runs() -> None:
+    """An interrupted session leaves no sub-run behind."""
+    for future in _STARTED.values():
+        future.cancel()
+    for proc in list(_LIVE):
+        proc.kill()
+
+
+def start_on_backend(backend: str, files: list[str], timeout: float = 600) -> None:
+    """Queue the sub-run now, so it runs beside the main process's tests.
+
+    The main process runs single-threaded tests and a sub-run is one more
+    process, so on a small CPU the Keras files then cost little extra wall
+    time; ``conftest.py`` starts the selected ones when collection finishes.
+    """
+    key = (backend, tuple(files))
+    if key not in _STARTED:
+        _STARTED[key] = _QUEUE.submit(_sub_run, backend, files, timeout)
+
+
+def run_on_backend(backend: str, files: list[str], timeout: float = 600) -> None:
+    """Run the given test files with ``KERAS_BACKEND=backend``; fail with their output."""
+    start_on_backend(backend, files, timeout)
+    failed = _STARTED[(backend, tuple(files))].result()
+    if failed is not None:
+        raise AssertionError(f"KERAS_BACKEND={backend} sub-run failed:\n{failed}")
+
+
+def keras_files_of(item: Any) -> list[str] | None:
+    """The files a collected test item runs in a Keras sub-run (``keras_files`` on its function)."""
+    files = getattr(getattr(item, "function", None), "keras_files", None)
+    return list(files) if files else None
 
 
 # -- data and tensors (the Keras test models are in models.py) ---------------------

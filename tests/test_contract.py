@@ -142,3 +142,6 @@ def test_every_setting_is_recorded(method: str, x: np.ndarray) -> None:
 def test_contract_on_keras_backend(backend: str) -> None:
     """contract_keras.py runs every method in one sub-process per Keras backend."""
     run_on_backend(backend, ["tests/contract_keras.py"])
+
+
+test_contract_on_keras_backend.keras_files = ["tests/contract_keras.py"]  # type: ignore[attr-defined]

@@ -32,3 +32,6 @@ KERAS_FILES = [
 )
 def test_keras_suite_on_backend(backend: str) -> None:
     run_on_backend(backend, KERAS_FILES)
+
+
+test_keras_suite_on_backend.keras_files = KERAS_FILES  # type: ignore[attr-defined]
