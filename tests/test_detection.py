@@ -47,9 +47,10 @@ def _snapshot(model: torch.nn.Module) -> list[Any]:
 
 
 def _explain(model: Any, x: np.ndarray, method: str = "gradcam", **kw: Any) -> Any:
+    kw.setdefault("preprocess", PLAIN)  # None: the spec the model itself gives
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return seewhy.explain(model, x, method, preprocess=PLAIN, **kw)
+        return seewhy.explain(model, x, method, **kw)
 
 
 def test_each_detection_is_its_own_row_with_its_box_drawn(x: np.ndarray) -> None:
@@ -147,14 +148,8 @@ def test_a_detector_is_fed_unit_pixels_without_being_told() -> None:
     assert spec.preprocess.scale == pytest.approx(1 / 255)
     assert "normalises inside" in spec.source and spec.guessed == ("size",)
     picture = np.full((48, 40, 3), 255, np.uint8)  # smaller than the guess: kept as it is
-    ex = _explain_unset(model, picture, target=Box((0, 0, 20, 20), 1))
+    ex = _explain(model, picture, target=Box((0, 0, 20, 20), 1), preprocess=None)
     assert ex.input_spec["size"] == [48, 40]
-
-
-def _explain_unset(model: Any, x: Any, **kw: Any) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return seewhy.explain(model, x, "gradcam", **kw)
 
 
 def test_layers_marks_as_default_the_layer_explain_uses(x: np.ndarray) -> None:

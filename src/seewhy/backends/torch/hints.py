@@ -66,9 +66,9 @@ def _size_by_trying(
     model: nn.Module, channels: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[int, int] | None:
     """The first size the model takes; None when that is the default 224 px, or none works."""
-    from .structure import call_model, eval_mode  # structure calls input_mismatch below
+    from .structure import call_model, eval_mode, is_scripted  # structure calls input_mismatch
 
-    if isinstance(model, torch.jit.ScriptModule):
+    if is_scripted(model):
         return None  # its code may do anything; its errors are its own
     for side in (IMAGENET.size[0], *TRIED_SIZES):
         probe = torch.zeros((1, channels, side, side), device=device, dtype=dtype)

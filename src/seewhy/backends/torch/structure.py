@@ -239,12 +239,17 @@ def call_of(layer: str, infos: list[LayerInfo]) -> int:
     return 0
 
 
+def is_scripted(model: nn.Module) -> bool:
+    """A TorchScript module: it takes no Python hooks, and its code may do anything."""
+    return isinstance(model, torch.jit.ScriptModule)
+
+
 def opaque_error(model: nn.Module) -> UnsupportedModel | None:
     """Why layer methods cannot run on ``model``, when hooks never see its layers.
 
     TorchScript and torch.export modules run their layers outside Python.
     """
-    if not isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+    if not (is_scripted(model) or isinstance(model, torch.fx.GraphModule)):
         return None
     return UnsupportedModel(
         f"layer: {type(model).__name__} (TorchScript / torch.export) cannot be "

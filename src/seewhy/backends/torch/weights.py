@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...errors import LayerNotFound
-from .structure import eval_mode, this_thread_only
+from .structure import eval_mode, is_scripted, this_thread_only
 
 __all__ = ["copy_model", "parameter_layers", "randomize_layers"]
 
@@ -35,7 +35,7 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
         if name and any(True for _ in m.parameters(recurse=False))
     ]
     order: dict[str, int] = {}
-    if x is not None and owners and not isinstance(model, torch.jit.ScriptModule):
+    if x is not None and owners and not is_scripted(model):
         handles = []
 
         def make_hook(name: str) -> Callable[..., None]:
