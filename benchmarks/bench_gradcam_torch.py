@@ -17,16 +17,15 @@ growth of the resident set during one call: Grad-CAM against an inference forwar
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _timing import medians
 
 
 def build(name: str) -> tuple[torch.nn.Module, torch.nn.Module, str]:
@@ -59,22 +58,6 @@ def floor_gradcam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tenso
         lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
         cam = ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(cam)
     return cam.numpy()
-
-
-def timed_all(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds per call, timing the candidates in turn each round.
-
-    Interleaving spreads the machine's load swings over all candidates alike.
-    """
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {label: [] for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def competitors(
@@ -138,7 +121,7 @@ def speed(name: str, batch: int, repeats: int) -> None:
         "seewhy gradcam": lambda: explainer.explain(x_np),
         **competitors(model, layer, x),
     }
-    rows = timed_all(candidates, repeats)
+    rows = medians(candidates, repeats)
     print(
         f"\n{name}, batch {batch}, {torch.get_num_threads()} threads "
         f"(seewhy vs floor map correlation {agree:.6f}; "

@@ -15,32 +15,17 @@ Numbers move with the machine's load; run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _timing import medians
 
 import seewhy
 from seewhy.backends import backend_for
-
-
-def timed_all(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds per call, timing the candidates in turn each round."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {label: [] for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def export(model: torch.nn.Module, folder: Path) -> Path:
@@ -69,7 +54,7 @@ def methods(model: Any, session: Any, images: list[np.ndarray], args: argparse.N
     print(f"{len(images)} image(s) 224 px, torch threads {torch.get_num_threads()}")
     print(f"{'method':<11}{'pytorch s':>11}{'onnx s':>9}{'onnx/pytorch':>14}  target <= 1.10")
     for method, params in settings.items():
-        got = timed_all(
+        got = medians(
             {
                 "pytorch": lambda m=method, p=params: seewhy.explain(
                     model, images, m, preprocess=pre, **p
@@ -96,7 +81,7 @@ def blackbox_overhead(session: Any, args: argparse.Namespace) -> None:
     x = rng.normal(size=(args.inputs, 224, 224, 3)).astype(np.float32)
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     chunks = [nchw[i : i + args.batch] for i in range(0, len(x), args.batch)]
-    got = timed_all(
+    got = medians(
         {
             "own calls": lambda: [scores(c) for c in chunks],
             "black box": lambda: backend.predict(x),

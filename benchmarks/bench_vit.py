@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,24 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def timed_all(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds per call over interleaved rounds; each timed call right after an
-    untimed one of the same candidate.
-
-    Interleaving spreads the machine's load swings over all candidates alike; the untimed
-    call first keeps one candidate's freed memory (a full backward frees hundreds of MB)
-    from making the next one page-fault fresh memory in its timed call.
-    """
-    times: dict[str, list[float]] = {label: [] for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            fn()
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
+from _timing import timed_all
 
 
 def gradcam_floor(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -178,18 +160,19 @@ def speed(batch: int, repeats: int) -> None:
     pgc = pytorch_grad_cam(model, layer, x)
     if pgc is not None:
         candidates["pytorch-grad-cam"] = pgc
-    rows = timed_all(candidates, repeats)
+    timing = timed_all(candidates, repeats, settle=True)
+    rows = {label: t.seconds for label, t in timing.items()}
     fused = [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")]
     print(
         f"\nViT-S/16 (timm, random weights), batch {batch}, {torch.get_num_threads()} threads, "
         f"default layer {ours.layer}, fused_attn {set(fused)} (untouched); "
         f"seewhy vs floor map correlation {agree:.6f}"
     )
-    print(f"  {'':20} {'s/batch':>9} {'x forward':>10} {'x floor':>8}")
+    print(f"  {'':20} {'s/batch':>9} {'x forward':>10} {'x floor':>8} {'page faults':>12}")
     for label, t in rows.items():
         print(
             f"  {label:20} {t:9.3f} {t / rows['forward (no_grad)']:10.2f} "
-            f"{t / rows['gradcam floor']:8.2f}"
+            f"{t / rows['gradcam floor']:8.2f} {timing[label].faults:12,}"
         )
 
     def ratio(a: str, b: str) -> str:

@@ -209,3 +209,20 @@ def test_a_region_mask_at_another_size_is_resized_inside_the_pass(x: np.ndarray)
     np.testing.assert_allclose(
         ex.extras["target_score"], out[..., 2][:, full].sum(axis=1), rtol=1e-4
     )
+
+
+def test_a_region_class_past_the_outputs_is_refused_also_when_its_pass_is_compiled(
+    x: np.ndarray,
+) -> None:
+    """The class is an input of the pass every mask of one shape shares: checked on the host."""
+    from seewhy.targets import Region
+
+    model = _segmenter()
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[2:7, 3:9] = True
+    seewhy.explain(model, x, "gradcam", layer="conv", target=Region(1, mask), preprocess=PLAIN)
+    for bad in (3, 7):  # the same pass, compiled already
+        with pytest.raises(InvalidInput, match=f"Region: class {bad} is outside the model's 0..2"):
+            seewhy.explain(
+                model, x, "gradcam", layer="conv", target=Region(bad, mask), preprocess=PLAIN
+            )

@@ -70,11 +70,14 @@ def _logits_only(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _reshape(layout: Layout | None):  # type: ignore[no-untyped-def]
-    """The reshape_transform a pytorch-grad-cam user writes for this layout."""
+    """The reshape_transform a pytorch-grad-cam user writes for this layout (a callable
+    layout is its own)."""
 
     def reshape(t: torch.Tensor) -> torch.Tensor:
         if layout is None:
             return t
+        if callable(layout):
+            return layout(t)
         if layout.kind == "nhwc":
             return t.permute(0, 3, 1, 2)
         h, w = layout.grid  # type: ignore[misc]
@@ -83,14 +86,15 @@ def _reshape(layout: Layout | None):  # type: ignore[no-untyped-def]
     return reshape
 
 
-def _reference_gradcam(model, layer, layout, x, targets):  # type: ignore[no-untyped-def]
-    """pytorch-grad-cam's Grad-CAM map at the layer's resolution, before its ReLU."""
-    from pytorch_grad_cam import GradCAM
+def _reference_gradcam(model, layer, layout, x, targets, method="GradCAM"):  # type: ignore[no-untyped-def]
+    """pytorch-grad-cam's map (``method``: its class name) at the layer's resolution,
+    before its ReLU; test_maxvit.py shares it."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     wrapped = _logits_only(model)
     module = dict(model.named_modules())[layer]
-    cam = GradCAM(wrapped, target_layers=[module], reshape_transform=_reshape(layout))
+    reference = getattr(grad_cam, method)
+    cam = reference(wrapped, target_layers=[module], reshape_transform=_reshape(layout))
     tensor = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
     chosen = [ClassifierOutputTarget(int(t)) for t in targets]
     try:

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _target_plan, registry
 from . import targets as targets_module
+from ._kit.blas import with_one_blas_thread
 from ._kit.checks import bad_argument, flag, positive_int
 from ._kit.scores import check_score, probabilities
 from .backends import Backend, LayerInfo, backend_for
@@ -145,6 +146,7 @@ class Explainer:
         self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
         self.photos = flag(photos, "photos")  # keep each raw photo (<= 2048 px) for pictures
 
+    @with_one_blas_thread
     def explain(
         self,
         images: Any,

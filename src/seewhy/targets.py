@@ -288,10 +288,7 @@ class Region(Target):
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         _check_rank(output, 4, "per-pixel class scores (N, classes, h, w)")
-        if self.index >= int(output.shape[1]):  # checked when the pass is traced
-            raise InvalidInput(
-                f"Region: class {self.index} is outside the model's 0..{int(output.shape[1]) - 1}"
-            )
+        self.check_classes(int(output.shape[1]))  # when the pass is traced
         values = ops.softmax(output, axis=1) if probability else output
         plane = ops.take(values, self._data(ops, 1), axis=1)  # (N, 1, h, w)
         size = (int(output.shape[2]), int(output.shape[3]))
@@ -304,6 +301,13 @@ class Region(Target):
                 axis=1,
             )
         return ops.sum(plane * mask[None, None], axis=(1, 2, 3))
+
+    def check_classes(self, classes: int) -> None:
+        """Refuse a class past the output's ``classes`` (per-pixel channels), in one line."""
+        if self.index >= classes:
+            raise InvalidInput(
+                f"Region: class {self.index} is outside the model's 0..{classes - 1}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         rows, cols = np.nonzero(self.mask)

@@ -23,11 +23,12 @@ def layers_command(args: argparse.Namespace) -> int:
 
     infos, default = seewhy.layers(load_model(args))
     width = max((len(i.name) for i in infos), default=4)
-    print(f"  {'layer':<{width}}  {'type':<20} {'layout':<16} maps (C, h, w)")
+    kinds = max((len(i.kind) for i in infos), default=4)  # MaxViT's PartitionAttentionLayer
+    print(f"  {'layer':<{width}}  {'type':<{kinds}} {'layout':<16} maps (C, h, w)")
     for info in infos:
         mark = "*" if info.name == default else " "
         calls = f"  (runs {info.calls}x, last call used)" if info.calls > 1 else ""
         layout = info.layout.describe() if info.layout is not None else "NCHW"
-        print(f"{mark} {info.name:<{width}}  {info.kind:<20} {layout:<16} {info.shape}{calls}")
+        print(f"{mark} {info.name:<{width}}  {info.kind:<{kinds}} {layout:<16} {info.shape}{calls}")
     print(f"* default layer: {default}" if default else "no layer with a spatial map")
     return EXIT_OK

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .._kit.blas import with_one_blas_thread
 from ..errors import InvalidInput
 from ..explanation import Explanation
 from .faithfulness import (
@@ -96,6 +97,7 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
+@with_one_blas_thread
 def evaluate(
     model: Any,
     explanation: Explanation,

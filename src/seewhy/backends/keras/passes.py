@@ -33,7 +33,7 @@ from .engines import Engine
 from .engines.base import EditRun, Pass, PassRun, Result, logits_of, not_run
 from .guided import guided_relu
 from .structure import LayerNotes, all_layers, resolve_path
-from .targets import traced_classes
+from .targets import check_region_classes, traced_classes
 from .walker import Walker
 
 __all__ = ["KerasPasses", "ModelCache", "Trace"]
@@ -125,6 +125,7 @@ class KerasPasses:
         spec = replace(spec, head=self._head)
         key = (spec, self._size())
         passes = self._cache().passes
+        check_region_classes(self.model, self._head, self.channels_first)
         if key not in passes:
             passes[key] = self.engine.compile(self.model, spec, self.channels_first)
         return _with_data(passes[key], self._head.arrays())  # one pass for every such head

@@ -13,9 +13,11 @@ import keras
 
 from ..._target_plan import Head
 from ...errors import BackendError, InvalidInput
+from ...targets import Region
 
 __all__ = [
     "check_choice",
+    "check_region_classes",
     "head_output",
     "head_scores",
     "output_index",
@@ -157,3 +159,23 @@ def check_choice(model: Any, choice: int | str | None) -> None:
         return
     if choice is not None or len(outputs) > 1:
         output_index(model, choice)
+
+
+def check_region_classes(model: Any, head: Head, channels_first: bool) -> None:
+    """Refuse, on the host, a Region class past the per-pixel output's classes.
+
+    Every Region of one mask shape shares one compiled pass with its class as
+    an input, so the check inside the pass runs only when it is first traced;
+    a later class out of range would get the framework's own index error
+    (TensorFlow) or NaN scores (JAX). A functional model's output shape says
+    how many classes there are; a subclassed model keeps the traced check.
+    """
+    regions = [t for t in head.columns or () if isinstance(t, Region)]
+    outputs = getattr(model, "outputs", None) or []
+    if not regions or not outputs:
+        return
+    shape = tuple(outputs[head_output(model, head.output)].shape)
+    classes = shape[1 if channels_first else -1] if len(shape) == 4 else None
+    if classes is not None:
+        for region in regions:
+            region.check_classes(int(classes))

@@ -125,6 +125,13 @@ def is_attention(module: nn.Module) -> bool:
     return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
 
 
+def _is_windowed(module: nn.Module) -> bool:
+    """A layer that cuts its map into attention windows and stitches it back (torchvision
+    MaxViT's window and grid attention): inside it, outputs are (N, windows, window
+    tokens, C), which no layout reads as a map; its own output is the map again."""
+    return any(type(child).__name__.endswith("Partition") for child in module.children())
+
+
 def _hint(module: nn.Module, shape: tuple[int, ...]) -> LayoutKind | None:
     """What the module itself says of a 4-D output's layout, where it says anything."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d)):
@@ -149,9 +156,10 @@ def _trace(
 ) -> list[LayerInfo]:
     """One forward of one image, noting each map or token output in the order it finishes.
 
-    4-D outputs inside an attention layer (heads x tokens x head size) are
-    not maps and are left out; a layer whose output is an attention layer's
-    input is marked (``feeds_attention``: the transformer default).
+    4-D outputs inside an attention layer (heads x tokens x head size) or
+    inside a windowed layer (:func:`_is_windowed`) are not maps and are left
+    out; a layer whose output is an attention layer's input is marked
+    (``feeds_attention``: the transformer default).
     """
     seen: dict[str, tuple[tuple[int, ...], str, int, LayoutKind | None]] = {}
     order: list[str] = []
@@ -161,7 +169,7 @@ def _trace(
     inside = {
         name
         for outer, module in modules.items()
-        if is_attention(module)
+        if is_attention(module) or _is_windowed(module)
         for name in modules
         if name.startswith(outer + ".")
     }

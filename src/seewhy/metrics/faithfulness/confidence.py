@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._kit.blas import with_one_blas_thread
 from ...explanation import Explanation
 from ...preprocess import Preprocess
 from .cases import Baseline, baseline_label, resolve_case
@@ -62,6 +63,7 @@ class ConfidenceChange:
         }
 
 
+@with_one_blas_thread
 def average_drop(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -98,6 +100,7 @@ def average_drop(
     return ConfidenceChange(original, shown, case.reported(targets_), params)
 
 
+@with_one_blas_thread
 def increase_in_confidence(
     model: Any, explanation: Explanation | np.ndarray, **kwargs: Any
 ) -> ConfidenceChange:

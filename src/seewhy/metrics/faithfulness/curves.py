@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..._kit.blas import with_one_blas_thread
 from ..._kit.checks import positive_int
 from ..._kit.fills import default_blur_sigma
 from ..._kit.scores import check_score
@@ -184,6 +185,7 @@ def _curve(
     return Curve(kind, counts / float(h * w), scores, case.reported(targets), params)
 
 
+@with_one_blas_thread
 def deletion(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -219,6 +221,7 @@ def deletion(
     return _curve("deletion", case, steps, baseline, blur_sigma, score)
 
 
+@with_one_blas_thread
 def insertion(
     model: Any,
     explanation: Explanation | np.ndarray,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._kit.blas import with_one_blas_thread
 from ..._kit.checks import finite_float
 from ..._kit.prefetch import Ahead
 from ...errors import InvalidInput
@@ -205,6 +206,7 @@ class RoadResult:
         }
 
 
+@with_one_blas_thread
 def road(
     model: Any,
     explanation: Explanation | np.ndarray,

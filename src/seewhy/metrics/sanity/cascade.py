@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..._kit.blas import with_one_blas_thread
 from ..._kit.checks import bad_argument, positive_int
 from ...backends import Backend, backend_for
 from ...errors import BackendError, InvalidInput
@@ -209,6 +210,7 @@ def _chosen(base: Explanation) -> dict[str, Any]:
     return {k: base.params[k] for k in ("target", "output", "head") if k in base.params}
 
 
+@with_one_blas_thread
 def sanity_check(
     model: Any,
     images: Any,
@@ -286,6 +288,7 @@ def sanity_check(
     return _result(ref, mode, labels, rows, maps, recorded)
 
 
+@with_one_blas_thread
 def data_randomization_check(
     model: Any,
     images: Any,
