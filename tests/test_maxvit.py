@@ -223,3 +223,14 @@ def test_cli_layers_marks_the_last_stage_and_keeps_its_columns(
     column = lines[0].index("layout")  # the longest type (PartitionAttentionLayer) fits its column
     rows = [line for line in lines[1:-1] if "PartitionAttentionLayer" in line]
     assert rows and all(row[column:].startswith("NCHW") for row in rows)
+
+
+def test_a_maxvit_built_for_32_px_is_fed_32_px_without_being_told(small: Any) -> None:
+    """Its size is fixed when it is built (the attention grids): read from the first grid."""
+    from seewhy.backends import backend_for
+
+    hints = backend_for(small).hints()
+    assert hints is not None and hints.size == (32, 32)
+    photo = np.random.default_rng(4).random((48, 40, 3), dtype=np.float32)  # resized and cropped
+    e = seewhy.explain(small, photo, "gradcam")
+    assert e.maps.shape == (1, 32, 32) and e.input_spec["size"] == [32, 32]

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..._kit.lru import LRU
 from ..._kit.scores import Score, check_score, check_targets
 from ..._target_plan import DEFAULT_HEAD, Head
 from ...errors import InvalidInput
@@ -55,9 +56,10 @@ class Trace:
 class ModelCache:
     """Everything compiled or learnt about one model, kept as long as the model lives."""
 
-    traces: dict[tuple[Any, ...], Trace] = field(default_factory=dict)
-    passes: dict[tuple[Any, ...], PassRun] = field(default_factory=dict)
-    edits: dict[tuple[Any, ...], EditRun] = field(default_factory=dict)
+    # bounded: a new Region mask shape or input size compiles a pass of its own
+    traces: LRU[tuple[Any, ...], Trace] = field(default_factory=LRU)
+    passes: LRU[tuple[Any, ...], PassRun] = field(default_factory=LRU)
+    edits: LRU[tuple[Any, ...], EditRun] = field(default_factory=LRU)
     shared_prefix: dict[str, bool] = field(default_factory=dict)  # layer -> it works
     guided_relus: dict[tuple[Any, ...], int] = field(default_factory=dict)  # pass -> ReLUs seen
 

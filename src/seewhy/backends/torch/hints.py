@@ -210,12 +210,26 @@ def _torchvision(model: nn.Module) -> ModelHints | None:
     name = type(model).__name__
     if type(model).__module__.startswith("torchvision.models.detection"):
         return _torchvision_detector(model, name)
-    side = int(getattr(model, "image_size", 0) or (299 if name == "Inception3" else 224))
+    side = int(
+        getattr(model, "image_size", 0)
+        or _maxvit_side(model)
+        or (299 if name == "Inception3" else 224)
+    )
     resize = 342 if side == 299 else round(side / 0.875)
     pre = Preprocess(size=(side, side), resize=resize)
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     labels = _imagenet_labels() if last and last[-1].out_features == 1000 else None
     return ModelHints((side, side), 3, pre, labels, f"torchvision {name}")
+
+
+def _maxvit_side(model: nn.Module) -> int:
+    """A torchvision MaxViT's input side, fixed when it was built: its first attention
+    grid is the input / 4 (stem and first block each halve it); 0 for other models."""
+    for module in model.modules():
+        grid = getattr(module, "grid_size", None)
+        if hasattr(module, "partition_type") and isinstance(grid, tuple):
+            return 4 * int(grid[0])
+    return 0
 
 
 def _torchvision_detector(model: nn.Module, name: str) -> ModelHints:
