@@ -10,6 +10,9 @@ PIP=".venv/bin/pip"
 # multi-GB download)
 "$PIP" install -q torch==2.14.1 torchvision==0.29.1
 "$PIP" install -q -e ".[all,dev,test]"
+# keras-hub (tests/test_keras_hub.py) without its dependencies: they would pull tensorflow-text
+# and the full tensorflow beside tensorflow_cpu; its vision models need none of them
+"$PIP" install -q --no-deps keras-hub==0.32.0
 if [ -x scripts/install-system-deps.sh ]; then scripts/install-system-deps.sh; fi
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy

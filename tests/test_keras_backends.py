@@ -22,6 +22,7 @@ KERAS_FILES = [
     "tests/test_keras_spec.py",
     "tests/test_keras_targets.py",
     "tests/test_keras_transformers.py",
+    "tests/test_keras_hub.py",
 ]
 
 

@@ -26,7 +26,7 @@ from ..base import AttentionCapture, BlockFusion, Score
 from ..layouts import Layout, token_grid
 from ..model_lock import one_pass_at_a_time
 from .engines.base import Pass, logits_of, not_run
-from .structure import all_layers
+from .structure import children, sublayers
 from .walker import Walker, shadow_guard
 
 __all__ = ["KerasAttention", "attention_from_weights"]
@@ -142,11 +142,12 @@ class KerasAttention:
 
 
 def _layers_by_path(model: Any, prefix: str = "") -> dict[str, Any]:
-    """Every layer by the walker's path (``outer/inner``)."""
+    """Every layer by the walker's path (``outer/inner``): nested models and composite layers."""
     found: dict[str, Any] = {}
-    for layer in all_layers(model):
+    for layer in children(model) or sublayers(model):
         found.setdefault(prefix + layer.name, layer)
-        found.setdefault(layer.name, layer)
+        for path, inner in _layers_by_path(layer, f"{prefix}{layer.name}/").items():
+            found.setdefault(path, inner)
     return found
 
 

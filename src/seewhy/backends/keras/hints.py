@@ -7,7 +7,10 @@ models, and keras.applications MobileNetV3, EfficientNet(V2)) or a
 model takes [0, 255] pixels and normalises them itself; a ``Normalization``
 with means in [0, 1] means [0, 1] pixels. A keras.applications model without
 such layers, known by the name Keras gives it (``xception``,
-``mobilenetv2_1.00_224``, ...), gets its family's ``preprocess_input``.
+``mobilenetv2_1.00_224``, ...), gets its family's ``preprocess_input``. A
+keras-hub task (``ViTImageClassifier``, ...) carries its own image converter,
+which keras-hub applies outside the model's call: its size, scale and offset
+are read as the whole preprocessing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import keras
 import numpy as np
 
 from ...errors import BackendError
-from ...preprocess import Preprocess
+from ...preprocess import INTERPOLATIONS, Preprocess
 from ...spec import ModelHints, input_rejected
 from .structure import children, is_model, layout
 from .tensors import as_float32, variable_value
@@ -57,9 +60,13 @@ def model_hints(model: Any) -> ModelHints:
     value_range, layer = _value_range(model)
     if layer:
         source.append(f"its {layer} layer")
-    preprocess = None if layer else _application_preprocess(model, size)
+    preprocess, converter = _converter_preprocess(model, size, channels or 3)
     if preprocess is not None:
-        source.append(f"keras.applications {model.name}")
+        source.append(f"its keras-hub {converter}")
+    elif not layer:
+        preprocess = _application_preprocess(model, size)
+        if preprocess is not None:
+            source.append(f"keras.applications {model.name}")
     return ModelHints(
         size=size,
         channels=channels,
@@ -67,6 +74,61 @@ def model_hints(model: Any) -> ModelHints:
         source=", ".join(source),
         value_range=value_range,
     )
+
+
+#: keras.layers.Resizing's interpolations -> the nearest Pillow filter seewhy resamples with.
+_FILTERS = {"lanczos3": "lanczos", "lanczos5": "lanczos", "area": "box"}
+
+
+def _converter_preprocess(
+    model: Any, size: tuple[int, int] | None, channels: int
+) -> tuple[Preprocess | None, str]:
+    """A keras-hub task's own image converter (``model.preprocessor.image_converter``).
+
+    keras-hub runs it in ``predict``/``fit`` only, never inside the model's
+    call, so seewhy applies it: ``x * scale + offset`` on [0, 255] pixels
+    (global or per channel) becomes ``Preprocess(scale=1, mean=-offset/scale,
+    std=1/scale)``; its ``image_size`` is the size; a square size with
+    ``crop_to_aspect_ratio`` (keras-hub's default) is a shorter-side resize
+    and centre crop, any other a plain resize (said in the source, as a
+    stretch, a crop or a pad seewhy does not reproduce exactly).
+    """
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    if converter is None or not hasattr(converter, "scale") or not hasattr(converter, "offset"):
+        return None, ""
+    own = getattr(converter, "image_size", None)
+    size = (int(own[0]), int(own[1])) if own is not None and None not in own else size
+    scale = _per_channel(converter.scale, 1.0, channels)
+    offset = _per_channel(converter.offset, 0.0, channels)
+    if size is None or scale is None or offset is None or not all(scale):
+        return None, ""
+    crop = bool(getattr(converter, "crop_to_aspect_ratio", False))
+    pad = bool(getattr(converter, "pad_to_aspect_ratio", False))
+    square = size[0] == size[1] and crop
+    interpolation = str(getattr(converter, "interpolation", "bilinear"))
+    interpolation = _FILTERS.get(interpolation, interpolation)
+    preprocess = Preprocess(
+        size=size,
+        resize=size[0] if square else None,
+        mean=tuple(-o / s for o, s in zip(offset, scale, strict=True)),
+        std=tuple(1.0 / s for s in scale),
+        scale=1.0,
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bilinear",
+    )
+    name = type(converter).__name__
+    if (crop or pad) and not square:
+        name += f" ({'padding' if pad else 'cropping'} to its aspect ratio done as a plain resize)"
+    return preprocess, name
+
+
+def _per_channel(value: Any, unset: float, channels: int) -> tuple[float, ...] | None:
+    """A converter's scale or offset (None, a number or one per channel) as one per channel."""
+    if value is None:
+        return (unset,) * channels
+    values = np.asarray(value, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        return (float(values[0]),) * channels
+    return tuple(float(v) for v in values) if values.size == channels else None
 
 
 def _application_preprocess(model: Any, size: tuple[int, int] | None) -> Preprocess | None:

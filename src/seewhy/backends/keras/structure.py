@@ -38,6 +38,7 @@ __all__ = [
     "layout",
     "pre_softmax",
     "resolve_path",
+    "sublayers",
     "unpack_single",
 ]
 
@@ -115,6 +116,23 @@ def _functional_call(op: Any) -> Any:
 def children(model: Any) -> list[Any]:
     """Direct sub-layers, in the order Keras lists them."""
     return list(model.layers) if is_model(model) else []
+
+
+def sublayers(op: Any) -> list[Any]:
+    """The parts of a composite layer whose ``call`` is not Keras's own (keras-hub blocks).
+
+    A keras-hub ``ViTEncoder`` is a plain ``Layer`` holding its blocks, each
+    holding its norms and attention; the walker steps into such layers as into
+    a subclassed model. Keras's own layers (``MultiHeadAttention`` and its
+    projections, ``Bidirectional``, ...) stay whole, also when a user's subclass
+    keeps their ``call``.
+    """
+    if is_model(op) or is_tf_keras(op):
+        return []
+    owner = next((cls for cls in type(op).__mro__ if "call" in vars(cls)), None)
+    if owner is None or owner.__module__.startswith("keras."):
+        return []
+    return [layer for layer in getattr(op, "_layers", ()) if isinstance(layer, keras.Layer)]
 
 
 def all_layers(model: Any) -> Iterator[Any]:
@@ -257,6 +275,8 @@ class LayerNotes:
         shape = getattr(out, "shape", None)
         if shape is None or len(shape) not in (3, 4) or any(d is None for d in shape[1:]):
             return None
+        if isinstance(op, keras.layers.Embedding):
+            return None  # fixed ids (keras-hub's position embedding): no image in it
         self.produced[id(out)] = (name, out)
         per = tuple(int(d) for d in shape[1:])
         kind = type(op).__name__

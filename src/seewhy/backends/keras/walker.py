@@ -10,11 +10,13 @@ changed activation. Layers are named by their path,
 the path is unambiguous). Keras 2 models from ``tf_keras`` are walked the same
 way (best effort; they need Keras 3 on TensorFlow).
 
-Subclassed models have no graph to walk. For them (best effort) the direct
-children's ``call`` is shadowed by an instance attribute for the duration of
-one call and removed in ``finally``; that is the only place where anything is
-set on a user's object, and nothing of it outlives the call (another thread
-calling the same model during that call would see it).
+Subclassed models, and composite layers whose ``call`` is not Keras's own
+(keras-hub's encoder blocks, see ``structure.sublayers``), have no graph to
+walk. For them (best effort) the direct children's ``call`` is shadowed by an
+instance attribute for the duration of one call and removed in ``finally``;
+that is the only place where anything is set on a user's object, and nothing
+of it outlives the call (another thread calling the same model during that
+call would see it).
 
 Scores are pre-softmax logits: when the model's output comes from a Dense
 layer with a softmax activation, the walker computes ``x @ kernel + bias``
@@ -42,6 +44,7 @@ from .structure import (
     is_tf_keras_functional,
     is_tf_keras_sequential,
     pre_softmax,
+    sublayers,
     unpack_single,
 )
 from .targets import head_output, output_names, select_output
@@ -162,7 +165,9 @@ class Walker:
             kwargs = {**kwargs, "training": False}
         if self.record_call is not None:
             self.record_call(name, op, args)
-        return self._seen(name, op, op(*args, **kwargs))
+        with self._shadowchildren(op, name + "/", {}, False):  # a composite layer's parts
+            out = op(*args, **kwargs)
+        return self._seen(name, op, out)
 
     def _seen(self, name: str, op: Any, out: Any) -> Any:
         n = self._counts.get(name, 0)
@@ -196,7 +201,7 @@ class Walker:
     ) -> Iterator[None]:
         shadowed: list[Any] = []
         try:
-            for child in children(model):
+            for child in children(model) or sublayers(model):
                 if "call" in vars(child) or any(child is s for s in shadowed):
                     continue  # already shadowed (a shared child) or an instance-level call
                 original = child.call
@@ -219,7 +224,10 @@ class Walker:
                 return self._container(child, name + "/", args, kwargs, False)
             if is_model(child):
                 return self._opaque(child, name + "/", args, kwargs, False)
-            out = original(*args, **kwargs)
+            if self.record_call is not None:
+                self.record_call(name, child, args)
+            with self._shadowchildren(child, name + "/", {}, False):
+                out = original(*args, **kwargs)
             if want_logits:
                 pre = pre_softmax(child, args)
                 if pre is not None:
