@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._kit.checks import bad_argument, one_of
+from ._kit.warn import warn_user
 from .errors import InvalidInput, UnsupportedModel
 from .targets import Class, Custom, Target, from_json
 
@@ -322,7 +323,6 @@ def detection_rows(
     found = detect(batch.inputs)
     if found is None:
         return None
-    import warnings
 
     from .inputs import Batch
     from .targets import Box
@@ -342,10 +342,9 @@ def detection_rows(
             "box:x0,y0,x1,y1[:label]) to explain a region"
         )
     if empty:
-        warnings.warn(
+        warn_user(
             f"no detection scoring >= {DETECTION_THRESHOLD} in {', '.join(empty[:10])}; "
-            "those images are not explained",
-            stacklevel=4,
+            "those images are not explained"
         )
     picks = np.asarray(rows)
     expanded = Batch(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +10,10 @@ import numpy as np
 
 from . import _target_plan, registry
 from . import targets as targets_module
-from ._kit.blas import with_one_blas_thread
+from ._kit.blas import one_blas_thread
 from ._kit.checks import bad_argument, flag, positive_int
 from ._kit.scores import check_score, probabilities
+from ._kit.warn import warn_user
 from .backends import Backend, LayerInfo, backend_for
 from .backends.base import Score, check_precision
 from .backends.layouts import use_layout
@@ -77,11 +77,10 @@ def warn_not_finite(logits: np.ndarray, sources: Sequence[str]) -> None:
     bad = [sources[int(i)] for i in np.flatnonzero(~np.isfinite(logits).all(axis=1))]
     if bad:
         shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        warnings.warn(
+        warn_user(
             f"the model gave NaN or infinite scores for {len(bad)} image(s): {shown}; their "
             "predictions are marked not finite",
             NonFiniteScoresWarning,
-            stacklevel=3,
         )
 
 
@@ -146,7 +145,6 @@ class Explainer:
         self.forward_batch = batch_size  # perturbed copies per pass; None: the backend's
         self.photos = flag(photos, "photos")  # keep each raw photo (<= 2048 px) for pictures
 
-    @with_one_blas_thread
     def explain(
         self,
         images: Any,
@@ -164,90 +162,91 @@ class Explainer:
         rebuilding the pictures. Images the model scores NaN or infinite are
         named in one :class:`~seewhy.NonFiniteScoresWarning`.
         """
-        from .inputs import Batch, BatchStream, Failure
-        from .inputs.batches import no_usable_image
+        with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+            from .inputs import Batch, BatchStream, Failure
+            from .inputs.batches import no_usable_image
 
-        given = isinstance(images, Batch)
-        groups: Iterable[tuple[Batch | None, list[Failure]]]
-        if given:
-            groups, count = [(images, [])], len(images)
-        else:
-            stream = BatchStream(
-                images,
-                self.spec.preprocess,
-                channels_first=self.backend.channels_first,
-                size=self.batch_size,
-                photos=self.photos,
-                own_size="size" in self.spec.guessed,
-            )
-            groups, count = stream, len(stream)
-            warn_guessed(self.spec, stream.pictures)
-        targets = resolve_targets(target, count, self.spec)
-        failures: list[Failure] = []
-        results: list[RawResult] = []
-        pictures: list[np.ndarray] = []
-        photos: list[Photo | None] = []
-        sources: list[str] = []
-        layer: str | None = None
-        size = (0, 0)
-        objects: list[targets_module.Target] = []  # each image's, when not plain classes
-        sigmoid: bool | None = None
-        for batch, failed in groups:  # a batch is prepared, explained, and only results kept
-            failures.extend(failed)
-            if batch is None:
-                continue
-            if self.method.uses_layer and layer is None:
-                layer = self.backend.resolve_layer(self.layer, batch.inputs)
-            if sigmoid is None:
-                sigmoid = self.head == "sigmoid" or _target_plan.sigmoid_output(
-                    self.backend, batch.inputs
+            given = isinstance(images, Batch)
+            groups: Iterable[tuple[Batch | None, list[Failure]]]
+            if given:
+                groups, count = [(images, [])], len(images)
+            else:
+                stream = BatchStream(
+                    images,
+                    self.spec.preprocess,
+                    channels_first=self.backend.channels_first,
+                    size=self.batch_size,
+                    photos=self.photos,
+                    own_size="size" in self.spec.guessed,
                 )
-            positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
-            batch_targets = targets
-            found = _target_plan.detection_rows(self.backend, batch, targets)
-            if found is not None:  # a detector and no target: one row per detection
-                batch, batch_targets = found
-                positions = np.arange(len(batch))
-            for start in range(0, len(batch), self.batch_size):
-                picks = positions[start : start + self.batch_size]
-                picked = _target_plan.pick(batch_targets, picks)
-                objects.extend(picked if isinstance(picked, tuple) else ())
-                results.append(self._run(batch, start, picked, layer, progress, bool(sigmoid)))
-            pictures.append(batch.images)
-            photos.extend(batch.photos or (None,) * len(batch))
-            sources.extend(batch.sources)
-            size = (batch.inputs.shape[1], batch.inputs.shape[2])
-        if not results:
-            raise no_usable_image(failures)
-        for failure in failures:
-            warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
-        raw = _concat(results)
-        warn_not_finite(raw.logits, sources)
-        chosen = raw.targets.astype(np.int64)
-        maps = postprocess(raw.maps, size, rectify=self.method.rectify)
-        warn_constant_maps(maps, sources, self.method.name, raw.maps)
-        return Explanation(
-            maps=maps,
-            layer_maps=raw.maps.astype(np.float32, copy=False),
-            images=pictures[0] if len(pictures) == 1 else np.concatenate(pictures),
-            sources=tuple(sources),
-            targets=chosen,
-            target_labels=_target_plan.captions(chosen, objects, self.spec.label),
-            logits=raw.logits,
-            predictions=top_predictions(raw.logits, self.spec, self.top_k, bool(sigmoid)),
-            method=self.method.name,
-            layer=layer,
-            params={
-                **self._params(raw.settings),
-                **_target_plan.recorded(objects, self.output, self.head, bool(sigmoid)),
-            },
-            framework=self.backend.framework,
-            model_name=self.spec.name,
-            failures=tuple(failures),
-            extras=dict(raw.extras),
-            photos=tuple(photos),
-            input_spec=spec_record(self.spec, size),
-        )
+                groups, count = stream, len(stream)
+                warn_guessed(self.spec, stream.pictures)
+            targets = resolve_targets(target, count, self.spec)
+            failures: list[Failure] = []
+            results: list[RawResult] = []
+            pictures: list[np.ndarray] = []
+            photos: list[Photo | None] = []
+            sources: list[str] = []
+            layer: str | None = None
+            size = (0, 0)
+            objects: list[targets_module.Target] = []  # each image's, when not plain classes
+            sigmoid: bool | None = None
+            for batch, failed in groups:  # a batch is prepared, explained, and only results kept
+                failures.extend(failed)
+                if batch is None:
+                    continue
+                if self.method.uses_layer and layer is None:
+                    layer = self.backend.resolve_layer(self.layer, batch.inputs)
+                if sigmoid is None:
+                    sigmoid = self.head == "sigmoid" or _target_plan.sigmoid_output(
+                        self.backend, batch.inputs
+                    )
+                positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
+                batch_targets = targets
+                found = _target_plan.detection_rows(self.backend, batch, targets)
+                if found is not None:  # a detector and no target: one row per detection
+                    batch, batch_targets = found
+                    positions = np.arange(len(batch))
+                for start in range(0, len(batch), self.batch_size):
+                    picks = positions[start : start + self.batch_size]
+                    picked = _target_plan.pick(batch_targets, picks)
+                    objects.extend(picked if isinstance(picked, tuple) else ())
+                    results.append(self._run(batch, start, picked, layer, progress, bool(sigmoid)))
+                pictures.append(batch.images)
+                photos.extend(batch.photos or (None,) * len(batch))
+                sources.extend(batch.sources)
+                size = (batch.inputs.shape[1], batch.inputs.shape[2])
+            if not results:
+                raise no_usable_image(failures)
+            for failure in failures:
+                warn_user(f"skipped: {failure.reason}", SkippedInputWarning)
+            raw = _concat(results)
+            warn_not_finite(raw.logits, sources)
+            chosen = raw.targets.astype(np.int64)
+            maps = postprocess(raw.maps, size, rectify=self.method.rectify)
+            warn_constant_maps(maps, sources, self.method.name, raw.maps)
+            return Explanation(
+                maps=maps,
+                layer_maps=raw.maps.astype(np.float32, copy=False),
+                images=pictures[0] if len(pictures) == 1 else np.concatenate(pictures),
+                sources=tuple(sources),
+                targets=chosen,
+                target_labels=_target_plan.captions(chosen, objects, self.spec.label),
+                logits=raw.logits,
+                predictions=top_predictions(raw.logits, self.spec, self.top_k, bool(sigmoid)),
+                method=self.method.name,
+                layer=layer,
+                params={
+                    **self._params(raw.settings),
+                    **_target_plan.recorded(objects, self.output, self.head, bool(sigmoid)),
+                },
+                framework=self.backend.framework,
+                model_name=self.spec.name,
+                failures=tuple(failures),
+                extras=dict(raw.extras),
+                photos=tuple(photos),
+                input_spec=spec_record(self.spec, size),
+            )
 
     def _run(
         self,
@@ -476,7 +475,7 @@ def predict(
     if not logits:
         raise no_usable_image(failures)
     for failure in failures:
-        warnings.warn(f"skipped: {failure.reason}", SkippedInputWarning, stacklevel=2)
+        warn_user(f"skipped: {failure.reason}", SkippedInputWarning)
     joined = np.concatenate(logits)
     warn_not_finite(joined, sources)
     return top_predictions(joined, spec, top_k)

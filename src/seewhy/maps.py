@@ -5,12 +5,12 @@ Written in numpy so that every backend's maps go through the very same code.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
+from ._kit.warn import warn_user
 from .errors import ConstantMapWarning
 
 __all__ = ["bilinear_matrix", "normalise", "postprocess", "upsample", "warn_constant_maps"]
@@ -96,22 +96,20 @@ def warn_constant_maps(
         negative = {int(i) for i in blank[varies]}
     flat_ones = [int(i) for i in blank if int(i) not in negative]
     if flat_ones:
-        warnings.warn(
+        warn_user(
             f"{method}: the map of {len(flat_ones)} image(s) is constant, so it shows nothing: "
             f"{_names(flat_ones, sources)}. The target's score does not change with the input "
             "there; likely causes: a zero-initialised or untrained head, a saturated "
             "probability (try score='logit'), or a layer whose output does not reach the score",
             ConstantMapWarning,
-            stacklevel=3,
         )
     if negative:
-        warnings.warn(
+        warn_user(
             f"{method}: the map of {len(negative)} image(s) is negative everywhere, so after "
             f"the ReLU it shows nothing: {_names(sorted(negative), sources)}. Every region "
             "lowers the target's score there (is the target what the model sees?); "
             "ex.layer_maps holds the map before the ReLU",
             ConstantMapWarning,
-            stacklevel=3,
         )
 
 

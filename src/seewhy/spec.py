@@ -11,12 +11,12 @@ as it is. Where a default stands in for something the model did not say,
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ._kit.checks import bad_argument
+from ._kit.warn import warn_user
 from .errors import InputGuessWarning
 from .preprocess import IMAGENET, ModelSpec, Preprocess
 
@@ -110,7 +110,7 @@ def resolve_spec(
     if warn:
         note = guess_note(spec)
         if note is not None:
-            warnings.warn(note, InputGuessWarning, stacklevel=3)
+            warn_user(note, InputGuessWarning)
     return spec
 
 
@@ -166,7 +166,7 @@ def warn_guessed(spec: ModelSpec, pictures: bool) -> None:
     """
     note = guess_note(spec) if pictures else None
     if note is not None:
-        warnings.warn(note, InputGuessWarning, stacklevel=3)
+        warn_user(note, InputGuessWarning)
 
 
 def guess_note(spec: ModelSpec) -> str | None:

@@ -8,8 +8,10 @@ shared its cores with spinning BLAS threads: a ViT-S rollout took 1.26-1.32x a
 forward, 1.14x with numpy's BLAS on one thread; Grad-CAM 1.13x its floor,
 1.04x. seewhy's own arrays are small, so one thread costs it nothing.
 
-:func:`one_blas_thread` wraps the public entry points (``explain``, the
-metrics, the sanity checks); a black box's function runs inside
+:func:`one_blas_thread` is entered by the public entry points (``explain``, the
+metrics, the sanity checks), as a ``with`` in their bodies rather than a
+decorator, so that warnings still point at the caller's line; a black box's
+function runs inside
 :func:`users_blas_threads`, with the count the user had. Counts are
 process-wide, so entries from several threads share one count of how many
 are inside, and the last one out restores what the first one found. Without
@@ -18,16 +20,13 @@ threadpoolctl (or without a BLAS it knows) both are no-ops.
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-__all__ = ["one_blas_thread", "users_blas_threads", "with_one_blas_thread"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["one_blas_thread", "users_blas_threads"]
 
 _lock = threading.Lock()
 _inside = 0  # entries now inside one_blas_thread, all threads together
@@ -92,14 +91,3 @@ def users_blas_threads() -> Iterator[None]:
         with _lock:
             if _original is original:  # still inside: seewhy's math goes on on one thread
                 limited.limit(limits=1)
-
-
-def with_one_blas_thread(function: F) -> F:
-    """``function`` run inside :func:`one_blas_thread`."""
-
-    @functools.wraps(function)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        with one_blas_thread():
-            return function(*args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]

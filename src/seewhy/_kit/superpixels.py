@@ -8,7 +8,6 @@ each pixel's channels moved as a single 4*C-byte item.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -17,6 +16,7 @@ import numpy as np
 from ..errors import FewSuperpixelsWarning, InvalidInput
 from . import compiled
 from .quickshift import quickshift
+from .warn import warn_user
 
 __all__ = [
     "DEFAULTS",
@@ -106,12 +106,11 @@ def segment(
     _, dense = np.unique(labels, return_inverse=True)
     count = int(dense.max()) + 1 if dense.size else 0
     if count < FEW_SEGMENTS and h * w >= FEW_SEGMENTS:
-        warnings.warn(
+        warn_user(
             f"segmentation: a {h}x{w} picture gave only {count} superpixel(s), so the map can "
             "say little; pass segmentation_params (e.g. kernel_size=1 for quickshift) or "
             "segmentation='slic' with more n_segments",
             FewSuperpixelsWarning,
-            stacklevel=2,
         )
     return dense.reshape(h, w).astype(np.int64)
 

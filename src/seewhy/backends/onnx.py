@@ -13,13 +13,13 @@ from __future__ import annotations
 import ast
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._kit.warn import warn_user
 from ..errors import BackendError, InvalidInput, UnsupportedModel
 from ..spec import ModelHints
 from .common import PackedModel, one_line, require_module
@@ -128,10 +128,9 @@ def _layout(name: str, shape: Sequence[Any]) -> bool:
     first, last = (isinstance(shape[i], int) and shape[i] in _CHANNEL_COUNTS for i in (1, 3))
     if first != last:
         return first
-    warnings.warn(
+    warn_user(
         f"the ONNX input {name!r} of shape {list(shape)} does not say its layout; taking it as "
-        "NCHW (channels first), as PyTorch exports are",
-        stacklevel=4,
+        "NCHW (channels first), as PyTorch exports are"
     )
     return True
 
@@ -185,16 +184,14 @@ class OnnxBackend(PredictOnlyBackend):
         self.dtype = dtype
         if len(outputs) > 1:
             names = ", ".join(o.name for o in outputs)
-            warnings.warn(
+            warn_user(
                 f"the ONNX graph has {len(outputs)} outputs ({names}); scoring the first, "
-                f"{self.output_name!r}",
-                stacklevel=3,
+                f"{self.output_name!r}"
             )
         if static is not None:
-            warnings.warn(
+            warn_user(
                 f"the ONNX graph's batch is fixed at {static}; running {static} input(s) per "
-                "run (export with a dynamic batch axis to run more at once)",
-                stacklevel=3,
+                "run (export with a dynamic batch axis to run more at once)"
             )
 
     def _forward(self, x: np.ndarray) -> Any:

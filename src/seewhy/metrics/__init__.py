@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._kit.blas import with_one_blas_thread
+from .._kit.blas import one_blas_thread
 from ..errors import InvalidInput
 from ..explanation import Explanation
 from .faithfulness import (
@@ -97,7 +97,6 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-@with_one_blas_thread
 def evaluate(
     model: Any,
     explanation: Explanation,
@@ -120,40 +119,47 @@ def evaluate(
     starts from the blurred image. ``precision`` is the faithfulness metrics'
     (see :func:`deletion`). Used by ``seewhy evaluate``.
     """
-    wanted = [_key(m) for m in metrics]
-    known = FAITHFULNESS_METRICS + LOCALISATION_METRICS + ("increase_in_confidence",)
-    unknown = [m for m in wanted if m not in known]
-    if unknown:
-        raise InvalidInput(
-            f"metrics: unknown {', '.join(unknown)}; expected some of: {', '.join(known)}"
-        )
-    needs_objects = [m for m in wanted if m in LOCALISATION_METRICS]
-    if needs_objects and masks is None and boxes is None:
-        raise InvalidInput(f"metrics: {', '.join(needs_objects)} need masks= or boxes=")
-    out: dict[str, Any] = {}
-    confidence = None
-    passes: dict[str, Any] = {"images": images, "batch_size": batch_size, "precision": precision}
-    for name in wanted:
-        if name == "deletion":
-            out[name] = deletion(
-                model, explanation, steps=steps, baseline=baseline, **passes
-            ).to_dict()
-        elif name == "insertion":
-            out[name] = insertion(model, explanation, steps=steps, **passes).to_dict()
-        elif name in ("average_drop", "increase_in_confidence"):
-            if confidence is None:
-                confidence = average_drop(model, explanation, **passes).to_dict()
-            out[name] = confidence
-        elif name == "road":
-            out[name] = road(model, explanation, **passes).to_dict()
-        elif name == "pointing_game":
-            out[name] = pointing_game(
-                explanation, masks=masks, boxes=boxes, tolerance=tolerance
-            ).to_dict()
-        elif name == "energy_pointing_game":
-            out[name] = energy_pointing_game(explanation, masks=masks, boxes=boxes).to_dict()
-        elif name == "energy_in_box":
-            out[name] = energy_in_box(explanation, masks=masks, boxes=boxes).to_dict()
-        elif name == "iou":
-            out[name] = iou(explanation, masks=masks, boxes=boxes, threshold=threshold).to_dict()
-    return out
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        wanted = [_key(m) for m in metrics]
+        known = FAITHFULNESS_METRICS + LOCALISATION_METRICS + ("increase_in_confidence",)
+        unknown = [m for m in wanted if m not in known]
+        if unknown:
+            raise InvalidInput(
+                f"metrics: unknown {', '.join(unknown)}; expected some of: {', '.join(known)}"
+            )
+        needs_objects = [m for m in wanted if m in LOCALISATION_METRICS]
+        if needs_objects and masks is None and boxes is None:
+            raise InvalidInput(f"metrics: {', '.join(needs_objects)} need masks= or boxes=")
+        out: dict[str, Any] = {}
+        confidence = None
+        passes: dict[str, Any] = {
+            "images": images,
+            "batch_size": batch_size,
+            "precision": precision,
+        }
+        for name in wanted:
+            if name == "deletion":
+                out[name] = deletion(
+                    model, explanation, steps=steps, baseline=baseline, **passes
+                ).to_dict()
+            elif name == "insertion":
+                out[name] = insertion(model, explanation, steps=steps, **passes).to_dict()
+            elif name in ("average_drop", "increase_in_confidence"):
+                if confidence is None:
+                    confidence = average_drop(model, explanation, **passes).to_dict()
+                out[name] = confidence
+            elif name == "road":
+                out[name] = road(model, explanation, **passes).to_dict()
+            elif name == "pointing_game":
+                out[name] = pointing_game(
+                    explanation, masks=masks, boxes=boxes, tolerance=tolerance
+                ).to_dict()
+            elif name == "energy_pointing_game":
+                out[name] = energy_pointing_game(explanation, masks=masks, boxes=boxes).to_dict()
+            elif name == "energy_in_box":
+                out[name] = energy_in_box(explanation, masks=masks, boxes=boxes).to_dict()
+            elif name == "iou":
+                out[name] = iou(
+                    explanation, masks=masks, boxes=boxes, threshold=threshold
+                ).to_dict()
+        return out

@@ -14,7 +14,6 @@ model run one pass at a time.
 from __future__ import annotations
 
 import copy
-import warnings
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..._kit.lru import LRU
 from ..._kit.scores import Score, check_score, check_targets
+from ..._kit.warn import warn_user
 from ..._target_plan import DEFAULT_HEAD, Head
 from ...errors import InvalidInput
 from ..base import Capture, LayerInfo, Precision, check_precision
@@ -259,10 +259,9 @@ class KerasPasses:
         seen = self._cache().guided_relus
         seen[key] = seen.get(key, 0) + count.hits
         if seen[key] == 0:
-            warnings.warn(
+            warn_user(
                 "guided backprop: no Keras ReLU or ReLU6 call was seen in the model (other "
-                "activations, or a tf.keras 2 model); the result is the plain gradient",
-                stacklevel=4,
+                "activations, or a tf.keras 2 model); the result is the plain gradient"
             )
         return res
 

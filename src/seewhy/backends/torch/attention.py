@@ -305,9 +305,7 @@ class _Taps:
         self.handles.clear()
 
 
-def tap_attention(
-    model: nn.Module, values: bool = True, fuse: BlockFusion | None = None
-) -> _Taps:
+def tap_attention(model: nn.Module, values: bool = True, fuse: BlockFusion | None = None) -> _Taps:
     """Context manager: hooks that fill one :class:`AttentionTap` per attention layer
     (q and k; with ``values`` also v and the attention output, for the gradient).
     Without ``values``, ``fuse`` (if given) fuses each block inside the forward."""

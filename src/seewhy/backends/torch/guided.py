@@ -7,13 +7,14 @@ swapped and no activation is edited, so the model is the same afterwards.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+from ..._kit.warn import warn_user
 
 __all__ = ["GuidedClamp", "guided_relu"]
 
@@ -111,8 +112,7 @@ def guided_relu() -> Iterator[None]:
     with mode:
         yield
     if mode.hits == 0:
-        warnings.warn(
+        warn_user(
             "guided backprop: no ReLU or ReLU6 call was seen in the model (TorchScript, or "
-            "other activations); the result is the plain gradient",
-            stacklevel=3,
+            "other activations); the result is the plain gradient"
         )

@@ -7,7 +7,6 @@ on one :class:`Case` of float32 NHWC inputs and maps at the input's size.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from ..._kit.checks import finite_float, positive_int
 from ..._kit.fills import fill_values
 from ..._kit.scores import check_score, check_targets, target_scores
+from ..._kit.warn import warn_user
 from ...backends import Backend, backend_for
 from ...backends.base import Precision, check_precision
 from ...errors import InvalidInput
@@ -98,10 +98,9 @@ class Case:
         # reduced precision moves logits by up to ~1% of their range; float32 by rounding
         relative = 2e-3 if self.precision == "float32" else 5e-2
         if float(np.abs(expected - logits).max()) > relative * scale + 1e-5:
-            warnings.warn(
+            warn_user(
                 f"{self.name}: the inputs rebuilt from explanation.images do not reproduce the "
-                "explanation's logits; pass images= (the images you explained)",
-                stacklevel=2 + depth,
+                "explanation's logits; pass images= (the images you explained)"
             )
 
 

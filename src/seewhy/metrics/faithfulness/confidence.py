@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._kit.blas import with_one_blas_thread
+from ..._kit.blas import one_blas_thread
 from ...explanation import Explanation
 from ...preprocess import Preprocess
 from .cases import Baseline, baseline_label, resolve_case
@@ -63,7 +63,6 @@ class ConfidenceChange:
         }
 
 
-@with_one_blas_thread
 def average_drop(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -83,26 +82,31 @@ def average_drop(
     baseline; both numbers come from the same two passes. ``precision`` as in
     :func:`~seewhy.metrics.deletion`.
     """
-    case = resolve_case(
-        "average_drop", model, explanation, images, targets, preprocess, precision, batch_size
-    )
-    x = case.inputs
-    fill = case.fill(baseline, blur_sigma)
-    weight = np.clip(case.maps, 0.0, 1.0)[..., None]
-    masked = (fill + weight * (x - fill)).astype(np.float32)
-    logits = case.predict(np.concatenate([x, masked]))
-    n = len(x)
-    case.check_rebuilt(logits[:n])
-    targets_ = case.scored_targets(logits[:n])
-    original = case.scores(logits[:n], targets_, "probability")
-    shown = case.scores(logits[n:], targets_, "probability")
-    params = {"baseline": baseline_label(baseline), "precision": case.precision, **case.recorded()}
-    return ConfidenceChange(original, shown, case.reported(targets_), params)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        case = resolve_case(
+            "average_drop", model, explanation, images, targets, preprocess, precision, batch_size
+        )
+        x = case.inputs
+        fill = case.fill(baseline, blur_sigma)
+        weight = np.clip(case.maps, 0.0, 1.0)[..., None]
+        masked = (fill + weight * (x - fill)).astype(np.float32)
+        logits = case.predict(np.concatenate([x, masked]))
+        n = len(x)
+        case.check_rebuilt(logits[:n])
+        targets_ = case.scored_targets(logits[:n])
+        original = case.scores(logits[:n], targets_, "probability")
+        shown = case.scores(logits[n:], targets_, "probability")
+        params = {
+            "baseline": baseline_label(baseline),
+            "precision": case.precision,
+            **case.recorded(),
+        }
+        return ConfidenceChange(original, shown, case.reported(targets_), params)
 
 
-@with_one_blas_thread
 def increase_in_confidence(
     model: Any, explanation: Explanation | np.ndarray, **kwargs: Any
 ) -> ConfidenceChange:
     """Same passes as :func:`average_drop`; read ``.increase_in_confidence``."""
-    return average_drop(model, explanation, **kwargs)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        return average_drop(model, explanation, **kwargs)

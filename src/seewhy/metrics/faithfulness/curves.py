@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..._kit.blas import with_one_blas_thread
+from ..._kit.blas import one_blas_thread
 from ..._kit.checks import positive_int
 from ..._kit.fills import default_blur_sigma
 from ..._kit.scores import check_score
@@ -185,7 +185,6 @@ def _curve(
     return Curve(kind, counts / float(h * w), scores, case.reported(targets), params)
 
 
-@with_one_blas_thread
 def deletion(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -215,13 +214,21 @@ def deletion(
     ``precision="bfloat16"`` (PyTorch) runs them in reduced precision: 1.5-2x
     faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
     """
-    case = resolve_case(
-        "deletion", model, explanation, images, targets, preprocess, precision, batch_size, score
-    )
-    return _curve("deletion", case, steps, baseline, blur_sigma, score)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        case = resolve_case(
+            "deletion",
+            model,
+            explanation,
+            images,
+            targets,
+            preprocess,
+            precision,
+            batch_size,
+            score,
+        )
+        return _curve("deletion", case, steps, baseline, blur_sigma, score)
 
 
-@with_one_blas_thread
 def insertion(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -245,7 +252,16 @@ def insertion(
     sharp edges the model could react to) and puts the original pixels back
     in map order. Higher ``mean_auc`` is better.
     """
-    case = resolve_case(
-        "insertion", model, explanation, images, targets, preprocess, precision, batch_size, score
-    )
-    return _curve("insertion", case, steps, baseline, blur_sigma, score)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        case = resolve_case(
+            "insertion",
+            model,
+            explanation,
+            images,
+            targets,
+            preprocess,
+            precision,
+            batch_size,
+            score,
+        )
+        return _curve("insertion", case, steps, baseline, blur_sigma, score)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._kit.blas import with_one_blas_thread
+from ..._kit.blas import one_blas_thread
 from ..._kit.checks import finite_float
 from ..._kit.prefetch import Ahead
 from ...errors import InvalidInput
@@ -206,7 +206,6 @@ class RoadResult:
         }
 
 
-@with_one_blas_thread
 def road(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -230,26 +229,29 @@ def road(
     passes overlap and memory stays at two batches. ``precision`` as in
     :func:`~seewhy.metrics.deletion`.
     """
-    fr = np.asarray(list(fractions), dtype=np.float64)
-    if fr.ndim != 1 or len(fr) == 0 or np.any((fr <= 0) | (fr >= 1)):
-        raise InvalidInput(f"fractions: expected numbers strictly between 0 and 1, got {fractions}")
-    noise = finite_float(noise, "noise", where="road", minimum=0.0)
-    case = resolve_case(
-        "road", model, explanation, images, targets, preprocess, precision, batch_size
-    )
-    n = len(case.maps)
-    probs = np.empty((n, 2, len(fr)), dtype=np.float64)
-    batches = _road_batches(case, fr, noise=noise, seed=seed)
-    with Ahead(batches) as ahead:  # the first batch is imputed during the clean pass
-        logits0 = case.predict(case.inputs)
-        case.check_rebuilt(logits0)
-        targets_ = case.scored_targets(logits0)
-        for (rows, orders, steps), batch in ahead:
-            logits = case.predict(batch)
-            probs[rows, orders, steps] = case.scores(logits, targets_[rows], "probability")
-    original = case.scores(logits0, targets_, "probability")
-    params = {"noise": noise, "seed": seed, "precision": case.precision, **case.recorded()}
-    return RoadResult(fr, probs[:, 0], probs[:, 1], original, case.reported(targets_), params)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        fr = np.asarray(list(fractions), dtype=np.float64)
+        if fr.ndim != 1 or len(fr) == 0 or np.any((fr <= 0) | (fr >= 1)):
+            raise InvalidInput(
+                f"fractions: expected numbers strictly between 0 and 1, got {fractions}"
+            )
+        noise = finite_float(noise, "noise", where="road", minimum=0.0)
+        case = resolve_case(
+            "road", model, explanation, images, targets, preprocess, precision, batch_size
+        )
+        n = len(case.maps)
+        probs = np.empty((n, 2, len(fr)), dtype=np.float64)
+        batches = _road_batches(case, fr, noise=noise, seed=seed)
+        with Ahead(batches) as ahead:  # the first batch is imputed during the clean pass
+            logits0 = case.predict(case.inputs)
+            case.check_rebuilt(logits0)
+            targets_ = case.scored_targets(logits0)
+            for (rows, orders, steps), batch in ahead:
+                logits = case.predict(batch)
+                probs[rows, orders, steps] = case.scores(logits, targets_[rows], "probability")
+        original = case.scores(logits0, targets_, "probability")
+        params = {"noise": noise, "seed": seed, "precision": case.precision, **case.recorded()}
+        return RoadResult(fr, probs[:, 0], probs[:, 1], original, case.reported(targets_), params)
 
 
 def road_mask(ranks: np.ndarray, fraction: float, order: int) -> np.ndarray:

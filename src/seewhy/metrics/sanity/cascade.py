@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..._kit.blas import with_one_blas_thread
+from ..._kit.blas import one_blas_thread
 from ..._kit.checks import bad_argument, positive_int
 from ...backends import Backend, backend_for
 from ...errors import BackendError, InvalidInput
@@ -210,7 +210,6 @@ def _chosen(base: Explanation) -> dict[str, Any]:
     return {k: base.params[k] for k in ("target", "output", "head") if k in base.params}
 
 
-@with_one_blas_thread
 def sanity_check(
     model: Any,
     images: Any,
@@ -243,52 +242,54 @@ def sanity_check(
     whose weights happen to agree with the strongest feature maps, so CAMs
     (and Guided Grad-CAM) of that class keep the original's shape.
     """
-    if steps is not None:
-        steps = positive_int(steps, "steps", where="sanity_check")
-    backend = backend_for(model)
-    ref = _reference(
-        model, images, method, target, layer, randomized_target, preprocess, batch_size, params
-    )
-    groups = (
-        [[g] if isinstance(g, str) else list(g) for g in layers]
-        if layers is not None
-        else _cascade_groups(backend.parameter_layers(ref.setup.inputs[:1]))
-    )
-    if not groups:
-        raise InvalidInput("layers: the model has no layer with weights to randomise")
-    chosen = list(range(len(groups)))
-    if steps is not None and steps < len(groups):
-        chosen = sorted(set(np.linspace(0, len(groups) - 1, steps).round().astype(int).tolist()))
-    base_paper = paper_maps(ref.base)  # compared with every step: made once
-    labels: list[str] = []
-    rows: list[dict[str, np.ndarray]] = []
-    maps: list[np.ndarray] = []
-    copies = _randomized_copies(
-        backend,
-        groups,
-        chosen,
-        cascading=cascading,
-        resample=_resampler(seed),
-        wrap=isinstance(model, Backend),
-    )
-    for label, current in copies:
-        row, step_maps = ref.compare_with(current, base_paper)
-        labels.append(label)
-        rows.append(row)
-        maps.append(step_maps)
-    settings = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
-    recorded = {
-        "seed": seed,
-        "layer": ref.base.layer,
-        "randomized_target": randomized_target,
-        "framework": backend.framework,
-        **settings,
-    }
-    mode = "cascading" if cascading else "independent"
-    return _result(ref, mode, labels, rows, maps, recorded)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        if steps is not None:
+            steps = positive_int(steps, "steps", where="sanity_check")
+        backend = backend_for(model)
+        ref = _reference(
+            model, images, method, target, layer, randomized_target, preprocess, batch_size, params
+        )
+        groups = (
+            [[g] if isinstance(g, str) else list(g) for g in layers]
+            if layers is not None
+            else _cascade_groups(backend.parameter_layers(ref.setup.inputs[:1]))
+        )
+        if not groups:
+            raise InvalidInput("layers: the model has no layer with weights to randomise")
+        chosen = list(range(len(groups)))
+        if steps is not None and steps < len(groups):
+            chosen = sorted(
+                set(np.linspace(0, len(groups) - 1, steps).round().astype(int).tolist())
+            )
+        base_paper = paper_maps(ref.base)  # compared with every step: made once
+        labels: list[str] = []
+        rows: list[dict[str, np.ndarray]] = []
+        maps: list[np.ndarray] = []
+        copies = _randomized_copies(
+            backend,
+            groups,
+            chosen,
+            cascading=cascading,
+            resample=_resampler(seed),
+            wrap=isinstance(model, Backend),
+        )
+        for label, current in copies:
+            row, step_maps = ref.compare_with(current, base_paper)
+            labels.append(label)
+            rows.append(row)
+            maps.append(step_maps)
+        settings = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
+        recorded = {
+            "seed": seed,
+            "layer": ref.base.layer,
+            "randomized_target": randomized_target,
+            "framework": backend.framework,
+            **settings,
+        }
+        mode = "cascading" if cascading else "independent"
+        return _result(ref, mode, labels, rows, maps, recorded)
 
 
-@with_one_blas_thread
 def data_randomization_check(
     model: Any,
     images: Any,
@@ -309,13 +310,14 @@ def data_randomization_check(
     ``randomized_target="predicted"``, its own top-1) should look nothing
     like the original maps if the method explains what was learnt.
     """
-    ref = _reference(
-        model, images, method, target, layer, randomized_target, preprocess, batch_size, params
-    )
-    other = retrain() if callable(retrain) and not _is_model(retrain) else retrain
-    row, other_maps = ref.compare_with(other)
-    recorded = {"layer": ref.base.layer, "randomized_target": randomized_target}
-    return _result(ref, "data", ["shuffled labels"], [row], [other_maps], recorded)
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        ref = _reference(
+            model, images, method, target, layer, randomized_target, preprocess, batch_size, params
+        )
+        other = retrain() if callable(retrain) and not _is_model(retrain) else retrain
+        row, other_maps = ref.compare_with(other)
+        recorded = {"layer": ref.base.layer, "randomized_target": randomized_target}
+        return _result(ref, "data", ["shuffled labels"], [row], [other_maps], recorded)
 
 
 def _is_model(obj: Any) -> bool:
