@@ -80,3 +80,14 @@ def test_the_command_line_uses_only_the_public_api() -> None:
                 ):
                     private[path.name] = module
     assert not private, private
+
+
+def test_warnings_go_through_warn_user() -> None:
+    """A fixed stacklevel is right on one path into seewhy only; ``_kit.warn.warn_user``
+    names the user's line on all of them."""
+    offenders = [
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if path != SRC / "_kit" / "warn.py" and "warnings.warn(" in path.read_text()
+    ]
+    assert offenders == []
