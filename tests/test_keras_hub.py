@@ -226,3 +226,24 @@ def test_a_per_channel_converter_becomes_the_same_normalisation(
     picture = np.random.default_rng(2).integers(0, 256, (*size, 3)).astype(np.uint8)
     want = keras.ops.convert_to_numpy(converter(picture[None]))[0]
     np.testing.assert_allclose(hints.preprocess.normalise(picture), want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_sanity_cascade_randomises_block_by_block(vit: Any) -> None:
+    """The weight walk goes into composite layers as the layer walk does: each block's
+    norms, attention and MLP are steps of their own, and every weight is in one step."""
+    from seewhy.backends.keras.weights import copy_model, parameter_layers, randomize_layers
+    from seewhy.metrics.sanity import randomization_steps
+
+    steps = [name for group in randomization_steps(vit) for name in group]
+    assert "vi_t_backbone/vit_encoder/transformer_block_2/mha" in steps
+    assert "vi_t_backbone/vit_encoder/transformer_block_1/mlp" in steps or any(
+        s.startswith("vi_t_backbone/vit_encoder/transformer_block_1/") for s in steps
+    )
+    clone = copy_model(vit)
+    names = [name for name, _ in parameter_layers(clone)]
+    randomize_layers(clone, names, lambda v: v + 1.0)  # every listed weight moved once
+    moved = [
+        not np.allclose(a.numpy(), b.numpy())
+        for a, b in zip(vit.trainable_weights, clone.trainable_weights, strict=True)
+    ]
+    assert all(moved), [w.path for w, m in zip(vit.trainable_weights, moved, strict=True) if not m]

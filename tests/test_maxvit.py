@@ -234,3 +234,27 @@ def test_a_maxvit_built_for_32_px_is_fed_32_px_without_being_told(small: Any) ->
     photo = np.random.default_rng(4).random((48, 40, 3), dtype=np.float32)  # resized and cropped
     e = seewhy.explain(small, photo, "gradcam")
     assert e.maps.shape == (1, 32, 32) and e.input_spec["size"] == [32, 32]
+
+
+def test_timm_maxvit_lists_no_window_internals_and_its_nhwc_blocks_equal_pytorch_grad_cam() -> None:
+    """timm's MaxViT cuts maps into windows inside ``PartitionAttentionCl``: (N * windows,
+    p, p, C) there is no image's map (it was listed as one); the block's own output is
+    the NHWC map again."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("maxvit_rmlp_pico_rw_256", img_size=64, num_classes=5).eval()
+    infos, default = seewhy.layers(model)
+    windowed = [n for n, m in model.named_modules() if "Partition" in type(m).__name__]
+    assert windowed and not [
+        i.name for i in infos if any(i.name.startswith(w + ".") for w in windowed)
+    ]
+    listed = {i.name: i for i in infos}
+    layer = windowed[-1]
+    assert listed[layer].layout is not None and listed[layer].layout.kind == "nhwc"
+    assert default == "norm"
+    x = np.random.default_rng(5).random((2, 64, 64, 3), dtype=np.float32)
+    e = seewhy.explain(
+        model, x, "gradcam", layer=layer, preprocess=seewhy.Preprocess(size=(64, 64))
+    )
+    ref = _reference_gradcam(model, layer, listed[layer].layout, x, e.targets)
+    assert np.corrcoef(e.layer_maps.ravel(), ref.ravel())[0, 1] >= 0.999

@@ -14,22 +14,36 @@ import keras
 import numpy as np
 
 from ...errors import LayerNotFound, UnsupportedModel
+from .structure import sublayers
 
 __all__ = ["copy_model", "parameter_layers", "randomize_layers"]
 
 
 def _walk(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for layer in getattr(model, "layers", []):
+    """Each layer by its walker path, into nested models and composite layers
+    (``structure.sublayers``: keras-hub's encoder and blocks), so a cascade goes block
+    by block; a composite layer is listed itself only for weights of its own."""
+    for layer in getattr(model, "layers", None) or sublayers(model):
         name = prefix + layer.name
         if isinstance(layer, keras.Model):
+            yield from _walk(layer, name + "/")
+        elif sublayers(layer):
+            if _own(layer, "weights"):
+                yield name, layer
             yield from _walk(layer, name + "/")
         else:
             yield name, layer
 
 
+def _own(layer: Any, kind: str) -> list[Any]:
+    """The layer's ``kind`` weights ("weights", "trainable_weights") not held by a sublayer."""
+    inner = {id(w) for part in sublayers(layer) for w in part.weights}
+    return [w for w in getattr(layer, kind) if id(w) not in inner]
+
+
 def parameter_layers(model: Any, x: np.ndarray | None = None) -> list[tuple[str, str]]:
     """(name, class name) of each layer with weights, in the model's layer order."""
-    return [(name, type(layer).__name__) for name, layer in _walk(model) if layer.weights]
+    return [(name, type(layer).__name__) for name, layer in _walk(model) if _own(layer, "weights")]
 
 
 def copy_model(model: Any) -> Any:
@@ -63,6 +77,6 @@ def randomize_layers(
         layer = layers.get(name)
         if layer is None:
             raise LayerNotFound(f"layers: the model has no layer {name!r}")
-        for weight in layer.trainable_weights:
+        for weight in _own(layer, "trainable_weights"):
             values = np.array(weight.numpy(), dtype=np.float32)
             weight.assign(np.asarray(resample(values), dtype=values.dtype))

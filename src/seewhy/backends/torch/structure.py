@@ -127,9 +127,19 @@ def is_attention(module: nn.Module) -> bool:
 
 def _is_windowed(module: nn.Module) -> bool:
     """A layer that cuts its map into attention windows and stitches it back (torchvision
-    MaxViT's window and grid attention): inside it, outputs are (N, windows, window
-    tokens, C), which no layout reads as a map; its own output is the map again."""
-    return any(type(child).__name__.endswith("Partition") for child in module.children())
+    MaxViT's window and grid attention, with ``...Partition`` children; timm MaxViT's
+    ``PartitionAttention...``): inside it, outputs are (N * windows, window tokens, C) or
+    (N, windows, window tokens, C), which no layout reads as one image's map; its own
+    output is the map again."""
+    return "Partition" in type(module).__name__ or any(
+        type(child).__name__.endswith("Partition") for child in module.children()
+    )
+
+
+def _inside(modules: dict[str, nn.Module], kind: Callable[[nn.Module], bool]) -> set[str]:
+    """The names of the layers within a layer of ``kind``."""
+    outers = [outer + "." for outer, module in modules.items() if kind(module)]
+    return {name for name in modules if any(name.startswith(o) for o in outers)}
 
 
 def _hint(module: nn.Module, shape: tuple[int, ...]) -> LayoutKind | None:
@@ -156,9 +166,9 @@ def _trace(
 ) -> list[LayerInfo]:
     """One forward of one image, noting each map or token output in the order it finishes.
 
-    4-D outputs inside an attention layer (heads x tokens x head size) or
-    inside a windowed layer (:func:`_is_windowed`) are not maps and are left
-    out; a layer whose output is an attention layer's input is marked
+    4-D outputs inside an attention layer (heads x tokens x head size) and
+    any output inside a windowed layer (:func:`_is_windowed`) are not maps and
+    are left out; a layer whose output is an attention layer's input is marked
     (``feeds_attention``: the transformer default).
     """
     seen: dict[str, tuple[tuple[int, ...], str, int, LayoutKind | None]] = {}
@@ -166,19 +176,14 @@ def _trace(
     grids: list[tuple[int, int]] = []
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> layer (tensor kept alive)
     feeding: set[str] = set()
-    inside = {
-        name
-        for outer, module in modules.items()
-        if is_attention(module) or _is_windowed(module)
-        for name in modules
-        if name.startswith(outer + ".")
-    }
+    inside = _inside(modules, is_attention)  # 4-D there: heads x tokens x head size
+    windowed = _inside(modules, _is_windowed)  # 3-D or 4-D there: windows, not one image
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
                 return
-            if output.ndim == 4 and name in inside:
+            if (output.ndim == 4 and name in inside) or name in windowed:
                 return
             shape = tuple(output.shape[1:])
             grid = _patch_grid(module, output)
