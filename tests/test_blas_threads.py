@@ -108,4 +108,3 @@ def test_nested_entries_share_one_limit(users_count: int) -> None:
             assert blas_threads() == 1
         assert blas_threads() == 1
     assert blas_threads() == users_count
-
