@@ -361,3 +361,28 @@ def test_import_loads_no_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_audit_says_what_it_guessed_and_takes_a_size(classes: Path, tmp_path: Path) -> None:
+    """A model that declares nothing: one note saying the guess (and that the audit resizes
+    every picture to it, unlike explain); ``size=`` is what it is fed then, no longer a guess.
+    The CLI's --size reaches the audit (it was parsed and dropped)."""
+    bare = tiny_cnn(len(LABELS), 0, widths=(8, 8), inplace=False)
+    with pytest.warns(seewhy.InputGuessWarning, match=r"size 224x224 \(every picture resized"):
+        audit(classes, bare, out=tmp_path / "guessed", batch_size=8)
+    with pytest.warns(seewhy.InputGuessWarning) as caught:  # mean/std are still a guess
+        audit(classes, bare, out=tmp_path / "sized", batch_size=8, size=(32, 40))
+    assert not [w for w in caught if "size" in str(w.message).split(";")[0]]
+    config = json.loads((tmp_path / "sized" / "audit.json").read_text())["config"]
+    assert "size=(32, 40)" in config["preprocess"]
+
+    model_file = tmp_path / "bare.pth"
+    torch.save(bare, model_file)
+    argv = [str(classes), "--model", str(model_file), "--trust-model", "--size", "48"]
+    args = _parse([*argv, "--out", str(tmp_path / "cli"), "--quiet"])
+    with pytest.warns(seewhy.InputGuessWarning):  # the CLI turns it into a note line
+        assert audit_command(args) == 3  # the broken file, reported
+    config = json.loads((tmp_path / "cli" / "audit.json").read_text())["config"]
+    assert "size=(48, 48)" in config["preprocess"]
+    with pytest.raises(InvalidInput, match=r"size: expected \(height, width\), two positive"):
+        audit(classes, bare, out=tmp_path / "bad", size=(0, 32))

@@ -8,7 +8,7 @@ their luminance first (ITU-R 601), while the display picture stays RGB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -100,6 +100,21 @@ class ModelSpec:
     labels: tuple[str, ...] | None = None
     source: str = ""
     guessed: tuple[str, ...] = ()
+
+    def at_size(self, size: tuple[int, int]) -> ModelSpec:
+        """This spec fed ``size`` (H, W), no longer a guess; a resize-then-crop keeps its
+        ratio of resize to crop (``--size`` on the command line)."""
+        if not (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        ):
+            raise bad_argument("size", "(height, width), two positive integers", size)
+        size = (int(size[0]), int(size[1]))
+        pre = self.preprocess
+        resize = None if pre.resize is None else round(pre.resize * size[0] / pre.size[0])
+        guessed = tuple(part for part in self.guessed if part != "size")
+        return replace(self, preprocess=replace(pre, size=size, resize=resize), guessed=guessed)
 
     def label(self, index: int) -> str:
         if self.labels is not None and 0 <= index < len(self.labels):

@@ -169,14 +169,19 @@ def warn_guessed(spec: ModelSpec, pictures: bool) -> None:
         warn_user(note, InputGuessWarning)
 
 
-def guess_note(spec: ModelSpec) -> str | None:
-    """One line naming the defaults ``spec`` stands on, and how to set them; None if none."""
+def guess_note(spec: ModelSpec, own_size: bool = True) -> str | None:
+    """One line naming the defaults ``spec`` stands on, and how to set them; None if none.
+
+    ``own_size``: pictures no larger than a guessed size keep their own (``explain``);
+    the audit resizes every picture to it.
+    """
     if not spec.guessed:
         return None
     pre = spec.preprocess
     parts = []
     if "size" in spec.guessed:
-        parts.append(f"size {pre.size[0]}x{pre.size[1]} (pictures no larger keep their own)")
+        kept = "pictures no larger keep their own" if own_size else "every picture resized to it"
+        parts.append(f"size {pre.size[0]}x{pre.size[1]} ({kept})")
     if "channels" in spec.guessed:
         parts.append(f"{pre.channels} channel{'s' if pre.channels > 1 else ''}")
     if "value range" in spec.guessed:

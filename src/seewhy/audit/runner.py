@@ -13,13 +13,15 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from seewhy._kit.warn import warn_user
 from seewhy.api import model_spec
-from seewhy.errors import InvalidInput
+from seewhy.errors import InputGuessWarning, InvalidInput
 from seewhy.loading import load_model
+from seewhy.spec import guess_note
 
 from .dataset import Dataset, Item, LabelsFrom, collect
 from .device import check_device, local_device, placed_backend
@@ -123,6 +125,8 @@ def audit(
     ray_address: str | None = None,
     gpus_per_worker: float | None = None,
     device: str = "auto",
+    size: tuple[int, int] | None = None,
+    providers: Sequence[Any] | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Explain every image of a data set and write a browsable report to ``out``.
@@ -144,6 +148,11 @@ def audit(
     model for the local engine: ``auto`` puts a model loaded here by name on
     the GPU when one is visible and leaves a model object where it is. For
     Ray it sets the default of ``gpus_per_worker`` (``cpu``: 0, ``cuda``: 1).
+
+    ``size`` (H, W) is what the model is fed, for a model that does not say
+    (``--size``); ``providers`` are ONNX Runtime's for a ``.onnx`` file. When
+    seewhy has to guess the input, one :class:`~seewhy.InputGuessWarning`
+    says what it guessed (every picture is resized to the guessed size).
 
     ``target`` is what each image is explained for: ``"predicted"`` (its
     top-1 class), ``"true"`` (its true class), ``"region"`` (a segmenter: the
@@ -176,7 +185,7 @@ def audit(
     store = Store(out)
     store.claim(overwrite=overwrite)  # a folder seewhy may not write: say so before loading
     model_obj = (
-        load_model(model, framework=framework, weights=weights, trust=trust)
+        load_model(model, framework=framework, weights=weights, trust=trust, providers=providers)
         if isinstance(model, str)
         else model
     )
@@ -184,6 +193,12 @@ def audit(
     if backend is not None:
         model_obj = backend.place(local_device(device, owned=isinstance(model, str)))
     spec = model_spec(model_obj)
+    if size is not None:
+        spec = spec.at_size(size)
+        settings = replace(settings, preprocess=spec.preprocess)
+    note = guess_note(spec, own_size=False)
+    if note is not None:  # the workers decode at this spec: said once, here
+        warn_user(note, InputGuessWarning)
     dataset = collect(
         data,
         labels=spec.labels,

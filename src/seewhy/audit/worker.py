@@ -52,6 +52,7 @@ class Settings:
     cmap: str = "viridis"
     alpha: float = 0.5
     target: str = "predicted"  # what each image is explained for: see .targets
+    preprocess: Preprocess | None = None  # the caller's (audit's size=); None: the model's
 
 
 @dataclass
@@ -109,6 +110,7 @@ class BatchWorker:
                 layer=settings.layer,
                 top_k=settings.top_k,
                 batch_size=settings.batch_size,
+                preprocess=settings.preprocess,
             )
             for m in settings.methods
         ]

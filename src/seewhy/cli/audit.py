@@ -179,6 +179,8 @@ def audit_command(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             gpus_per_worker=args.gpus_per_worker,
             device=args.device,
+            size=args.size,
+            providers=args.providers.split(",") if args.providers else None,
             progress=bar,
         )
     except KeyboardInterrupt:

@@ -102,18 +102,8 @@ def load_model(args: argparse.Namespace) -> Any:
     )
     size = getattr(args, "size", None)
     if size is not None:  # the model was loaded here: its spec is ours to set
-        model.seewhy_spec = _sized(seewhy.model_spec(model), size)
+        model.seewhy_spec = seewhy.model_spec(model).at_size(size)
     return model
-
-
-def _sized(spec: Any, size: tuple[int, int]) -> Any:
-    """``spec`` at ``size``; a resize-then-crop keeps its ratio of resize to crop."""
-    from dataclasses import replace
-
-    pre = spec.preprocess
-    resize = None if pre.resize is None else round(pre.resize * size[0] / pre.size[0])
-    guessed = tuple(part for part in spec.guessed if part != "size")
-    return replace(spec, preprocess=replace(pre, size=size, resize=resize), guessed=guessed)
 
 
 def add_explaining_options(p: argparse.ArgumentParser) -> None:
