@@ -258,3 +258,14 @@ def test_timm_maxvit_lists_no_window_internals_and_its_nhwc_blocks_equal_pytorch
     )
     ref = _reference_gradcam(model, layer, listed[layer].layout, x, e.targets)
     assert np.corrcoef(e.layer_maps.ravel(), ref.ravel())[0, 1] >= 0.999
+
+
+@pytest.mark.parametrize("method", ["attention-rollout", "generic-attention"])
+def test_timm_maxvit_attention_methods_are_refused_saying_why(method: str) -> None:
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("maxvit_rmlp_pico_rw_256", img_size=64, num_classes=5).eval()
+    x = np.random.default_rng(6).random((1, 64, 64, 3), dtype=np.float32)
+    before = _state(model)
+    with pytest.raises(seewhy.SeewhyError, match=r"relative position bias.*use gradcam"):
+        seewhy.explain(model, x, method, preprocess=seewhy.Preprocess(size=(64, 64)))
+    assert _state(model) == before

@@ -160,7 +160,9 @@ def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for name, module in named_layers(model).items():
         if isinstance(module, nn.MultiheadAttention):
             found.append((name, module))
-        elif is_attention(module) and _module(module, *_PROJECTIONS) is not None:
+        elif _module(module, *_PROJECTIONS) is not None and (
+            is_attention(module) or hasattr(module, "num_heads")  # timm's AttentionCl too
+        ):
             found.append((name, module))
     return found
 
@@ -180,6 +182,8 @@ def _tap_projections(name: str, module: nn.Module, handles: _Handles, values: bo
 
     def setter(slot: str, index: int | None = None) -> Callable[..., None]:
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if tap.refused:  # its reason is raised after the pass; its tensors may not fit
+                return
             t = output
             if index is not None:  # a fused qkv projection: (B, T, 3 * heads * d)
                 b, n, _ = t.shape
