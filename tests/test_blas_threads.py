@@ -76,6 +76,26 @@ def test_seewhy_math_on_one_thread_the_users_code_on_the_users_count(
     assert blas_threads() == users_count
 
 
+def test_a_models_passes_run_with_the_users_count(users_count: int) -> None:
+    """Only seewhy's math between the passes is on one thread: a framework may share
+    numpy's BLAS (conda's PyTorch links the same MKL or OpenBLAS)."""
+    pytest.importorskip("torch")
+    from models import tiny_cnn
+
+    model = tiny_cnn(3, 0)
+    during: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, a: during.append(blas_threads()))
+    try:
+        images = np.random.default_rng(2).random((2, 32, 32, 3), dtype=np.float32)
+        pre = seewhy.Preprocess(size=(32, 32))
+        for method in ("gradcam", "saliency", "occlusion"):
+            seewhy.explain(model, images, method, preprocess=pre)
+    finally:
+        handle.remove()
+    assert during and set(during) == {users_count}
+    assert blas_threads() == users_count
+
+
 def test_the_count_is_restored_after_an_error(users_count: int) -> None:
     with pytest.raises(seewhy.SeewhyError):
         seewhy.explain(seewhy.BlackBox(box, classes=2), np.zeros((1, 16, 16, 3)), "gradcam")

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .._kit.blas import users_blas_threads
 from .._kit.checks import bad_argument, flag, optional_positive_int, positive_int
 from ..errors import BackendError
 from ..spec import ModelHints
@@ -137,8 +136,7 @@ class BlackBoxBackend(PredictOnlyBackend):
         return chunk.copy()  # the function's own: an in-place change stays there
 
     def _forward(self, x: np.ndarray) -> Any:
-        with users_blas_threads():  # the user's code, with the user's BLAS threads
-            return self.fn(x)
+        return self.fn(x)  # with the user's BLAS threads: see PredictOnlyBackend.predict
 
     def pack(self, pickle_module: Any) -> PackedModel:
         """The BlackBox pickled with ``pickle_module`` (Ray's cloudpickle takes lambdas)."""

@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from .._kit.blas import users_blas_threads
+
 __all__ = ["model_lock", "one_pass_at_a_time"]
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
@@ -54,10 +56,11 @@ def model_lock(model: Any) -> threading.RLock:
 def one_pass_at_a_time(
     method: Callable[Concatenate[_S, _P], _R],
 ) -> Callable[Concatenate[_S, _P], _R]:
-    """A backend method that runs holding the lock of ``self.model``."""
+    """A backend method that runs holding the lock of ``self.model``, with the user's BLAS
+    thread counts (see ``_kit/blas.py``)."""
 
     def locked(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with model_lock(self.model):
+        with model_lock(self.model), users_blas_threads():  # the model's own thread counts
             return method(self, *args, **kwargs)
 
     functools.update_wrapper(locked, method)  # its name and docstring

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._kit.blas import users_blas_threads
 from ..errors import BackendError, InvalidInput, UnsupportedModel
 from ..spec import ModelHints
 from .base import Capture, LayerInfo, Precision, Score, check_precision
@@ -114,7 +115,7 @@ class PredictOnlyBackend:
         self._check_input(x)
         step = self.static_batch or batch_size or self.batch
         rows = []
-        with model_lock(self.model):
+        with model_lock(self.model), users_blas_threads():  # the model's or the user's code
             for start in range(0, len(x), step):
                 chunk = x[start : start + step]
                 rows.append(self._scores(chunk))
