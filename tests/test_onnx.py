@@ -287,6 +287,26 @@ def test_packed_for_another_process_and_back(exported: dict[str, Any]) -> None:
     assert backend.place("cuda:0") is backend.model
 
 
+def test_weights_kept_beside_the_graph_travel_with_it(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """A graph saved with external data: the packed bytes carry the weights, so another
+    process needs no file (here the weights file is gone before unpacking)."""
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(exported["dynamic"]))
+    path = tmp_path / "external.onnx"
+    onnx.save_model(
+        graph, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0
+    )
+    assert (tmp_path / "weights.bin").stat().st_size > 1000
+    backend = backend_for(_session(path))
+    packed = pickle.loads(pickle.dumps(backend.pack(pickle)))
+    (tmp_path / "weights.bin").unlink()
+    again = unpack_model(packed)
+    x = np.random.default_rng(2).normal(size=(2, *SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(backend_for(again).predict(x), backend.predict(x), atol=1e-6)
+
+
 def test_cli_evaluate_on_an_onnx_file(exported: dict[str, Any], tmp_path: Path) -> None:
     from seewhy.cli import evaluate as cli_evaluate
 

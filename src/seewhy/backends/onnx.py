@@ -199,15 +199,46 @@ class OnnxBackend(PredictOnlyBackend):
         return self.model.run([self.output_name], feed)[0]
 
     def pack(self, pickle_module: Any) -> PackedModel:
-        """The graph's bytes (read from its file, or as the session was given them)."""
+        """The graph's bytes (read from its file, or as the session was given them), with
+        weights kept in files beside it (ONNX external data) taken in."""
         path = getattr(self.model, "_model_path", None)
-        blob = Path(path).read_bytes() if path else getattr(self.model, "_model_bytes", None)
+        blob = _with_weights(Path(path)) if path else getattr(self.model, "_model_bytes", None)
         if not isinstance(blob, bytes):
             raise BackendError(
                 "model: cannot read this ONNX session's graph back to send it to another "
                 "process; pass the .onnx path instead"
             )
         return PackedModel("onnx", blob)
+
+
+#: ONNX's protobuf limit: a graph with more weights than this can only travel as files.
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def _with_weights(path: Path) -> bytes:
+    """The file's bytes; a graph whose weights are external data, with them taken in.
+
+    Another process (a Ray worker) gets only these bytes, so weights left in a
+    file beside the graph (``save_as_external_data``, what exporters do above
+    2 GB) would be missing there.
+    """
+    blob = path.read_bytes()
+    if b"location" not in blob:  # each external tensor names its file under "location"
+        return blob
+    onnx = require_module("onnx", "onnx")
+    graph = onnx.load(str(path), load_external_data=False)
+    initializers = list(graph.graph.initializer)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in initializers):
+        return blob
+    full = onnx.load(str(path))  # reads the weight files beside it
+    size = full.ByteSize()
+    if size > _PROTOBUF_LIMIT:
+        raise BackendError(
+            f"model: {path.name} keeps {size / 2**30:.1f} GiB of weights in files beside it, "
+            "more than one ONNX message holds, so it cannot be sent to other processes; "
+            "give the audit the .onnx path (each worker then loads it) or use the local engine"
+        )
+    return bytes(full.SerializeToString())
 
 
 def unpack(packed: PackedModel) -> Any:
