@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+Readout = tuple[tuple[int, float], ...]
+CLASS_TOKEN: Readout = ((0, 1.0),)
+
+
+def read_row(r: np.ndarray, prefix: int, readout: Readout, patches: float) -> np.ndarray:
+    """The relevance the head's tokens get: the readout tokens' rows of R, weighted, plus
+    ``patches`` times the mean of the patch tokens' rows; over the patch tokens."""
+    row = sum((w * r[token] for token, w in readout), np.zeros(r.shape[1]))
+    if patches:
+        row = row + patches * r[prefix:].mean(axis=0)
+    return row[prefix:]
+
 
 def rollout_reference(
     attentions: list[np.ndarray],
@@ -15,8 +27,11 @@ def rollout_reference(
     fusion: str = "mean",
     discard: float = 0.0,
     start: int = 0,
+    readout: Readout = CLASS_TOKEN,
+    patches: float = 0.0,
 ) -> np.ndarray:
-    """Abnar & Zuidema (2020): per image, R = prod_l norm(0.5 A_l + 0.5 I), class token's row."""
+    """Abnar & Zuidema (2020): per image, R = prod_l norm(0.5 A_l + 0.5 I); the row of the
+    tokens the head reads (the class token's, for most)."""
     n, _, t, _ = attentions[0].shape
     maps = []
     for i in range(n):
@@ -33,12 +48,18 @@ def rollout_reference(
             step = 0.5 * fused + 0.5 * np.eye(t)
             step = step / step.sum(axis=1, keepdims=True)
             r = step @ r
-        maps.append(r[0, prefix:])
+        maps.append(read_row(r, prefix, readout, patches))
     return np.array(maps)
 
 
-def gae_reference(attentions: list[np.ndarray], grads: list[np.ndarray], prefix: int) -> np.ndarray:
-    """Chefer, Gur & Wolf (2021): R = I; R += mean_h (grad * A)^+ R per block; class row."""
+def gae_reference(
+    attentions: list[np.ndarray],
+    grads: list[np.ndarray],
+    prefix: int,
+    readout: Readout = CLASS_TOKEN,
+    patches: float = 0.0,
+) -> np.ndarray:
+    """Chefer, Gur & Wolf (2021): R = I; R += mean_h (grad * A)^+ R per block; the head's row."""
     n, heads, t, _ = attentions[0].shape
     maps = []
     for i in range(n):
@@ -48,5 +69,5 @@ def gae_reference(attentions: list[np.ndarray], grads: list[np.ndarray], prefix:
             for h in range(heads):
                 cam += np.maximum(g[i, h] * a[i, h], 0.0)
             r = r + (cam / heads) @ r
-        maps.append(r[0, prefix:])
+        maps.append(read_row(r, prefix, readout, patches))
     return np.array(maps)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from attention_reference import gae_reference, rollout_reference
+from attention_reference import CLASS_TOKEN, gae_reference, rollout_reference
 from models import hf_vit, tiny_transformer
 
 torch = pytest.importorskip("torch")
@@ -101,13 +101,13 @@ def _images(size: tuple[int, int], n: int = 3, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, *size, 3)).astype(np.float32)
 
 
-def _check(model, size, explicit, prefix, fused_flags=(None,)):  # type: ignore[no-untyped-def]
+def _check(model, size, explicit, prefix, fused_flags=(None,), readout=CLASS_TOKEN, patches=0.0):  # type: ignore[no-untyped-def]
     x = _images(size)
     pre = seewhy.Preprocess(size=size, resize=None, mean=(0.0,) * 3, std=(1.0,) * 3, scale=1.0)
     targets = np.array([0, 3, 1])
     attentions, grads = explicit(model, x, targets)
-    want_rollout = rollout_reference(attentions, prefix)
-    want_gae = gae_reference(attentions, grads, prefix)
+    want_rollout = rollout_reference(attentions, prefix, readout=readout, patches=patches)
+    want_gae = gae_reference(attentions, grads, prefix, readout=readout, patches=patches)
     for fused in fused_flags:
         if fused is not None:
             for m in model.modules():
@@ -128,7 +128,67 @@ def _check(model, size, explicit, prefix, fused_flags=(None,)):  # type: ignore[
 @pytest.mark.parametrize("family,prefix", [("timm-vit", 1), ("timm-deit", 2), ("timm-dinov2", 5)])
 def test_timm_equals_the_papers_with_fused_attention_on_and_off(family: str, prefix: int) -> None:
     model, size = tiny_transformer(family)
-    _check(model, size, timm_explicit, prefix, fused_flags=(True, False))
+    # the distilled DeiT averages the heads of its class and distillation tokens
+    readout = ((0, 0.5), (1, 0.5)) if family == "timm-deit" else CLASS_TOKEN
+    _check(model, size, timm_explicit, prefix, fused_flags=(True, False), readout=readout)
+
+
+@pytest.mark.parametrize("class_token", [True, False])
+def test_a_head_that_averages_the_patches_is_read_at_their_mean(class_token: bool) -> None:
+    """timm ``global_pool="avg"``: the class token (if any) never reaches the head, so its
+    row would explain nothing; the mean of the patch tokens' rows is what the head reads."""
+    import timm
+
+    torch.manual_seed(2)
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        img_size=32,
+        patch_size=8,
+        depth=2,
+        embed_dim=32,
+        num_heads=2,
+        num_classes=5,
+        global_pool="avg",
+        class_token=class_token,
+        fc_norm=False,
+    ).eval()
+    _check(model, (32, 32), timm_explicit, int(class_token), readout=(), patches=1.0)
+
+
+def test_hugging_face_dinov2_reads_its_class_token_and_patch_mean_half_each() -> None:
+    model, size = tiny_transformer("hf-dinov2")
+    reference = copy.deepcopy(model)
+    reference.config._attn_implementation = "eager"
+    for module in reference.modules():
+        if hasattr(module, "config"):
+            module.config._attn_implementation = "eager"
+    _check(
+        model,
+        size,
+        lambda m, x, t: hf_explicit(reference, x, t),
+        1,
+        readout=((0, 0.5),),
+        patches=0.5,
+    )
+
+
+def test_a_pooling_head_attention_methods_cannot_follow_is_refused_in_one_line() -> None:
+    import timm
+
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        img_size=32,
+        patch_size=8,
+        depth=1,
+        embed_dim=32,
+        num_heads=2,
+        num_classes=5,
+        global_pool="map",
+    ).eval()
+    with pytest.raises(seewhy.SeewhyError, match=r"global_pool='map'.*use gradcam"):
+        seewhy.explain(
+            model, _images((32, 32), n=1), "rollout", preprocess=seewhy.Preprocess(size=(32, 32))
+        )
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

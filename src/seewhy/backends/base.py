@@ -87,7 +87,11 @@ class AttentionCapture:
 
     ``fused[l]`` is the method's :data:`BlockFusion` of block ``l``'s softmax
     attention (and its gradient), (N, T, T) float32 in forward order;
-    ``layout`` says which tokens are the class token and the patch grid.
+    ``layout`` says which tokens are the class token and the patch grid;
+    ``readout`` which tokens the head reads, with their weights: ``((0, 1.0),)``
+    the class token (the default), ``((0, 0.5), (1, 0.5))`` the class and
+    distillation tokens averaged (DeiT), and ``patches`` the weight of the mean
+    over the patch tokens (a head that averages them).
     """
 
     logits: np.ndarray  # (N, K) float32
@@ -95,6 +99,8 @@ class AttentionCapture:
     layers: tuple[str, ...]  # the attention layers, in forward order
     fused: tuple[np.ndarray, ...]
     layout: Layout  # tokens: prefix (class token first) and (h, w) grid
+    readout: tuple[tuple[int, float], ...] = ((0, 1.0),)
+    patches: float = 0.0
 
 
 BlockFusion = Callable[[Any, Any], Any]

@@ -2,7 +2,9 @@
 
 Both read the attention matrices of every block (the backend recovers them
 also when the model uses a fused kernel, see ``backends/torch/attention.py``)
-and return the class token's row over the patch tokens, on the patch grid::
+and return the row of the token the head reads (the class token; the mean of the
+patch tokens for a head that averages them, both for DINOv2's, the class and
+distillation tokens for DeiT's) over the patch tokens, on the patch grid::
 
     >>> seewhy.explain(vit, "cat.jpg", "attention-rollout")
     >>> seewhy.explain(vit, "cat.jpg", "gae", target="tabby")  # class-specific
@@ -51,13 +53,14 @@ class _AttentionMethod(Method):
             fuse=self.fuse,
             score=ctx.score,
         )
-        if cap.layout.prefix < 1:
+        if any(token >= cap.layout.prefix for token, _ in cap.readout):
             raise UnsupportedModel(
-                f"{self.name}: the model has no class token (it pools every token, like "
-                "Swin), and these methods read the class token's row; use gradcam"
+                f"{self.name}: the model has no class token and its head does not say it "
+                "averages the patch tokens, so there is no row to read; use gradcam"
             )
         blocks = _from_block(cap.fused, self.start_block, self.name)
-        row = self.class_relevance([np.asarray(b, dtype=np.float32) for b in blocks])
+        start = _readout_row(len(ctx.inputs), blocks[0].shape[-1], cap)
+        row = self.class_relevance([np.asarray(b, dtype=np.float32) for b in blocks], start)
         if ctx.progress is not None:
             ctx.progress(len(ctx.inputs))
         return RawResult(maps=_on_grid(row, cap), logits=cap.logits, targets=cap.targets)
@@ -66,15 +69,20 @@ class _AttentionMethod(Method):
         """One block's (N, heads, T, T) attention (and gradient) -> (N, T, T); see BlockFusion."""
         raise NotImplementedError
 
-    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
-        """(N, T): the class token's row of the relevance after the last block."""
+    def class_relevance(self, blocks: list[np.ndarray], start: np.ndarray) -> np.ndarray:
+        """(N, T): ``start``'s row (N, 1, T) of the relevance after the last block."""
         raise NotImplementedError
 
 
-def _class_token(n: int, t: int) -> np.ndarray:
-    """e_0 for every image, (N, 1, T): the row vector the products start from."""
+def _readout_row(n: int, t: int, cap: AttentionCapture) -> np.ndarray:
+    """(N, 1, T): the tokens the head reads, weighted: e_0 for a class-token head, the
+    mean over the patch tokens for an averaging one, both halves for DINOv2's."""
     row = np.zeros((n, 1, t), dtype=np.float32)
-    row[:, 0, 0] = 1.0
+    for token, weight in cap.readout:
+        row[:, 0, token] += weight
+    prefix = cap.layout.prefix
+    if cap.patches:
+        row[:, 0, prefix:] += cap.patches / (t - prefix)
     return row
 
 
@@ -117,10 +125,10 @@ class AttentionRollout(_AttentionMethod):
             fused[0] if isinstance(fused, tuple) else fused
         )  # torch's max / min: (values, indices)
 
-    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
-        n, t, _ = blocks[0].shape
+    def class_relevance(self, blocks: list[np.ndarray], start: np.ndarray) -> np.ndarray:
+        t = blocks[0].shape[-1]
         eye = np.eye(t, dtype=np.float32)
-        row = _class_token(n, t)
+        row = start
         for fused in reversed(blocks):
             if self.discard_ratio > 0:
                 fused = _discard(fused, self.discard_ratio)
@@ -153,9 +161,8 @@ class GenericAttention(_AttentionMethod):
     def fuse(self, attention: Any, gradient: Any) -> Any:
         return (gradient * attention).clip(min=0).mean(1)
 
-    def class_relevance(self, blocks: list[np.ndarray]) -> np.ndarray:
-        n, t, _ = blocks[0].shape
-        row = _class_token(n, t)
+    def class_relevance(self, blocks: list[np.ndarray], start: np.ndarray) -> np.ndarray:
+        row = start
         for weighted in reversed(blocks):
             row = row + row @ weighted
         return row[:, 0]

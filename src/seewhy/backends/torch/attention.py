@@ -39,7 +39,7 @@ from ..layouts import Layout, token_grid
 from ..model_lock import one_pass_at_a_time
 from .structure import call_model, eval_mode, is_attention, named_layers, this_thread_only_any
 
-__all__ = ["AttentionTap", "TorchAttention", "attention_layers", "tap_attention"]
+__all__ = ["AttentionTap", "TorchAttention", "attention_layers", "head_readout", "tap_attention"]
 
 _Handles = list[torch.utils.hooks.RemovableHandle]
 
@@ -361,13 +361,44 @@ class TorchAttention:
                     grads = _output_gradients(passes._target_scores(logits, t, score), taps)
             fused = [_fused(tap, fuse, g) for tap, g in zip(taps, grads, strict=True)]
         layout = _token_layout(infos, fused[0].shape[-1], taps[0].name, (x.shape[1], x.shape[2]))
+        tokens, patches = head_readout(self.model)
         return AttentionCapture(
             logits=logits.detach().float().cpu().numpy(),
             targets=t.cpu().numpy(),
             layers=tuple(tap.name for tap in taps),
             fused=tuple(f.cpu().numpy() for f in fused),
             layout=layout,
+            readout=tokens,
+            patches=patches,
         )
+
+
+def head_readout(model: nn.Module) -> tuple[tuple[tuple[int, float], ...], float]:
+    """Which tokens the classification head reads, weighted, and the weight of the patch mean.
+
+    timm says it in ``global_pool`` (``"token"``, ``"avg"``; its distilled DeiT
+    averages the heads of tokens 0 and 1 at inference, as Hugging Face's DeiT
+    with teacher does); Hugging Face's DINOv2 classifier concatenates the class
+    token and the patch mean (half each, as their features are the same size);
+    every other model reads the class token.
+    """
+    pool = getattr(model, "global_pool", None)
+    if isinstance(pool, str) and hasattr(model, "num_prefix_tokens"):  # a timm ViT
+        if pool == "avg":
+            return (), 1.0
+        if pool not in ("token", ""):
+            raise UnsupportedModel(
+                f"attention: the head pools the tokens with global_pool={pool!r}, which "
+                "attention methods do not follow; use gradcam"
+            )
+        if getattr(model, "head_dist", None) is not None:
+            return ((0, 0.5), (1, 0.5)), 0.0
+    name = type(model).__name__
+    if name in ("Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification"):
+        return ((0, 0.5),), 0.5
+    if name == "DeiTForImageClassificationWithTeacher":
+        return ((0, 0.5), (1, 0.5)), 0.0
+    return ((0, 1.0),), 0.0
 
 
 def _fused(tap: AttentionTap, fuse: BlockFusion, grad_out: torch.Tensor | None) -> torch.Tensor:
