@@ -209,6 +209,26 @@ def check_output(output: Any) -> int | str | None:
     raise bad_argument("output", "an output's index (int >= 0) or its key or name (str)", output)
 
 
+def output_position(labels: Sequence[str], choice: int | str | None) -> int:
+    """Which of several outputs, named ``labels``, ``choice`` (an index or a name) picks.
+
+    One rule for every backend, so that no choice, an index past them and an
+    unknown name are each the same one line whatever the framework.
+    """
+    if choice is None:
+        raise InvalidInput(
+            f"output: the model returns {len(labels)} outputs ({', '.join(labels)}); choose "
+            "one with output=NAME or an index (--output)"
+        )
+    if isinstance(choice, int):
+        if not 0 <= choice < len(labels):
+            raise InvalidInput(f"output: {choice} is past the model's outputs {list(labels)}")
+        return choice
+    if choice not in labels:
+        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(labels)}")
+    return list(labels).index(choice)
+
+
 def plan_targets(
     backend: Any,
     resolved: np.ndarray | tuple[Target, ...] | None,

@@ -158,13 +158,13 @@ def _hints_of(model: Any, backend: Any, *, sizes: bool) -> ModelHints:
     return hints if isinstance(hints, ModelHints) else ModelHints()
 
 
-def warn_guessed(spec: ModelSpec, pictures: bool) -> None:
+def warn_guessed(spec: ModelSpec, pictures: bool, own_size: bool = True) -> None:
     """Warn once about what ``spec`` guessed, when ``pictures`` (not model inputs) meet it.
 
     Preprocessed inputs are fed as they are, so a guessed preprocessing never
-    touches them and is not worth a word.
+    touches them and is not worth a word. ``own_size``: see :func:`guess_note`.
     """
-    note = guess_note(spec) if pictures else None
+    note = guess_note(spec, own_size) if pictures else None
     if note is not None:
         warn_user(note, InputGuessWarning)
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from seewhy._kit.warn import warn_user
 from seewhy.api import model_spec
-from seewhy.errors import InputGuessWarning, InvalidInput
+from seewhy.errors import InvalidInput
 from seewhy.loading import load_model
-from seewhy.spec import guess_note
+from seewhy.spec import warn_guessed
 
 from .dataset import Dataset, Item, LabelsFrom, collect
 from .device import check_device, local_device, placed_backend
@@ -196,9 +195,7 @@ def audit(
     if size is not None:
         spec = spec.at_size(size)
         settings = replace(settings, preprocess=spec.preprocess)
-    note = guess_note(spec, own_size=False)
-    if note is not None:  # the workers decode at this spec: said once, here
-        warn_user(note, InputGuessWarning)
+    warn_guessed(spec, pictures=True, own_size=False)  # the workers decode at it: said here
     dataset = collect(
         data,
         labels=spec.labels,

@@ -9,17 +9,20 @@ of a model sent to another process, and the "install this extra" error.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .._target_plan import DEFAULT_HEAD, Head
 from ..errors import BackendError, InvalidInput, LayerNotFound
 from .base import LayerInfo, select_default_layer
 from .model_lock import one_pass_at_a_time
 
 __all__ = [
+    "HeadViews",
     "PackedModel",
     "WeightsThroughModule",
     "default_layer",
@@ -230,3 +233,19 @@ class WeightsThroughModule:
         self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
     ) -> None:
         self.weights_module.randomize_layers(self.model, names, resample)
+
+
+class HeadViews:
+    """A backend whose passes score a :class:`~seewhy._target_plan.Head` (a mixin).
+
+    ``with_head`` gives a shallow copy scoring another head; the model, its
+    caches and its lock are shared, so a view costs nothing to make.
+    """
+
+    _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
+
+    def with_head(self, head: Head) -> Any:
+        """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
+        view = copy.copy(self)
+        view._head = head
+        return view

@@ -13,7 +13,6 @@ model run one pass at a time.
 
 from __future__ import annotations
 
-import copy
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,10 +23,9 @@ import numpy as np
 from ..._kit.lru import LRU
 from ..._kit.scores import Score, check_score, check_targets
 from ..._kit.warn import warn_user
-from ..._target_plan import DEFAULT_HEAD, Head
 from ...errors import InvalidInput
 from ..base import Capture, LayerInfo, Precision, check_precision
-from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..common import HeadViews, edit_each_image, edit_scales, shared_prefix_logits
 from ..layouts import Layout, LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .engines import Engine
@@ -96,20 +94,13 @@ def _probability(score: Score) -> bool:
     return check_score(score) == "probability"
 
 
-class KerasPasses:
+class KerasPasses(HeadViews):
     """The pass methods of :class:`~seewhy.backends.keras.KerasBackend`."""
 
     model: Any
     engine: Engine
     channels_first: bool
     layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
-    _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
-
-    def with_head(self, head: Head) -> Any:
-        """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
-        view = copy.copy(self)
-        view._head = head
-        return view
 
     def sigmoid_output(self, x: np.ndarray) -> bool:
         """Whether the scored output ends in a sigmoid (its logits are explained)."""

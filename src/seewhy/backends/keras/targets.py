@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from ..._target_plan import Head
+from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
 from ...targets import Region
 
@@ -43,19 +43,7 @@ def output_index(model: Any, choice: int | str | None) -> int:
         if choice not in (None, 0):
             raise InvalidInput(f"output: the model has one output; got output={choice!r}")
         return 0
-    names = output_names(model)
-    if choice is None:
-        raise InvalidInput(
-            f"output: the model has {len(outputs)} outputs ({', '.join(names)}); choose one "
-            "with output=NAME or an index (--output)"
-        )
-    if isinstance(choice, int):
-        if choice >= len(outputs):
-            raise InvalidInput(f"output: {choice} is past the model's outputs {names}")
-        return choice
-    if choice not in names:
-        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(names)}")
-    return names.index(choice)
+    return output_position(output_names(model), choice)
 
 
 def select_output(out: Any, choice: int | str | None, names: list[str] | None = None) -> Any:
@@ -79,15 +67,7 @@ def select_output(out: Any, choice: int | str | None, names: list[str] | None = 
 def _pick(values: list[Any], labels: list[str], choice: int | str | None) -> Any:
     if len(values) == 1 and choice in (None, 0):
         return values[0]
-    if choice is None:
-        raise InvalidInput(
-            f"output: the model returns {len(values)} outputs ({', '.join(labels)}); choose "
-            "one with output=NAME or an index (--output)"
-        )
-    index = labels.index(choice) if isinstance(choice, str) and choice in labels else choice
-    if not isinstance(index, int) or not 0 <= index < len(values):
-        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(labels)}")
-    return values[index]
+    return values[output_position(labels, choice)]
 
 
 def head_scores(head: Head, out: Any, sigmoid: bool, channels_last: bool = True) -> Any:

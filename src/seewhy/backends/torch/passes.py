@@ -15,7 +15,6 @@ autograd on, so only the part of the network after the layer keeps a graph.
 from __future__ import annotations
 
 import contextlib
-import copy
 import weakref
 from typing import Any
 
@@ -24,10 +23,10 @@ import torch
 from torch import nn
 
 from ..._kit.scores import check_score, check_targets
-from ..._target_plan import DEFAULT_HEAD, Head
+from ..._target_plan import DEFAULT_HEAD
 from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
-from ..common import edit_each_image, edit_scales, shared_prefix_logits
+from ..common import HeadViews, edit_each_image, edit_scales, shared_prefix_logits
 from ..layouts import LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
@@ -76,20 +75,13 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-class TorchPasses:
+class TorchPasses(HeadViews):
     """The passes of :class:`~seewhy.backends.torch.TorchBackend` (a mixin: see there)."""
 
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
     layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
-    _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
-
-    def with_head(self, head: Head) -> Any:
-        """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
-        view = copy.copy(self)
-        view._head = head
-        return view
 
     def _scores(self, output: Any) -> torch.Tensor:
         return head_scores(self._head, output)

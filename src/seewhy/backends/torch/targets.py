@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..._target_plan import Head
+from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
 
 __all__ = ["TorchOps", "head_scores", "is_detections", "select_output"]
@@ -119,17 +119,7 @@ def select_output(output: Any, choice: int | str | None) -> Any:
                     return output[usual]
             if len(keys) == 1:
                 return output[keys[0]]
-            raise InvalidInput(
-                f"output: the model returns {len(keys)} outputs ({', '.join(keys)}); "
-                "choose one with output=NAME (--output NAME)"
-            )
-        if isinstance(choice, int):
-            if choice >= len(keys):
-                raise InvalidInput(f"output: {choice} is past the model's outputs {keys}")
-            return output[keys[choice]]
-        if choice not in keys:
-            raise InvalidInput(f"output: no output {choice!r}; the model returns {', '.join(keys)}")
-        return output[choice]
+        return output[keys[output_position(keys, choice)]]
     if isinstance(output, (tuple, list)) and output:
         if choice is None:
             per_image = [o for o in output if not (isinstance(o, torch.Tensor) and o.ndim == 0)]
