@@ -37,7 +37,14 @@ from ...errors import UnsupportedModel
 from ..base import AttentionCapture, BlockFusion, Score
 from ..layouts import Layout, token_grid
 from ..model_lock import one_pass_at_a_time
-from .structure import call_model, eval_mode, is_attention, named_layers, this_thread_only_any
+from .structure import (
+    ATTENTION_PROJECTIONS,
+    call_model,
+    eval_mode,
+    is_attention,
+    named_layers,
+    this_thread_only_any,
+)
 
 __all__ = ["AttentionTap", "TorchAttention", "attention_layers", "head_readout", "tap_attention"]
 
@@ -151,18 +158,13 @@ def _refusal(name: str, module: nn.Module) -> str:
     return ""
 
 
-_PROJECTIONS = ("qkv", "to_qkv", "q_proj", "query")  # timm, torchvision MaxViT, Hugging Face
-
-
 def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's self-attention layers that hold their own q/k/v (outer wrappers left out)."""
     found: list[tuple[str, nn.Module]] = []
     for name, module in named_layers(model).items():
         if isinstance(module, nn.MultiheadAttention):
             found.append((name, module))
-        elif _module(module, *_PROJECTIONS) is not None and (
-            is_attention(module) or hasattr(module, "num_heads")  # timm's AttentionCl too
-        ):
+        elif is_attention(module) and _module(module, *ATTENTION_PROJECTIONS) is not None:
             found.append((name, module))
     return found
 

@@ -23,6 +23,7 @@ from ..layouts import LayoutChoice, LayoutKind, guess_layout, map_shape
 from .hints import input_mismatch
 
 __all__ = [
+    "ATTENTION_PROJECTIONS",
     "call_model",
     "call_of",
     "eval_mode",
@@ -120,9 +121,18 @@ def layer_trace(
     return cache[key]
 
 
+#: The projections an attention layer computes its queries from (timm, torchvision MaxViT, HF).
+ATTENTION_PROJECTIONS = ("qkv", "to_qkv", "q_proj", "query")
+
+
 def is_attention(module: nn.Module) -> bool:
-    """A self-attention layer (timm, torchvision, Hugging Face, ``nn.MultiheadAttention``)."""
-    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+    """A self-attention layer (timm, torchvision, Hugging Face, ``nn.MultiheadAttention``):
+    by its class name, or by heads and a query projection (timm's ``AttentionCl``)."""
+    if isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention"):
+        return True
+    return hasattr(module, "num_heads") and any(
+        isinstance(getattr(module, name, None), nn.Module) for name in ATTENTION_PROJECTIONS
+    )
 
 
 def _is_windowed(module: nn.Module) -> bool:
