@@ -506,3 +506,23 @@ def keras_tiny_vit(
     x = keras.layers.LayerNormalization(name="norm")(x)
     out = keras.layers.Dense(classes, name="head")(FirstToken(name="class_token")(x))
     return keras.Model(inputs, out)
+
+
+def sigmoid_ended(inner: Any, *, functional: bool = False) -> Any:
+    """``inner`` followed by a sigmoid: ``nn.Sigmoid`` last in an ``nn.Sequential``, or
+    ``torch.sigmoid`` at the end of ``forward`` (``functional``); ``inner`` is shared."""
+    import torch
+    from torch import nn
+
+    if not functional:
+        return nn.Sequential(inner, nn.Sigmoid()).eval()
+
+    class SigmoidAtTheEnd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = inner
+
+        def forward(self, x: Any) -> Any:
+            return torch.sigmoid(self.body(x))
+
+    return SigmoidAtTheEnd().eval()

@@ -242,22 +242,19 @@ def test_a_shard_changed_in_place_at_the_same_size_is_redone(data: Path, tmp_pat
     assert again.summary == first.summary and again.resumed_batches == 2
 
 
-def test_a_store_without_its_manifest_is_never_adopted(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_store_without_its_manifest_is_foreign_and_never_touched(
+    data: Path, tmp_path: Path, overwrite: bool
+) -> None:
+    """Issue 23.3: a ledger is what anyone can write; only audit.json makes a folder seewhy's."""
     out = tmp_path / "out"
     run(data, out)  # 6 images
     (out / "audit.json").unlink()
-    other = tmp_path / "other"
-    other.mkdir()
-    for k in range(2):
-        pixels = np.random.default_rng(k).integers(0, 256, (30, 30, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(other / f"x{k}.png")
+    before = snapshot(out)
     with pytest.raises(InvalidInput) as exc:
-        run(other, out)
-    assert "--overwrite" in one_line(exc)
-    fresh = run(other, out, overwrite=True)
-    assert fresh.summary["images"] == 2 and fresh.resumed_batches == 0
-    ids, _ = load_maps(str(out))
-    assert ids.tolist() == [0, 1]
+        run(data, out, overwrite=overwrite)
+    assert "holds no seewhy audit (a files.jsonl without audit.json is not one)" in one_line(exc)
+    assert snapshot(out) == before
 
 
 def test_a_store_of_another_data_set_is_refused(data: Path, tmp_path: Path) -> None:
@@ -304,23 +301,33 @@ def test_a_lost_thumbnail_or_a_lost_ledger_means_redo_never_trust(
     again = run(data, out)
     assert again.resumed_batches == 2 and (out / "images" / "0000003.m0.jpg").is_file()
     assert any("images/0000003.m0.jpg was missing" in note for note in again.notes)
-    (out / "files.jsonl").unlink()  # nothing on disk can be checked any more
-    third = run(data, out)
-    assert third.resumed_batches == 0 and third.summary == first.summary
+    (out / "files.jsonl").unlink()  # nothing on disk can be checked any more ...
+    before = snapshot(out)
+    for overwrite in (False, True):  # ... so nothing on disk is written over or removed
+        with pytest.raises(InvalidInput) as exc:
+            run(data, out, overwrite=overwrite)
+        assert "(or seewhy never did)" in one_line(exc) and "nothing was removed" in str(exc.value)
+        assert snapshot(out) == before
+    assert first.summary["images"] == 6
 
 
-def test_an_old_format_audit_is_replaced_only_by_name(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_old_format_audit_cannot_be_checked_so_nothing_is_removed(
+    data: Path, tmp_path: Path, overwrite: bool
+) -> None:
+    """Issue 23.3: a first-format audit has no ledger, so a planted one would delete by name."""
     out = tmp_path / "out"
     run(data, out)
     manifest = json.loads((out / "audit.json").read_text())
     manifest["format"] = "seewhy-audit/1"
     (out / "audit.json").write_text(json.dumps(manifest))
     (out / "files.jsonl").unlink()
-    (out / "images" / "mine.jpg").write_bytes(b"mine")
-    with pytest.raises(InvalidInput, match="older seewhy"):
-        run(data, out)
-    fresh = run(data, out, overwrite=True)
-    assert fresh.resumed_batches == 0 and (out / "images" / "mine.jpg").read_bytes() == b"mine"
+    (out / "index.html").write_text("<h1>my own page, not seewhy's</h1>")
+    before = snapshot(out)
+    with pytest.raises(InvalidInput) as exc:
+        run(data, out, overwrite=overwrite)
+    assert "older seewhy" in one_line(exc) and "will not remove them" in str(exc.value)
+    assert snapshot(out) == before
 
 
 # --------------------------------------------------------------------------- point 7

@@ -125,6 +125,62 @@ def test_cam_equals_classifier_weights_times_features(batch: np.ndarray) -> None
     np.testing.assert_allclose(ex.layer_maps, expected_relu, rtol=1e-4, atol=1e-6)
 
 
+def _pooled_layer_model(scale: float) -> torch.nn.Module:
+    """tiny_cnn whose two convolutions both have 16 channels, its classifier scaled by ``scale``."""
+    model = tiny_cnn(widths=(16, 16), seed=9)
+    with torch.no_grad():
+        model[6].weight *= scale
+        model[6].bias *= scale
+    return model
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6], ids=["usual logits", "tiny logits"])
+def test_cam_refuses_a_layer_the_pooling_does_not_read(scale: float, batch: np.ndarray) -> None:
+    """Layer 1 has the classifier's 16 channels but is not the pooled one: refused, however
+    small the logits (an absolute tolerance of 1e-3 took any layer of logits near 1e-6)."""
+    model = _pooled_layer_model(scale)
+    logits = model(torch.from_numpy(batch)).detach().numpy()
+    assert np.abs(logits).max() < 10 * scale
+    with pytest.raises(seewhy.errors.UnsupportedModel, match=r"not global-average-pooling of"):
+        seewhy.explain(model, batch, method="cam", layer="1")
+    a, _, _ = _acts_grads(model, batch, layer=2, targets=[0] * 4)
+    ex = seewhy.explain(model, batch, method="cam", layer="3", target=2)
+    weight = model[6].weight.detach().double().numpy()
+    expected = np.einsum("c,nchw->nhw", weight[2], np.maximum(a, 0))
+    np.testing.assert_allclose(ex.layer_maps, expected, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_cam_accepts_a_logit_that_cancels_to_zero(batch: np.ndarray) -> None:
+    """A class whose logit is 0 (its terms cancel) still matches its pooled layer."""
+    model = _pooled_layer_model(1.0)
+    a, _, _ = _acts_grads(model, batch, layer=2, targets=[0] * 4)
+    pooled = np.maximum(a, 0).mean(axis=(2, 3))
+    with torch.no_grad():
+        model[6].bias[1] = -float(pooled[0] @ model[6].weight[1].double().numpy())
+    logits = model(torch.from_numpy(batch)).detach().numpy()
+    assert abs(logits[0, 1]) < 1e-6  # cancelled: only float32 rounding is left
+    ex = seewhy.explain(model, batch, method="cam", layer="3", target=1)
+    weight = model[6].weight.detach().double().numpy()
+    expected = np.einsum("c,nchw->nhw", weight[1], np.maximum(a, 0))
+    np.testing.assert_allclose(ex.layer_maps, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cam_of_a_one_logit_head_weighs_class_0_by_minus_the_weights(batch: np.ndarray) -> None:
+    """From the definition: z = w . mean(A) + b; class 1 scores z, class 0 -z, so CAM's
+    class-0 map is -(w . A) and class 1's w . A, before the ReLU and the normalisation."""
+    model = tiny_cnn(classes=1, seed=4)
+    a, _, logits = _acts_grads(model, batch, layer=2, targets=[0] * 4)
+    w = model[6].weight.detach().double().numpy()[0]
+    features = np.maximum(a, 0)  # layer "3": the ReLU after conv 2
+    for target, sign in ((1, 1.0), (0, -1.0)):
+        ex = seewhy.explain(model, batch, method="cam", layer="3", target=target)
+        expected = sign * np.einsum("c,nchw->nhw", w, features)
+        np.testing.assert_allclose(ex.layer_maps, expected, rtol=1e-4, atol=1e-6)
+    z = logits.detach().numpy()[:, 0]
+    default = seewhy.explain(model, batch, method="cam", layer="3")
+    assert default.targets.tolist() == (z > 0).astype(int).tolist()
+
+
 def test_gradcam_equals_cam_on_a_gap_linear_head(batch: np.ndarray) -> None:
     """Selvaraju et al.: on GAP + linear heads Grad-CAM is CAM up to a scale."""
     model = tiny_cnn()

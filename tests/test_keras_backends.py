@@ -20,6 +20,7 @@ KERAS_FILES = [
     "tests/test_keras_methods.py",
     "tests/test_keras_demo.py",
     "tests/test_keras_spec.py",
+    "tests/test_keras_applications_pipeline.py",
     "tests/test_keras_targets.py",
     "tests/test_keras_transformers.py",
     "tests/test_keras_hub.py",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_helpers import images, keras_or_skip, to_numpy
+from keras_helpers import images, keras_or_skip
 from models import gap_model
 
 keras = keras_or_skip()
@@ -16,7 +16,7 @@ keras = keras_or_skip()
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 from seewhy.backends.keras import KerasBackend  # noqa: E402
-from seewhy.backends.keras.loading import _rgb_to_bgr, load_keras_model  # noqa: E402
+from seewhy.backends.keras.loading import load_keras_model  # noqa: E402
 from seewhy.errors import InvalidInput, UntrustedModel  # noqa: E402
 
 
@@ -79,10 +79,3 @@ def _full(tmp_path: Path) -> str:
     path = tmp_path / "mobilenet_full.weights.h5"
     keras.applications.MobileNetV2(weights=None).save_weights(path)
     return str(path)
-
-
-def test_rgb_to_bgr_swaps_channels() -> None:
-    inner = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Identity(name="same")])
-    wrapped = _rgb_to_bgr(keras, inner)
-    x = images(1, size=4)
-    np.testing.assert_allclose(to_numpy(keras, wrapped(x)), x[..., ::-1], atol=1e-6)

@@ -23,13 +23,13 @@ SIZE = 12
 PLAIN = seewhy.Preprocess(size=(SIZE, SIZE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
-def _sigmoid_gap(units: int = 1, seed: int = 3) -> Any:
+def _sigmoid_gap(units: int = 1, seed: int = 3, activation: Any = "sigmoid") -> Any:
     """The seed chapter's CAM model: conv, GAP, Dense(units, sigmoid)."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(units, activation="sigmoid", name="head")(x)
+    outputs = keras.layers.Dense(units, activation=activation, name="head")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -55,26 +55,62 @@ def _pre_sigmoid(model: Any, x: np.ndarray) -> np.ndarray:
     return to_numpy(keras, features) @ kernel + bias
 
 
-def test_a_sigmoid_head_is_explained_at_its_logit_and_cam_equals_gradcam(x: np.ndarray) -> None:
-    model = _sigmoid_gap()
+def _mixed(model: Any) -> np.ndarray:
+    """Images the binary model splits: three it calls class 0 (p < 0.5), three class 1.
+
+    The head's bias is moved so that the pool's median logit is 0 (the model is changed
+    here, before anything is explained).
+    """
+    rng = np.random.default_rng(7)
+    pool = (rng.random((24, SIZE, SIZE, 3)) * rng.random((24, 1, 1, 3)) * 2).astype("float32")
+    head = model.get_layer("head")
+    kernel, bias = (to_numpy(keras, w) for w in head.weights)
+    z = _pre_sigmoid(model, pool)[:, 0]
+    head.set_weights([kernel, bias - np.median(z)])
+    order = np.argsort(_pre_sigmoid(model, pool)[:, 0])
+    return pool[np.concatenate([order[:3], order[-3:]])]
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", None], ids=["Dense(1, sigmoid)", "Dense(1)"])
+def test_a_one_logit_head_draws_cam_for_both_classes(activation: Any) -> None:
+    """The seed chapter's GAP + Dense(1, sigmoid): "cat" (p < 0.5) is class 0, scored -z;
+    "dog" class 1, +z. CAM from the definition: class 0 weighs the features by -w."""
+    model = _sigmoid_gap(activation=activation)
+    x = _mixed(model)
+    z = _pre_sigmoid(model, x)[:, 0]
+    assert (z < 0).sum() == 3
     before = snapshot(keras, model)
-    cam = seewhy.explain(model, x, "cam", preprocess=PLAIN)
-    grad = seewhy.explain(model, x, "gradcam", preprocess=PLAIN)
+    labels = ["cat", "dog"]
+    cat = seewhy.explain(model, x, "cam", target=0, labels=labels, preprocess=PLAIN)
+    dog = seewhy.explain(model, x, "cam", target=1, labels=labels, preprocess=PLAIN)
+    default = seewhy.explain(model, x, "cam", labels=labels, preprocess=PLAIN)
+    grad = seewhy.explain(model, x, "gradcam", target=0, preprocess=PLAIN)
     assert_same_state(before, snapshot(keras, model))
-    np.testing.assert_allclose(cam.logits, _pre_sigmoid(model, x), rtol=1e-4, atol=1e-5)
-    assert cam.params["head"] == "sigmoid"
-    p = 1 / (1 + np.exp(-cam.logits[:, 0]))
-    np.testing.assert_allclose([pr[0].probability for pr in cam.predictions], p, rtol=1e-5)
-    assert np.ptp(cam.maps) > 0
-    np.testing.assert_allclose(cam.maps, grad.maps, atol=1e-4)
+    features = to_numpy(keras, keras.Model(model.inputs, model.get_layer("conv").output)(x))
+    w = to_numpy(keras, model.get_layer("head").weights[0])[:, 0]
+    expected = np.einsum("nhwc,c->nhw", features, w)
+    np.testing.assert_allclose(dog.layer_maps, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(cat.layer_maps, -expected, rtol=1e-4, atol=1e-6)
+    assert np.ptp(cat.maps, axis=(1, 2)).min() > 0  # no blank map for the negative class
+    np.testing.assert_allclose(cat.maps, grad.maps, atol=1e-4)  # CAM = Grad-CAM on GAP heads
+    np.testing.assert_allclose(default.logits, np.stack([-z, z], 1), rtol=1e-4, atol=1e-5)
+    assert default.params["head"] == "sigmoid"
+    predicted = (z > 0).astype(int)
+    assert default.targets.tolist() == predicted.tolist()
+    p = 1 / (1 + np.exp(-z.astype(np.float64)))
+    for i in range(len(x)):
+        shown = {pr.label: pr.probability for pr in default.predictions[i]}
+        assert shown["dog"] == pytest.approx(p[i], rel=1e-4)
+        assert shown["cat"] == pytest.approx(1 - p[i], rel=1e-4)
+        assert default.target_labels[i] == labels[predicted[i]]
 
 
 def test_probability_on_a_one_output_model_is_its_sigmoid_not_a_zero_map(x: np.ndarray) -> None:
     model = _sigmoid_gap()
-    prob = seewhy.explain(model, x, "saliency", score="probability", preprocess=PLAIN)
-    logit = seewhy.explain(model, x, "saliency", preprocess=PLAIN)
+    prob = seewhy.explain(model, x, "saliency", score="probability", preprocess=PLAIN, target=1)
+    logit = seewhy.explain(model, x, "saliency", preprocess=PLAIN, target=1)
     assert np.ptp(prob.extras["attributions"]) > 0
-    z = logit.logits[:, 0]
+    z = logit.logits[:, 1]  # class 1 scores +z
     slope = (np.exp(-z) / (1 + np.exp(-z)) ** 2)[:, None, None, None]  # d sigmoid / d z
     np.testing.assert_allclose(
         prob.extras["attributions"], slope * logit.extras["attributions"], rtol=1e-3, atol=1e-6
@@ -98,6 +134,29 @@ def test_named_outputs_are_chosen_by_name_and_refused_without_a_choice(x: np.nda
     assert ex.logits.shape == (3, 2) and ex.params["output"] == "size"
     by_index = seewhy.explain(model, x, "saliency", output=1, preprocess=PLAIN)
     np.testing.assert_allclose(ex.extras["attributions"], by_index.extras["attributions"])
+
+
+def test_a_callable_target_on_a_dict_output_chosen_by_its_key(x: np.ndarray) -> None:
+    """Outputs named by the dict's keys, not their layers' ("cls" is layer "dense"): a callable
+    scores the chosen output (it failed with "class 0 is outside the model's 0..-1")."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(h)
+    cls, box = keras.layers.Dense(4)(pooled), keras.layers.Dense(2)(pooled)
+    model = keras.Model(inputs, {"cls": cls, "box": box})
+    out = {k: to_numpy(keras, v) for k, v in model(x).items()}
+    for method in ("gradcam", "saliency", "occlusion"):
+        ex = seewhy.explain(
+            model, x, method, output="cls", target=lambda o: o[:, 1] - o[:, 3], preprocess=PLAIN
+        )
+        expected = out["cls"][:, 1] - out["cls"][:, 3]
+        np.testing.assert_allclose(ex.extras["target_score"], expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ex.logits, out["cls"], rtol=1e-4, atol=1e-6)
+        by_class = seewhy.explain(model, x, method, output="box", target=1, preprocess=PLAIN)
+        np.testing.assert_allclose(by_class.logits, out["box"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(InvalidInput, match=r"output: no output 'kind'; the model's are box, cls"):
+        seewhy.explain(model, x, "saliency", output="kind", target=lambda o: o[:, 0])
 
 
 def test_a_callable_with_keras_ops_equals_the_built_in_targets(x: np.ndarray) -> None:

@@ -59,6 +59,13 @@ def _quiet(call: Any, *args: Any, **kw: Any) -> Any:
         return call(*args, **kw)
 
 
+def _quiet_except(kind: type[Warning], call: Any, *args: Any, **kw: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", kind)
+        return call(*args, **kw)
+
+
 # -- hand-built models: size by trying, channels by the first convolution, own size kept --
 
 
@@ -149,9 +156,10 @@ def test_torchvision_vit_zero_head_warns_of_a_constant_map_and_reads_its_size() 
         image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32
     ).eval()
     spec = resolve_spec(vit)
-    assert spec.preprocess.size == (32, 32) and spec.labels is not None and not spec.guessed
+    assert spec.preprocess.size == (32, 32) and spec.labels is not None
+    assert spec.guessed == ("preprocessing",)  # no builder makes a 32 px ViT: said to be assumed
     with pytest.warns(ConstantMapWarning, match="zero-initialised"):
-        seewhy.explain(vit, PHOTO, "saliency")
+        _quiet_except(ConstantMapWarning, seewhy.explain, vit, PHOTO, "saliency")
 
 
 def test_a_map_negative_everywhere_is_told_apart_from_a_constant_one() -> None:
@@ -269,7 +277,8 @@ def test_torchvision_inception_object_runs_at_299_with_imagenet_labels() -> None
     model = tv.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
     spec = resolve_spec(model)
     assert spec.preprocess.size == (299, 299) and spec.preprocess.resize == 342
-    assert spec.labels is not None and spec.labels[0] == "tench" and not spec.guessed
+    assert spec.labels is not None and spec.labels[0] == "tench"
+    assert spec.guessed == ("preprocessing",) and "Inception_V3_Weights" in spec.assumed
     reference = tv.models.Inception_V3_Weights.DEFAULT.transforms()
     assert [reference.crop_size[0], reference.resize_size[0]] == [299, 342]
 
@@ -318,3 +327,60 @@ def test_cli_size_option_and_the_one_line_guess_and_refusal(
     assert sum("guessed" in line for line in err) == 1 and "Traceback" not in "".join(err)
     assert main([*common, "--size", "37", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "photo.seewhy.png").is_file()
+
+
+# -- inputs a model cannot take at all: one line naming the way out (issue 24, point 6) --
+
+
+def test_a_forward_that_needs_a_second_argument_is_one_line() -> None:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean((2, 3)) + extra
+
+    with pytest.raises(BackendError) as info:
+        _quiet(seewhy.predict, TwoInputs(), PHOTO, preprocess=seewhy.Preprocess(size=(32, 32)))
+    message = str(info.value)
+    assert "\n" not in message and "'extra'" in message and "issue 26" in message
+    assert "wrap it" in message
+
+
+def test_a_volume_model_given_photos_is_told_volumes_are_future_work() -> None:
+    model = nn.Sequential(
+        nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
+    with pytest.raises(BackendError) as info:
+        _quiet(seewhy.predict, model, PHOTO)
+    message = str(info.value)
+    assert "\n" not in message and "Conv3d" in message and "(N, C, D, H, W)" in message
+    assert "Preprocess(size=" not in message  # no size makes a photo a volume
+
+
+@pytest.mark.parametrize(
+    ("tensor", "said"),
+    [
+        (torch.zeros(1, 4, 32, 32), "shape (1, 4, 32, 32) has 4 channels (read channels-first)"),
+        (torch.zeros(4, 32, 32), "shape (4, 32, 32) has 4 channels (read channels-first)"),
+    ],
+)
+def test_a_four_channel_tensor_is_named_in_the_shape_given(tensor: torch.Tensor, said: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        _quiet(seewhy.predict, _pooled(), tensor)
+    message = str(info.value)
+    assert "\n" not in message and said in message and "x[" in message
+
+
+def test_new_geometry_fields_round_trip_and_bad_values_are_one_line() -> None:
+    pre = seewhy.Preprocess(
+        size=(40, 48), resize=(50, 60), fit="contain", fill=(1, 2, 3), crop_rounding="floor"
+    )
+    ex = _quiet(seewhy.explain, _pooled(), PHOTO, "saliency", preprocess=pre)
+    assert preprocess_from_record(ex.to_dict()["input"]) == pre
+    assert ex.images.shape[1:3] == (40, 48)
+    with pytest.raises(InvalidInput, match=r"Preprocess.resize: expected \(height, width\)"):
+        seewhy.Preprocess(resize=256, fit="stretch")
+    with pytest.raises(InvalidInput, match=r"Preprocess\.fit: expected one of"):
+        seewhy.Preprocess(fit="squash")

@@ -16,7 +16,7 @@ import pytest
 
 import seewhy
 from contract import SETTINGS
-from models import tiny_cnn, tiny_segmenter, two_headed
+from models import sigmoid_ended, tiny_cnn, tiny_segmenter, two_headed
 from seewhy import registry
 from seewhy import targets as T
 from seewhy.errors import InvalidInput, SeewhyError, UnsupportedModel
@@ -149,18 +149,158 @@ def test_the_model_is_untouched_when_a_target_raises(x: np.ndarray, mask: np.nda
             _same(model, before)
 
 
-def test_a_one_output_model_probability_is_its_sigmoid(x: np.ndarray) -> None:
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(z, np.float64)))
+
+
+def _logits(model: Any, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out: np.ndarray = model(torch.from_numpy(x).permute(0, 3, 1, 2)).double().numpy()
+    return out
+
+
+def _binary(pool: np.ndarray) -> Any:
+    """tiny_cnn with one logit, its bias set so that half of ``pool`` is "dog" (z > 0)."""
     model = tiny_cnn(classes=1, seed=4)
-    prob = _explain(model, x, "saliency", score="probability")
-    logit = _explain(model, x, "saliency")
-    z = logit.logits[:, 0].astype(np.float64)
-    slope = (np.exp(-z) / (1 + np.exp(-z)) ** 2)[:, None, None, None]
+    with torch.no_grad():
+        model[6].bias -= float(np.median(_logits(model, pool)))
+    return model
+
+
+@pytest.fixture(scope="module")
+def pool() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return (rng.random((32, SIZE, SIZE, 3)) * rng.random((32, 1, 1, 3)) * 2).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def mixed(pool: np.ndarray) -> np.ndarray:
+    """Six images of which the binary model calls three "cat" (p < 0.5), three "dog"."""
+    z = _logits(_binary(pool), pool)[:, 0]
+    order = np.argsort(z)
+    picked = pool[np.concatenate([order[:3], order[-3:]])]
+    assert (_logits(_binary(pool), picked)[:, 0] < 0).sum() == 3
+    return picked
+
+
+def test_a_one_output_model_probability_is_its_sigmoid(pool: np.ndarray, mixed: np.ndarray) -> None:
+    model = _binary(pool)
+    prob = _explain(model, mixed, "saliency", score="probability")
+    logit = _explain(model, mixed, "saliency")
+    own = logit.logits[np.arange(len(mixed)), logit.targets]  # each image's class: -z or +z
+    slope = (_sigmoid(own) * (1 - _sigmoid(own)))[:, None, None, None]
     attributions = prob.extras["attributions"]
     assert np.abs(attributions).max() > 0  # a softmax over one class would give all zeros
     np.testing.assert_allclose(
         attributions, slope * logit.extras["attributions"], rtol=1e-4, atol=1e-9
     )
-    assert prob.predictions[0][0].probability == pytest.approx(1 / (1 + np.exp(-z[0])), rel=1e-6)
+    z = _logits(model, mixed)[:, 0]
+    tops = [p[0].probability for p in prob.predictions]
+    np.testing.assert_allclose(tops, _sigmoid(np.abs(z)), rtol=1e-6)  # the predicted class's
+
+
+@pytest.mark.parametrize("method", ["gradcam", "cam", "saliency", "occlusion", "scorecam"])
+def test_a_one_logit_head_explains_both_classes(
+    method: str, pool: np.ndarray, mixed: np.ndarray
+) -> None:
+    """The seed chapter's binary classifier: "cat" (class 0, p < 0.5) scores -z, "dog" +z."""
+    model = _binary(pool)
+    before = _snapshot(model)
+    z = _logits(model, mixed)[:, 0]
+    labels = ["cat", "dog"]
+    cat = _explain(model, mixed, method, target=0, labels=labels)
+    dog = _explain(model, mixed, method, target=1, labels=labels)
+    default = _explain(model, mixed, method, labels=labels)
+    _same(model, before)
+    np.testing.assert_allclose(dog.logits, np.stack([-z, z], axis=1), rtol=1e-5, atol=1e-6)
+    if method != "scorecam":  # its weights are softmaxed scores: not linear in the score
+        signed = "attributions" if method == "saliency" else None  # its map is |gradient|
+        a, b = ((e.extras[signed] if signed else e.layer_maps) for e in (cat, dog))
+        np.testing.assert_allclose(a, -b, rtol=1e-4, atol=1e-7)
+    assert np.ptp(cat.maps, axis=(1, 2)).min() > 0  # a map for the negative class too
+    predicted = (z > 0).astype(np.int64)
+    assert default.targets.tolist() == predicted.tolist()
+    assert [default.target_labels[i] for i in range(len(z))] == [labels[c] for c in predicted]
+    for i in range(len(z)):
+        shown = {p.label: p.probability for p in default.predictions[i]}
+        assert shown["dog"] == pytest.approx(_sigmoid(z[i]), rel=1e-6)
+        assert shown["cat"] == pytest.approx(1 - _sigmoid(z[i]), rel=1e-6)
+        assert default.predictions[i][0].label == labels[predicted[i]]
+        assert cat.label(i) == f"cat: {100 * (1 - _sigmoid(z[i])):.1f}%"
+    with pytest.raises(InvalidInput, match=r"target: class 2 is outside the model's 0\.\.1"):
+        _explain(model, mixed, method, target=2)
+
+
+def test_a_one_output_linear_then_sigmoid_is_the_same_binary_classifier(
+    pool: np.ndarray, mixed: np.ndarray
+) -> None:
+    logits_model = _binary(pool)
+    probability_model = sigmoid_ended(logits_model)
+    z = _logits(logits_model, mixed)[:, 0]
+    for target in (0, 1):
+        ended = _explain(probability_model, mixed, "cam", target=target, layer="0.3")
+        plain = _explain(logits_model, mixed, "cam", target=target, layer="3")
+        np.testing.assert_allclose(ended.layer_maps, plain.layer_maps, rtol=1e-5, atol=1e-7)
+        expected = _sigmoid(z) if target else 1 - _sigmoid(z)
+        np.testing.assert_allclose(
+            [ended.target_probability(i) for i in range(len(z))], expected, rtol=1e-6
+        )
+    shown = seewhy.predict(probability_model, mixed, preprocess=PLAIN, labels=["cat", "dog"])
+    assert [p[0].label for p in shown] == ["dog" if v > 0 else "cat" for v in z]
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["nn.Sigmoid", "torch.sigmoid"])
+def test_a_final_sigmoid_is_explained_at_its_logits(functional: bool, x: np.ndarray) -> None:
+    """A multi-label model ending in a sigmoid: its maps are those of its logits, its
+    predictions each label's own probability, and head="sigmoid" does not apply it twice."""
+    logits_model = tiny_cnn(classes=4, seed=7)
+    model = sigmoid_ended(logits_model, functional=functional)
+    layer = "body.3" if functional else "0.3"
+    before = _snapshot(model)
+    logits = _logits(logits_model, x)
+    with pytest.warns(UserWarning, match="class scores come out of a sigmoid") as caught:
+        seewhy.explain(model, x, "gradcam", layer=layer, preprocess=PLAIN)
+    said = [w for w in caught if "sigmoid" in str(w.message)]
+    assert len(said) == 1 and "\n" not in str(said[0].message)  # once per model, one line
+    for method in ("gradcam", "cam", "saliency", "occlusion"):
+        ended = _explain(model, x, method, layer=layer, target=2)
+        plain = _explain(logits_model, x, method, layer="3", target=2)
+        np.testing.assert_allclose(ended.maps, plain.maps, atol=1e-5)
+        np.testing.assert_allclose(ended.logits, logits, rtol=1e-5, atol=1e-6)
+        assert ended.params["head"] == "sigmoid"
+    _same(model, before)
+    declared = _explain(model, x, "gradcam", layer=layer, head="sigmoid", top_k=4)
+    probability = _explain(model, x, "gradcam", layer=layer, score="probability", target=1)
+    for i in range(len(x)):
+        listed = {p.index: p.probability for p in declared.predictions[i]}
+        np.testing.assert_allclose([listed[c] for c in range(4)], _sigmoid(logits[i]), rtol=1e-6)
+        assert probability.target_probability(i) == pytest.approx(_sigmoid(logits[i, 1]))
+    predicted = seewhy.predict(model, x, preprocess=PLAIN, top_k=4)
+    for i in range(len(x)):
+        listed = {p.index: p.probability for p in predicted[i]}
+        np.testing.assert_allclose([listed[c] for c in range(4)], _sigmoid(logits[i]), rtol=1e-6)
+
+
+def test_a_sigmoid_inside_the_network_is_no_head(x: np.ndarray) -> None:
+    """A gate's sigmoid mid-network (squeeze-and-excitation style) leaves the scores alone."""
+    from torch import nn
+
+    torch.manual_seed(8)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.Sigmoid(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "came out of a sigmoid" note either
+        ex = seewhy.explain(model, x, "gradcam", layer="1", preprocess=PLAIN)
+    logits = _logits(model, x)
+    np.testing.assert_allclose(ex.logits, logits, rtol=1e-5)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert ex.predictions[0][0].probability == pytest.approx(softmax[0].max())
+    assert "head" not in ex.params
 
 
 def test_a_declared_sigmoid_head_lists_each_labels_own_probability(x: np.ndarray) -> None:

@@ -61,14 +61,18 @@ def nchw() -> np.ndarray:
 
 
 def test_binary_classifier_output_target(nchw: np.ndarray) -> None:
+    """A one-logit head's classes 1 and 0 are pytorch-grad-cam's positive and negative."""
     model = tiny_cnn(classes=1, seed=4)
     ref = _plain_relus(model)
-    positive = _theirs(ref, ref[2], nchw, [model_targets.BinaryClassifierOutputTarget(1)] * 2)
-    ex = seewhy.explain(model, nchw, layer="2", target=Class(0))
-    _agree(ex.maps, positive)
-    negative = _theirs(ref, ref[2], nchw, [model_targets.BinaryClassifierOutputTarget(0)] * 2)
+    for category in (1, 0):
+        theirs = _theirs(
+            ref, ref[2], nchw, [model_targets.BinaryClassifierOutputTarget(category)] * 2
+        )
+        _agree(seewhy.explain(model, nchw, layer="2", target=Class(category)).maps, theirs)
+        _agree(seewhy.explain(model, nchw, layer="2", target=category).maps, theirs)
     flipped = seewhy.explain(model, nchw, layer="2", target=lambda out: -out[:, 0])
-    _agree(flipped.maps, negative)
+    negative = seewhy.explain(model, nchw, layer="2", target=0)
+    np.testing.assert_allclose(flipped.layer_maps, negative.layer_maps, rtol=1e-5, atol=1e-7)
 
 
 def test_classifier_output_softmax_target(nchw: np.ndarray) -> None:

@@ -1,5 +1,8 @@
 """Issue 13.4, as the accident: several threads explain one model at the same time.
 
+(Issue 23.7, a thread training the model while another explains it, is in
+``test_training_while_explaining.py``.)
+
 Before the per-model lock, hooks fired on the other thread's pass (15 of 16
 Grad-CAM calls failed), the eval-mode save/restore raced (14 of 16 saliency
 maps wrong) and the model was left in eval mode with its BatchNorm
@@ -156,6 +159,34 @@ def test_a_pass_hook_leaves_the_users_own_forward_in_another_thread_alone() -> N
     assert mine.shape == plain.shape
     torch.testing.assert_close(mine, plain)
     assert not any(len(m._forward_hooks) for m in model.modules())
+
+
+def test_while_a_pass_is_mid_forward_another_thread_sees_the_model_as_it_left_it() -> None:
+    """Issue 23.7: a pass runs on the model's twin, so a thread looking at (or training)
+    the model meanwhile sees its own modes and hooks, not eval mode and seewhy's hooks."""
+    torch.manual_seed(0)
+    gate = _Gate()
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), gate, nn.ReLU(), nn.Dropout(0.5),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(6, 3),
+    ).train()  # fmt: skip
+    model[1].eval()  # one module in its own mode
+    x = images(1)
+    before = snapshot(model)
+    for method in ("gradcam", "guided-backprop", "ablation-cam"):
+        gate.entered.clear()
+        gate.release.clear()
+        gate.armed = True
+        with ThreadPoolExecutor(1) as pool:
+            explained = pool.submit(seewhy.explain, model, x, method, layer="5")
+            assert gate.entered.wait(timeout=30), method
+            try:
+                assert_unchanged(model, before)  # mid-pass, seen from this thread
+            finally:
+                gate.release.set()
+            assert explained.result(timeout=60).maps.shape == (1, 20, 20)
+    assert_unchanged(model, before)
 
 
 _KERAS_SCRIPT = r"""

@@ -267,3 +267,40 @@ def test_cli_bad_layer_layout_is_one_line_without_traceback(
     assert code != 0
     assert "layout: expected" in err and "Traceback" not in err
     assert main([*args, "--layer-layout", "tokens:1", "--out", str(tmp_path)]) == 0
+
+
+def test_segformer_default_is_the_last_feature_map_before_its_classifier() -> None:
+    """issue 24, point 7: ``decode_head`` *is* the logits (its map would be the class-logit map)."""
+    transformers = pytest.importorskip("transformers")
+    from seewhy.backends import backend_for
+
+    torch.manual_seed(0)
+    config = transformers.SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 1],
+        decoder_hidden_size=16,
+        num_labels=3,
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        mlp_ratios=[2, 2],
+    )
+    model = transformers.SegformerForSemanticSegmentation(config).eval()
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
+    backend = backend_for(model)
+    names = [info.name for info in backend.layers(x)]
+    chosen = backend.resolve_layer(None, x)
+    assert {"decode_head", "decode_head.classifier"} <= set(names)  # still listed, choosable
+    assert chosen not in ("decode_head", "decode_head.classifier")
+    assert names.index(chosen) == names.index("decode_head.classifier") - 1
+    logits = model(torch.from_numpy(x).permute(0, 3, 1, 2)).logits
+    seen: list[Any] = []
+    layer = dict(model.named_modules())[chosen]
+    handle = layer.register_forward_hook(lambda m, a, out: seen.append(out))
+    try:
+        model(torch.from_numpy(x).permute(0, 3, 1, 2))
+    finally:
+        handle.remove()
+    assert seen[0].shape[1] == config.decoder_hidden_size != logits.shape[1]

@@ -4,7 +4,8 @@ Each hostile file carries a payload that creates a marker folder when its
 code runs. Without the trust flag seewhy must refuse the file with a
 one-line error and the marker must never appear; where the format can run
 code at all, loading it trusted shows the file really is hostile.
-(Pickles inside ``.pt2`` archives: tests/test_loading.py; their graphs: here.)
+(Pickles inside ``.pt2`` archives: tests/test_loading.py; their graphs: here; their names,
+layout and what torch reads of them: tests/test_pt2_archives.py.)
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """From what the user passes as ``target=`` (and ``output=``, ``head=``) to what the passes score.
 
 Class targets keep the fast path they always had: (N,) class indices into
-the logits. Any other target (or a sigmoid head asked for probabilities)
-goes through a :class:`Head`: the backend scores each distinct target on
+the logits. Any other target (or a sigmoid head, declared or found on the
+model) goes through a :class:`Head`: the backend scores each distinct target on
 every row of its output, one column per target, followed by the class
 logits when the output has them, and each image's "class" becomes its
 target's column. So every
@@ -262,7 +262,7 @@ def plan_targets(
         view = _view(backend, Head(output, sigmoid, tuple(distinct), probability))
         columns = [next(j for j, d in enumerate(distinct) if d is t) for t in resolved]
         return Plan(view, np.array(columns, np.int64), "logit", resolved, sigmoid, len(distinct))
-    chosen = Head(output, sigmoid and head == "sigmoid", None, False)
+    chosen = Head(output, sigmoid, None, False)  # a found sigmoid too: its probabilities
     view = backend if chosen.plain else _view(backend, chosen)
     return Plan(view, resolved, score, None, sigmoid)
 
@@ -296,10 +296,18 @@ def settle(raw: Any, plan: Plan) -> Any:
     )
 
 
-def sigmoid_output(backend: Any, x: np.ndarray) -> bool:
-    """Whether the backend found a sigmoid head on the model itself (Keras reads it)."""
+def sigmoid_output(backend: Any, x: np.ndarray, output: int | str | None = None) -> bool:
+    """Whether the chosen output's class scores are sigmoids, found on the model itself.
+
+    A final sigmoid (skipped: its logits are scored) or one logit (a binary
+    classifier, two classes -z and +z); PyTorch and Keras backends find them.
+    """
     detect = getattr(backend, "sigmoid_output", None)
-    return bool(detect(x)) if detect is not None else False
+    if detect is None:
+        return False
+    if output is not None:
+        detect = _view(backend, Head(output)).sigmoid_output
+    return bool(detect(x))
 
 
 def record(objects: Sequence[Target]) -> Any:

@@ -199,7 +199,7 @@ class Explainer:
                     layer = self.backend.resolve_layer(self.layer, batch.inputs)
                 if sigmoid is None:
                     sigmoid = self.head == "sigmoid" or _target_plan.sigmoid_output(
-                        self.backend, batch.inputs
+                        self.backend, batch.inputs, self.output
                     )
                 positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
                 batch_targets = targets
@@ -467,9 +467,12 @@ def predict(
     logits: list[np.ndarray] = []
     sources: list[str] = []
     failures: list[Failure] = []
+    sigmoid = False  # each label's own probability: a final sigmoid, or one logit
     for batch, failed in stream:
         failures.extend(failed)
         if batch is not None:
+            if not logits:
+                sigmoid = _target_plan.sigmoid_output(backend, batch.inputs)
             logits.append(backend.predict(batch.inputs, batch_size=batch_size))
             sources.extend(batch.sources)
     if not logits:
@@ -478,4 +481,4 @@ def predict(
         warn_user(f"skipped: {failure.reason}", SkippedInputWarning)
     joined = np.concatenate(logits)
     warn_not_finite(joined, sources)
-    return top_predictions(joined, spec, top_k)
+    return top_predictions(joined, spec, top_k, sigmoid)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._kit.checks import bad_argument, positive_int
 from .explanation import json_safe
+from .terminal import printable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -66,10 +67,12 @@ def summary(ex: Explanation) -> str:
 
     Short on purpose: the arrays are in ``ex.maps`` and friends, and a console
     or a debugger should show what the explanation is about, not its numbers.
+    Class names come from the model's file, so they are escaped for the
+    terminal (method and layer are quoted by ``repr``, which escapes too).
     """
     n = len(ex)
     top1 = [
-        _short(_class_text(ex.predictions[i][0])) if ex.predictions[i] else "?"
+        printable(_short(_class_text(ex.predictions[i][0]))) if ex.predictions[i] else "?"
         for i in range(min(n, _REPR_TOP1))
     ]
     if n > _REPR_TOP1:

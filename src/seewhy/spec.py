@@ -17,7 +17,7 @@ from typing import Any
 
 from ._kit.checks import bad_argument
 from ._kit.warn import warn_user
-from .errors import InputGuessWarning
+from .errors import InputGuessWarning, UnsupportedModel
 from .preprocess import IMAGENET, ModelSpec, Preprocess
 
 __all__ = [
@@ -55,6 +55,7 @@ class ModelHints:
     source: str = ""
     value_range: tuple[float, float] | None = None  # pixels' range when the model rescales
     name: str | None = None  # what to call a model that has no name of its own (a file's stem)
+    assumed: str = ""  # a whole ``preprocess`` assumed from what the model is: which, how to change
 
 
 def default_preprocess(
@@ -102,7 +103,9 @@ def resolve_spec(
     if isinstance(own, ModelSpec):
         spec = own
         if preprocess is not None:
-            spec = replace(spec, preprocess=preprocess, guessed=(), source="preprocess=")
+            spec = replace(
+                spec, preprocess=preprocess, guessed=(), assumed="", source="preprocess="
+            )
     else:
         spec = _from_hints(model, backend, preprocess, try_sizes)
     if names is not None:
@@ -117,7 +120,12 @@ def resolve_spec(
 def _from_hints(
     model: Any, backend: Any, preprocess: Preprocess | None, try_sizes: bool
 ) -> ModelSpec:
-    hints = _hints_of(model, backend, sizes=try_sizes and preprocess is None)
+    try:
+        hints = _hints_of(model, backend, sizes=try_sizes and preprocess is None)
+    except UnsupportedModel:  # a preprocessing seewhy cannot follow: the caller's stands
+        if preprocess is None:
+            raise
+        hints = ModelHints()
     own_name = getattr(model, "name", None)  # Keras models have one
     name = own_name if isinstance(own_name, str) and own_name else hints.name
     name = name or type(model).__name__
@@ -126,7 +134,10 @@ def _from_hints(
             name=name, preprocess=preprocess, labels=hints.labels, source="preprocess="
         )
     if hints.preprocess is not None:
-        return ModelSpec(name, hints.preprocess, hints.labels, source=hints.source)
+        assumed: tuple[str, ...] = ("preprocessing",) if hints.assumed else ()
+        return ModelSpec(
+            name, hints.preprocess, hints.labels, hints.source, assumed, assumed=hints.assumed
+        )
     guessed = [
         part
         for part, known in (
@@ -177,6 +188,8 @@ def guess_note(spec: ModelSpec, own_size: bool = True) -> str | None:
     """
     if not spec.guessed:
         return None
+    if "preprocessing" in spec.guessed:
+        return f"input of {spec.name} assumed: {spec.assumed}"
     pre = spec.preprocess
     parts = []
     if "size" in spec.guessed:
@@ -222,8 +235,14 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
         "std": list(pre.std),
         "scale": pre.scale,
         "interpolation": pre.interpolation,
+        "channel_order": pre.channel_order,
+        "fit": pre.fit,
+        "crop_rounding": pre.crop_rounding,
+        "fill": None if pre.fill is None else list(pre.fill),
+        "resampler": pre.resampler,
         "source": spec.source,
         "guessed": list(spec.guessed),
+        "assumed": spec.assumed,
     }
 
 
@@ -233,11 +252,25 @@ def preprocess_from_record(record: Mapping[str, Any]) -> Preprocess:
         height, width = (int(v) for v in record["size"])
         return Preprocess(
             size=(height, width),
-            resize=None if record.get("resize") is None else int(record["resize"]),
+            resize=_resize_from_record(record.get("resize")),
             mean=tuple(float(v) for v in record["mean"]),
             std=tuple(float(v) for v in record["std"]),
             scale=float(record["scale"]),
             interpolation=str(record.get("interpolation", "bilinear")),
+            channel_order=str(record.get("channel_order", "RGB")),  # older records: RGB
+            fit=str(record.get("fit", "short")),
+            crop_rounding=str(record.get("crop_rounding", "round")),
+            fill=None if record.get("fill") is None else tuple(int(v) for v in record["fill"]),
+            resampler=str(record.get("resampler", "pillow")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise bad_argument("record", "an Explanation's input record", exc) from None
+
+
+def _resize_from_record(value: Any) -> int | tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        height, width = (int(v) for v in value)
+        return height, width
+    return int(value)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._kit.checks import bad_argument, finite_float, positive_int
+from ._kit.mask_codes import from_run_lengths, nearest_cells, run_lengths
 from .errors import InvalidInput
 
 __all__ = [
@@ -112,14 +113,29 @@ def _index(value: Any, name: str, where: str) -> int:
     return positive_int(value, name, where=where, minimum=0)
 
 
+def class_scores(output: Any, ops: Any) -> Any:
+    """(N, K) class logits; a one-logit output z as its two classes, (-z, +z).
+
+    A binary classifier with one output (``Dense(1, "sigmoid")``, a
+    ``Linear(..., 1)``) has two classes: class 1 scores +z (probability
+    sigmoid(z)) and class 0 scores -z (probability 1 - sigmoid(z)), Keras'
+    binary convention. So ``target=0`` explains the negative class, and the
+    top class (the default target) is the predicted one.
+    """
+    _check_rank(output, 2, "class scores (N, classes)")
+    if int(output.shape[1]) == 1:
+        return ops.concatenate([-output, output], axis=1)
+    return output
+
+
 def _class_values(output: Any, ops: Any, probability: bool, sigmoid: bool) -> Any:
     """(N, K) class scores: logits, or probabilities of a softmax or sigmoid head."""
-    _check_rank(output, 2, "class scores (N, classes)")
+    values = class_scores(output, ops)
     if not probability:
-        return output
-    if sigmoid or int(output.shape[1]) == 1:
-        return ops.sigmoid(output)
-    return ops.softmax(output, axis=1)
+        return values
+    if sigmoid or int(output.shape[1]) == 1:  # a one-logit head's classes are sigmoids
+        return ops.sigmoid(values)
+    return ops.softmax(values, axis=1)
 
 
 def _width(output: Any) -> int:
@@ -277,7 +293,7 @@ class Region(Target):
 
     def mask_at(self, size: tuple[int, int]) -> np.ndarray:
         """The mask as float32 at ``size`` (nearest neighbour, pixel centres)."""
-        rows, cols = _nearest(self.mask.shape, size)
+        rows, cols = nearest_cells(self.mask.shape, size)
         return self.mask[rows][:, cols].astype(np.float32)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -294,7 +310,7 @@ class Region(Target):
         size = (int(output.shape[2]), int(output.shape[3]))
         mask = self._data(ops, 0)
         if size != self.mask.shape:  # resized inside the pass: the mask stays an input
-            rows, cols = _nearest(self.mask.shape, size)
+            rows, cols = nearest_cells(self.mask.shape, size)
             mask = ops.take(
                 ops.take(mask, ops.convert_to_tensor(rows), axis=0),
                 ops.convert_to_tensor(cols),
@@ -316,7 +332,7 @@ class Region(Target):
             "class_index": self.index,
             "shape": list(self.mask.shape),
             "pixels": int(self.mask.sum()),
-            "runs": _runs(self.mask),
+            "runs": run_lengths(self.mask),
             "bbox": [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1],
         }
 
@@ -325,28 +341,6 @@ class Region(Target):
 
     def class_index(self) -> int:
         return self.index
-
-
-def _nearest(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of a (h, w) map that a nearest-neighbour resize to ``size`` reads."""
-    h, w = shape
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-    return rows, cols
-
-
-def _runs(mask: np.ndarray) -> list[int]:
-    """Run-length code of the flattened mask: lengths alternating False, True, False..."""
-    flat = mask.reshape(-1).astype(np.int8)
-    edges = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], edges, [flat.size]])
-    lengths = np.diff(bounds).tolist()
-    return [0, *lengths] if flat[0] else lengths
-
-
-def _unruns(shape: Sequence[int], runs: Sequence[int]) -> np.ndarray:
-    values = np.repeat(np.arange(len(runs)) % 2 == 1, np.asarray(runs, dtype=np.int64))
-    return values.reshape(tuple(shape))
 
 
 class Box(Target):
@@ -467,7 +461,7 @@ def from_json(data: Any) -> Target:
         if kind == "similarity":
             return Similarity(data["vector"])
         if kind == "region":
-            return Region(data["class_index"], _unruns(data["shape"], data["runs"]))
+            return Region(data["class_index"], from_run_lengths(data["shape"], data["runs"]))
         if kind == "box":
             return Box(data["xyxy"], data.get("label"), add_iou=bool(data.get("add_iou", False)))
     except KeyError as missing:

@@ -17,6 +17,7 @@ __all__ = [
     "sigmoid",
     "softmax",
     "target_scores",
+    "two_classes",
 ]
 
 Score = Literal["logit", "probability"]
@@ -55,6 +56,17 @@ def probabilities(logits: np.ndarray, sigmoid_head: bool = False) -> np.ndarray:
     z = np.asarray(logits)
     one = z.ndim == 2 and z.shape[1] == 1
     return sigmoid(z) if sigmoid_head or one else softmax(z)
+
+
+def two_classes(rows: np.ndarray) -> np.ndarray:
+    """A one-logit head's rows (a (1, ...) weight or bias) as its two classes': (-row, +row).
+
+    The numpy side of :func:`seewhy.targets.class_scores`, for the methods
+    that read the classifier itself (CAM): class 0 scores -z, class 1 +z.
+    Any other number of rows is returned as it is.
+    """
+    values = np.asarray(rows)
+    return np.concatenate([-values, values]) if len(values) == 1 else values
 
 
 def target_scores(

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from seewhy.inputs.photos import crop_plan
 from seewhy.preprocess import Preprocess
 
 from .dataset import Box
@@ -32,21 +33,12 @@ def picture_geometry(
 ) -> tuple[float, float, int, int]:
     """(x scale, y scale, left, top): original pixel x maps to ``x * sx - left``.
 
-    Mirrors the sizes :func:`seewhy.inputs.resize_for_model` computes (a stretch
-    without ``pre.resize``; else the short side to ``resize``, raised if the
-    crop would not fit, then a centre crop); a test holds the two together.
+    The sizes :func:`seewhy.inputs.resize_for_model` computes, from the same
+    :func:`~seewhy.inputs.photos.crop_plan` (a negative offset is padding).
     """
     h, w = original_size
-    out_h, out_w = pre.size
-    if pre.resize is None:
-        return out_w / w, out_h / h, 0, 0
-    short, long_ = min(h, w), max(h, w)
-    new_long = int(pre.resize * long_ / short)
-    new_h, new_w = (pre.resize, new_long) if h <= w else (new_long, pre.resize)
-    if new_h < out_h or new_w < out_w:
-        factor = max(out_h / h, out_w / w)
-        new_h, new_w = max(out_h, round(h * factor)), max(out_w, round(w * factor))
-    return new_w / w, new_h / h, round((new_w - out_w) / 2.0), round((new_h - out_h) / 2.0)
+    new_h, new_w, top, left = crop_plan(h, w, pre)
+    return new_w / w, new_h / h, left, top
 
 
 def input_boxes(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from seewhy._target_plan import check_head
 from seewhy.api import model_spec
 from seewhy.errors import InvalidInput
 from seewhy.loading import load_model
@@ -24,6 +25,7 @@ from seewhy.spec import warn_guessed
 
 from .dataset import Dataset, Item, LabelsFrom, collect
 from .device import check_device, local_device, placed_backend
+from .lock import hold
 from .store import Store
 from .summary import summarize
 from .targets import check_audit_target
@@ -114,6 +116,7 @@ def audit(
     object_threshold: float = 0.5,
     border_threshold: float = 0.5,
     target: str = "predicted",
+    head: str | None = None,
     engine: Engine = "local",
     workers: int | None = None,
     overwrite: bool = False,
@@ -134,7 +137,11 @@ def audit(
     ``framework``, ``weights`` and ``trust`` apply). ``data`` is a folder, a
     folder of class folders, a list file or image files (see
     :mod:`seewhy.audit.dataset`). A stopped run resumes where it stopped when
-    called again with the same arguments; ``overwrite`` starts afresh.
+    called again with the same arguments; ``overwrite`` starts afresh,
+    removing only the files seewhy wrote there that are unchanged since (a
+    file in the way that changed is refused in one line, before anything is
+    removed). One run at a time writes to ``out``: another is refused in one
+    line naming its pid (see :mod:`seewhy.audit.lock`).
     ``follow_links`` follows symbolic links that lead out of the data folder
     (their pictures end up in a report that may be shared; off by default).
 
@@ -157,7 +164,10 @@ def audit(
     top-1 class), ``"true"`` (its true class), ``"region"`` (a segmenter: the
     true class over the ground-truth mask) or ``"box"`` (a detector: the
     detection best overlapping the first ground-truth box); each record's
-    ``target`` column names it.
+    ``target`` column names it. ``head="sigmoid"`` reads the classes as
+    independent labels (multi-label), as :func:`seewhy.explain` does; a Keras
+    model that ends in a sigmoid says so itself. Confidences and
+    ``true_probability`` follow the same rule.
     """
     if engine not in ("local", "ray"):
         raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
@@ -175,6 +185,7 @@ def audit(
         object_threshold=float(object_threshold),
         border_threshold=float(border_threshold),
         target=check_audit_target(target),
+        head=check_head(head),
     )
     if engine == "ray":  # fail on a missing ray before any model is loaded
         from .ray_engine import require_ray
@@ -182,78 +193,84 @@ def audit(
         require_ray()
     _check_out_apart(data, out)
     store = Store(out)
-    store.claim(overwrite=overwrite)  # a folder seewhy may not write: say so before loading
-    model_obj = (
-        load_model(model, framework=framework, weights=weights, trust=trust, providers=providers)
-        if isinstance(model, str)
-        else model
-    )
-    backend = placed_backend(model_obj) if engine == "local" else None  # Keras places itself
-    if backend is not None:
-        model_obj = backend.place(local_device(device, owned=isinstance(model, str)))
-    spec = model_spec(model_obj)
-    if size is not None:
-        spec = spec.at_size(size)
-        settings = replace(settings, preprocess=spec.preprocess)
-    warn_guessed(spec, pictures=True, own_size=False)  # the workers decode at it: said here
-    dataset = collect(
-        data,
-        labels=spec.labels,
-        labels_from=labels_from,
-        recursive=recursive,
-        follow_links=follow_links,
-        boxes=boxes,
-        masks=masks,
-    )
-    items = dataset.items
-    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    model_id = model if isinstance(model, str) else spec.name
-    config = {
-        "model": model_id,
-        "weights": weights,
-        "framework": framework if isinstance(model, str) else None,
-        "preprocess": repr(spec.preprocess),
-        "classes": len(spec.labels) if spec.labels is not None else None,
-        "methods": list(names),
-        "layer": layer,
-        "batch_size": batch_size,
-        "top_k": top_k,
-        "object_threshold": settings.object_threshold,
-        "border_threshold": settings.border_threshold,
-        "cmap": settings.cmap,
-        "alpha": settings.alpha,
-    }
-    done = store.open(config, items, overwrite=overwrite)
-    todo = [(k, batch) for k, batch in enumerate(batches) if k not in done]
-    count = sum(len(batches[k]) for k in done)
-    total = len(items)
-
-    def advance(n: int) -> None:
-        nonlocal count
-        count += n
-        if progress is not None:
-            progress(count, total)
-
-    advance(0)
-    if todo and engine == "local":
-        run_local(BatchWorker(model_obj, settings), todo, store, advance, threads=workers)
-    elif todo:
-        from .ray_engine import run_ray
-
-        run_ray(
-            model,
-            model_obj,
-            settings,
-            todo,
-            store,
-            advance,
-            actors=workers,
-            address=ray_address,
-            gpus_per_worker=gpus_per_worker,
-            device=device,
-            load_args={"framework": framework, "weights": weights, "trust": trust},
+    store.claim(overwrite=overwrite)  # a folder seewhy may not write: say so before anything
+    with hold(out) as lock:  # one run per folder, from here to the report
+        model_obj = (
+            load_model(
+                model, framework=framework, weights=weights, trust=trust, providers=providers
+            )
+            if isinstance(model, str)
+            else model
         )
-    return finish(store, dataset, names, config, title=title, resumed=len(done))
+        backend = placed_backend(model_obj) if engine == "local" else None  # Keras places itself
+        if backend is not None:
+            model_obj = backend.place(local_device(device, owned=isinstance(model, str)))
+        spec = model_spec(model_obj)
+        if size is not None:
+            spec = spec.at_size(size)
+            settings = replace(settings, preprocess=spec.preprocess)
+        warn_guessed(spec, pictures=True, own_size=False)  # the workers decode at it: said here
+        dataset = collect(
+            data,
+            labels=spec.labels,
+            labels_from=labels_from,
+            recursive=recursive,
+            follow_links=follow_links,
+            boxes=boxes,
+            masks=masks,
+        )
+        items = dataset.items
+        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+        model_id = model if isinstance(model, str) else spec.name
+        config = {
+            "model": model_id,
+            "weights": weights,
+            "framework": framework if isinstance(model, str) else None,
+            "preprocess": repr(spec.preprocess),
+            "classes": len(spec.labels) if spec.labels is not None else None,
+            "methods": list(names),
+            "layer": layer,
+            "batch_size": batch_size,
+            "top_k": top_k,
+            "object_threshold": settings.object_threshold,
+            "border_threshold": settings.border_threshold,
+            "cmap": settings.cmap,
+            "alpha": settings.alpha,
+        }
+        if settings.head is not None:  # only then: earlier audits keep their fingerprint
+            config["head"] = settings.head
+        done = store.open(config, items, overwrite=overwrite)
+        todo = [(k, batch) for k, batch in enumerate(batches) if k not in done]
+        count = sum(len(batches[k]) for k in done)
+        total = len(items)
+
+        def advance(n: int) -> None:
+            nonlocal count
+            count += n
+            if progress is not None:
+                progress(count, total)
+
+        advance(0)
+        if todo and engine == "local":
+            run_local(BatchWorker(model_obj, settings), todo, store, advance, threads=workers)
+        elif todo:
+            from .ray_engine import run_ray
+
+            run_ray(
+                model,
+                model_obj,
+                settings,
+                todo,
+                store,
+                advance,
+                actors=workers,
+                address=ray_address,
+                gpus_per_worker=gpus_per_worker,
+                device=device,
+                load_args={"framework": framework, "weights": weights, "trust": trust},
+            )
+        notes = (lock.note(), *store.kept)
+        return finish(store, dataset, names, config, title=title, resumed=len(done), notes=notes)
 
 
 def finish(
@@ -264,8 +281,13 @@ def finish(
     *,
     title: str | None,
     resumed: int,
+    notes: Sequence[str | None] = (),
 ) -> AuditResult:
-    """Tables, summary and report from every shard on disk, each listed in the ledger."""
+    """Tables, summary and report from every shard on disk, each listed in the ledger.
+
+    ``notes`` are about this run and its folder (a lock taken over, files
+    kept): the result carries them, the report (meant to be shared) does not.
+    """
     from seewhy.report.audit import render_audit_report
 
     from .store import json_bytes
@@ -278,7 +300,7 @@ def finish(
         )
     tables = store.write_tables(records, methods)
     summary = summarize(records)
-    notes = (*dataset.notes, *store.repairs)
+    said = (*dataset.notes, *store.repairs)
     meta = {
         "title": title or f"seewhy audit: {Path(store.out).resolve().name}",
         "model": config["model"],
@@ -286,7 +308,7 @@ def finish(
         "layer": config["layer"],
         "layout": dataset.layout,
         "class_rule": dataset.class_rule,
-        "notes": list(notes),
+        "notes": list(said),
     }
     store.put("summary.json", json_bytes({"meta": meta, "summary": summary}))
     page = render_audit_report(records, summary, meta).encode("utf-8")
@@ -299,7 +321,7 @@ def finish(
         summary=summary,
         batches=batches,
         resumed_batches=resumed,
-        notes=notes,
+        notes=(*said, *(n for n in notes if n)),
     )
 
 

@@ -6,11 +6,16 @@ items and settings when a run starts. ``files.jsonl`` is the ledger of every
 file seewhy writes here, with its size and SHA-256, appended (and synced)
 *before* the file is written: so ``--overwrite`` can remove exactly what seewhy
 wrote and nothing else, and a resumed run can tell an intact batch from a
-damaged one. Each batch leaves its pictures, its maps (``shards/NNNNNNN.npz``)
-and finally its records (``shards/NNNNNNN.json``), the batch's "done" mark.
+damaged one. The ledger is a claim, not a licence: a file is removed or
+written over only while its size and SHA-256 still match (see
+:mod:`.ownership`); a file that changed since is the user's. Each batch
+leaves its pictures, its maps (``shards/NNNNNNN.npz``) and finally its
+records (``shards/NNNNNNN.json``), the batch's "done" mark.
 A batch is resumed only when its records and maps match the ledger and its
 records are exactly the batch's items; anything else is redone, with a note.
-A non-empty folder without seewhy's manifest is never touched.
+A non-empty folder without seewhy's manifest (``audit.json``) is never
+touched, whatever else it holds; one run at a time holds the folder's lock
+(:mod:`.lock`).
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from seewhy.report.finite import finite_json
 from seewhy.report.tables import flat_row, table_files
 
 from .dataset import Item
+from .lock import LOCK
+from .ownership import TOP_LEVEL, add_version, in_the_way, remove_if_unchanged
 from .worker import BatchResult, method_key
 
 __all__ = ["FORMAT", "Store", "atomic_write", "flat_row"]
 
 FORMAT = "seewhy-audit/2"
-_LEGACY = "seewhy-audit/1"  # no ledger: removable only by seewhy's own file names
+_LEGACY = "seewhy-audit/1"  # no ledger: nothing in it can be checked, so nothing is removed
 MANIFEST = "audit.json"
 LEDGER = "files.jsonl"
 SHARDS = "shards"
@@ -111,58 +118,59 @@ class Store:
         self.out = Path(out)
         self.shards = self.out / SHARDS
         self.images = self.out / IMAGES
-        self._ledger: dict[str, dict[str, Any]] = {}
+        #: Every version of each file seewhy listed (latest last): a run killed between
+        #: listing a new report and writing it leaves the previous one, which is seewhy's too.
+        self._ledger: dict[str, list[dict[str, Any]]] = {}
         self._batches: list[list[int]] | None = None  # item indices of each batch
         self._methods = 1
         #: One line per batch found damaged and redone, for the run's notes.
         self.repairs: list[str] = []
+        #: One line naming the files ``--overwrite`` left because they changed, if any.
+        self.kept: list[str] = []
 
     # ------------------------------------------------------------------ what is in --out
 
     def state(self) -> str:
-        """``new`` (missing or empty), ``ours``, ``legacy``, ``damaged`` or ``foreign``.
+        """``new`` (missing, or empty but for the lock), ``ours``, ``legacy`` or ``foreign``.
 
-        ``damaged`` is a ledger without a readable manifest: seewhy's, but not
-        resumable. A folder is never taken for seewhy's by its contents alone.
+        Only seewhy's manifest makes a folder seewhy's: a ledger alone is
+        something anyone can write, so a folder with ``files.jsonl`` and no
+        ``audit.json`` is foreign.
         """
         if not self.out.exists() and not self.out.is_symlink():
             return "new"
         if not self.out.is_dir():
             raise InvalidInput(f"out: expected a folder, got the file {str(self.out)!r}")
-        if next(self.out.iterdir(), None) is None:
+        if all(p.name == LOCK for p in self.out.iterdir()):
             return "new"
         manifest = _read_json(self.out / MANIFEST)
         kind = manifest.get("format") if isinstance(manifest, dict) else None
         if kind == FORMAT and isinstance(manifest, dict) and "fingerprint" in manifest:
             return "ours"
-        if kind == _LEGACY:
-            return "legacy"
-        if kind is None and _read_ledger(self.out / LEDGER):
-            return "damaged"
-        return "foreign"
+        return "legacy" if kind == _LEGACY else "foreign"
 
     def claim(self, *, overwrite: bool = False) -> str:
         """The folder's state, or a one-line error when seewhy may not write there.
 
         A non-empty folder that seewhy did not write is refused, with or
-        without ``overwrite``, and nothing in it is touched.
+        without ``overwrite``, and nothing in it is touched. So is an audit of
+        the first format: it has no ledger, so none of its files can be
+        shown to be unchanged, and seewhy removes only what it can check.
         """
         state = self.state()
         where = repr(str(self.out))
         if state == "foreign":
+            hint = " (a files.jsonl without audit.json is not one)"
             raise InvalidInput(
-                f"out: {where} is not empty and holds no seewhy audit; seewhy writes only to "
+                f"out: {where} is not empty and holds no seewhy audit"
+                f"{hint if os.path.lexists(self.out / LEDGER) else ''}; seewhy writes only to "
                 "a new or empty folder, or one it wrote (--overwrite cannot change that)"
             )
-        if state in ("legacy", "damaged") and not overwrite:
-            why = (
-                "an audit made by an older seewhy"
-                if state == "legacy"
-                else "an audit whose audit.json is gone"
-            )
+        if state == "legacy":
             raise InvalidInput(
-                f"out: {where} holds {why} and cannot be resumed; "
-                "choose another folder or pass --overwrite to replace it"
+                f"out: {where} holds an audit made by an older seewhy, whose files cannot be "
+                "checked one by one, so seewhy will not remove them (with or without "
+                "--overwrite); choose another folder, or delete that one yourself"
             )
         for name in (MANIFEST, LEDGER, SHARDS, IMAGES):
             if (self.out / name).is_symlink():
@@ -178,41 +186,69 @@ class Store:
 
         A folder that holds an audit of other items or settings is refused
         (unless ``overwrite``), since mixing the two would give wrong tables.
+        A file this run would write over that seewhy may not replace (see
+        :func:`.ownership.in_the_way`) is refused in one line before
+        anything is removed or written.
         """
         state = self.claim(overwrite=overwrite)
         fingerprint = _fingerprint(config, items)
+        self._plan(config, [item.index for item in items])
         if state == "ours":
             self._ledger = _read_ledger(self.out / LEDGER)
-            if overwrite or self.manifest().get("fingerprint") != fingerprint:
-                if not overwrite:
-                    raise InvalidInput(
-                        f"out: {str(self.out)!r} holds an audit with other images or "
-                        "settings; choose another folder or pass --overwrite to replace it"
-                    )
+            fresh = overwrite or self.manifest().get("fingerprint") != fingerprint
+            if fresh and not overwrite:
+                raise InvalidInput(
+                    f"out: {str(self.out)!r} holds an audit with other images or "
+                    "settings; choose another folder or pass --overwrite to replace it"
+                )
+            self._refuse_in_the_way(items, replacing_all=fresh)
+            if fresh:
                 self.clear()
                 state = "new"
-        elif state != "new":
-            self._ledger = _read_ledger(self.out / LEDGER)
-            self.clear(legacy=state == "legacy")
-            state = "new"
-        self.shards.mkdir(parents=True, exist_ok=True)
-        self.images.mkdir(exist_ok=True)
-        self._plan(config, [item.index for item in items])
-        self._clean_temporaries()
-        if state == "new":
+        if state == "new":  # the manifest first: a kill after it leaves a folder that is ours
             manifest = {
                 "format": FORMAT,
                 "fingerprint": fingerprint,
                 "config": dict(config),
                 "items": [item.to_json() for item in items],
             }
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.out / MANIFEST, json_bytes(manifest), sync=True)
             self._ledger = {}
             atomic_write(self.out / LEDGER, b"", sync=True)
-            atomic_write(self.out / MANIFEST, json_bytes(manifest), sync=True)
         else:  # compact: the last entry of each file, and no torn last line
-            lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self._ledger.values())
+            lines = "".join(
+                json.dumps(e, sort_keys=True) + "\n" for v in self._ledger.values() for e in v
+            )
             atomic_write(self.out / LEDGER, lines.encode("utf-8"), sync=True)
+        self.shards.mkdir(exist_ok=True)
+        self.images.mkdir(exist_ok=True)
+        self._clean_temporaries()
         return self.done()
+
+    def planned(self, items: Sequence[Item]) -> set[str]:
+        """Every name this run may write: reports, tables, each batch's shards, each picture."""
+        names = set(TOP_LEVEL)
+        for k in range(len(self._load())):
+            names.update((f"{SHARDS}/{k:07d}.json", f"{SHARDS}/{k:07d}.npz"))
+        for item in items:
+            names.add(f"{IMAGES}/{item.index:07d}.jpg")
+            names.update(
+                f"{IMAGES}/{item.index:07d}.{method_key(j)}.jpg" for j in range(self._methods)
+            )
+        return names
+
+    def _refuse_in_the_way(self, items: Sequence[Item], *, replacing_all: bool) -> None:
+        blocked = in_the_way(
+            self.out, self.planned(items), self._ledger, replacing_all=replacing_all
+        )
+        if blocked:
+            more = f" and {len(blocked) - 1} more" if len(blocked) > 1 else ""
+            raise InvalidInput(
+                f"out: {blocked[0]}{more} in {str(self.out)!r} changed since seewhy wrote it "
+                "(or seewhy never did), and this run would write over it; move it out of the "
+                "folder and run again (nothing was removed)"
+            )
 
     def _plan(self, config: Mapping[str, Any], indices: Sequence[int]) -> None:
         size = int(config["batch_size"])
@@ -230,32 +266,26 @@ class Store:
         assert self._batches is not None
         return self._batches
 
-    def clear(self, *, legacy: bool = False) -> None:
-        """Remove the files the ledger lists (and then the folders, if empty); nothing else.
+    def clear(self) -> None:
+        """Remove the files the ledger lists that are still exactly what seewhy wrote.
 
-        A legacy audit has no ledger: only files with seewhy's exact names go.
+        A listed file whose size or SHA-256 differs (edited, replaced, a link)
+        stays, and ``kept`` says so; so does anything the ledger does not list.
+        The manifest and ledger stay until the new ones replace them, so a
+        kill in between leaves a folder seewhy still recognises.
         """
-        names = set(self._ledger)
-        if legacy:
-            names.update(
-                rel
-                for folder in (self.out, self.shards, self.images)
-                if folder.is_dir() and not folder.is_symlink()
-                for rel in (p.relative_to(self.out).as_posix() for p in folder.iterdir())
-                if _OURS.fullmatch(rel)
+        changed = [
+            rel
+            for rel, versions in sorted(self._ledger.items())
+            if not remove_if_unchanged(self.out, rel, versions) and os.path.lexists(self.out / rel)
+        ]
+        if changed:
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            self.kept.append(
+                f"--overwrite kept {len(changed)} file(s) listed in files.jsonl that changed "
+                f"since seewhy wrote them: {', '.join(changed[:5])}{more}"
             )
-        for rel in sorted(names):
-            path = self.out / rel
-            if path.is_symlink() or path.is_file():
-                path.unlink()
         self._clean_temporaries()
-        for folder in (self.shards, self.images):
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (a file seewhy did not write) or not there
-                pass
-        for name in (MANIFEST, LEDGER):
-            (self.out / name).unlink(missing_ok=True)
         self._ledger = {}
 
     def _clean_temporaries(self) -> None:
@@ -283,9 +313,10 @@ class Store:
         path = self.out / rel
         if not path.exists() and not path.is_symlink():
             return _MISSING
-        entry = self._ledger.get(rel)
-        if entry is None:
+        versions = self._ledger.get(rel)
+        if not versions:
             return "not written by this audit"
+        entry = versions[-1]
         if path.is_symlink() or not path.is_file():
             return "not a plain file"
         size = path.stat().st_size
@@ -353,7 +384,8 @@ class Store:
             fh.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
             fh.flush()
             os.fsync(fh.fileno())
-        self._ledger.update((e["path"], e) for e in entries)
+        for e in entries:
+            add_version(self._ledger, e)
 
     def put(self, rel: str, data: bytes, *, sync: bool = False) -> Path:
         """Write one of seewhy's files (listed first); returns its path."""
@@ -431,13 +463,13 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
-    """The ledger's last entry per file; torn or foreign lines are skipped, never trusted."""
+def _read_ledger(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The ledger's versions per file, latest last; torn or foreign lines are skipped."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError:
         return {}
-    ledger: dict[str, dict[str, Any]] = {}
+    ledger: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         try:
             e = json.loads(line)
@@ -451,7 +483,7 @@ def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
             and isinstance(e.get("sha256"), str)
         )
         if ok:
-            ledger[e["path"]] = e
+            add_version(ledger, e)
     return ledger
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from seewhy._kit.scores import probabilities
 from seewhy.api import Explainer
 from seewhy.errors import InvalidInput
 from seewhy.explanation import Explanation
@@ -53,6 +54,7 @@ class Settings:
     alpha: float = 0.5
     target: str = "predicted"  # what each image is explained for: see .targets
     preprocess: Preprocess | None = None  # the caller's (audit's size=); None: the model's
+    head: str | None = None  # "sigmoid": independent labels; None: what the model says
 
 
 @dataclass
@@ -111,6 +113,7 @@ class BatchWorker:
                 top_k=settings.top_k,
                 batch_size=settings.batch_size,
                 preprocess=settings.preprocess,
+                head=settings.head,
             )
             for m in settings.methods
         ]
@@ -216,9 +219,7 @@ class BatchWorker:
         first = explanations[0]
         preds = first.predictions[row]
         top = preds[0] if preds else None  # a segmenter or a detector lists no classes
-        logits = first.logits[row].astype(np.float64)
-        probs = np.exp(logits - logits.max()) if logits.size else logits
-        probs /= probs.sum() if probs.size else 1.0
+        probs = _class_probabilities(first, row)
         item = d.item
         truth = item.true_index
         known = truth is not None and 0 <= truth < len(probs) and top is not None
@@ -289,6 +290,19 @@ class BatchWorker:
                 result.images[f"{ident:07d}.{method_key(ex_pos)}.jpg"] = _jpeg(overlay)
         result.explanations = None
         return result
+
+
+def _class_probabilities(ex: Explanation, row: int) -> np.ndarray:
+    """Row ``row``'s class probabilities as ``explain`` reports them (the kit's one rule).
+
+    Why not a softmax here: over one logit it is always 1, and a sigmoid head's
+    labels are independent, so ``true_probability`` would disagree with
+    ``confidence`` (the top prediction's) for exactly those models.
+    """
+    logits = ex.logits[row : row + 1]
+    if not logits.size:
+        return np.zeros(0)
+    return probabilities(logits, ex.params.get("head") == "sigmoid")[0]
 
 
 def _num(value: float) -> float | None:

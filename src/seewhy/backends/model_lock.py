@@ -1,11 +1,16 @@
 """One lock per model, so that two threads explaining one model never corrupt it.
 
-A pass changes the model for its duration: every module goes to eval mode
-and back, hooks are registered and removed, ReLUs are routed through the
-guided rule, a layer's output is edited. Two such passes over one model in
-two threads would fire each other's hooks and put back each other's flags
-(issue 13: Grad-CAM calls failed, saliency maps went wrong, BatchNorm
-statistics moved). So every pass that touches the model holds its lock.
+A Keras pass changes the model for its duration (hooks on layers, the guided
+rule in place of ReLUs); a torch model explained in place (TorchScript,
+``torch.compile``, a module the twin cannot follow: ``torch/twin.py``) goes
+to eval mode and back. Two such passes over one model in two threads would
+fire each other's hooks and put back each other's flags (issue 13: Grad-CAM
+calls failed, saliency maps went wrong, BatchNorm statistics moved). So every
+pass holds the model's lock. A torch pass on its twin changes nothing of the
+user's model, and still holds the lock: one pass at a time keeps the twin's
+buffer copies and the caches consistent, and a training thread that holds the
+lock around ``optimizer.step()`` never lands a step inside a pass (each pass
+then sees one set of weights; see ``torch/twin.py`` for what happens without).
 
 The lock is keyed weakly on the model object: every backend instance over
 the same model shares it, and it never keeps the model alive. It is

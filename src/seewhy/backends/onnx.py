@@ -10,7 +10,6 @@ onnxruntime is imported only when a model is one (``pip install 'seewhy[onnx]'``
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from .._kit.warn import warn_user
 from ..errors import BackendError, InvalidInput, UnsupportedModel
 from ..spec import ModelHints
 from .common import PackedModel, one_line, require_module
+from .label_text import NotNames, parse_names
 from .predict_only import PredictOnlyBackend
 
 __all__ = ["OnnxBackend", "default_providers", "load_onnx", "onnx_backend", "unpack"]
@@ -93,27 +93,39 @@ def onnx_backend(model: Any) -> OnnxBackend | None:
 def _metadata_labels(session: Any, classes: Any) -> tuple[str, ...] | None:
     """Class names a graph carries in its metadata (``labels``, ``classes``, ``names``, ...).
 
-    Read as a JSON or Python literal list, or dict of index to name (what
-    Ultralytics writes), or a comma-separated line; None when there are none
-    or their number is not the output's width ``classes`` (where it is known).
+    Read by :func:`~seewhy.backends.label_text.parse_names` (a JSON or Python
+    list, a dict of index to name as Ultralytics writes it, or a comma-separated
+    line), never evaluated: the metadata is the file author's text. Names that
+    cannot be read, or whose number is not the output's width ``classes``,
+    are not used, with one warning saying so: a model still explains without
+    its names, and its author's typo should not stop the user's run.
     """
     try:
         found = session.get_modelmeta().custom_metadata_map
     except (AttributeError, RuntimeError):  # a session stand-in without metadata
         return None
+    problems: list[str] = []
     for key in _LABEL_KEYS:
         text = found.get(key)
         if not isinstance(text, str) or not text.strip():
             continue
         try:
-            value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            value = [part.strip() for part in text.split(",")]
-        if isinstance(value, dict) and all(str(k).isdigit() for k in value):
-            value = [value[k] for k in sorted(value, key=lambda k: int(k))]
-        names = tuple(value) if isinstance(value, (list, tuple)) else ()
-        if names and all(isinstance(v, str) for v in names):
-            return names if not isinstance(classes, int) or len(names) == classes else None
+            names = parse_names(text)
+        except NotNames as exc:
+            problems.append(f"its {key!r} metadata is not a list of class names ({exc})")
+            continue
+        if isinstance(classes, int) and len(names) != classes:
+            problems.append(
+                f"its {key!r} metadata names {len(names):,} classes, the output has {classes}"
+            )
+            continue
+        if names:
+            return names
+    if problems:
+        warn_user(
+            f"the ONNX graph's class names are not used: {'; '.join(problems)}; classes are "
+            "shown by index (pass labels=[...] to name them)"
+        )
     return None
 
 

@@ -3,8 +3,9 @@
 Uses only the public API. Errors are one line on stderr and a non-zero exit
 code (1 error, 2 bad command line, 3 some images unreadable, 130
 interrupted); a bad image in a folder is reported and the rest are still
-explained. Each command module holds ``add_<name>_arguments(parser)`` and
-``<name>_command(args) -> exit code``.
+explained. Everything printed passes :mod:`seewhy.terminal`, so a class or
+file name cannot send the terminal an escape sequence. Each command module
+holds ``add_<name>_arguments(parser)`` and ``<name>_command(args) -> exit code``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import (
@@ -23,8 +25,9 @@ from ..errors import (
     SeewhyError,
     SkippedInputWarning,
 )
+from ..terminal import one_line
 from . import audit, demo, evaluate, explain, layers, methods, sanity
-from ._common import EXIT_ERROR, EXIT_INTERRUPTED
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 __all__ = ["main", "run"]
 
@@ -42,10 +45,16 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comma
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error line escaped: it quotes what was typed (or a file's name)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="seewhy", description="See where an image model looks when it decides."
-    )
+    parser = _Parser(prog="seewhy", description="See where an image model looks when it decides.")
     parser.add_argument("--version", action="version", version=f"seewhy {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,7 +78,7 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except SeewhyError as exc:
         if debug:
             raise
-        print(f"seewhy: error: {exc}", file=sys.stderr)
+        print(f"seewhy: error: {_said(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("seewhy: interrupted", file=sys.stderr)
@@ -77,11 +86,19 @@ def run(command: Command, args: argparse.Namespace) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(
-            f"seewhy: error: {type(exc).__name__}: {exc} (run with --debug for details)",
-            file=sys.stderr,
-        )
+        # a framework's message may run over many lines (notes, a C++ stack): one line here
+        said = f"{one_line(type(exc).__name__)}: {_said(exc)}"
+        print(f"seewhy: error: {said} (run with --debug for details)", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's message as one printable line, even when its ``__str__`` fails."""
+    try:
+        text = str(exc)
+    except Exception:  # a framework's exception whose message cannot be built
+        text = "(the error's message could not be read)"
+    return one_line(text)
 
 
 #: Warnings the command line says in one line each (once): what was guessed, what shows nothing.
@@ -89,15 +106,20 @@ _NOTES = (InputGuessWarning, ConstantMapWarning, FewSuperpixelsWarning)
 
 
 def _one_line_notes(show: Callable[..., None]) -> Callable[..., None]:
-    """``showwarning`` that prints :data:`_NOTES` as ``seewhy: note: ...``, each once."""
+    """``showwarning`` that prints :data:`_NOTES` as ``seewhy: note: ...``, each once.
+
+    Every other warning goes to Python's ``show`` as before, its text made one
+    printable line first: a warning may quote a class or layer name.
+    """
     said: set[str] = set()
 
     def note(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        text = one_line(message)
         if not issubclass(category, _NOTES):
-            show(message, category, *args, **kw)
-        elif str(message) not in said:
-            said.add(str(message))
-            print(f"seewhy: note: {message}", file=sys.stderr)
+            show(text, category, *args, **kw)
+        elif text not in said:
+            said.add(text)
+            print(f"seewhy: note: {text}", file=sys.stderr)
 
     return note
 

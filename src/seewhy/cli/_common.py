@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from ..inputs import iter_image_files
 from ..inputs.decoding import SAMPLE_PREFIX
 from ..report.finite import finite_json
+from ..terminal import printable
+from .outputs import MARK
+
+if TYPE_CHECKING:
+    from .outputs import OutputPlan
 
 __all__ = [
     "EXIT_ERROR",
@@ -60,22 +65,22 @@ def sources(images: list[str], recursive: bool = False) -> list[str]:
     return found
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print: a file name that is not UTF-8 shows its bytes as escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def write_json(payload: dict[str, Any], target: str | None) -> None:
+def write_json(payload: dict[str, Any], target: str | None, plan: OutputPlan) -> None:
     """Write ``payload`` as indented strict JSON to the file ``target``, or stdout for None / ``-``.
 
-    A non-finite number (a model's NaN score) is written as null, never as
-    the ``NaN`` token most JSON readers refuse.
+    The file was claimed in ``plan`` before the run; its first key,
+    ``written_by``, is the mark by which a later run knows the file is
+    seewhy's (see :mod:`.outputs`). A non-finite number (a model's NaN score)
+    is written as null, never as the ``NaN`` token most JSON readers refuse.
     """
-    text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
+    marked = {"written_by": MARK, **payload}
+    # ASCII only: every control, bidi or non-UTF-8 character in a name is a \u escape
+    text = json.dumps(finite_json(marked), indent=2, allow_nan=False, ensure_ascii=True)
     if target is None or target == "-":
-        print(printable(text))
+        print(text)
     else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
+        with plan.open(Path(target)) as handle:
+            handle.write(text.encode("ascii") + b"\n")
 
 
 class Progress:

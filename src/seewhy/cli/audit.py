@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..terminal import one_line, printable
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Progress, csv_list
 from .options import add_model_options
 
@@ -105,7 +106,8 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="start afresh instead of resuming an audit already in --out (removes only the "
-        "files seewhy listed in --out/files.jsonl; a folder seewhy did not write is refused)",
+        "files seewhy wrote there that are unchanged since, by size and SHA-256; a folder "
+        "without seewhy's audit.json is refused)",
     )
     o.add_argument(
         "--engine",
@@ -186,8 +188,8 @@ def audit_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         print(
-            f"seewhy: interrupted; finished batches are kept in {args.out}, run the same "
-            "command again to resume",
+            f"seewhy: interrupted; finished batches are kept in {printable(args.out)}, run the "
+            "same command again to resume",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -195,16 +197,16 @@ def audit_command(args: argparse.Namespace) -> int:
     s = result.summary
     if not args.quiet:
         for note in result.notes:
-            print(f"seewhy: note: {note}", file=sys.stderr)
+            print(f"seewhy: note: {one_line(note)}", file=sys.stderr)
         if result.resumed_batches:
             print(f"resumed: {result.resumed_batches} of {result.batches} batches were done")
         line = f"{s['explained']} explained, {s['failed']} unreadable"
         if s["accuracy"] is not None:
             line += f", accuracy {100 * s['accuracy']:.1f}% ({s['correct']}/{s['with_truth']})"
         flags = ", ".join(f"{v} {k}" for k, v in s["flags"].items() if v and k != "unreadable")
-        print(line + (f"; flagged: {flags}" if flags else ""))
-        print(f"report: {result.report}")
-        print("tables: " + ", ".join(str(t) for t in result.tables))
+        print(printable(line + (f"; flagged: {flags}" if flags else "")))
+        print(f"report: {printable(result.report)}")
+        print("tables: " + ", ".join(printable(t) for t in result.tables))
     if s["explained"] == 0:
         return EXIT_ERROR
     return EXIT_PARTIAL if s["failed"] else EXIT_OK

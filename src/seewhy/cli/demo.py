@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..terminal import printable
 from ._common import EXIT_OK
 
 __all__ = [
@@ -60,7 +61,7 @@ def demo_shortcut_command(args: argparse.Namespace) -> int:
             f"{acc['shortcut_broken']:.1%} when the shortcut breaks; energy in object "
             f"{result.energy[name]:.2f} (chance {result.chance:.2f}){flag}"
         )
-    print(f"report: {result.report}  ({result.seconds:.1f} s)")
+    print(f"report: {printable(result.report)}  ({result.seconds:.1f} s)")
     return EXIT_OK
 
 
@@ -89,7 +90,7 @@ def demo_segmentation_command(args: argparse.Namespace) -> int:
         f"{result.mass_inside.mean():.1%} of each map inside its object "
         f"(an even map: {result.chance:.1%})"
     )
-    print(f"report: {result.report}  ({result.seconds:.1f} s)")
+    print(f"report: {printable(result.report)}  ({result.seconds:.1f} s)")
     return EXIT_OK
 
 

@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..terminal import printable
 from ._common import EXIT_OK, check_methods, csv_list, sources, write_json
 from .options import (
     add_explaining_options,
+    add_force,
     add_precision,
     add_recursive,
     load_model,
     target_keywords,
 )
+from .outputs import OutputPlan, input_paths
 
 __all__ = ["HELP", "add_evaluate_arguments", "evaluate_command"]
 
@@ -66,6 +69,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_recursive(p)
     p.add_argument("--json", metavar="FILE", help="write the results here [default: stdout]")
+    add_force(p)
 
 
 def _boxes(path: str | None, found: list[str]) -> Any:
@@ -94,6 +98,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     methods = check_methods(args.method)
     wanted = csv_list(args.metrics)
     found = sources(args.images, args.recursive)
+    plan = OutputPlan(input_paths(args, found), force=args.force)
+    if args.json and args.json != "-":
+        plan.claim(args.json, "--json", option="--json")
+    plan.check()
     boxes = _boxes(args.boxes, found)
     model = load_model(args)
     results: dict[str, Any] = {}
@@ -130,11 +138,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 precision=args.precision,
             ),
         }
-    write_json({"model": args.model, "images": explained, "methods": results}, args.json)
-    if args.json:
+    payload = {"model": args.model, "images": explained, "methods": results}
+    write_json(payload, args.json, plan)
+    if args.json and args.json != "-":
         for m, entry in results.items():
             parts = [f"{name}={_headline(value)}" for name, value in entry["metrics"].items()]
-            print(f"{m}: {', '.join(parts)}")
+            print(printable(f"{m}: {', '.join(parts)}"))
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
 """``seewhy explain``: explain images and write one overlay panel per image and method.
 
 A bad image is reported and the others are still explained (exit code 3).
-Every source gets its own panel file, decided before any is written (see
-:func:`output_plan`): the JSON points each source at its own file.
+Every source gets its own panel file, decided before the model loads (see
+:func:`output_plan`): the JSON points each source at its own file, and no
+panel, ``--grid`` or ``--json`` file lands on an input or on each other
+(:mod:`.outputs`).
 """
 
 from __future__ import annotations
@@ -16,24 +18,27 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidInput
 from ..inputs.decoding import SAMPLE_PREFIX
+from ..terminal import one_line, printable
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PARTIAL,
     Progress,
     check_methods,
-    printable,
     sources,
     write_json,
 )
 from .options import (
     add_explaining_options,
+    add_force,
     add_precision,
     add_recursive,
     load_model,
     target_keywords,
 )
+from .outputs import OutputPlan, input_paths, picture_format, png_mark, same_file_key
 
 if TYPE_CHECKING:
     from seewhy import Explainer, Explanation
@@ -99,6 +104,7 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_recursive(p)
     p.add_argument("--json", metavar="FILE", help="write predictions and file names as JSON")
+    add_force(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar, no listing")
 
 
@@ -139,36 +145,62 @@ def _fitted(stem: str, ending: str) -> str:
     return stem + ending
 
 
-def _key(path: Path) -> str:
-    """What makes two paths the same file, also on case-insensitive file systems."""
-    return os.path.normcase(str(path.resolve())).casefold()
-
-
 def output_plan(
-    found: Sequence[str], named: Sequence[str], methods: Sequence[str], out: Path
+    found: Sequence[str],
+    named: Sequence[str],
+    methods: Sequence[str],
+    out: Path,
+    plan: OutputPlan | None = None,
 ) -> dict[str, dict[str, Path]]:
-    """Each source's panel per method: distinct files below ``out``, decided before any is written.
+    """Each source's panel per method: distinct files below ``out``, claimed in ``plan``.
 
     Two sources whose names would give the same file (``cat/1.jpg`` and
     ``dog/1.jpg`` named directly, ``1.jpg`` and ``1.png``) get ``-2``, ``-3``
-    on the later ones; no panel is ever written over an input of the run.
+    on the later ones, and so does a name that is an input of the run: a panel
+    is never written over a picture. ``plan`` defaults to one whose inputs are
+    ``found``.
     """
+    plan = plan if plan is not None else OutputPlan(found)
     folders = [Path(n) for n in named if not n.startswith(SAMPLE_PREFIX) and Path(n).is_dir()]
-    taken = {_key(Path(s)) for s in found if not s.startswith(SAMPLE_PREFIX)}
     several = len(methods) > 1
-    plan: dict[str, dict[str, Path]] = {}
+    panels: dict[str, dict[str, Path]] = {}
     for source in found:
         below, stem = _place(source, folders)
         for n in itertools.count(1):
             base = stem if n == 1 else f"{stem}-{n}"
             names = {m: f".{m}.seewhy.png" if several else ".seewhy.png" for m in methods}
             paths = {m: out / below / _fitted(base, ending) for m, ending in names.items()}
-            keys = {_key(p) for p in paths.values()}
-            if len(keys) == len(paths) and not keys & taken:
+            distinct = len({same_file_key(p) for p in paths.values()}) == len(paths)
+            if distinct and all(plan.conflict(p) is None for p in paths.values()):
                 break
-        taken |= keys
-        plan[source] = paths
-    return plan
+        what = f"the panel of {printable(source)}"
+        panels[source] = {m: plan.claim(p, what, option="--out") for m, p in paths.items()}
+    return panels
+
+
+def _claim_outputs(
+    args: argparse.Namespace, found: Sequence[str], methods: Sequence[str]
+) -> tuple[OutputPlan, dict[str, dict[str, Path]]]:
+    """Every file this run writes, claimed before the model loads (or one line refusing)."""
+    plan = OutputPlan(input_paths(args, found), force=args.force)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InvalidInput(f"--out: {printable(args.out)} is a file; name a folder for the panels")
+    panels = output_plan(found, args.images, methods, Path(args.out), plan)
+    if args.grid:
+        picture_format(args.grid, "--grid", _pillow_formats())  # a typo fails now
+        plan.claim(args.grid, "--grid", option="--grid")
+    if args.json and args.json != "-":
+        plan.claim(args.json, "--json", option="--json")
+    plan.check()
+    return plan, panels
+
+
+def _pillow_formats() -> dict[str, str]:
+    """Endings Pillow can write -> its format name."""
+    from PIL import Image
+
+    Image.init()
+    return {e: f for e, f in Image.registered_extensions().items() if f in Image.SAVE}
 
 
 def explain_command(args: argparse.Namespace) -> int:
@@ -178,6 +210,7 @@ def explain_command(args: argparse.Namespace) -> int:
 
     methods = check_methods(args.method)
     found = sources(args.images, args.recursive)
+    plan, panels = _claim_outputs(args, found, methods)
     model = load_model(args)
     scored = target_keywords(args, model)  # --target parsed once: a class or a target
     args.target = scored.pop("target")
@@ -195,9 +228,6 @@ def explain_command(args: argparse.Namespace) -> int:
         )
         for m in methods
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = output_plan(found, args.images, methods, out)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     explained: list[Explanation] | None = [] if args.grid else None
@@ -216,7 +246,7 @@ def explain_command(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", NonFiniteScoresWarning)  # listed once, below
             for chunk in _chunks(found, args.batch_size or _CHUNK):
                 chunk_records, chunk_failures = _explain_chunk(
-                    list(chunk), explainers, plan, args, advance, explained
+                    list(chunk), explainers, (plan, panels), args, advance, explained
                 )
                 records.extend(chunk_records)
                 failures.extend(chunk_failures)
@@ -224,7 +254,7 @@ def explain_command(args: argparse.Namespace) -> int:
         bar.close()
     for source, reason in failures:
         shown = reason if source in reason else f"{source}: {reason}"
-        print(f"seewhy: skipped: {printable(shown)}", file=sys.stderr)
+        print(f"seewhy: skipped: {one_line(shown)}", file=sys.stderr)
     not_finite = [r["source"] for r in records if not r["scores_finite"]]
     if not_finite:
         names = printable(", ".join(not_finite))
@@ -234,7 +264,7 @@ def explain_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if explained:
-        _write_grid(explained, args)
+        _write_grid(explained, args, plan)
     if args.json:
         payload = {
             "model": args.model,
@@ -243,7 +273,7 @@ def explain_command(args: argparse.Namespace) -> int:
             "images": records,
             "failures": [{"source": s, "reason": r} for s, r in failures],
         }
-        write_json(payload, args.json)
+        write_json(payload, args.json, plan)
     if failures and not records:
         return EXIT_ERROR
     return EXIT_PARTIAL if failures else EXIT_OK
@@ -252,7 +282,7 @@ def explain_command(args: argparse.Namespace) -> int:
 def _explain_chunk(
     chunk: list[str],
     explainers: dict[str, Explainer],
-    plan: dict[str, dict[str, Path]],
+    outputs: tuple[OutputPlan, dict[str, dict[str, Path]]],
     args: argparse.Namespace,
     advance: Callable[[int], None],
     explained: list[Explanation] | None = None,
@@ -264,6 +294,7 @@ def _explain_chunk(
     """
     import seewhy
 
+    plan, panels = outputs
     records: dict[str, dict[str, Any]] = {}
     failures: list[tuple[str, str]] = []
     for m, explainer in explainers.items():
@@ -281,9 +312,11 @@ def _explain_chunk(
         if explained is not None:
             explained.append(ex)
         for i, source in enumerate(ex.sources):
-            path = plan[source][m]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ex.panel(i, **_panel_options(args, ex)).save(path)
+            path = panels[source][m]
+            with plan.open(path) as handle:
+                ex.panel(i, **_panel_options(args, ex)).save(
+                    handle, format="PNG", pnginfo=png_mark()
+                )
             records[source]["outputs"][m] = str(path)
             if not args.quiet:
                 print(f"  wrote {printable(str(path))}")
@@ -308,14 +341,18 @@ def _panel_options(args: argparse.Namespace, ex: Explanation) -> dict[str, Any]:
     }
 
 
-def _write_grid(explained: list[Explanation], args: argparse.Namespace) -> None:
-    """``--grid``: every image by every method in one picture."""
+def _write_grid(explained: list[Explanation], args: argparse.Namespace, plan: OutputPlan) -> None:
+    """``--grid``: every image by every method in one picture (a PNG marked as seewhy's)."""
     from seewhy.viz import grid
 
     path = Path(args.grid)
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = grid(explained, cmap=args.cmap, alpha=args.alpha, at=args.view, signed=args.signed)
-    picture.save(path)
+    kind = picture_format(path, "--grid", _pillow_formats())
+    marked = {"pnginfo": png_mark()} if kind == "PNG" else {}
+    if kind == "JPEG" and picture.mode not in ("RGB", "L"):  # JPEG has no alpha
+        picture = picture.convert("RGB")
+    with plan.open(path) as handle:
+        picture.save(handle, format=kind, **marked)
     if not args.quiet:
         print(f"  wrote {printable(str(path))}")
 
@@ -352,4 +389,5 @@ def _print_predictions(ex: Explanation, *, quiet: bool) -> None:
             print("  scores not finite (the model gave NaN or infinite logits)")
             continue
         for rank, p in enumerate(ex.predictions[i], start=1):
-            print(f"  {rank}. {p.label:<30} {100 * p.probability:6.2f}%  (class {p.index})")
+            label = printable(p.label)
+            print(f"  {rank}. {label:<30} {100 * p.probability:6.2f}%  (class {p.index})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..terminal import printable
 from ._common import EXIT_OK
 from .options import add_model_options, load_model
 
@@ -22,13 +23,15 @@ def layers_command(args: argparse.Namespace) -> int:
     import seewhy
 
     infos, default = seewhy.layers(load_model(args))
-    width = max((len(i.name) for i in infos), default=4)
-    kinds = max((len(i.kind) for i in infos), default=4)  # MaxViT's PartitionAttentionLayer
+    names = [printable(i.name) for i in infos]  # a model file chooses its layers' names
+    types = [printable(i.kind) for i in infos]
+    width = max((len(n) for n in names), default=4)
+    kinds = max((len(k) for k in types), default=4)  # MaxViT's PartitionAttentionLayer
     print(f"  {'layer':<{width}}  {'type':<{kinds}} {'layout':<16} maps (C, h, w)")
-    for info in infos:
+    for info, name, kind in zip(infos, names, types, strict=True):
         mark = "*" if info.name == default else " "
         calls = f"  (runs {info.calls}x, last call used)" if info.calls > 1 else ""
         layout = info.layout.describe() if info.layout is not None else "NCHW"
-        print(f"{mark} {info.name:<{width}}  {info.kind:<{kinds}} {layout:<16} {info.shape}{calls}")
-    print(f"* default layer: {default}" if default else "no layer with a spatial map")
+        print(f"{mark} {name:<{width}}  {kind:<{kinds}} {layout:<16} {info.shape}{calls}")
+    print(f"* default layer: {printable(default)}" if default else "no layer with a spatial map")
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..terminal import printable
 from ._common import EXIT_OK
 
 __all__ = ["HELP", "add_methods_arguments", "methods_command"]
@@ -21,5 +22,5 @@ def methods_command(args: argparse.Namespace) -> int:
 
     for name in seewhy.methods():
         doc = (seewhy.registry.get(name).__doc__ or "").strip().splitlines()
-        print(f"{name:<16} {doc[0] if doc else ''}")
+        print(printable(f"{name:<16} {doc[0] if doc else ''}"))  # a plug-in names itself
     return EXIT_OK

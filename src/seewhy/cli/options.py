@@ -13,6 +13,7 @@ from seewhy import PRECISIONS
 
 __all__ = [
     "add_explaining_options",
+    "add_force",
     "add_model_options",
     "add_precision",
     "add_recursive",
@@ -142,3 +143,13 @@ def add_precision(p: argparse.ArgumentParser, help_text: str) -> None:
 def add_recursive(p: argparse.ArgumentParser) -> None:
     """``--recursive``: walk sub-folders of the named folders."""
     p.add_argument("--recursive", action="store_true", help="walk sub-folders")
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    """``--force``: overwrite existing files seewhy did not write (see ``cli/outputs.py``)."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing output files that seewhy did not write (never an input of "
+        "the run, nor one output with another)",
+    )

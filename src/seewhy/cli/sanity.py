@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..terminal import printable
 from ._common import EXIT_OK, check_methods, sources, write_json
-from .options import add_explaining_options, add_recursive, load_model, target_keywords
+from .options import (
+    add_explaining_options,
+    add_force,
+    add_recursive,
+    load_model,
+    target_keywords,
+)
+from .outputs import MARK, OutputPlan, input_paths, picture_format
 
 __all__ = ["HELP", "add_sanity_arguments", "sanity_command"]
 
@@ -41,6 +49,7 @@ def add_sanity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="sanity.png", help="plot file [default: sanity.png]")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    add_force(p)
     add_recursive(p)
 
 
@@ -50,6 +59,13 @@ def sanity_command(args: argparse.Namespace) -> int:
 
     methods = check_methods(args.method)
     found = sources(args.images, args.recursive)
+    out = Path(args.out)
+    kind = picture_format(out, "--out", _plot_formats())
+    plan = OutputPlan(input_paths(args, found), force=args.force)
+    plan.claim(out, "the plot (--out)", option="--out")
+    if args.json and args.json != "-":
+        plan.claim(args.json, "--json", option="--json")
+    plan.check()
     model = load_model(args)
     results = [
         sanity_check(
@@ -65,9 +81,9 @@ def sanity_command(args: argparse.Namespace) -> int:
         )
         for m in methods
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot_sanity(results).savefig(out, dpi=110)
+    marked = {"metadata": {"Software": MARK}} if kind == "png" else {}
+    with plan.open(out) as handle:
+        plot_sanity(results).savefig(handle, format=kind, dpi=110, **marked)
     for r in results:
         verdict = (
             "passes (maps depend on the weights)"
@@ -75,12 +91,19 @@ def sanity_command(args: argparse.Namespace) -> int:
             else "FAILS (maps barely change with random weights)"
         )
         print(
-            f"{r.method}: final Spearman {r.final_spearman:.3f} "
+            f"{printable(r.method)}: final Spearman {r.final_spearman:.3f} "
             f"(abs {r.final('spearman_abs'):.3f}, no abs {r.final('spearman_signed'):.3f}), "
             f"SSIM {r.final_ssim:.3f}, HOG {r.final('hog'):.3f}: {verdict}"
         )
-    print(f"plot: {out}")
+    print(f"plot: {printable(out)}")
     if args.json:
         payload = {"model": args.model, "images": found, "results": [r.to_dict() for r in results]}
-        write_json(payload, args.json)
+        write_json(payload, args.json, plan)
     return EXIT_OK
+
+
+def _plot_formats() -> dict[str, str]:
+    """Endings matplotlib can write -> its format name (``.png`` -> ``png``)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return {f".{name}": name for name in FigureCanvasBase.get_supported_filetypes()}

@@ -21,6 +21,7 @@ __all__ = [
     "check_finite",
     "is_array_like",
     "to_numpy",
+    "wrong_channels",
 ]
 
 #: Float pictures may stray this far outside [0, 1] (resampling overshoot).
@@ -200,11 +201,19 @@ def batch_to_nhwc(arr: np.ndarray, channels_first: bool, name: str) -> np.ndarra
         first = True
     elif c_last and not c1:
         first = False
-    if first:
-        arr = np.moveaxis(arr, 1, -1)
-    if arr.shape[-1] not in (1, 3):
-        raise InvalidInput(
-            f"{name}: expected a preprocessed batch with 1 or 3 channels, got shape "
-            f"{tuple(arr.shape)} (channels_first={channels_first})"
-        )
-    return arr
+    if not (c1 if first else c_last):
+        raise wrong_channels(name, tuple(arr.shape), first)
+    return np.moveaxis(arr, 1, -1) if first else arr
+
+
+def wrong_channels(name: str, shape: tuple[int, ...], first: bool) -> InvalidInput:
+    """The one line for a model input whose channel count seewhy does not feed, in the
+    shape the user gave (not seewhy's NHWC), with the way out."""
+    channels = shape[-3] if first else shape[-1]
+    layout = "channels-first" if first else "channels-last"
+    keep = "x[:, :3]" if first and len(shape) == 4 else "x[:3]" if first else "x[..., :3]"
+    return InvalidInput(
+        f"{name}: a preprocessed input of shape {shape} has {channels} channels (read "
+        f"{layout}); seewhy feeds 1 (grey) or 3 (RGB) channels: keep three (e.g. {keep}) "
+        "or pass the picture itself; other channel counts are future work (issue 26)"
+    )

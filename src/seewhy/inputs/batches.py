@@ -23,7 +23,14 @@ from PIL import Image
 
 from ..errors import InvalidInput
 from ..preprocess import Preprocess
-from .arrays import UNIT_TOLERANCE, batch_to_nhwc, check_finite, is_array_like, to_numpy
+from .arrays import (
+    UNIT_TOLERANCE,
+    batch_to_nhwc,
+    check_finite,
+    is_array_like,
+    to_numpy,
+    wrong_channels,
+)
 from .decoding import load_named
 from .photos import Photo, crop_plan, keep_photo
 
@@ -40,12 +47,14 @@ _WHOLE_RESIZE_PIXELS = 1 << 22
 def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     """Bring an RGB uint8 picture to ``pre.size`` (H, W) the way the model was trained.
 
-    With ``pre.resize`` set, the shorter side is scaled to ``pre.resize`` (as
-    torchvision's ``Resize(int)``) and the centre ``pre.size`` is cropped; if
-    that would be smaller than the crop, the scale is raised so the crop fits.
-    Without it the picture is stretched straight to ``pre.size`` (as Keras
-    does). Resampling is Pillow's antialiased filter ``pre.interpolation``
-    (bilinear unless the model was trained with another).
+    The geometry is :meth:`Preprocess.plan`'s: resized by ``pre.fit`` (the
+    shorter side to ``pre.resize`` as torchvision's ``Resize(int)``, or a box
+    stretched to, covered or contained as timm's and Hugging Face's pipelines
+    do), then the centre ``pre.size`` cropped, padded with ``pre.fill`` where
+    the picture is smaller; without ``pre.resize`` the picture is stretched
+    straight to ``pre.size`` (as Keras does). Resampling is the antialiased
+    filter ``pre.interpolation``, by Pillow or, for ``resampler="torchvision"``,
+    by torchvision on a uint8 tensor (the two differ by a grey level here and there).
     """
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise InvalidInput(
@@ -57,28 +66,52 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         raise InvalidInput(f"rgb: image is empty (shape {rgb.shape})")
-    im = Image.fromarray(np.ascontiguousarray(rgb))
-    resample = Image.Resampling[pre.interpolation.upper()]
-    if pre.resize is None:
-        if (h, w) != (out_h, out_w):
-            im = im.resize((out_w, out_h), resample)
-        return np.asarray(im, dtype=np.uint8).copy()
-    if pre.resize <= 0:
-        raise InvalidInput(f"pre.resize: expected a positive length or None, got {pre.resize}")
     new_h, new_w, top, left = crop_plan(h, w, pre)
-    if new_h * new_w <= _WHOLE_RESIZE_PIXELS:  # as torchvision does it, to the pixel
-        if (new_h, new_w) != (h, w):
-            im = im.resize((new_w, new_h), resample)
-        im = im.crop((left, top, left + out_w, top + out_h))
-    else:
+    whole = new_h * new_w <= _WHOLE_RESIZE_PIXELS or pre.resize is None
+    if pre.resampler == "pillow" and not whole and top >= 0 and left >= 0:
         # Resample only the crop, taken back to the picture's own coordinates: a
         # 1 x 6000 strip would otherwise make a 256 x 1,536,000 intermediate
         # (1.5 GiB). Pillow may then order its two passes differently, so a
         # pixel can differ from the whole resize by one grey level.
         sy, sx = h / new_h, w / new_w
         box = (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
-        im = im.resize((out_w, out_h), resample, box=box)
-    return np.asarray(im, dtype=np.uint8).copy()
+        im = Image.fromarray(np.ascontiguousarray(rgb))
+        resample = Image.Resampling[pre.interpolation.upper()]
+        return np.asarray(im.resize((out_w, out_h), resample, box=box), dtype=np.uint8).copy()
+    resized = _resample(rgb, (new_h, new_w), pre)
+    return _crop_or_pad(resized, top, left, pre)
+
+
+def _resample(rgb: np.ndarray, size: tuple[int, int], pre: Preprocess) -> np.ndarray:
+    """``rgb`` resized to ``size`` (H, W) by ``pre``'s resampler and filter (as it is if equal)."""
+    if size == rgb.shape[:2]:
+        return rgb
+    if pre.resampler == "torchvision":
+        try:
+            from ..backends.torch.resample import torchvision_resize
+        except ImportError:
+            raise InvalidInput(
+                "preprocess: resampler='torchvision' needs torch and torchvision installed; "
+                "install them or use resampler='pillow'"
+            ) from None
+        return torchvision_resize(rgb, size, pre.interpolation)
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    resample = Image.Resampling[pre.interpolation.upper()]
+    return np.asarray(im.resize((size[1], size[0]), resample), dtype=np.uint8)
+
+
+def _crop_or_pad(rgb: np.ndarray, top: int, left: int, pre: Preprocess) -> np.ndarray:
+    """The ``pre.size`` window at (``top``, ``left``) of ``rgb``; outside it, ``pre.fill``."""
+    out_h, out_w = pre.size
+    h, w = rgb.shape[:2]
+    if top >= 0 and left >= 0 and top + out_h <= h and left + out_w <= w:
+        return np.ascontiguousarray(rgb[top : top + out_h, left : left + out_w])
+    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    out[...] = np.asarray(pre.fill or (0,), dtype=np.uint8)
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(h, top + out_h), min(w, left + out_w)
+    out[y0 - top : y1 - top, x0 - left : x1 - left] = rgb[y0:y1, x0:x1]
+    return out
 
 
 @dataclass(frozen=True)
@@ -172,6 +205,9 @@ def _expand(images: object, channels_first: bool) -> Iterator[_Item]:
                 yield _Item(arr[j], sub, preprocessed=is_float)
         elif arr.ndim == 3 and is_float and channels_first and arr.shape[0] in (1, 3):
             yield _Item(np.moveaxis(arr, 0, -1), name, preprocessed=True)
+        elif arr.ndim == 3 and is_float and channels_first and arr.shape[-1] not in (1, 2, 3, 4):
+            # (C, H, W) with C other than 1 or 3: a model input, not a picture to decode
+            yield _Item(wrong_channels(name, tuple(arr.shape), True), name)
         else:
             yield _Item(arr, name)
 
@@ -212,7 +248,7 @@ def _prepare_item(
             raise InvalidInput(f"{item.source}: preprocessed input is empty (shape {x.shape})")
         x = np.ascontiguousarray(x, dtype=np.float32)
         return x, _display_from_input(x, pre), None
-    rgb = load_named(item.value, item.source)
+    rgb = load_named(item.value, item.source, pre)  # shrunk first where far too large
     if own_size and rgb.shape[0] <= pre.size[0] and rgb.shape[1] <= pre.size[1]:
         pre = replace(pre, size=(rgb.shape[0], rgb.shape[1]), resize=None)
     picture = resize_for_model(rgb, pre)

@@ -3,20 +3,31 @@
 Every picture ends as RGB uint8 (H, W, 3), whatever its mode, bit depth,
 alpha or orientation, so that models always see the same thing; every
 failure is one :class:`~seewhy.InvalidInput` line naming the source.
+
+A file's cost is bounded by what is explained, not by what the file claims:
+given the model's :class:`~seewhy.Preprocess`, a picture far larger than the
+model input and the kept photo (:data:`~seewhy.inputs.photos.PHOTO_MAX_SIDE`)
+is shrunk by a whole factor in Pillow, in bands of rows and in its own
+compact mode (a JPEG already while decoding), before it becomes full-size
+RGB. A 9000 x 9000 1-bit PNG of 250 KB added 633 MiB; it now adds what
+Pillow needs to hold it decoded (1 byte a pixel) and a 2250 x 2250 picture.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ..errors import InvalidInput, SeewhyError
+from ..preprocess import Preprocess
 from .arrays import array_to_rgb, is_array_like, to_numpy
+from .photos import PHOTO_MAX_SIDE, crop_plan
 
 __all__ = ["SAMPLE_PREFIX", "ImageSource", "load_image", "load_named"]
 
@@ -27,6 +38,102 @@ SAMPLE_PREFIX = "sample:"
 ImageSource: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes"
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+#: A picture is shrunk before resizing only while the model's own resize still
+#: shrinks it by at least this much: Pillow's documentation finds a two-step
+#: resize with this gap "indistinguishable from fair resampling".
+REDUCING_GAP = 3
+#: Pixels converted to RGB at a time when a picture is shrunk (bounds the bands).
+_BAND_PIXELS = 1 << 22
+#: EXIF orientation -> the transposition that makes the picture upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def reduction(height: int, width: int, pre: Preprocess) -> int:
+    """The whole factor an upright ``height`` x ``width`` picture may be shrunk by first.
+
+    Both what seewhy makes of the picture stay as they are: the model's resize
+    to ``pre`` still shrinks by :data:`REDUCING_GAP` or more, and the photo kept
+    for display keeps :data:`PHOTO_MAX_SIDE` pixels on its long side.
+    """
+    if height <= 0 or width <= 0:
+        return 1
+    new_h, new_w, _, _ = crop_plan(height, width, pre)
+    for_model = min(height / (REDUCING_GAP * new_h), width / (REDUCING_GAP * new_w))
+    for_photo = max(height, width) / PHOTO_MAX_SIDE
+    return max(1, int(min(for_model, for_photo)))
+
+
+def _upright(im: Image.Image) -> Image.Transpose | None:
+    """How to turn the picture upright by its EXIF orientation (None: it is)."""
+    try:
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a broken EXIF block: the picture is shown as stored
+        return None
+    return _UPRIGHT.get(orientation)
+
+
+def _upright_size(im: Image.Image, turn: Image.Transpose | None) -> tuple[int, int]:
+    """(height, width) once upright."""
+    swaps = turn in (
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+    )
+    return (im.width, im.height) if swaps else (im.height, im.width)
+
+
+def _shrunk_rgb(im: Image.Image, factor: int, name: str) -> np.ndarray:
+    """``im`` shrunk about ``factor`` times (area average) to RGB uint8, a band at a time.
+
+    The size is rounded and each output pixel averages exactly the source area
+    it stands for (``Image.reduce`` would shrink the last row and column's area
+    instead, shifting a 6200-pixel picture's crop by up to 7 grey levels); where
+    ``factor`` divides both sides, ``Image.reduce`` is exact and used. A
+    band of source rows goes to RGB at a time, so a full-size RGB copy of the
+    picture never exists.
+    """
+    out_w, out_h = max(1, round(im.width / factor)), max(1, round(im.height / factor))
+    step = im.height / out_h  # source rows per output row
+    exact = im.width % factor == 0 and im.height % factor == 0
+    rows = max(1, _BAND_PIXELS // (im.width * math.ceil(step)))  # output rows per band
+    bands = []
+    for top in range(0, out_h, rows):
+        bottom = min(out_h, top + rows)
+        y0, y1 = top * step, bottom * step
+        first, last = int(y0), min(im.height, math.ceil(y1))
+        band = Image.fromarray(_pil_to_rgb(im.crop((0, first, im.width, last)), name))
+        if exact:  # one rounding, not one per pass
+            shrunk = band.reduce(factor)
+        else:
+            area = (0.0, y0 - first, float(im.width), y1 - first)
+            shrunk = band.resize((out_w, bottom - top), Image.Resampling.BOX, box=area)
+        bands.append(np.asarray(shrunk, dtype=np.uint8))
+    return np.ascontiguousarray(np.concatenate(bands, axis=0))
+
+
+def _to_rgb(im: Image.Image, name: str, pre: Preprocess | None) -> np.ndarray:
+    """A decoded picture, upright, as RGB uint8: shrunk first where ``pre`` allows.
+
+    The user's own PIL image is never changed (a turn or a crop is a new image).
+    """
+    turn = _upright(im)
+    factor = reduction(*_upright_size(im, turn), pre) if pre is not None else 1
+    if factor > 1:
+        rgb = _shrunk_rgb(im, factor, name)
+        if turn is None:
+            return rgb
+        return np.asarray(Image.fromarray(rgb).transpose(turn), dtype=np.uint8).copy()
+    return _pil_to_rgb(im.transpose(turn) if turn is not None else im, name)
 
 
 def _pil_to_rgb(im: Image.Image, name: str) -> np.ndarray:
@@ -62,7 +169,7 @@ def _pil_to_rgb(im: Image.Image, name: str) -> np.ndarray:
         raise InvalidInput(f"{name}: cannot convert image mode {mode!r} to RGB ({exc})") from exc
 
 
-def _decode_file(path: Path, name: str) -> np.ndarray:
+def _decode_file(path: Path, name: str, pre: Preprocess | None = None) -> np.ndarray:
     """Open, fully decode and orient an image file; every failure becomes InvalidInput."""
     if not path.exists():
         raise InvalidInput(f"image file {name!r} does not exist")
@@ -78,18 +185,20 @@ def _decode_file(path: Path, name: str) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"image file {name!r} cannot be read ({exc.strerror})") from exc
-    return _decode_bytes(data, f"image file {name!r}")
+    return _decode_bytes(data, f"image file {name!r}", pre)
 
 
-def _decode_bytes(data: bytes, what: str) -> np.ndarray:
+def _decode_bytes(data: bytes, what: str, pre: Preprocess | None = None) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, ...) held in memory."""
     try:
         with Image.open(io.BytesIO(data)) as im:
+            factor = reduction(*_upright_size(im, _upright(im)), pre) if pre is not None else 1
+            if factor > 1 and im.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 size
+                im.draft(im.mode, (im.width // factor, im.height // factor))
             # Decode everything now: a truncated file must fail here rather than
             # come back half grey later.
             im.load()
-            oriented = ImageOps.exif_transpose(im)
-            return _pil_to_rgb(oriented, what)
+            return _to_rgb(im, what, pre)
     except SeewhyError:
         raise
     except MemoryError:
@@ -166,25 +275,34 @@ def load_image(source: object) -> np.ndarray:
     return load_named(source, None)
 
 
-def load_named(source: object, label: str | None) -> np.ndarray:
-    """:func:`load_image`, with ``label`` naming in-memory sources in error messages."""
+def load_named(source: object, label: str | None, pre: Preprocess | None = None) -> np.ndarray:
+    """:func:`load_image`, with ``label`` naming in-memory sources in error messages.
+
+    With ``pre`` (what the picture is prepared for), a file, bytes or PIL image
+    far larger than that needs comes back shrunk by a whole factor
+    (:func:`reduction`), never decoded to full-size RGB.
+    """
     if isinstance(source, str) and source.startswith(SAMPLE_PREFIX):
         return _load_sample(source[len(SAMPLE_PREFIX) :])
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return _decode_file(path, os.fspath(source))
+        return _decode_file(path, os.fspath(source), pre)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise InvalidInput(f"{label or 'image bytes'}: expected an encoded image, got 0 bytes")
-        return _decode_bytes(data, label or "image bytes")
+        return _decode_bytes(data, label or "image bytes", pre)
     if isinstance(source, Image.Image):
         name = label or f"PIL image {getattr(source, 'filename', '') or ''}".strip()
+        if source.width == 0 or source.height == 0:
+            return _pil_to_rgb(source, name)  # says it is empty
         try:
-            oriented = ImageOps.exif_transpose(source)
+            source.load()
+            return _to_rgb(source, name, pre)
+        except SeewhyError:
+            raise
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidInput(f"{name}: could not read the image data ({exc})") from exc
-        return _pil_to_rgb(oriented, name)
     if is_array_like(source):
         name = label or "image array"
         return array_to_rgb(to_numpy(source, name=name), name)

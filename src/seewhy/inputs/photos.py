@@ -37,24 +37,13 @@ class Photo:
 
 
 def crop_plan(height: int, width: int, pre: Preprocess) -> tuple[int, int, int, int]:
-    """``(new_h, new_w, top, left)``: the resize of a picture and the crop taken from it.
+    """``(new_h, new_w, top, left)``: the resize of a picture and the crop taken from it
+    (negative offsets: padding), by :meth:`Preprocess.plan`.
 
     Shared by :func:`seewhy.inputs.resize_for_model` and :func:`keep_photo`,
     so the drawn-back map follows exactly the geometry the model saw.
     """
-    out_h, out_w = pre.size
-    if pre.resize is None:
-        return out_h, out_w, 0, 0
-    short, long_ = min(height, width), max(height, width)
-    new_short = pre.resize
-    new_long = int(pre.resize * long_ / short)
-    new_h, new_w = (new_short, new_long) if height <= width else (new_long, new_short)
-    if new_h < out_h or new_w < out_w:
-        factor = max(out_h / height, out_w / width)
-        new_h, new_w = max(out_h, round(height * factor)), max(out_w, round(width * factor))
-    top = round((new_h - out_h) / 2.0)
-    left = round((new_w - out_w) / 2.0)
-    return new_h, new_w, top, left
+    return pre.plan(height, width)
 
 
 def keep_photo(rgb: np.ndarray, pre: Preprocess, *, max_side: int = PHOTO_MAX_SIDE) -> Photo:

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._kit.checks import flag
+from .._kit.scores import two_classes
 from ..backends.base import Capture
 from ..errors import UnsupportedModel
 from ..registry import register
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 _EPS = np.float32(1e-7)
+# CAM's head check: logits within this fraction of their terms' size (float32 sums of
+# thousands of channels stay near 1e-5; another layer's pooling lands O(1) away)
+_HEAD_RTOL = 1e-3
 
 
 class CAM(Method):
@@ -191,7 +195,8 @@ class ClassCAM(CAM):
     Only defined when the layer feeds global average pooling and one linear
     layer; this is checked numerically on the batch (logits must equal
     W . mean(A) + b), so a wrong head gives a clear error, not a wrong map.
-    map = sum_k W[class, k] A_k.
+    map = sum_k W[class, k] A_k. A one-logit head (``Dense(1, "sigmoid")``)
+    has two classes: class 1 weighs by W, class 0 by -W (its score is -z).
 
     >>> seewhy.explain(model, images, "cam")
     """
@@ -204,7 +209,7 @@ class ClassCAM(CAM):
         hint = "use gradcam, which equals CAM on such heads and works on any model"
         if head is None:
             raise UnsupportedModel(f"cam: the model has no final linear layer; {hint}")
-        weight, bias = head
+        weight, bias = two_classes(head[0]), two_classes(head[1])  # one logit: two classes
         if weight.shape[1] != activations.shape[1]:
             raise UnsupportedModel(
                 f"cam: layer {ctx.layer!r} has {activations.shape[1]} channels but the final "
@@ -227,8 +232,9 @@ class ClassCAM(CAM):
         for target in ctx.target_objects:
             if target.kind not in ("class", "multilabel"):
                 raise UnsupportedModel(
-                    f"cam: explains classes and sigmoid labels, not {target.kind!r} targets; "
-                    "use gradcam, which works on any target"
+                    f"cam: explains classes and sigmoid labels (a one-logit head's class 0 is "
+                    f"target=0), not {target.kind!r} targets; use gradcam, which works on any "
+                    "target"
                 )
             picked = target.indices if target.kind == "multilabel" else (target.index,)
             rows.append(weight[np.asarray(picked, dtype=np.int64)].sum(axis=0))
@@ -238,8 +244,17 @@ class ClassCAM(CAM):
     def check_head(
         activations: np.ndarray, logits: np.ndarray, weight: np.ndarray, bias: np.ndarray
     ) -> bool:
-        """True when the logits are a linear function of the pooled activations."""
-        pooled = activations.mean(axis=(2, 3))
-        expected = pooled @ weight.T + bias
-        scale = max(float(np.abs(logits).max()), 1.0)
-        return bool(np.abs(expected - logits).max() <= 1e-3 * scale)
+        """True when the logits are W . mean(A) + b, to float32 rounding of that sum.
+
+        The tolerance is relative to the size of the sum's terms, sum_k |W_k|
+        |mean A_k| + |b|, per image: float rounding grows with them, and so
+        does how far another layer lands. (An absolute floor would accept any
+        layer of a head whose logits are all tiny.) Exactly-zero terms allow
+        only exactly the logits.
+        """
+        pooled = activations.astype(np.float64).mean(axis=(2, 3))
+        w, b = weight.astype(np.float64), bias.astype(np.float64)
+        expected = pooled @ w.T + b
+        terms = np.abs(pooled) @ np.abs(w).T + np.abs(b)
+        scale = np.maximum(terms, np.abs(logits)).max(axis=1, keepdims=True)
+        return bool((np.abs(expected - logits) <= _HEAD_RTOL * scale).all())

@@ -5,9 +5,9 @@ right after the input say the value range: a ``Rescaling`` layer (hand-built
 models, and keras.applications MobileNetV3, EfficientNet(V2)) or a
 ``Normalization`` layer with means on the 0-255 scale (ConvNeXt) means the
 model takes [0, 255] pixels and normalises them itself; a ``Normalization``
-with means in [0, 1] means [0, 1] pixels. A keras.applications model without
-such layers, known by the name Keras gives it (``xception``,
-``mobilenetv2_1.00_224``, ...), gets its family's ``preprocess_input``. A
+with means in [0, 1] means [0, 1] pixels. A keras.applications model (known
+by its name or its layers, see :mod:`.applications`) gets exactly what
+``load_img(target_size)`` and its family's ``preprocess_input`` make. A
 keras-hub task (``ViTImageClassifier``, ...) carries its own image converter,
 which keras-hub applies outside the model's call: its size, scale and offset
 are read as the whole preprocessing.
@@ -15,7 +15,6 @@ are read as the whole preprocessing.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import keras
@@ -24,25 +23,14 @@ import numpy as np
 from ...errors import BackendError
 from ...preprocess import INTERPOLATIONS, Preprocess
 from ...spec import ModelHints, input_rejected
+from .applications import PASSING, application_preprocess
 from .structure import children, is_model, layout
 from .tensors import as_float32, variable_value
 
 __all__ = ["input_mismatch", "model_hints"]
 
-#: keras.applications names (as Keras names the models) -> their preprocess_input mode.
-_APPLICATIONS = (
-    (re.compile(r"densenet(121|169|201)"), "torch"),
-    (
-        re.compile(
-            r"xception|inception_v3|inception_resnet_v2|mobilenet(v2)?_\d\.\d\d_\d+|"
-            r"resnet(50|101|152)v2|nasnet"
-        ),
-        "tf",
-    ),
-)
-
 #: Layers that keep a picture a picture (they may sit between the input and the rescaling).
-_PASSING = ("InputLayer", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom")
+_PASSING = PASSING
 
 
 def model_hints(model: Any) -> ModelHints:
@@ -61,18 +49,21 @@ def model_hints(model: Any) -> ModelHints:
     if layer:
         source.append(f"its {layer} layer")
     preprocess, converter = _converter_preprocess(model, size, channels or 3)
+    assumed = ""
     if preprocess is not None:
         source.append(f"its keras-hub {converter}")
-    elif not layer:
-        preprocess = _application_preprocess(model, size)
-        if preprocess is not None:
-            source.append(f"keras.applications {model.name}")
+    else:
+        found = application_preprocess(model, size, value_range)
+        if found is not None:
+            preprocess, assumed = found.preprocess, found.assumed
+            source.append(found.source)
     return ModelHints(
         size=size,
         channels=channels,
         preprocess=preprocess,
         source=", ".join(source),
         value_range=value_range,
+        assumed=assumed,
     )
 
 
@@ -129,17 +120,6 @@ def _per_channel(value: Any, unset: float, channels: int) -> tuple[float, ...] |
     if values.size == 1:
         return (float(values[0]),) * channels
     return tuple(float(v) for v in values) if values.size == channels else None
-
-
-def _application_preprocess(model: Any, size: tuple[int, int] | None) -> Preprocess | None:
-    """A keras.applications family's own ``preprocess_input`` as a preset, by the model's name."""
-    from .loading import preprocess_for_mode
-
-    name = str(getattr(model, "name", "")).lower()
-    mode = next((m for pattern, m in _APPLICATIONS if pattern.fullmatch(name)), None)
-    if mode is None or size is None:
-        return None
-    return preprocess_for_mode(mode, size)
 
 
 def _input_shape(model: Any) -> tuple[Any, ...] | None:

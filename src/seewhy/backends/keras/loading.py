@@ -13,45 +13,25 @@
   ``keras:ResNet50``). Without ``weights`` the ImageNet weights are
   downloaded by Keras on first use (into ``~/.keras/models``, so online once);
   ``weights="path.weights.h5"`` loads a local file instead (offline use).
-  The model gets a ``seewhy_spec`` with the preprocessing its family was
-  trained with; for the Caffe-style families (VGG, ResNet v1), which expect
-  BGR, the returned model is a Sequential of a fixed RGB->BGR channel swap and
-  the application model (so seewhy's RGB preprocessing stays right; the CAM
-  layers are then named ``resnet50/...``).
+  The model gets a ``seewhy_spec`` with exactly what ``load_img(target_size)``
+  and its family's ``preprocess_input`` make (:mod:`.applications`; the
+  Caffe-style families, VGG and ResNet v1, are fed BGR).
 
 Imports Keras only (never torch).
 """
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, InvalidInput, UntrustedModel
-from ...preprocess import ModelSpec, Preprocess
+from ...preprocess import ModelSpec
 from ..common import one_line
+from .archive import check_archive, needs_trust, stored_config
 
-__all__ = ["load_keras_model", "preprocess_for_mode"]
-
-# keras.applications family (by lower-case name prefix) -> preprocessing mode.
-_MODES: tuple[tuple[str, str], ...] = (
-    ("vgg", "caffe"),
-    ("resnet50v2", "tf"),
-    ("resnet101v2", "tf"),
-    ("resnet152v2", "tf"),
-    ("resnet", "caffe"),
-    ("densenet", "torch"),
-    ("mobilenetv3", "raw"),
-    ("mobilenet", "tf"),
-    ("inception", "tf"),
-    ("xception", "tf"),
-    ("nasnet", "tf"),
-    ("efficientnet", "raw"),
-    ("convnext", "raw"),
-    ("regnet", "raw"),
-)
+__all__ = ["load_keras_model"]
 
 
 def _keras() -> Any:
@@ -71,14 +51,22 @@ def load_keras_model(spec: str, *, weights: str | None = None, trust: bool = Fal
     path = Path(spec)
     if not path.is_file():
         raise InvalidInput(f"model: no such Keras model file {spec!r}")
-    if not trust and _stored_config_has_lambda(path):
-        raise _untrusted(path)
+    if zipfile.is_zipfile(path):  # a .keras archive: its directory only (sizes, count, names)
+        with zipfile.ZipFile(path) as archive:
+            check_archive(path, archive)
+    if not trust:
+        risks = needs_trust(stored_config(path))
+        if risks:
+            raise _untrusted(path, risks)
     keras = _keras()
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as exc:  # Keras raises many kinds, some with the whole config
-        if not trust and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
-            raise _untrusted(path) from None
+        if not trust and ("safe_mode" in str(exc) or "unsafe_deserialization" in str(exc)):
+            raise UntrustedModel(
+                f"model: Keras' safe mode refused {path.name} ({one_line(exc)}); pass "
+                "--trust-model (trust=True) only if you trust its author"
+            ) from None
         raise InvalidInput(
             f"model: {path.name} is not a loadable Keras model ({one_line(exc)})"
         ) from None
@@ -87,59 +75,13 @@ def load_keras_model(spec: str, *, weights: str | None = None, trust: bool = Fal
     return model
 
 
-def _untrusted(path: Path) -> UntrustedModel:
+def _untrusted(path: Path, risks: list[str]) -> UntrustedModel:
+    """The refusal naming what was found (the first two, and how many more)."""
+    more = f" (and {len(risks) - 2} more)" if len(risks) > 2 else ""
     return UntrustedModel(
-        f"model: {path.name} contains Lambda layers whose Python code runs when loaded; "
-        "pass --trust-model (trust=True) only if you trust its author"
+        f"model: {path.name} holds {' and '.join(risks[:2])}{more}; pass --trust-model "
+        "(trust=True) only if you trust its author"
     )
-
-
-def _stored_config_has_lambda(path: Path) -> bool:
-    """Whether the model config stored in the file has a Lambda layer (read, never run)."""
-    try:
-        text = _stored_config(path)
-    except Exception as exc:  # not HDF5, not a zip, a config that is not text
-        raise InvalidInput(
-            f"model: {path.name} is not a loadable Keras model ({one_line(exc)})"
-        ) from None
-    if text is None:
-        return False
-    try:
-        config = json.loads(text)
-    except ValueError:
-        return True  # a config Keras might read but we cannot: take it as unsafe
-    return _mentions_lambda(config)
-
-
-def _stored_config(path: Path) -> str | None:
-    """The JSON model config of a ``.keras`` archive or a legacy HDF5 file, if it has one."""
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-        if raw is None:
-            return None
-        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-    if not zipfile.is_zipfile(path):
-        return None  # Keras says why it cannot read the file
-    with zipfile.ZipFile(path) as archive:
-        configs = [i for i in archive.infolist() if i.filename.lstrip("/") == "config.json"]
-        return "\n".join(archive.read(i).decode("utf-8") for i in configs) or None
-
-
-_LAMBDA_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
-
-
-def _mentions_lambda(node: Any) -> bool:
-    """Whether any object in the config is a Lambda layer or a marshalled Python function."""
-    if isinstance(node, dict):
-        if node.get("class_name") in _LAMBDA_CLASSES or node.get("function_type") == "lambda":
-            return True
-        return any(_mentions_lambda(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_mentions_lambda(v) for v in node)
-    return False
 
 
 def _load_weights(model: Any, weights: str) -> None:
@@ -181,38 +123,17 @@ def _application(name: str, weights: str | None) -> Any:
         raise InvalidInput(
             f"weights: {weights!r} does not fit {apps[key]} ({one_line(exc)})"
         ) from None
-    mode = next((m for prefix, m in _MODES if key.startswith(prefix)), "tf")
-    height, width = (int(d) if d else 224 for d in model.input_shape[1:3])
-    if mode == "caffe":
-        model = _rgb_to_bgr(keras, model)
-    model.seewhy_spec = ModelSpec(
-        name=f"keras:{apps[key]}",
-        preprocess=preprocess_for_mode(mode, (height, width)),
-        labels=_imagenet_labels() if model.output_shape[-1] == 1000 else None,
-    )
+    from .hints import model_hints  # imports Keras, as building the model did
+
+    hints = model_hints(model)
+    if hints.preprocess is not None:  # None: a family seewhy does not know, guessed (warned)
+        model.seewhy_spec = ModelSpec(
+            name=f"keras:{apps[key]}",
+            preprocess=hints.preprocess,
+            labels=_imagenet_labels() if model.output_shape[-1] == 1000 else None,
+            source=hints.source,
+        )
     return model
-
-
-def preprocess_for_mode(mode: str, size: tuple[int, int]) -> Preprocess:
-    """Keras' ``preprocess_input`` modes as seewhy presets (RGB in, resize + centre crop)."""
-    resize = round(size[0] / 0.875)
-    if mode == "caffe":  # BGR order is handled by the model's first layer
-        return Preprocess(size, resize, (123.68, 116.779, 103.939), (1.0, 1.0, 1.0), 1.0)
-    if mode == "torch":
-        return Preprocess(size, resize)
-    if mode == "raw":  # the model rescales by itself
-        return Preprocess(size, resize, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1.0)
-    return Preprocess(size, resize, (127.5, 127.5, 127.5), (127.5, 127.5, 127.5), 1.0)
-
-
-def _rgb_to_bgr(keras: Any, model: Any) -> Any:
-    """The application after a fixed 1x1 convolution that swaps R and B (no Lambda)."""
-    import numpy as np
-
-    swap = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="rgb_to_bgr")
-    wrapped = keras.Sequential([keras.Input(model.input_shape[1:]), swap, model], name=model.name)
-    swap.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3)])
-    return wrapped
 
 
 def _imagenet_labels() -> tuple[str, ...] | None:

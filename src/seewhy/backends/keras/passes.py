@@ -46,7 +46,7 @@ class Trace:
     native: dict[str, tuple[tuple[int, ...], bool]]  # path -> (per-image shape, channels_last)
     names: list[str]  # every layer path, any output rank
     classes: int  # width of the scores (a head's target columns, then the classes)
-    sigmoid: bool = False  # the scored output's final activation is a sigmoid (skipped)
+    sigmoid: bool = False  # the scored output ends in a sigmoid (skipped) or is one logit
     attention: dict[str, str] = field(default_factory=dict)  # attention path -> its input's
 
 
@@ -103,7 +103,7 @@ class KerasPasses(HeadViews):
     layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
 
     def sigmoid_output(self, x: np.ndarray) -> bool:
-        """Whether the scored output ends in a sigmoid (its logits are explained)."""
+        """Whether the scored output ends in a sigmoid (its logits are explained) or one logit."""
         return self._trace(x).sigmoid
 
     # -- caches ----------------------------------------------------------------
@@ -160,8 +160,8 @@ class KerasPasses(HeadViews):
             x_in = keras.ops.convert_to_tensor(x)
             return logits_of(walker, x_in, self.channels_first, self._head)
 
-        classes = traced_classes(self.engine.eager, run)  # 0: outputs to choose from first
-        sigmoid = walker.stripped == "sigmoid"
+        classes, one_logit = traced_classes(self.engine.eager, run, self._head)  # 0: choose first
+        sigmoid = walker.stripped == "sigmoid" or one_logit
         infos = [notes.marked(seen[n]) for n in order]
         return Trace(infos, native, names, classes, sigmoid, notes.attention)
 

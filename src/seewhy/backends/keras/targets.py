@@ -7,13 +7,15 @@ targets get ``keras.ops`` itself and run inside every compiled pass
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
 
 from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
-from ...targets import Region
+from ...targets import Region, class_scores
+from .structure import is_functional
 
 __all__ = [
     "check_choice",
@@ -28,12 +30,30 @@ __all__ = [
 
 
 def output_names(model: Any) -> list[str]:
-    """The model's output names (Keras' ``output_names``, else each output tensor's name)."""
+    """The model's output names, in the order of ``model.outputs``.
+
+    A functional model built with a dict of outputs is named by its keys,
+    which is what the user wrote and what the model returns (Keras'
+    ``output_names`` are the layers', ``dense_1`` for ``"cls"``); otherwise
+    Keras' ``output_names``, else each output tensor's name.
+    """
+    keys = _dict_keys(model)
+    if keys is not None:
+        return keys
     names = getattr(model, "output_names", None)
     if names:
         return [str(n) for n in names]
     outputs = getattr(model, "outputs", None) or []
     return [str(getattr(o, "name", i)).split("/")[0].split(":")[0] for i, o in enumerate(outputs)]
+
+
+def _dict_keys(model: Any) -> list[str] | None:
+    """A functional model's dict-of-outputs keys in its outputs' (flattened) order, else None."""
+    struct = model.output if is_functional(model) else None
+    outputs = getattr(model, "outputs", None) or []
+    if not isinstance(struct, dict) or len(struct) != len(outputs):
+        return None  # not a dict, or a nested one: Keras' own names
+    return [str(k) for k in keras.tree.flatten({key: key for key in struct})]
 
 
 def output_index(model: Any, choice: int | str | None) -> int:
@@ -70,13 +90,18 @@ def _pick(values: list[Any], labels: list[str], choice: int | str | None) -> Any
     return values[output_position(labels, choice)]
 
 
+_TRACED = threading.local()  # what the last scoring in this thread saw (read by a trace)
+
+
 def head_scores(head: Head, out: Any, sigmoid: bool, channels_last: bool = True) -> Any:
     """float32 (N, columns + classes): the head's target columns, then any class scores.
 
     A per-pixel output of a channels-last model, (N, h, w, classes), is given
-    to the targets as (N, classes, h, w), the layout they read.
+    to the targets as (N, classes, h, w), the layout they read. One logit z
+    becomes the two classes (-z, +z) (:func:`seewhy.targets.class_scores`).
     """
     ops = keras.ops
+    _TRACED.one_logit = len(out.shape) == 2 and out.shape[1] == 1
     if channels_last and len(out.shape) == 4 and head.columns is not None:
         out = ops.transpose(out, (0, 3, 1, 2))
     if head.columns is None:
@@ -90,7 +115,7 @@ def head_scores(head: Head, out: Any, sigmoid: bool, channels_last: bool = True)
                 f"model output: expected class scores of shape (N, classes), got "
                 f"{tuple(out.shape)}; pass a seewhy.targets target or a callable"
             )
-        return ops.cast(out, "float32")
+        return ops.cast(class_scores(out, ops), "float32")
     columns = [
         ops.reshape(
             ops.cast(t.score(out, ops, probability=head.probability, sigmoid=sigmoid), "float32"),
@@ -100,7 +125,7 @@ def head_scores(head: Head, out: Any, sigmoid: bool, channels_last: bool = True)
     ]
     scores = ops.stack(columns, axis=1)
     if len(out.shape) == 2:
-        scores = ops.concatenate([scores, ops.cast(out, "float32")], axis=1)
+        scores = ops.concatenate([scores, ops.cast(class_scores(out, ops), "float32")], axis=1)
     return scores
 
 
@@ -116,16 +141,24 @@ def head_output(model: Any, choice: int | str | None) -> int:
     return output_index(model, choice)
 
 
-def traced_classes(eager: Any, run: Any) -> int:
-    """Width of the scores of the tracing pass; 0 when the model's outputs need a choice.
+def traced_classes(eager: Any, run: Any, head: Head) -> tuple[int, bool]:
+    """Width of the scores of the tracing pass, and whether the output is one logit.
 
-    The trace lists layers too, which must work before ``output=`` or a
-    target is chosen; scoring such a model raises the error that says how.
+    The width is 0 when the model's outputs need a choice: the trace lists
+    layers too, which must work before ``output=`` or a target is chosen, and
+    scoring such a model raises the error that says how. A head that chose an
+    output or a target raises its error here, in one line (not a later "class
+    0 is outside the model's 0..-1"). One logit: a binary head, whose class
+    probabilities are sigmoids.
     """
+    _TRACED.one_logit = False
     try:
-        return int(eager(run).shape[1])
+        width = int(eager(run).shape[1])
     except (InvalidInput, BackendError):  # the scoring passes raise it again, in one line
-        return 0
+        if head.output is not None or head.columns is not None:
+            raise
+        return 0, False
+    return width, bool(getattr(_TRACED, "one_logit", False))
 
 
 def check_choice(model: Any, choice: int | str | None) -> None:

@@ -36,15 +36,14 @@ from torch import nn
 from ...errors import UnsupportedModel
 from ..base import AttentionCapture, BlockFusion, Score
 from ..layouts import Layout, token_grid
-from ..model_lock import one_pass_at_a_time
 from .structure import (
     ATTENTION_PROJECTIONS,
     call_model,
-    eval_mode,
     is_attention,
     named_layers,
     this_thread_only_any,
 )
+from .twin import current_model, on_twin
 
 __all__ = ["AttentionTap", "TorchAttention", "attention_layers", "head_readout", "tap_attention"]
 
@@ -331,7 +330,7 @@ class TorchAttention:
 
     model: nn.Module
 
-    @one_pass_at_a_time
+    @on_twin
     def attention(
         self,
         x: np.ndarray,
@@ -344,10 +343,8 @@ class TorchAttention:
         passes: Any = self
         infos = passes.layers(x[:1])
         inputs = passes._to_tensor(x)
-        with (
-            tap_attention(self.model, values=gradients, fuse=fuse) as taps,
-            eval_mode(self.model),
-        ):
+        net = current_model(self.model)  # the twin: the taps' hooks go there
+        with tap_attention(net, values=gradients, fuse=fuse) as taps:
             if not taps:
                 raise UnsupportedModel(
                     "attention: the model has no self-attention layer seewhy can read "
@@ -356,7 +353,7 @@ class TorchAttention:
             with torch.set_grad_enabled(gradients):
                 if gradients:
                     inputs.requires_grad_(True)  # a graph even when every weight is frozen
-                logits = passes._scores(call_model(self.model, inputs))
+                logits = passes._scores(call_model(net, inputs))
                 t = passes._targets(targets, logits)
                 grads: list[torch.Tensor | None] = [None] * len(taps)
                 if gradients:

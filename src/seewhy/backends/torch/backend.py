@@ -22,17 +22,20 @@ from .attention import TorchAttention
 from .device import pack
 from .hints import model_hints
 from .passes import TorchPasses
-from .structure import named_layers, opaque_error
-from .targets import detector_layers
+from .structure import before_logits, named_layers, opaque_error
+from .targets import SigmoidHead, detector_layers
+from .twin import current_model, on_twin
 
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(WeightsThroughModule, TorchAttention, TorchPasses):
+class TorchBackend(WeightsThroughModule, SigmoidHead, TorchAttention, TorchPasses):
     """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
 
     Every method that runs or changes the model holds the model's lock, so one
-    model can be explained from several threads (one pass at a time).
+    model can be explained from several threads (one pass at a time); every
+    pass runs on the model's twin (:mod:`.twin`), so a thread training the
+    model meanwhile keeps its training mode and sees no hook of seewhy's.
     """
 
     weights_module: ClassVar[Any] = weights  # the framework's list, copy and re-draw
@@ -44,17 +47,18 @@ class TorchBackend(WeightsThroughModule, TorchAttention, TorchPasses):
         self.model = model
         self.device, self.dtype = _device_and_dtype(model)
 
-    @one_pass_at_a_time
+    @on_twin
     def hints(self, *, try_sizes: bool = True) -> ModelHints:
         """What the model says about its input (timm, Hugging Face, torchvision, its layers).
 
-        ``try_sizes=False`` runs nothing: no size is found by trying.
+        ``try_sizes=False`` runs nothing: no size is found by trying (on the twin).
         """
-        return model_hints(self.model, self.device, self.dtype, try_sizes=try_sizes)
+        net = current_model(self.model)
+        return model_hints(net, self.device, self.dtype, try_sizes=try_sizes)
 
     # -- layers ----------------------------------------------------------------
 
-    @one_pass_at_a_time
+    @on_twin
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
         """The layers with spatial maps; for a module hooks cannot see, why there are none."""
         error = opaque_error(self.model)
@@ -62,7 +66,7 @@ class TorchBackend(WeightsThroughModule, TorchAttention, TorchPasses):
             raise error
         return TorchPasses.layers(self, x)
 
-    @one_pass_at_a_time
+    @on_twin
     def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
         infos = self.layers(x)
         if not infos:
@@ -70,7 +74,7 @@ class TorchBackend(WeightsThroughModule, TorchAttention, TorchPasses):
             if error is not None:
                 raise error
         if layer is None:
-            return default_layer(detector_layers(self.model, infos))
+            return default_layer(detector_layers(self.model, before_logits(self.model, infos)))
         if any(info.name == layer for info in infos):
             return layer
         modules = named_layers(self.model)

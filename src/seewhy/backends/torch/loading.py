@@ -3,17 +3,26 @@
 Safe by default. Without the trust flag a file is opened only where nothing
 in it can run: ``--weights`` files and the weights-only probe of a model file
 go through torch's weights-only unpickler (an allow-list of tensor types);
-a .pt2 archive is checked member by member first (:mod:`.archives`). A
-pickled model object, a .pt2 archive with a member that is more than
-weights, and any TorchScript archive (its code can write files) are refused
-unless the caller trusts the file. Every error is one line.
+torch never reads a .pt2 archive itself but a copy made from its checked
+members, whose pickles torch wrote (:mod:`.archives`). A pickled model
+object, a .pt2 archive with a member that is more than weights or a name
+torch's zip reader could mistake, and any TorchScript archive (its code can
+write files) are refused unless the caller trusts the file. Every error is
+one line, torch's own log of a failed load included.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import tempfile
+import threading
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -21,12 +30,15 @@ from torch import nn
 from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import IMAGENET, ModelSpec, Preprocess
 from ..common import one_line, require_module
-from .archives import unsafe_member
+from .archives import NotAnExportArchive, RefusedMember, copy_for_torch
 from .hints import model_hints, torchvision_preprocess
 
 __all__ = ["load_torch_model"]
 
 _TRUST_HINT = "Pass --trust-model (trust=True) only if you trust its author"
+# What zipfile raises for a damaged or unusual archive (CRC, compression, encryption, names).
+_UNREADABLE_ZIP = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError)
+_UNREADABLE_NAMES = (UnicodeDecodeError,)  # a name flagged UTF-8 that is not
 
 
 def load_torch_model(spec: str, *, weights: str | None = None, trust: bool = False) -> nn.Module:
@@ -209,25 +221,78 @@ def _torchscript(path: Path, *, trust: bool) -> nn.Module:
 
 
 def _exported(path: Path, *, trust: bool) -> nn.Module:
-    """The module of a ``torch.export`` archive, once no member of it can run code."""
-    if not trust:
+    """The module of a ``torch.export`` archive; untrusted, torch reads only a checked copy."""
+    if trust:
+        return _export_load(str(path), path.name)
+    with tempfile.TemporaryFile(prefix="seewhy-", suffix=".pt2") as copy:
         try:
             with zipfile.ZipFile(path) as archive:
-                found = unsafe_member(archive)
-        except zipfile.BadZipFile as exc:
+                copy_for_torch(archive, copy)
+        except RefusedMember as refused:
+            raise UntrustedModel(
+                f"model: {path.name}: member {refused.member!r} {refused.why}; loading it "
+                f"could run code from the file. {_TRUST_HINT}"
+            ) from None
+        except (NotAnExportArchive, *_UNREADABLE_ZIP, *_UNREADABLE_NAMES) as exc:
             raise InvalidInput(
                 f"model: {path.name} is not a torch.export archive ({one_line(exc)})"
             ) from None
-        if found is not None:
-            member, why = found
-            raise UntrustedModel(
-                f"model: {path.name}: member {member!r} {why}; loading it can run code from "
-                f"the file. {_TRUST_HINT}"
-            )
+        copy.seek(0)
+        return _export_load(copy, path.name)
+
+
+def _export_load(source: str | IO[bytes], name: str) -> nn.Module:
+    """``torch.export.load(source).module()``, a failure in one line instead of torch's log.
+
+    When the load fails torch logs its first error with a traceback (~20 lines)
+    and raises one that says only "check the warnings above"; the logged error
+    is the one that names the problem.
+    """
+    with _held_torch_logs() as held:
+        try:
+            return torch.export.load(source).module()
+        except Exception as exc:
+            cause = next((r.exc_info[1] for r in held if r.exc_info and r.exc_info[1]), exc)
+            held.clear()  # said in the one line below
+            raise InvalidInput(
+                f"model: {name} is not a torch.export archive torch can load ({one_line(cause)})"
+            ) from None
+
+
+@contextmanager
+def _held_torch_logs() -> Iterator[list[logging.LogRecord]]:
+    """Torch's log records from this thread, held back until the block ends.
+
+    The caller may drop them (a failure it says in one line); the rest are
+    then logged, less those with a traceback: attempts torch recovered from,
+    such as its reader of the current layout failing on the old one. Another
+    thread's records pass as ever.
+    """
+    try:  # torch.export.load imports it (and its logger) only when called
+        importlib.import_module("torch.export.pt2_archive._package")
+    except ImportError:
+        pass
+    held: list[logging.LogRecord] = []
+    thread = threading.get_ident()
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread != thread:
+            return True
+        held.append(record)
+        return False
+
+    loggers = [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if (name == "torch" or name.startswith("torch.")) and isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        logger.addFilter(hold)
     try:
-        module: nn.Module = torch.export.load(str(path)).module()
-    except Exception as exc:
-        raise InvalidInput(
-            f"model: {path.name} is not a torch.export archive ({one_line(exc)})"
-        ) from None
-    return module
+        yield held
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold)
+        for record in held:
+            if not record.exc_info:
+                logging.getLogger(record.name).handle(record)

@@ -1,11 +1,12 @@
 """The torch backend's passes: predict, capture at a layer, input gradients, layer edits.
 
 Rules they keep (see DESIGN.md): each pass holds the model's lock
-(:mod:`..model_lock`), so two threads never see each other's hooks or flags,
-and its hooks act only on forwards of its own thread; hooks live only inside
-try/finally; the gradient is taken with ``torch.autograd.grad`` to the layer alone, so no
-parameter's ``.grad`` is touched; the training flag of every module is put
-back exactly as it was, also when the model raises.
+(:mod:`..model_lock`) and runs on the model's private twin (:mod:`.twin`:
+eval mode and hooks live there, never on the user's modules, so a thread
+training the model meanwhile sees it as it left it); its hooks act only on
+forwards of its own thread; hooks live only inside try/finally; the gradient is
+taken with ``torch.autograd.grad`` to the layer alone, so no parameter's
+``.grad`` is touched.
 
 Speed and memory: the forward pass runs without autograd up to the target
 layer. The layer's forward hook swaps its output for a detached leaf and turns
@@ -33,13 +34,13 @@ from .guided import guided_relu
 from .structure import (
     call_model,
     call_of,
-    eval_mode,
     layer_layout,
     layer_trace,
     named_layers,
     this_thread_only,
 )
 from .targets import detections_as_numpy, head_scores, is_detector
+from .twin import current_model, on_twin
 
 __all__ = ["TorchPasses", "as_logits"]
 
@@ -90,13 +91,19 @@ class TorchPasses(HeadViews):
         """Per-image score of its target, as capture() takes it (the attention passes use it)."""
         return _select(logits, t, score, self._head.sigmoid)
 
-    @one_pass_at_a_time
+    @property
+    def _net(self) -> nn.Module:
+        """What the running pass feeds: the model's twin (see :mod:`.twin`)."""
+        return current_model(self.model)
+
+    @on_twin
     def layers(self, x: np.ndarray) -> list[LayerInfo]:
-        return self._layers(x, named_layers(self.model))
+        return self._layers(x, named_layers(self._net))
 
     def _layers(self, x: np.ndarray, modules: dict[str, nn.Module]) -> list[LayerInfo]:
         shape = tuple(x.shape[1:])
-        return layer_trace(self.model, shape, lambda: self._to_tensor(x[:1]), modules)
+        net, inputs = self._net, lambda: self._to_tensor(x[:1])
+        return layer_trace(net, shape, inputs, modules, cache_key=self.model)
 
     # -- tensors ---------------------------------------------------------------
 
@@ -122,7 +129,7 @@ class TorchPasses(HeadViews):
 
         One walk of the model's modules serves all (a large model has thousands).
         """
-        modules = named_layers(self.model)
+        modules = named_layers(self._net)
         module = modules.get(layer)
         if module is None:
             raise LayerNotFound(f"layer: the model has no layer {layer!r}")
@@ -131,19 +138,19 @@ class TorchPasses(HeadViews):
 
     # -- forward only ----------------------------------------------------------
 
-    @one_pass_at_a_time
+    @on_twin
     def predict(
         self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
     ) -> np.ndarray:
         step = batch_size or len(x) or 1
         out = []
-        with eval_mode(self.model), torch.no_grad(), self._autocast(precision):
+        with torch.no_grad(), self._autocast(precision):
             for start in range(0, len(x), step):
                 logits = self._predict_logits(x[start : start + step])
                 out.append(logits.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
-    @one_pass_at_a_time
+    @on_twin
     def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
         """Images per forward-only pass: on the CPU, the most that keep activations small.
 
@@ -188,23 +195,24 @@ class TorchPasses(HeadViews):
         layout (a ``view`` across channels raises) gets the usual one from
         then on. GPUs keep the usual layout, whose fp32 kernels suit them.
         """
+        net = self._net
         if self.device.type == "cpu" and self.model not in _NEEDS_CONTIGUOUS:
             inputs = self._nchw_view(x).to(dtype=self.dtype)
             try:
-                return self._scores(call_model(self.model, inputs))
+                return self._scores(call_model(net, inputs))
             except Exception:  # any refusal of the layout; a real error recurs just below
-                logits = self._scores(call_model(self.model, self._to_tensor(x)))
+                logits = self._scores(call_model(net, self._to_tensor(x)))
                 _NEEDS_CONTIGUOUS.add(self.model)  # only once the usual layout worked
                 return logits
-        return self._scores(call_model(self.model, self._to_tensor(x)))
+        return self._scores(call_model(net, self._to_tensor(x)))
 
-    @one_pass_at_a_time
+    @on_twin
     def detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]] | None:
         """A detector's boxes, labels and scores per image; None (no pass) for other models."""
         if not is_detector(self.model):
             return None
-        with eval_mode(self.model), torch.no_grad():
-            return detections_as_numpy(call_model(self.model, self._to_tensor(x)))
+        with torch.no_grad():
+            return detections_as_numpy(call_model(self._net, self._to_tensor(x)))
 
     @one_pass_at_a_time
     def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -218,7 +226,7 @@ class TorchPasses(HeadViews):
 
     # -- with gradients --------------------------------------------------------
 
-    @one_pass_at_a_time
+    @on_twin
     def capture(
         self,
         x: np.ndarray,
@@ -252,16 +260,15 @@ class TorchPasses(HeadViews):
         grad_mode = torch.is_grad_enabled()
         handle = module.register_forward_hook(this_thread_only(hook))
         try:
-            with eval_mode(self.model):
-                torch.set_grad_enabled(False)
-                logits = self._scores(call_model(self.model, inputs))
-                leaf = state["leaf"]
-                if leaf is None:
-                    raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
-                t = self._targets(targets, logits)
-                grads = None
-                if gradients:
-                    grads = _grad_to(_select(logits, t, score, self._head.sigmoid), leaf, layer)
+            torch.set_grad_enabled(False)
+            logits = self._scores(call_model(self._net, inputs))
+            leaf = state["leaf"]
+            if leaf is None:
+                raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
+            t = self._targets(targets, logits)
+            grads = None
+            if gradients:
+                grads = _grad_to(_select(logits, t, score, self._head.sigmoid), leaf, layer)
         finally:
             handle.remove()
             torch.set_grad_enabled(grad_mode)
@@ -273,7 +280,7 @@ class TorchPasses(HeadViews):
             gradients=None if grads is None else to_maps(_numpy(grads), layout, layer, size),
         )
 
-    @one_pass_at_a_time
+    @on_twin
     def input_gradients(
         self,
         x: np.ndarray,
@@ -284,8 +291,8 @@ class TorchPasses(HeadViews):
     ) -> Capture:
         inputs = self._to_tensor(x).requires_grad_(True)
         context = guided_relu() if guided else contextlib.nullcontext()
-        with eval_mode(self.model), torch.enable_grad(), context:
-            logits = self._scores(call_model(self.model, inputs))
+        with torch.enable_grad(), context:
+            logits = self._scores(call_model(self._net, inputs))
             t = self._targets(targets, logits)
             chosen = _select(logits, t, score, self._head.sigmoid)
             (grad,) = torch.autograd.grad(chosen.sum(), inputs)
@@ -297,7 +304,7 @@ class TorchPasses(HeadViews):
 
     # -- layer edits (Ablation-CAM) --------------------------------------------
 
-    @one_pass_at_a_time
+    @on_twin
     def predict_with_layer_edit(
         self,
         x: np.ndarray,
@@ -339,10 +346,11 @@ class TorchPasses(HeadViews):
             return output * scale  # a new tensor; the model's own stays as is
 
         known: dict[str, bool] = self.__dict__.setdefault("_layer_edit_shared_prefix", {})
+        net = self._net
 
         def forward(inputs: torch.Tensor) -> np.ndarray:
             state["calls"], state["seen"] = 0, False
-            logits = self._scores(call_model(self.model, inputs))
+            logits = self._scores(call_model(net, inputs))
             if not state["seen"]:
                 raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
             return logits.float().cpu().numpy()
@@ -362,7 +370,7 @@ class TorchPasses(HeadViews):
         images = (self._to_tensor(x[i : i + 1]) for i in range(len(x)))
         handle = module.register_forward_hook(this_thread_only(hook))
         try:
-            with eval_mode(self.model), torch.no_grad():
+            with torch.no_grad():
                 out = edit_each_image(images, scales, batch_size, run)
         finally:
             handle.remove()

@@ -1,9 +1,9 @@
 """What a torch model is made of, and running it without changing it.
 
 Layer lookup, the traced list of layers with 4-D outputs, detection of
-modules that hooks cannot see (TorchScript, torch.export), and the two rules
-every pass keeps: the training flag of every module is put back exactly as it
-was, and torch.export's shape guards become a one-line error.
+modules that hooks cannot see (TorchScript, torch.export), eval mode for a
+model explained in place (:mod:`.twin`) with every module's own flag put back,
+and torch.export's shape guards as a one-line error.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from torch import nn
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
 from ..layouts import LayoutChoice, LayoutKind, guess_layout, map_shape
-from .hints import input_mismatch
+from .hints import input_mismatch, not_a_picture_model
+from .targets import sigmoid_calls
 
 __all__ = [
     "ATTENTION_PROJECTIONS",
+    "before_logits",
     "call_model",
     "call_of",
     "eval_mode",
@@ -63,9 +65,10 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def this_thread_only(hook: Callable[..., Any]) -> Callable[..., Any]:
     """``hook`` acting only on forwards run by the thread that made it.
 
-    The model's lock keeps seewhy's own passes apart; this keeps a pass's hook
-    out of a forward that the user's code runs on the same model in another
-    thread meanwhile.
+    A pass's hooks sit on the model's twin, which no one else calls; a model
+    explained in place (:mod:`.twin`) has them on its own modules, and this keeps
+    them out of a forward that the user's code runs in another thread meanwhile
+    (DataParallel's replicas share them too).
     """
     owner = threading.get_ident()
 
@@ -88,18 +91,24 @@ def this_thread_only_any(hook: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
-    """``model(inputs)``, with torch.export's shape guard said in one line."""
+    """``model(inputs)``, with torch.export's shape guard said in one line.
+
+    The forward runs under :func:`.targets.sigmoid_calls`, so that a final
+    sigmoid's logits can be scored.
+    """
     try:
-        return model(inputs)
-    except AssertionError as exc:  # torch.export guards on input shapes
+        with sigmoid_calls():
+            return model(inputs)
+    except AssertionError as exc:  # torch.export guards on input shapes; timm's size check
         if "Guard failed" not in str(exc):
-            raise
+            raise input_mismatch(exc, tuple(inputs.shape)) or exc from None
         raise BackendError(
             f"model: the exported model rejects inputs of shape {tuple(inputs.shape)} "
             f"({exc}); export it with a dynamic batch dimension (torch.export.Dim)"
         ) from None
-    except (RuntimeError, ValueError) as exc:  # its own size or channel complaint, in one line
-        raise input_mismatch(exc, tuple(inputs.shape)) or exc from None
+    except (RuntimeError, ValueError, TypeError) as exc:  # its own complaint, in one line
+        said = not_a_picture_model(model, inputs, exc)
+        raise said or input_mismatch(exc, tuple(inputs.shape)) or exc from None
 
 
 def layer_trace(
@@ -107,18 +116,48 @@ def layer_trace(
     shape: tuple[int, ...],
     inputs: Callable[[], torch.Tensor],
     modules: dict[str, nn.Module] | None = None,
+    cache_key: nn.Module | None = None,
 ) -> list[LayerInfo]:
     """The layers with 4-D outputs for inputs of ``shape``, traced once per model and shape.
 
+    ``model`` runs the trace (in eval mode already: a pass's twin); ``cache_key`` is
+    the user's model when ``model`` is its twin, made anew for every pass.
     ``inputs`` makes the one image the trace runs (only when it is not cached);
     ``modules`` is the model's ``named_layers`` when the caller has it already.
     """
     modules = named_layers(model) if modules is None else modules
     key = (shape, len(modules))
-    cache = _TRACE_CACHE.setdefault(model, {})
+    owner = model if cache_key is None else cache_key
+    cache = _TRACE_CACHE.setdefault(owner, {})
     if key not in cache:
-        cache[key] = _trace(model, inputs(), modules)
+        cache[key], logits = _trace(model, inputs(), modules)
+        _LOGIT_LAYERS[owner] = _LOGIT_LAYERS.get(owner, frozenset()) | logits
     return cache[key]
+
+
+# model -> the layers whose output is the model's own per-pixel logits (a segmenter's head).
+_LOGIT_LAYERS: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def before_logits(model: nn.Module, infos: list[LayerInfo]) -> list[LayerInfo]:
+    """The default layer's candidates: without the layers whose output *is* the model's
+    per-pixel logits (Hugging Face SegFormer's ``decode_head`` and its classifier), whose
+    map would only be the class-logit map; the last feature map before them is chosen,
+    as for the other segmenters."""
+    logits = _LOGIT_LAYERS.get(model, frozenset())
+    kept = [info for info in infos if info.name not in logits]
+    return kept or infos
+
+
+def _scored_maps(output: Any) -> list[torch.Tensor]:
+    """The per-pixel logits a model returns: a 4-D tensor, a 4-D ``logits``, or every 4-D
+    value of a dict (torchvision's segmenters return ``out`` and ``aux``)."""
+    for value in (output, getattr(output, "logits", None)):
+        if isinstance(value, torch.Tensor):
+            return [value] if value.ndim == 4 else []
+    if isinstance(output, dict):
+        return [v for v in output.values() if isinstance(v, torch.Tensor) and v.ndim == 4]
+    return []
 
 
 #: The projections an attention layer computes its queries from (timm, torchvision MaxViT, HF).
@@ -173,19 +212,21 @@ def _patch_grid(module: nn.Module, output: torch.Tensor) -> tuple[int, int] | No
 
 def _trace(
     model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module]
-) -> list[LayerInfo]:
+) -> tuple[list[LayerInfo], frozenset[str]]:
     """One forward of one image, noting each map or token output in the order it finishes.
 
     4-D outputs inside an attention layer (heads x tokens x head size) and
     any output inside a windowed layer (:func:`_is_windowed`) are not maps and
     are left out; a layer whose output is an attention layer's input is marked
-    (``feeds_attention``: the transformer default).
+    (``feeds_attention``: the transformer default). Also returned: the layers whose
+    output is the model's own per-pixel logits (:func:`before_logits`).
     """
     seen: dict[str, tuple[tuple[int, ...], str, int, LayoutKind | None]] = {}
     order: list[str] = []
     grids: list[tuple[int, int]] = []
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> layer (tensor kept alive)
     feeding: set[str] = set()
+    outputs: dict[str, torch.Tensor] = {}
     inside = _inside(modules, is_attention)  # 4-D there: heads x tokens x head size
     windowed = _inside(modules, _is_windowed)  # 3-D or 4-D there: windows, not one image
 
@@ -203,6 +244,7 @@ def _trace(
             hint = _hint(module, shape) if output.ndim == 4 else None
             seen[name] = (shape, type(module).__name__, calls, hint)
             produced[id(output)] = (name, output)
+            outputs[name] = output
             if name in order:
                 order.remove(name)
             order.append(name)
@@ -225,12 +267,12 @@ def _trace(
                         this_thread_only_any(attention_input), with_kwargs=True
                     )
                 )
-        with eval_mode(model), torch.no_grad():
-            call_model(model, inputs)
+        with torch.no_grad():
+            scored = _scored_maps(call_model(model, inputs))
     except RuntimeError as exc:
         if "not supported on ScriptModules" not in str(exc):
             raise
-        return []
+        return [], frozenset()
     finally:
         for h in handles:
             h.remove()
@@ -244,7 +286,8 @@ def _trace(
         plain = None if layout.kind == "nchw" else layout
         maps = map_shape(shape, layout)
         infos.append(LayerInfo(name, maps, kind, calls, plain, name in feeding))
-    return infos
+    logits = frozenset(n for n, out in outputs.items() if any(out is m for m in scored))
+    return infos, logits
 
 
 def layer_layout(layer: str, infos: list[LayerInfo], choice: LayoutChoice) -> LayoutChoice:

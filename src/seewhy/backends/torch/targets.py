@@ -2,19 +2,43 @@
 
 :mod:`seewhy.targets` writes each target once against ``keras.ops``' names;
 :class:`TorchOps` is those few names in torch, so the same code runs here.
+
+A model whose class scores come out of a final sigmoid (``nn.Sigmoid`` last
+in an ``nn.Sequential``, or ``torch.sigmoid`` at the end of ``forward``) is
+scored at the sigmoid's input, its logits, as the Keras backend does: every
+forward runs under :func:`sigmoid_calls`, which notes each sigmoid's input
+(a torch function mode: this thread only, nothing on the model), and
+:func:`head_scores` swaps the chosen output for its logits when it is a
+sigmoid's result.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
+from ..._kit.warn import warn_user
 from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
+from ...targets import class_scores
 
-__all__ = ["TorchOps", "head_scores", "is_detections", "select_output"]
+__all__ = [
+    "SigmoidHead",
+    "TorchOps",
+    "head_scores",
+    "is_detections",
+    "select_output",
+    "sigmoid_calls",
+]
 
 
 class TorchOps:
@@ -86,6 +110,72 @@ class TorchOps:
     def stack(values: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
         return torch.stack(values, dim=axis)
 
+    @staticmethod
+    def concatenate(values: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
+        return torch.cat(values, dim=axis)
+
+
+# Every spelling of the logistic function a forward may call (nn.Sigmoid calls torch.sigmoid,
+# F.sigmoid Tensor.sigmoid; an exported program runs the aten op).
+_SIGMOIDS = frozenset(
+    {torch.sigmoid, torch.Tensor.sigmoid, torch.special.expit, torch.ops.aten.sigmoid.default}
+)
+_KEPT_CALLS = 8  # the last sigmoids of a forward: a final one is among them
+_LAST = threading.local()  # what this thread's last forward and scoring saw
+
+
+class _SigmoidCalls(TorchFunctionMode):
+    """Notes each sigmoid's input by its result (a torch function mode acts in one thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: collections.deque[tuple[torch.Tensor, torch.Tensor]] = collections.deque(
+            maxlen=_KEPT_CALLS
+        )
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func in _SIGMOIDS and args and isinstance(out, torch.Tensor):
+            self.calls.append((out, args[0]))
+        return out
+
+
+@contextlib.contextmanager
+def sigmoid_calls() -> Iterator[None]:
+    """Run a forward noting its last sigmoids, for :func:`head_scores` to find a final one.
+
+    The notes hold the sigmoids' inputs until this thread's next forward.
+    """
+    mode = _SigmoidCalls()
+    _LAST.calls = ()
+    with mode:
+        yield
+    _LAST.calls = tuple(mode.calls)
+
+
+def _before_sigmoid(chosen: Any) -> tuple[Any, bool]:
+    """The logits of class scores that are a sigmoid's result (True), else the scores as given."""
+    calls: tuple[tuple[torch.Tensor, torch.Tensor], ...] = getattr(_LAST, "calls", ())
+    _LAST.calls = ()
+    if isinstance(chosen, torch.Tensor) and chosen.ndim == 2:
+        for out, logits in reversed(calls):
+            if out is chosen and isinstance(logits, torch.Tensor) and logits.shape == out.shape:
+                return logits, True
+    return chosen, False
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the scoring of one forward found: a final sigmoid, one logit (a binary head)."""
+
+    final_sigmoid: bool = False
+    one_logit: bool = False
+
+
+def _note(chosen: Any, final_sigmoid: bool) -> None:
+    one = isinstance(chosen, torch.Tensor) and chosen.ndim == 2 and chosen.shape[1] == 1
+    _LAST.seen = _Seen(final_sigmoid, one)
+
 
 def is_detections(output: Any) -> bool:
     """A torchvision detector's output: one dict with boxes, labels and scores per image."""
@@ -139,8 +229,14 @@ def select_output(output: Any, choice: int | str | None) -> Any:
 
 
 def head_scores(head: Head, output: Any) -> torch.Tensor:
-    """(N, columns + classes) scores: the head's target columns, then the class logits."""
-    chosen = select_output(output, head.output)
+    """(N, columns + classes) scores: the head's target columns, then the class logits.
+
+    Class scores that are a final sigmoid's result are replaced by its input
+    (targets and callables see the logits too); one logit z becomes the two
+    classes (-z, +z) (:func:`seewhy.targets.class_scores`).
+    """
+    chosen, final_sigmoid = _before_sigmoid(select_output(output, head.output))
+    _note(chosen, final_sigmoid)
     if head.columns is None:
         return _class_scores(chosen)
     ops = TorchOps(_device(chosen))
@@ -150,8 +246,44 @@ def head_scores(head: Head, output: Any) -> torch.Tensor:
     ]
     scores = torch.stack([c.to(torch.float32) for c in columns], dim=1)
     if isinstance(chosen, torch.Tensor) and chosen.ndim == 2:
-        scores = torch.cat([scores, chosen.to(scores.dtype)], dim=1)
+        scores = torch.cat([scores, class_scores(chosen, ops).to(scores.dtype)], dim=1)
     return scores
+
+
+# model -> {(input shape, output choice, module count): what its scoring found}
+_HEADS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], _Seen]] = weakref.WeakKeyDictionary()
+
+
+class SigmoidHead:
+    """``sigmoid_output``: whether the class scores are independent sigmoids (a mixin).
+
+    True when the scored output ends in a sigmoid (its logits are explained
+    instead, said once in a warning) or is one logit (a binary classifier,
+    read as two classes). Found by one forward of one image, kept per model,
+    input shape and output choice.
+    """
+
+    model: Any
+    _head: Head
+
+    def sigmoid_output(self, x: np.ndarray) -> bool:
+        key = (tuple(x.shape[1:]), self._head.output, sum(1 for _ in self.model.modules()))
+        known = _HEADS.setdefault(self.model, {})
+        if key not in known:
+            _LAST.seen = _Seen()
+            try:
+                self.predict(x[:1])  # type: ignore[attr-defined]  # the backend's own pass
+            except InvalidInput:  # a detector's or segmenter's output: no class scores
+                pass
+            known[key] = _LAST.seen
+            if known[key].final_sigmoid:
+                warn_user(
+                    "the model's class scores come out of a sigmoid: seewhy explains the "
+                    "sigmoid's input (the logits; targets and callables get them too) and shows "
+                    "each label's own probability"
+                )
+        seen = known[key]
+        return seen.final_sigmoid or seen.one_logit
 
 
 def _class_scores(out: Any) -> torch.Tensor:
@@ -171,7 +303,8 @@ def _class_scores(out: Any) -> torch.Tensor:
         raise BackendError(
             f"model output: expected class scores of shape (N, classes), got {tuple(out.shape)}"
         )
-    return out
+    scores: torch.Tensor = class_scores(out, TorchOps(out.device))
+    return scores
 
 
 def _device(output: Any) -> torch.device:

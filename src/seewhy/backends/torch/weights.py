@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ...errors import LayerNotFound
-from .structure import eval_mode, is_scripted, this_thread_only
+from .structure import is_scripted, this_thread_only
+from .twin import run_on_twin
 
 __all__ = ["copy_model", "parameter_layers", "randomize_layers"]
 
@@ -36,28 +37,38 @@ def parameter_layers(model: nn.Module, x: np.ndarray | None = None) -> list[tupl
     ]
     order: dict[str, int] = {}
     if x is not None and owners and not is_scripted(model):
-        handles = []
-
-        def make_hook(name: str) -> Callable[..., None]:
-            def hook(module: nn.Module, args: Any, output: Any) -> None:
-                order.setdefault(name, len(order))
-
-            return hook
-
         first = next(iter(model.parameters()))
         inputs = torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))
         inputs = inputs.permute(0, 3, 1, 2).to(device=first.device, dtype=first.dtype)
-        try:
-            for name, module in owners:
-                handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
-            with eval_mode(model), torch.no_grad():
-                model(inputs)
-        finally:
-            for h in handles:
-                h.remove()
+        names = {name for name, _ in owners}
+        run_on_twin(model, lambda net: _record_order(net, names, inputs, order))
     position = {name: i for i, (name, _) in enumerate(owners)}
     ranked = sorted(owners, key=lambda item: order.get(item[0], len(order) + position[item[0]]))
     return [(name, type(m).__name__) for name, m in ranked]
+
+
+def _record_order(
+    net: nn.Module, names: set[str], inputs: torch.Tensor, order: dict[str, int]
+) -> None:
+    """One forward of ``net`` (the model's twin), noting when each of ``names`` runs."""
+    handles = []
+    order.clear()  # a pass tried again starts afresh
+
+    def make_hook(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            order.setdefault(name, len(order))
+
+        return hook
+
+    try:
+        for name, module in net.named_modules():
+            if name in names:
+                handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
+        with torch.no_grad():
+            net(inputs)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def copy_model(model: nn.Module) -> nn.Module:

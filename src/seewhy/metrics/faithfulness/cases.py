@@ -170,7 +170,7 @@ def resolve_case(
         backend,
         chosen,
         score=check_score(score),
-        sigmoid_detected=sigmoid_output(backend, inputs[:1]),
+        sigmoid_detected=sigmoid_output(backend, inputs[:1], scored.get("output")),
         strict=False,
         **scored,
     )
