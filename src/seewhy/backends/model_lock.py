@@ -4,7 +4,7 @@ A Keras pass changes the model for its duration (hooks on layers, the guided
 rule in place of ReLUs); a torch model explained in place (TorchScript,
 ``torch.compile``, a module the twin cannot follow: ``torch/twin.py``) goes
 to eval mode and back. Two such passes over one model in two threads would
-fire each other's hooks and put back each other's flags (issue 13: Grad-CAM
+fire each other's hooks and put back each other's flags (Grad-CAM
 calls failed, saliency maps went wrong, BatchNorm statistics moved). So every
 pass holds the model's lock. A torch pass on its twin changes nothing of the
 user's model, and still holds the lock: one pass at a time keeps the twin's

@@ -215,5 +215,5 @@ def wrong_channels(name: str, shape: tuple[int, ...], first: bool) -> InvalidInp
     return InvalidInput(
         f"{name}: a preprocessed input of shape {shape} has {channels} channels (read "
         f"{layout}); seewhy feeds 1 (grey) or 3 (RGB) channels: keep three (e.g. {keep}) "
-        "or pass the picture itself; other channel counts are future work (issue 26)"
+        "or pass the picture itself; other channel counts are not supported yet"
     )

@@ -125,8 +125,8 @@ def input_mismatch(exc: BaseException, shape: tuple[int, ...]) -> Exception | No
 def not_a_picture_model(model: nn.Module, inputs: Any, exc: BaseException) -> Exception | None:
     """One line for a model that cannot take one picture batch at all, with the way out:
     a ``forward`` that needs more arguments, or a volume model (Conv3d) or a signal one
-    (Conv1d). None when ``exc`` is something else. Several inputs and volumes are future
-    work (issue 26)."""
+    (Conv1d). None when ``exc`` is something else. seewhy does not yet explain several
+    inputs or volumes, so the line says how to get by without them."""
     from ...errors import BackendError
 
     missing = _missing_arguments(model, inputs) if isinstance(exc, TypeError) else None
@@ -135,7 +135,7 @@ def not_a_picture_model(model: nn.Module, inputs: Any, exc: BaseException) -> Ex
         return BackendError(
             f"model: its forward needs more than the picture ({names} without a default); "
             "seewhy passes one image batch: wrap it in a module whose forward(x) supplies "
-            f"{names} (several inputs are future work, issue 26)"
+            f"{names} (seewhy does not take several inputs yet)"
         )
     first = next((m for m in model.modules() if isinstance(m, _CONVS)), None)
     if isinstance(first, (nn.Conv3d, nn.Conv1d)) and not isinstance(exc, TypeError):
@@ -146,7 +146,7 @@ def not_a_picture_model(model: nn.Module, inputs: Any, exc: BaseException) -> Ex
         )
         return BackendError(
             f"model: it takes {kind} {shape} (its first layer is a {type(first).__name__}), "
-            f"and seewhy explains 2-D pictures (N, C, H, W); {kind} are future work (issue 26): "
+            f"and seewhy explains 2-D pictures (N, C, H, W); seewhy does not explain {kind} yet: "
             "explain a 2-D model, or wrap this one so its forward takes a picture batch"
         )
     return None

@@ -2,7 +2,7 @@
 
 A pass needs the model in eval mode, hooks on its layers, sometimes a layer's
 output edited. Done on the user's own modules, another thread training the
-model meanwhile ran its steps in eval mode (issue 23.7: BatchNorm stopped
+model meanwhile ran its steps in eval mode (BatchNorm stopped
 counting, dropout went off in 50 of 300 steps). So a pass runs on a twin: each
 module copied shallowly, with its own ``_modules`` (the twins of its children),
 its own hook dicts (starting as copies of the user's, so the user's hooks fire
