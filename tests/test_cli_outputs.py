@@ -249,3 +249,23 @@ def test_only_seewhys_own_marks_count(tmp_path: Path) -> None:
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     assert not any(written_by_seewhy(p) for p in (plain, fake, empty, tmp_path / "none"))
+
+
+@pytest.mark.parametrize(
+    ("demo", "written"),
+    [("shortcut", "scores.png"), ("segmentation", "regions.png")],
+)
+def test_a_demo_never_writes_over_a_report_folder_it_did_not_make(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], demo: str, written: str
+) -> None:
+    """The user's own ``index.html`` (and picture) in ``--out`` stop the demo before training."""
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("<!doctype html><p>the user's own page</p>\n")
+    _picture(out / written, 3)
+    before = _tree(tmp_path)
+    code = main(["demo", demo, "--out", str(out), "--quick"])
+    err = capsys.readouterr().err
+    assert code == 1 and "training" not in err, err
+    assert err.count("\n") == 1 and "--force" in err and "did not write" in err, err
+    assert _tree(tmp_path) == before

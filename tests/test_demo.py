@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 
 import seewhy
 from seewhy import synthetic
+from seewhy.cli.outputs import written_by_seewhy
 from seewhy.demo import run_shortcut_demo
 from seewhy.errors import InvalidInput
 from seewhy.metrics import pointing_game
@@ -34,6 +35,9 @@ def test_demo_report_files(demo):
     assert "shortcut suspected" in html and "examples.png" in html and "scores.png" in html
     for picture in demo.images:
         assert Path(picture).stat().st_size > 1000
+    # marked as seewhy's, so running the demo again into the same folder needs no --force
+    for written in (demo.report, *demo.images):
+        assert written_by_seewhy(written), written
     summary = demo.to_dict()
     assert summary["flagged"]["shortcut"] is True and "models" not in summary
 

@@ -488,11 +488,13 @@ def test_metric_results_record_the_target_as_given_not_a_scoring_column(
 
 def test_the_segmentation_demo_region_maps_lie_inside_the_objects(tmp_path: Any) -> None:
     from seewhy.demo import run_segmentation_demo
+    from seewhy.provenance import written_by_seewhy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_segmentation_demo(tmp_path, n_train=96, n_test=6, epochs=2, examples=2)
     assert result.report.exists() and all(p.exists() for p in result.images)
+    assert all(written_by_seewhy(p) for p in (result.report, *result.images))  # its own again
     assert result.mass_inside.mean() > 2 * result.chance  # at the demo's size: 0.91 vs 0.10
     assert json.loads(json.dumps(result.to_dict()))["layer"] == "head.0"
 

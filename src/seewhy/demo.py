@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+from .provenance import HTML_START, MARK, png_mark
 
 __all__ = ["DemoResult", "SegmentationDemoResult", "run_segmentation_demo", "run_shortcut_demo"]
 
@@ -191,7 +192,7 @@ def _write_examples(path: Path, data: Any, explanations: dict[str, Any], count: 
                 f"says {guess} ({mark})",
                 fill=(0, 0, 0) if mark == "ok" else (200, 0, 0),
             )
-    canvas.save(path)
+    canvas.save(path, pnginfo=png_mark())
     return path
 
 
@@ -221,7 +222,7 @@ def _write_chart(
     right.set_ylim(0, 1)
     right.set_ylabel("map energy inside the object")
     right.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata={"Software": MARK})
     return path
 
 
@@ -243,7 +244,7 @@ def _html(result: DemoResult, shortcut: str, method: str, n_train: int, n_test: 
             f"<td>{result.energy[name]:.2f}</td><td>{result.pointing[name]:.1%}</td>"
             f"<td>{flag}</td></tr>"
         )
-    return f"""<!doctype html>
+    return f"""{HTML_START}\
 <html lang="en"><head><meta charset="utf-8"><title>seewhy: shortcut demo</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }}
@@ -394,14 +395,14 @@ def _write_region_examples(path: Path, data: Any, ex: Any, count: int) -> Path:
         canvas.paste(blended.resize((size, size), Image.Resampling.BILINEAR), (size + gap, top))
         draw.text((4, top + size + 2), data.classes[data.labels[row]], fill=(0, 0, 0))
         draw.text((size + gap + 4, top + size + 2), f"{shares[row]:.0%} inside", fill=(0, 0, 0))
-    canvas.save(path)
+    canvas.save(path, pnginfo=png_mark())
     return path
 
 
 def _segmentation_html(result: SegmentationDemoResult, n_train: int, n_test: int) -> str:
     """A self-contained page that points at the PNG next to it."""
     esc = html.escape
-    return f"""<!doctype html>
+    return f"""{HTML_START}\
 <html lang="en"><head><meta charset="utf-8"><title>seewhy: segmentation demo</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; }}
 img {{ max-width: 100%; }}</style></head><body>

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..terminal import printable
 from ._common import EXIT_OK
+from .outputs import OutputPlan
 
 __all__ = [
     "HELP",
@@ -43,6 +45,25 @@ def add_demo_shortcut_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortcut", choices=("patch", "tint"), default="patch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="less data and training (~2x faster)")
+    _add_force(p)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force", action="store_true", help="overwrite files in --out that seewhy did not write"
+    )
+
+
+def _claim_report(out: str, files: tuple[str, ...], force: bool) -> None:
+    """Refuse, before any training, to write over a file in ``out`` that seewhy did not write.
+
+    The demo reads no file, so only the report's own files are claimed; a
+    report an earlier demo wrote carries seewhy's mark and is overwritten.
+    """
+    plan = OutputPlan((), force=force)
+    for name in files:
+        plan.claim(Path(out) / name, f"the demo's {name}", option="--out")
+    plan.check()
 
 
 def demo_shortcut_command(args: argparse.Namespace) -> int:
@@ -50,6 +71,7 @@ def demo_shortcut_command(args: argparse.Namespace) -> int:
     from seewhy.demo import run_shortcut_demo
 
     size = _QUICK if args.quick else {}
+    _claim_report(args.out, ("index.html", "examples.png", "scores.png"), args.force)
     print("training a clean and a shortcut model on synthetic shapes...", file=sys.stderr)
     result = run_shortcut_demo(
         args.out, framework=args.framework, seed=args.seed, shortcut=args.shortcut, **size
@@ -76,6 +98,7 @@ def add_demo_segmentation_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="less data and training (~2x faster)")
+    _add_force(p)
 
 
 def demo_segmentation_command(args: argparse.Namespace) -> int:
@@ -83,6 +106,7 @@ def demo_segmentation_command(args: argparse.Namespace) -> int:
     from seewhy.demo import run_segmentation_demo
 
     size = _QUICK_SEGMENTATION if args.quick else {}
+    _claim_report(args.out, ("index.html", "regions.png"), args.force)
     print("training a tiny segmenter on synthetic shapes...", file=sys.stderr)
     result = run_segmentation_demo(args.out, seed=args.seed, **size)
     print(

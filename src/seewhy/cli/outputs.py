@@ -8,10 +8,9 @@ link or a name that differs in case), another output of the run, a folder, or
 an existing file seewhy did not write, unless ``--force``. Nothing is written
 until every claim has passed, so a refused run leaves no file behind.
 
-How a file seewhy wrote is known: seewhy marks what it writes. Its PNG
-pictures carry the PNG text entry ``Software: seewhy <version>`` ahead of the
-image data, and its JSON files begin with ``{"written_by": "seewhy <version>"``;
-:func:`written_by_seewhy` reads only those first bytes. Re-running a command
+How a file seewhy wrote is known: seewhy marks what it writes
+(:mod:`seewhy.provenance`), and :func:`written_by_seewhy` reads only the first
+bytes of a file to find the mark. Re-running a command
 into the same place therefore overwrites its own earlier outputs without
 ``--force``; a file without the mark (the user's, an older seewhy's, a grid or
 plot in a format without text entries such as JPEG or PDF) needs ``--force``.
@@ -25,11 +24,11 @@ import stat
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from .. import __version__
 from ..errors import InvalidInput
 from ..inputs.decoding import SAMPLE_PREFIX
+from ..provenance import MARK, png_mark, written_by_seewhy
 from ..terminal import printable
 
 __all__ = [
@@ -41,13 +40,6 @@ __all__ = [
     "same_file_key",
     "written_by_seewhy",
 ]
-
-#: What seewhy writes into its outputs, and the prefix it recognises them by.
-MARK = f"seewhy {__version__}"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JSON_START = b'{\n  "written_by": "seewhy'
-#: PNG chunks read before giving up on finding the mark (it is written before the image data).
-_PNG_CHUNKS = 64
 
 
 def same_file_key(path: str | Path) -> str:
@@ -68,34 +60,6 @@ def _identity(path: str | Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return found.st_dev, found.st_ino
-
-
-def written_by_seewhy(path: str | Path) -> bool:
-    """Whether the file at ``path`` carries seewhy's mark (see the module's docstring)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_PNG_SIGNATURE))
-            if head == _PNG_SIGNATURE:
-                return _png_marked(handle)
-            return (head + handle.read(len(_JSON_START) - len(head))) == _JSON_START
-    except OSError:
-        return False
-
-
-def _png_marked(handle: IO[bytes]) -> bool:
-    """A ``tEXt`` chunk ``Software`` starting with ``seewhy`` before the first image data."""
-    for _ in range(_PNG_CHUNKS):
-        header = handle.read(8)
-        if len(header) < 8:
-            return False
-        size, kind = int.from_bytes(header[:4], "big"), header[4:]
-        if kind in (b"IDAT", b"IEND") or size > 1 << 20:
-            return False
-        data = handle.read(size)
-        handle.seek(4, os.SEEK_CUR)  # the chunk's CRC
-        if kind == b"tEXt" and data.startswith(b"Software\x00seewhy"):
-            return True
-    return False
 
 
 class OutputPlan:
@@ -206,15 +170,6 @@ def input_paths(args: object, images: Iterable[str]) -> list[str]:
     if isinstance(target, str) and target.strip().lower().startswith("region:"):
         found.append(target.split(":", 2)[-1])  # region:CLASS:mask.png
     return found
-
-
-def png_mark() -> Any:
-    """The PNG text entry that marks a picture as seewhy's (``pnginfo=`` of Pillow's save)."""
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("Software", MARK)
-    return info
 
 
 def picture_format(path: str | Path, option: str, formats: dict[str, str]) -> str:
