@@ -6,6 +6,7 @@ the warnings of ``Explainer.explain`` used to name a line of seewhy's api.py.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,3 +56,15 @@ def test_a_metrics_warning_names_the_callers_file() -> None:
     with pytest.warns(UserWarning, match="do not reproduce") as caught:
         metrics.deletion(other, e, steps=4)
     assert {w.filename for w in caught if "reproduce" in str(w.message)} == {__file__}
+
+
+def test_a_warning_quoting_a_hostile_name_reaches_the_terminal_escaped() -> None:
+    """Python prints warnings itself: a name with ESC or U+202E must not act in the terminal."""
+    from seewhy._kit.warn import warn_user
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_user("labels: 'cat\x1b]0;pwned\x07' and 'gpj.\u202eexe' were dropped")
+    (shown,) = [str(w.message) for w in caught]
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "cat\\x1b]0;pwned\\x07" in shown and "gpj.\\u202eexe" in shown

@@ -4,7 +4,9 @@ A fixed ``stacklevel`` is right for one call path only: the same warning
 reached through ``seewhy.explain``, an ``Explainer``, a metric or the audit
 has a different number of seewhy frames above it, and a wrong count names a
 line of seewhy's own (which Python's default filter then shows once for every
-user). :func:`warn_user` counts them.
+user). :func:`warn_user` counts them. A warning is printed to the user's
+terminal by Python itself and may quote a class, layer or file name from a
+stranger's file, so its text goes out through :func:`seewhy.terminal.printable`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+
+from ..terminal import printable
 
 __all__ = ["warn_user"]
 
@@ -24,4 +28,4 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     level, frame = 1, sys._getframe(0)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(printable(message), category, stacklevel=level)
