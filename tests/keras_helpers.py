@@ -178,3 +178,25 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
         np.testing.assert_array_equal(a, b)
     for key in ("trainable", "activation", "count", "attributes", "nodes"):
         assert before[key] == after[key], key
+
+
+def run_keras_script(script: str, argument: str, timeout: float = 120) -> Any:
+    """Run ``script`` (Python source) in a fresh interpreter with Keras on torch; the JSON of
+    its last stdout line. For main-process tests that need one Keras check of their own: the
+    main process never imports Keras (it may bring TensorFlow in ahead of torch's triton)."""
+    import json
+
+    import pytest
+
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, argument],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -16,7 +16,6 @@ that name what they found.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -35,6 +34,7 @@ import pytest
 from PIL import Image
 
 import seewhy
+from keras_helpers import run_keras_script
 from seewhy.errors import InvalidInput, UntrustedModel
 from seewhy.inputs import load_image, resize_for_model
 from seewhy.inputs.decoding import load_named
@@ -370,18 +370,7 @@ print(json.dumps(results))
 
 
 def test_a_genuine_torch_module_pickle_in_a_keras_file_is_refused_by_name(tmp_path: Path) -> None:
-    if importlib.util.find_spec("keras") is None:  # never imported here: it may bring TF in
-        pytest.skip("keras is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", _KERAS_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_keras_script(_KERAS_SCRIPT, str(tmp_path), timeout=300)
     for name in ("genuine.keras", "evil.keras"):  # Keras pickles every wrapped module
         assert results[name].startswith("refused:"), results
         assert "pickled torch module (TorchModuleWrapper layer 'wrapped')" in results[name]

@@ -12,11 +12,6 @@ model must be exactly as it was afterwards.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +21,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from keras_helpers import run_keras_script
 from seewhy.backends import backend_for
 from seewhy.backends.model_lock import model_lock
 
@@ -228,18 +224,7 @@ print(json.dumps({
 
 
 def test_keras_model_explained_from_twelve_threads_on_the_torch_backend() -> None:
-    if importlib.util.find_spec("keras") is None:  # never import it here: it may bring TF in
-        pytest.skip("keras is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", _KERAS_SCRIPT, str(ROOT / "tests")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_keras_script(_KERAS_SCRIPT, str(ROOT / "tests"))
     assert report["threads"] >= 8
     assert report["worst"] < 1e-5
     assert report["weights_same"] and report["relu_restored"]

@@ -10,12 +10,9 @@ layout and what torch reads of them: tests/test_pt2_archives.py.)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 import pytest
 
 import seewhy
+from keras_helpers import run_keras_script
 from models import tiny_cnn
 from seewhy.cli import main
 from seewhy.errors import InvalidInput, SeewhyError, UntrustedModel
@@ -352,18 +350,7 @@ print(json.dumps(results))
 
 
 def test_keras_files_with_lambda_code_are_refused_and_errors_are_one_line(tmp_path: Path) -> None:
-    if importlib.util.find_spec("keras") is None:  # never import it here: it may bring TF in
-        pytest.skip("keras is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", _KERAS_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    results: dict[str, Any] = run_keras_script(_KERAS_SCRIPT, str(tmp_path))
     assert results.pop("trusted") == {"outcome": "loaded", "ran": True}
     hostile = {k: v for k, v in results.items() if k.startswith(("keras/", "h5/"))}
     assert len(hostile) == 8
