@@ -136,21 +136,25 @@ def test_one_logit_model_true_probability_is_what_explain_says(tmp_path: Path) -
         assert 0.0 < r["true_probability"] < 1.0  # a softmax over one logit always said 1.0
 
 
-def test_sigmoid_head_true_probability_is_each_labels_own(tmp_path: Path) -> None:
+def _three_labels(tmp_path: Path) -> tuple[Any, list[Path]]:
     labels = ("cat", "dog", "bird")
     files = []
     for c, label in enumerate(labels):
         (tmp_path / "data" / label).mkdir(parents=True)
         files.append(tmp_path / "data" / label / f"{label}.png")
         _photo(files[-1], c)
-    model = _model(3, labels)
-    audit(tmp_path / "data", model, out=tmp_path / "out", batch_size=3, head="sigmoid")
-    store = Store(tmp_path / "out")
+    return _model(3, labels), files
+
+
+def _assert_each_labels_own_sigmoid(out: Path, model: Any, files: list[Path]) -> None:
+    store = Store(out)
     ids, _ = store.maps()
-    with np.load(tmp_path / "out" / "shards" / "0000000.npz") as shard:
+    with np.load(out / "shards" / "0000000.npz") as shard:
         logits = shard["logits"].astype(np.float64)
     expected = _explained(model, files, [0, 1, 2], head="sigmoid")
-    for r in store.records():
+    records = store.records()
+    assert len(records) == 3
+    for r in records:
         row = logits[list(ids).index(r["index"])]
         sigmoid = 1.0 / (1.0 + np.exp(-row))
         assert r["true_probability"] == pytest.approx(sigmoid[r["true_index"]], abs=1e-6)
@@ -160,3 +164,27 @@ def test_sigmoid_head_true_probability_is_each_labels_own(tmp_path: Path) -> Non
         assert r["confidence"] == pytest.approx(sigmoid.max(), abs=1e-6)
         if r["pred_index"] == r["true_index"]:
             assert r["true_probability"] == pytest.approx(r["confidence"], abs=1e-6)
+
+
+def test_sigmoid_head_true_probability_is_each_labels_own(tmp_path: Path) -> None:
+    model, files = _three_labels(tmp_path)
+    audit(tmp_path / "data", model, out=tmp_path / "out", batch_size=3, head="sigmoid")
+    _assert_each_labels_own_sigmoid(tmp_path / "out", model, files)
+
+
+def test_the_command_line_takes_the_head_too(tmp_path: Path) -> None:
+    """``seewhy audit --head sigmoid`` reaches the audit: each label's own probability."""
+    import argparse
+
+    import torch
+
+    from seewhy.cli.audit import add_audit_arguments, audit_command
+
+    model, files = _three_labels(tmp_path)
+    torch.save(model, tmp_path / "model.pth")  # the spec travels with the pickled module
+    parser = argparse.ArgumentParser()
+    add_audit_arguments(parser)
+    argv = [str(tmp_path / "data"), "--model", str(tmp_path / "model.pth"), "--trust-model"]
+    argv += ["--out", str(tmp_path / "out"), "--batch-size", "3", "--head", "sigmoid", "--quiet"]
+    assert audit_command(parser.parse_args(argv)) == 0
+    _assert_each_labels_own_sigmoid(tmp_path / "out", model, files)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..terminal import one_line, printable
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Progress, csv_list
-from .options import add_model_options
+from .options import add_head, add_model_options
 
 __all__ = ["BAR_FORMAT", "HELP", "add_audit_arguments", "audit_command"]
 
@@ -48,6 +48,7 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "side by side [default: gradcam]",
     )
     e.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
+    add_head(e)
     e.add_argument("--batch-size", type=int, default=32, help="[default: 32]")
     e.add_argument("--top-k", type=int, default=5, help="classes kept per image [default: 5]")
     e.add_argument(
@@ -171,6 +172,7 @@ def audit_command(args: argparse.Namespace) -> int:
             object_threshold=args.object_threshold,
             border_threshold=args.border_threshold,
             target=args.target,
+            head=args.head,
             engine=args.engine,
             workers=args.workers,
             overwrite=args.overwrite,

@@ -128,10 +128,16 @@ def add_explaining_options(p: argparse.ArgumentParser) -> None:
         type=_output_choice,
         help="which output of a model returning several (index, key or name)",
     )
+    add_head(p)
+
+
+def add_head(p: Any) -> None:
+    """``--head``: how class scores become probabilities (``explain``, ``audit``)."""
     p.add_argument(
         "--head",
         choices=("softmax", "sigmoid"),
-        help="sigmoid: independent labels (found by itself for a Keras sigmoid or one output)",
+        help="sigmoid: independent labels (found by itself for a final sigmoid, PyTorch or "
+        "Keras, or a one-output model)",
     )
 
 
