@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from seewhy.inputs.photos import crop_plan
 from seewhy.preprocess import Preprocess
 
 from .dataset import Box
@@ -34,10 +33,10 @@ def picture_geometry(
     """(x scale, y scale, left, top): original pixel x maps to ``x * sx - left``.
 
     The sizes :func:`seewhy.inputs.resize_for_model` computes, from the same
-    :func:`~seewhy.inputs.photos.crop_plan` (a negative offset is padding).
+    :meth:`~seewhy.Preprocess.plan` (a negative offset is padding).
     """
     h, w = original_size
-    new_h, new_w, top, left = crop_plan(h, w, pre)
+    new_h, new_w, top, left = pre.plan(h, w)
     return new_w / w, new_h / h, left, top
 
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInput
 from ..inputs import iter_image_files
 from ..inputs.decoding import SAMPLE_PREFIX
+from ..provenance import MARK
 from ..report.finite import finite_json
 from ..terminal import printable
-from .outputs import MARK
 
 if TYPE_CHECKING:
     from .outputs import OutputPlan

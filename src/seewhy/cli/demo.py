@@ -9,6 +9,7 @@ from typing import Any
 
 from ..terminal import printable
 from ._common import EXIT_OK
+from .options import add_force
 from .outputs import OutputPlan
 
 __all__ = [
@@ -45,13 +46,7 @@ def add_demo_shortcut_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortcut", choices=("patch", "tint"), default="patch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="less data and training (~2x faster)")
-    _add_force(p)
-
-
-def _add_force(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--force", action="store_true", help="overwrite files in --out that seewhy did not write"
-    )
+    add_force(p)
 
 
 def _claim_report(out: str, files: tuple[str, ...], force: bool) -> None:
@@ -98,7 +93,7 @@ def add_demo_segmentation_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="less data and training (~2x faster)")
-    _add_force(p)
+    add_force(p)
 
 
 def demo_segmentation_command(args: argparse.Namespace) -> int:

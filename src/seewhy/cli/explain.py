@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from ..inputs.decoding import SAMPLE_PREFIX
+from ..provenance import png_mark
 from ..terminal import one_line, printable
 from ._common import (
     EXIT_ERROR,
@@ -38,7 +39,7 @@ from .options import (
     load_model,
     target_keywords,
 )
-from .outputs import OutputPlan, input_paths, picture_format, png_mark, same_file_key
+from .outputs import OutputPlan, input_paths, picture_format, same_file_key
 
 if TYPE_CHECKING:
     from seewhy import Explainer, Explanation

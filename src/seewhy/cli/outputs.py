@@ -28,15 +28,13 @@ from typing import IO
 
 from ..errors import InvalidInput
 from ..inputs.decoding import SAMPLE_PREFIX
-from ..provenance import MARK, png_mark, written_by_seewhy
+from ..provenance import written_by_seewhy
 from ..terminal import printable
 
 __all__ = [
-    "MARK",
     "OutputPlan",
     "input_paths",
     "picture_format",
-    "png_mark",
     "same_file_key",
     "written_by_seewhy",
 ]

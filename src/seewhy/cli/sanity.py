@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..provenance import MARK
 from ..terminal import printable
 from ._common import EXIT_OK, check_methods, sources, write_json
 from .options import (
@@ -18,7 +19,7 @@ from .options import (
     load_model,
     target_keywords,
 )
-from .outputs import MARK, OutputPlan, input_paths, picture_format
+from .outputs import OutputPlan, input_paths, picture_format
 
 __all__ = ["HELP", "add_sanity_arguments", "sanity_command"]
 

@@ -32,7 +32,7 @@ from .arrays import (
     wrong_channels,
 )
 from .decoding import load_named
-from .photos import Photo, crop_plan, keep_photo
+from .photos import Photo, keep_photo
 
 __all__ = ["Batch", "BatchStream", "Failure", "no_usable_image", "prepare", "resize_for_model"]
 
@@ -66,7 +66,7 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         raise InvalidInput(f"rgb: image is empty (shape {rgb.shape})")
-    new_h, new_w, top, left = crop_plan(h, w, pre)
+    new_h, new_w, top, left = pre.plan(h, w)
     whole = new_h * new_w <= _WHOLE_RESIZE_PIXELS or pre.resize is None
     if pre.resampler == "pillow" and not whole and top >= 0 and left >= 0:
         # Resample only the crop, taken back to the picture's own coordinates: a

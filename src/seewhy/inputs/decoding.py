@@ -27,7 +27,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from ..errors import InvalidInput, SeewhyError
 from ..preprocess import Preprocess
 from .arrays import array_to_rgb, is_array_like, to_numpy
-from .photos import PHOTO_MAX_SIDE, crop_plan
+from .photos import PHOTO_MAX_SIDE
 
 __all__ = ["SAMPLE_PREFIX", "ImageSource", "load_image", "load_named"]
 
@@ -66,7 +66,7 @@ def reduction(height: int, width: int, pre: Preprocess) -> int:
     """
     if height <= 0 or width <= 0:
         return 1
-    new_h, new_w, _, _ = crop_plan(height, width, pre)
+    new_h, new_w, _, _ = pre.plan(height, width)
     for_model = min(height / (REDUCING_GAP * new_h), width / (REDUCING_GAP * new_w))
     for_photo = max(height, width) / PHOTO_MAX_SIDE
     return max(1, int(min(for_model, for_photo)))

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..preprocess import Preprocess
 
-__all__ = ["PHOTO_MAX_SIDE", "Photo", "crop_plan", "keep_photo"]
+__all__ = ["PHOTO_MAX_SIDE", "Photo", "keep_photo"]
 
 #: Longest side of a kept photo: larger ones are scaled down for display (memory).
 PHOTO_MAX_SIDE = 2048
@@ -36,21 +36,11 @@ class Photo:
     size: tuple[int, int]
 
 
-def crop_plan(height: int, width: int, pre: Preprocess) -> tuple[int, int, int, int]:
-    """``(new_h, new_w, top, left)``: the resize of a picture and the crop taken from it
-    (negative offsets: padding), by :meth:`Preprocess.plan`.
-
-    Shared by :func:`seewhy.inputs.resize_for_model` and :func:`keep_photo`,
-    so the drawn-back map follows exactly the geometry the model saw.
-    """
-    return pre.plan(height, width)
-
-
 def keep_photo(rgb: np.ndarray, pre: Preprocess, *, max_side: int = PHOTO_MAX_SIDE) -> Photo:
     """The photo to draw on (at most ``max_side`` long) and the box the model input covers."""
     height, width = rgb.shape[:2]
     out_h, out_w = pre.size
-    new_h, new_w, top, left = crop_plan(height, width, pre)
+    new_h, new_w, top, left = pre.plan(height, width)
     sy, sx = height / new_h, width / new_w
     box = (top * sy, left * sx, (top + out_h) * sy, (left + out_w) * sx)
     scale = min(1.0, max_side / max(height, width))

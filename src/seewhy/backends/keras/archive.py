@@ -106,7 +106,7 @@ def stored_config(path: Path) -> Any:
     """The model config stored in a ``.keras`` archive or a legacy HDF5 file, parsed; None
     when the file has none (Keras then says why it cannot load it).
 
-    A ``.keras`` archive is checked by :func:`check_archive` first. A config
+    The caller checks a ``.keras`` archive with :func:`check_archive` first. A config
     that is not JSON, or nests deeper than Python can parse, is an
     :class:`InvalidInput`: Keras could not read it either.
     """
@@ -142,7 +142,6 @@ def _config_text(path: Path) -> str | None:
     if not zipfile.is_zipfile(path):
         return None  # Keras says why it cannot read the file
     with zipfile.ZipFile(path) as archive:
-        check_archive(path, archive)
         found = [m for m in archive.infolist() if m.filename.lstrip("/") == _CONFIG]
         if not found:
             return None

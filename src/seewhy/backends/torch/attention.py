@@ -38,9 +38,9 @@ from ..base import AttentionCapture, BlockFusion, Score
 from ..layouts import Layout, token_grid
 from .structure import (
     ATTENTION_PROJECTIONS,
-    call_model,
     is_attention,
     named_layers,
+    scored_call,
     this_thread_only_any,
 )
 from .twin import current_model, on_twin
@@ -353,7 +353,7 @@ class TorchAttention:
             with torch.set_grad_enabled(gradients):
                 if gradients:
                     inputs.requires_grad_(True)  # a graph even when every weight is frozen
-                logits = passes._scores(call_model(net, inputs))
+                logits = passes._scores(scored_call(net, inputs))
                 t = passes._targets(targets, logits)
                 grads: list[torch.Tensor | None] = [None] * len(taps)
                 if gradients:

@@ -16,18 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...preprocess import IMAGENET, Preprocess
+from ...preprocess import IMAGENET
 from ...spec import ModelHints, input_rejected
 from .hints_hf import hugging_face_hints
 from .hints_timm import timm_hints
 from .hints_torchvision import torchvision_hints
 
 __all__ = [
-    "imagenet_labels",
     "input_mismatch",
     "model_hints",
     "not_a_picture_model",
-    "torchvision_preprocess",
 ]
 
 #: Sizes tried, after the default, on a model that says nothing and rejects 224 px.
@@ -81,18 +79,6 @@ def _size_by_trying(
             continue
         return None if side == IMAGENET.size[0] else (side, side)
     return None
-
-
-def imagenet_labels() -> tuple[str, ...] | None:
-    """ImageNet's 1000 class names (the bundled list), for a 1000-class head."""
-    from ...zoo import imagenet_labels as names
-
-    return names()
-
-
-def torchvision_preprocess(transforms: Any) -> Preprocess:
-    """A torchvision weights' ``transforms()`` as a preset (see ``Preprocess.from_torchvision``)."""
-    return Preprocess.from_torchvision(transforms)
 
 
 # -- the model's own complaint about its input ---------------------------------------

@@ -17,6 +17,7 @@ import functools
 import json
 import re
 import warnings
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def _processor_preprocess(model: nn.Module, config: Any) -> tuple[Preprocess | N
     """The processor's preset and where it was read; (None, "") when there is none."""
     carried = getattr(model, "image_processor", None)
     if carried is not None and callable(carried) and hasattr(carried, "to_dict"):
-        return _checked(carried, dict(carried.to_dict())), " and its image_processor"
+        return _carried_preset(carried), " and its image_processor"
     folder = getattr(config, "_name_or_path", "") or getattr(model, "name_or_path", "")
     path = Path(folder) / "preprocessor_config.json" if folder else None
     if path is None or not path.is_file():
@@ -103,6 +104,22 @@ def _processor_preprocess(model: nn.Module, config: Any) -> tuple[Preprocess | N
     if not isinstance(fields, dict):
         return None, ""
     return _from_folder(str(path.parent), text), " and preprocessor_config.json"
+
+
+# processor -> (its fields as JSON, its checked preset): the check runs the processor on two
+# probe pictures, so it is done again only when the processor's fields change
+_CARRIED: weakref.WeakKeyDictionary[Any, tuple[str, Preprocess]] = weakref.WeakKeyDictionary()
+
+
+def _carried_preset(processor: Any) -> Preprocess:
+    """The checked preset of the processor a model carries, worked out once per processor."""
+    fields = dict(processor.to_dict())
+    key = json.dumps(fields, sort_keys=True, default=str)
+    known = _CARRIED.get(processor)
+    if known is None or known[0] != key:
+        known = (key, _checked(processor, fields))
+        _CARRIED[processor] = known
+    return known[1]
 
 
 @functools.lru_cache(maxsize=16)

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from ...errors import UnsupportedModel
-from ...preprocess import INTERPOLATIONS, Preprocess
+from ...preprocess import IMAGENET, INTERPOLATIONS, Preprocess
 from ...spec import ModelHints
 
 __all__ = ["timm_hints", "timm_preprocess"]
@@ -38,7 +38,7 @@ def timm_hints(model: nn.Module) -> ModelHints | None:
     pre = timm_preprocess(data, size)
     channels = int(data["input_size"][0])
     classes = int(getattr(model, "num_classes", 0) or 0)
-    from .hints import imagenet_labels
+    from ...zoo import imagenet_labels
 
     labels = imagenet_labels() if classes == 1000 else None
     return ModelHints(pre.size, channels, pre, labels, source)
@@ -52,8 +52,8 @@ def _data_config(model: nn.Module, cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "input_size": tuple(cfg["input_size"]),
             "interpolation": cfg.get("interpolation") or "bicubic",
-            "mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
-            "std": tuple(cfg.get("std") or (0.229, 0.224, 0.225)),
+            "mean": tuple(cfg.get("mean") or IMAGENET.mean),
+            "std": tuple(cfg.get("std") or IMAGENET.std),
             "crop_pct": cfg.get("crop_pct") or _DEFAULT_CROP_PCT,
             "crop_mode": cfg.get("crop_mode") or _DEFAULT_MODE,
         }

@@ -137,7 +137,7 @@ def _crop_fits(weights: Any, side: int | None) -> bool:
 
 def _unknown(model: nn.Module, name: str, side: int | None) -> ModelHints:
     """A torchvision model no builder makes (changed layers): the common ImageNet recipe."""
-    from .hints import imagenet_labels
+    from ...zoo import imagenet_labels
 
     crop = side or (299 if name == "Inception3" else 224)
     pre = Preprocess(size=(crop, crop), resize=342 if crop == 299 else round(crop / 0.875))

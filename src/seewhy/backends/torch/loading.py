@@ -31,7 +31,7 @@ from ...errors import BackendError, InvalidInput, UntrustedModel
 from ...preprocess import IMAGENET, ModelSpec, Preprocess
 from ..common import one_line, require_module
 from .archives import NotAnExportArchive, RefusedMember, copy_for_torch
-from .hints import model_hints, torchvision_preprocess
+from .hints import model_hints
 
 __all__ = ["load_torch_model"]
 
@@ -103,7 +103,7 @@ def _torchvision_spec(tv: Any, name: str, model: nn.Module) -> ModelSpec:
     """The default weights' own ``transforms()`` and ``meta["categories"]`` (no download)."""
     try:
         default = tv.models.get_model_weights(name).DEFAULT
-        pre = torchvision_preprocess(default.transforms())
+        pre = Preprocess.from_torchvision(default.transforms())
         categories = default.meta.get("categories")
     except (ValueError, KeyError, AttributeError, TypeError):  # a builder without weights
         return _imagenet_spec(f"torchvision:{name}", 1000, Preprocess(resize=256))

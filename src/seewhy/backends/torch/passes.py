@@ -37,6 +37,7 @@ from .structure import (
     layer_layout,
     layer_trace,
     named_layers,
+    scored_call,
     this_thread_only,
 )
 from .targets import detections_as_numpy, head_scores, is_detector
@@ -199,12 +200,12 @@ class TorchPasses(HeadViews):
         if self.device.type == "cpu" and self.model not in _NEEDS_CONTIGUOUS:
             inputs = self._nchw_view(x).to(dtype=self.dtype)
             try:
-                return self._scores(call_model(net, inputs))
+                return self._scores(scored_call(net, inputs))
             except Exception:  # any refusal of the layout; a real error recurs just below
-                logits = self._scores(call_model(net, self._to_tensor(x)))
+                logits = self._scores(scored_call(net, self._to_tensor(x)))
                 _NEEDS_CONTIGUOUS.add(self.model)  # only once the usual layout worked
                 return logits
-        return self._scores(call_model(net, self._to_tensor(x)))
+        return self._scores(scored_call(net, self._to_tensor(x)))
 
     @on_twin
     def detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]] | None:
@@ -261,7 +262,7 @@ class TorchPasses(HeadViews):
         handle = module.register_forward_hook(this_thread_only(hook))
         try:
             torch.set_grad_enabled(False)
-            logits = self._scores(call_model(self._net, inputs))
+            logits = self._scores(scored_call(self._net, inputs))
             leaf = state["leaf"]
             if leaf is None:
                 raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
@@ -292,7 +293,7 @@ class TorchPasses(HeadViews):
         inputs = self._to_tensor(x).requires_grad_(True)
         context = guided_relu() if guided else contextlib.nullcontext()
         with torch.enable_grad(), context:
-            logits = self._scores(call_model(self._net, inputs))
+            logits = self._scores(scored_call(self._net, inputs))
             t = self._targets(targets, logits)
             chosen = _select(logits, t, score, self._head.sigmoid)
             (grad,) = torch.autograd.grad(chosen.sum(), inputs)
@@ -350,7 +351,7 @@ class TorchPasses(HeadViews):
 
         def forward(inputs: torch.Tensor) -> np.ndarray:
             state["calls"], state["seen"] = 0, False
-            logits = self._scores(call_model(net, inputs))
+            logits = self._scores(scored_call(net, inputs))
             if not state["seen"]:
                 raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
             return logits.float().cpu().numpy()

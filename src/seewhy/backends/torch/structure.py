@@ -34,6 +34,7 @@ __all__ = [
     "layer_trace",
     "named_layers",
     "opaque_error",
+    "scored_call",
     "this_thread_only",
     "this_thread_only_any",
 ]
@@ -91,14 +92,9 @@ def this_thread_only_any(hook: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
-    """``model(inputs)``, with torch.export's shape guard said in one line.
-
-    The forward runs under :func:`.targets.sigmoid_calls`, so that a final
-    sigmoid's logits can be scored.
-    """
+    """``model(inputs)``, with torch.export's shape guard said in one line."""
     try:
-        with sigmoid_calls():
-            return model(inputs)
+        return model(inputs)
     except AssertionError as exc:  # torch.export guards on input shapes; timm's size check
         if "Guard failed" not in str(exc):
             raise input_mismatch(exc, tuple(inputs.shape)) or exc from None
@@ -109,6 +105,15 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
     except (RuntimeError, ValueError, TypeError) as exc:  # its own complaint, in one line
         said = not_a_picture_model(model, inputs, exc)
         raise said or input_mismatch(exc, tuple(inputs.shape)) or exc from None
+
+
+def scored_call(model: nn.Module, inputs: torch.Tensor) -> Any:
+    """:func:`call_model` for a forward whose output is scored: run under
+    :func:`.targets.sigmoid_calls`, so that a final sigmoid's logits can be scored. Only
+    these forwards pay for watching every torch call (the trace, sizes tried and
+    detections do not)."""
+    with sigmoid_calls():
+        return call_model(model, inputs)
 
 
 def layer_trace(
