@@ -1,7 +1,9 @@
 """Shared fixtures over the test models in ``models.py`` (the one place they live).
 
-Torch is optional here: without it the torch fixtures skip their tests, and
-the numpy-only tests (the numpy backend's method math) still run.
+Torch is optional here: without it the torch fixtures skip their tests, files
+that need torch skip at import with the reason, and the numpy-only tests (the
+numpy backend's method math, black boxes, explain's checks) still run;
+``test_torchless.py`` runs those with torch blocked in every suite run.
 """
 
 from __future__ import annotations

@@ -43,6 +43,16 @@ def keras_or_skip() -> Any:
     )
 
 
+def keras_test_files() -> list[str]:
+    """Every ``tests/test_keras_*.py`` but the runner, relative to the root, sorted.
+
+    Sorted so each backend's sub-run takes the files in the same order on every machine.
+    """
+    runner = "test_keras_backends.py"
+    found = (ROOT / "tests").glob("test_keras_*.py")
+    return sorted(f"tests/{path.name}" for path in found if path.name != runner)
+
+
 def current_backend() -> str:
     import keras
 

@@ -1,10 +1,17 @@
-"""The test models, all in one place: tiny torch nets, tiny Keras nets, one trained CNN.
+"""The test models, all in one place: tiny torch nets, tiny Keras nets, one trained CNN,
+and small offline builds of timm, torchvision and Hugging Face families.
 
-Plain functions (import them: ``from models import tiny_cnn``); the shared
-fixtures over them are in ``conftest.py``. Frameworks are imported inside the
-builders, so importing this module costs nothing and works in the Keras
+Plain functions (import them: ``from models import tiny_cnn``), grouped by
+family: torch CNNs, Keras builders, vision transformers, timm / torchvision /
+Hugging Face builders, detectors and segmenters; each docstring says which
+structure the model exercises. The shared fixtures over them are in
+``conftest.py``. Frameworks are imported inside the builders, so importing
+this module costs nothing, needs no framework, and works in the Keras
 sub-processes too; the Keras builders take the ``keras`` module as argument
-(the backend is fixed per process).
+(the backend is fixed per process, and TensorFlow must never be imported in
+the main pytest process before torch's triton). ``test_test_models.py`` fails
+when a test file builds a model of its own, unless that model is the test's
+subject (listed there with the reason).
 """
 
 from __future__ import annotations
@@ -52,19 +59,177 @@ def tiny_cnn(
     )
 
 
-def one_conv(width: int, classes: int, seed: int = 0) -> Any:
-    """conv-relu, global average pooling, linear, in eval mode: ``width`` sets the activation."""
+def one_conv(
+    width: int,
+    classes: int,
+    seed: int = 0,
+    *,
+    channels: int = 3,
+    pool: int = 1,
+    activation: Any = None,
+) -> Any:
+    """conv-activation, average pooling to ``pool`` x ``pool``, linear, in eval mode.
+
+    The smallest model with a feature map: ``width`` sets the map's channels,
+    ``activation`` (a module, default ``nn.ReLU()``) what follows the conv.
+    """
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1),
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU() if activation is None else activation,
+        nn.AdaptiveAvgPool2d(pool),
+        nn.Flatten(),
+        nn.Linear(width * pool * pool, classes),
+    ).eval()
+
+
+def pooled_cnn(
+    classes: int = 3, seed: int = 0, *, widths: tuple[int, int] = (4, 6), dtype: Any = None
+) -> Any:
+    """conv-relu-maxpool-conv-relu, global average pooling, linear: a map at half the input.
+
+    The layer maps are coarser than the picture, so upsampling and per-channel
+    loops (Score-CAM, the faithfulness curves) have something to do.
+    """
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    first, second = widths
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, first, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(first, second, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(second, classes),
+        )
+        .to(torch.float32 if dtype is None else dtype)
+        .eval()
+    )
+
+
+def bn_dropout_cnn(
+    classes: int = 5, seed: int = 3, *, widths: tuple[int, int] = (8, 16), dropout: float = 0.5
+) -> Any:
+    """conv-BN-ReLU-dropout twice, pooling, linear, left in train mode like a model mid-training.
+
+    The BatchNorm statistics differ from a fresh BatchNorm's, so a pass run in
+    train mode (or one that updates them) shows in the scores and the buffers.
+    """
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    first, second = widths
+    model = nn.Sequential(
+        nn.Conv2d(3, first, 3, padding=1),
+        nn.BatchNorm2d(first),
         nn.ReLU(),
+        nn.Dropout2d(dropout),
+        nn.Conv2d(first, second, 3, padding=1, stride=2),
+        nn.BatchNorm2d(second),
+        nn.ReLU(),
+        nn.Dropout(dropout),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(width, classes),
+        nn.Linear(second, classes),
+    )
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.train()
+
+
+def flatten_head_cnn(side: int, channels: int = 3, classes: int = 10, seed: int = 0) -> Any:
+    """conv-relu, Flatten, linear: a head that is not pooling + linear, fixed to ``side`` px."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(channels, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * side * side, classes),
     ).eval()
+
+
+def mlp(side: int, classes: int = 4, seed: int = 0) -> Any:
+    """Flatten and one linear layer: a model with no feature map at all."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, classes)).eval()
+
+
+def gelu_cnn(side: int = 6, seed: int = 0) -> Any:
+    """conv-GELU, Flatten, a lazy linear (materialised at ``side`` px): a CNN with no ReLU."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, side, side))
+    return model
+
+
+def reused_activation_cnn(seed: int = 1) -> Any:
+    """Two convs sharing one ReLU module, called twice (as EfficientNet reuses its SiLU)."""
+    import torch
+    from torch import nn
+
+    class Reuse(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+            self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(6, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.conv1(x))
+            h = self.act(self.conv2(h) + h)
+            return self.fc(torch.relu(h).mean(dim=(2, 3)))
+
+    return Reuse()
+
+
+def pixel_classifier(classes: int = 3, width: int = 8, seed: int = 0) -> Any:
+    """conv-relu, a 1x1 conv to per-pixel class scores: (N, classes, H, W) as a plain tensor."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, classes, 1)
+    ).eval()
+
+
+def output_picked(model: Any, pick: Any) -> Any:
+    """``model`` whose forward returns ``pick(output)``: the plain tensor a reference
+    library (pytorch-grad-cam) wants from a model with a dict or a ModelOutput."""
+    from torch import nn
+
+    class Picked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            return pick(self.model(x))
+
+    return Picked().eval()
 
 
 def with_spec(model: Any, size: tuple[int, int], labels: Sequence[str], name: str = "tiny") -> Any:
@@ -343,6 +508,62 @@ def raising_keras_model(keras: Any, classes: int = 5, seed: int = 0) -> Any:
     return keras.Model(inputs, out, name="raising_model")
 
 
+def keras_one_conv(
+    keras: Any,
+    shape: tuple[int, int, int] = (12, 12, 3),
+    *,
+    filters: int = 4,
+    classes: int = 3,
+    seed: int | None = 0,
+    conv: str = "conv",
+    head: str | None = None,
+    activation: str | None = None,
+    padding: str = "valid",
+    head_activation: str | None = None,
+    flatten: bool = False,
+    first: Any = None,
+    name: str | None = None,
+) -> Any:
+    """Sequential: [``first``,] one Conv2D, global average pooling (or Flatten), Dense.
+
+    The smallest Keras model with a feature map; ``shape`` is what its
+    ``model.inputs`` declare (a Flatten head fixes the size), ``first`` a
+    leading layer (Rescaling, Normalization, a Lambda), ``name`` the model's.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            *([] if first is None else [first]),
+            layers.Conv2D(filters, 3, padding=padding, activation=activation, name=conv),
+            layers.Flatten() if flatten else layers.GlobalAveragePooling2D(),
+            layers.Dense(classes, activation=head_activation, name=head),
+        ],
+        name=name,
+    )
+
+
+def keras_segmenter(keras: Any, size: int = 12, classes: int = 3, seed: int = 6) -> Any:
+    """Functional: conv-relu, a 1x1 conv to class scores per pixel, channels last (N, H, W, C)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(classes, 1, name="classes")(h))
+
+
+def keras_two_outputs(keras: Any, size: int = 12, seed: int = 4) -> Any:
+    """Functional: conv-relu, pooling, two Dense heads returned as ``{"kind": 4, "size": 2}``."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    kind = keras.layers.Dense(4, name="kind")(pooled)
+    sizes = keras.layers.Dense(2, name="size")(pooled)
+    return keras.Model(inputs, {"kind": kind, "size": sizes})
+
+
 # -- vision transformers (issue 15) ---------------------------------------------------
 # Tiny, random weights, built offline; ``family`` names what tests/test_transformers.py
 # and tests/test_attention.py check. Each returns (model in eval mode, input size (H, W)).
@@ -443,15 +664,162 @@ def hf_vit(attention: str, seed: int = 0, classes: int = 5) -> Any:
 
 def contract_vit(seed: int = 0) -> Any:
     """A tiny timm ViT for the method contract's 16 px inputs (4 px patches, 5 classes)."""
+    return timm_vit(16, seed=seed, patch_size=4, embed_dim=16)
+
+
+# -- timm, torchvision and Hugging Face builders, tiny and offline (random weights) -----
+
+
+def timm_vit(img_size: Any = 32, *, seed: int = 0, **settings: Any) -> Any:
+    """timm's ``vit_tiny_patch16_224`` built small: 8 px patches, 2 blocks of width 32,
+    2 heads, 5 classes unless ``settings`` say otherwise (``global_pool``, ``class_token``...)."""
     import timm
     import torch
 
     torch.manual_seed(seed)
-    model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
-        embed_dim=16, num_heads=2, num_classes=5,
+    tiny = {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2, "num_classes": 5}
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=img_size, **{**tiny, **settings}
+    ).eval()
+
+
+def timm_test_resnet(classes: int = 1000, seed: int = 0) -> Any:
+    """timm's ``test_resnet`` (a few thousand parameters) with its pretrained_cfg: 160 px,
+    mean 0.5, its own crop: the model whose own preprocessing seewhy must follow."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    return timm.create_model("test_resnet", pretrained=False, num_classes=classes).eval()
+
+
+def timm_maxvit(size: int = 64, classes: int = 5, seed: int = 0) -> Any:
+    """timm's smallest MaxViT (``maxvit_rmlp_pico_rw_256``): window and grid partitions in NHWC."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    return timm.create_model("maxvit_rmlp_pico_rw_256", img_size=size, num_classes=classes).eval()
+
+
+def torchvision_maxvit(seed: int = 0) -> Any:
+    """torchvision's MaxViT of two stages at 32 px (about 48k parameters): its size is fixed
+    when it is built, and its attention runs on window partitions."""
+    import torch
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(seed)
+    return MaxVit(
+        input_size=(32, 32),
+        stem_channels=8,
+        partition_size=4,
+        block_channels=[16, 32],
+        block_layers=[1, 1],
+        head_dim=8,
+        stochastic_depth_prob=0.0,
+        num_classes=5,
+    ).eval()
+
+
+def torchvision_maxvit_t(seed: int = 0) -> Any:
+    """torchvision's MaxViT-T as ``maxvit_t(weights=None)`` builds it: the full 224 px model."""
+    import torch
+    from torchvision.models import maxvit_t
+
+    torch.manual_seed(seed)
+    return maxvit_t(weights=None).eval()
+
+
+def torchvision_model(
+    name: str, classes: int = 1000, seed: int = 0, *, meta: bool = False, **settings: Any
+) -> Any:
+    """``torchvision.models.get_model(name)`` with no weights, in eval mode: a real family's
+    structure (its builder, its DEFAULT weights' preprocessing) without a download.
+
+    ``meta`` builds it weightless on the meta device where the builder allows (RegNet
+    computes its widths with tensors, so it is built on the CPU): for checks that only
+    read the structure.
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    build = torchvision.models.get_model
+    if meta:
+        try:
+            with torch.device("meta"):
+                return build(name, weights=None, num_classes=classes, **settings).eval()
+        except NotImplementedError:
+            pass
+    return build(name, weights=None, num_classes=classes, **settings).eval()
+
+
+def resnet18(classes: int = 1000, seed: int = 0) -> Any:
+    """torchvision's ResNet-18, random weights: the builder ``torchvision:resnet18`` loads."""
+    return torchvision_model("resnet18", classes, seed)
+
+
+def hf_vit_from_folder(folder: Any, processor: Any, seed: int = 0, **config: Any) -> Any:
+    """A random Hugging Face ViT (``ViTConfig(**config)``) saved in ``folder`` beside
+    ``processor`` and loaded back, as ``from_pretrained`` gives a user's model."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(**config))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return transformers.ViTForImageClassification.from_pretrained(folder).eval()
+
+
+def hf_segformer(classes: int = 3, seed: int = 0) -> Any:
+    """A two-stage Hugging Face SegFormer: a segmenter whose decode head is listed last."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 1],
+        decoder_hidden_size=16,
+        num_labels=classes,
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        mlp_ratios=[2, 2],
     )
+    return transformers.SegformerForSemanticSegmentation(config).eval()
+
+
+# -- torchvision detectors and segmenters -----------------------------------------------
+
+
+def torchvision_detector(
+    name: str, classes: int = 3, size: int | None = 64, seed: int = 0, **settings: Any
+) -> Any:
+    """``torchvision.models.detection.<name>``, no weights, resizing to ``size`` px itself
+    (``None``: the detector's own size, as SSD has): rows of boxes, labels and scores."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    sizes = {} if size is None else {"min_size": size, "max_size": size}
+    build = getattr(torchvision.models.detection, name)
+    model = build(weights=None, weights_backbone=None, num_classes=classes, **sizes, **settings)
     return model.eval()
+
+
+def lraspp(classes: int = 3, seed: int = 0) -> Any:
+    """torchvision's LR-ASPP MobileNetV3 segmenter, no weights: ``{"out": (N, C, H, W)}``."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    return torchvision.models.segmentation.lraspp_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=classes
+    ).eval()
 
 
 def keras_tiny_vit(

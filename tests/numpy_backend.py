@@ -118,7 +118,8 @@ def layer_gradients(
 
 
 class NumpyBackend:
-    """The :class:`~seewhy.backends.base.Backend` protocol for a :class:`ClosedForm` model."""
+    """Every capability of :mod:`seewhy.backends.capabilities` but attention and heads, for a
+    :class:`ClosedForm` model; declared by shape alone (no inheritance), as a plug-in may."""
 
     framework = "numpy"
     channels_first = False
@@ -207,6 +208,10 @@ class NumpyBackend:
 
     def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self.model.head.astype(np.float32), self.model.head_bias.astype(np.float32)
+
+    def with_layout(self, choice: Any) -> NumpyBackend:
+        """Itself: the closed-form layer has one layout, so ``layout=`` changes nothing."""
+        return self
 
     def predict_with_layer_edit(
         self,

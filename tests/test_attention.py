@@ -17,7 +17,7 @@ import pytest
 
 import seewhy
 from attention_reference import CLASS_TOKEN, gae_reference, rollout_reference
-from models import hf_vit, tiny_transformer
+from models import hf_vit, timm_vit, tiny_transformer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -137,21 +137,7 @@ def test_timm_equals_the_papers_with_fused_attention_on_and_off(family: str, pre
 def test_a_head_that_averages_the_patches_is_read_at_their_mean(class_token: bool) -> None:
     """timm ``global_pool="avg"``: the class token (if any) never reaches the head, so its
     row would explain nothing; the mean of the patch tokens' rows is what the head reads."""
-    import timm
-
-    torch.manual_seed(2)
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=32,
-        patch_size=8,
-        depth=2,
-        embed_dim=32,
-        num_heads=2,
-        num_classes=5,
-        global_pool="avg",
-        class_token=class_token,
-        fc_norm=False,
-    ).eval()
+    model = timm_vit(32, seed=2, global_pool="avg", class_token=class_token, fc_norm=False)
     _check(model, (32, 32), timm_explicit, int(class_token), readout=(), patches=1.0)
 
 
@@ -173,18 +159,7 @@ def test_hugging_face_dinov2_reads_its_class_token_and_patch_mean_half_each() ->
 
 
 def test_a_pooling_head_attention_methods_cannot_follow_is_refused_in_one_line() -> None:
-    import timm
-
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=32,
-        patch_size=8,
-        depth=1,
-        embed_dim=32,
-        num_heads=2,
-        num_classes=5,
-        global_pool="map",
-    ).eval()
+    model = timm_vit(32, depth=1, global_pool="map")
     with pytest.raises(seewhy.SeewhyError, match=r"global_pool='map'.*use gradcam"):
         seewhy.explain(
             model, _images((32, 32), n=1), "rollout", preprocess=seewhy.Preprocess(size=(32, 32))

@@ -145,7 +145,7 @@ def test_audit_writes_report_tables_and_maps(classes: Path, tmp_path: Path) -> N
         out=out,
         methods=["gradcam", "grad-cam", "layercam"],
         batch_size=3,
-        boxes=boxes,
+        object_boxes=boxes,
         progress=lambda d, t: seen.append((d, t)),
     )
     assert seen[0] == (0, 7) and seen[-1] == (7, 7)

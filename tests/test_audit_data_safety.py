@@ -255,7 +255,7 @@ def test_a_nan_box_does_not_make_a_good_image_unreadable(tmp_path: Path) -> None
     _png(data / "b.png")
     boxes = tmp_path / "boxes.json"
     boxes.write_text('{"a.png": [NaN, 0, 4, 4], "b.png": [[0, 0, 0, 0], [0, 0, 1e9, 1e9]]}')
-    result = seewhy.audit.audit(data, audit_model(), out=tmp_path / "out", boxes=boxes)
+    result = seewhy.audit.audit(data, audit_model(), out=tmp_path / "out", object_boxes=boxes)
     assert result.summary["explained"] == 2 and result.summary["failed"] == 0
     records = {r["name"]: r for r in seewhy.audit.Store(tmp_path / "out").records()}
     assert "off-object" not in records["a.png"]["flags"]  # its only box was ignored
@@ -417,6 +417,7 @@ def test_the_audit_of_a_hostile_folder_finishes_and_leaks_nothing(tmp_path: Path
 
 def test_follow_links_reaches_the_audit_only_when_asked(tmp_path: Path) -> None:
     """``--follow-links`` / ``follow_links=True`` take the linked-out class; else it is left out."""
+    pytest.importorskip("torch", reason="the audit runs a PyTorch test model")
     import argparse
 
     from models import audit_model

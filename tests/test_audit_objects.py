@@ -132,7 +132,7 @@ def test_records_and_page_carry_the_objects(tmp_path: Path, audit_net: Any) -> N
         Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(data / name)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"a.png": [10, 10, 20, 30]}))
-    result = audit(data, audit_net, out=tmp_path / "out", boxes=boxes, title="t")
+    result = audit(data, audit_net, out=tmp_path / "out", object_boxes=boxes, title="t")
     records = {r["name"]: r for r in result_records(tmp_path / "out")}
     assert records["a.png"]["objects"] == {
         "size": [32, 32],

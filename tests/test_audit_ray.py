@@ -46,6 +46,7 @@ def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
             Image.fromarray(crop).resize((60, 50)).save(folder / f"{sample}{k}.jpg")
     (tmp_path / "data" / "cat" / "bad.jpg").write_bytes(b"")
     kwargs: dict[str, Any] = {"methods": ["gradcam", "layercam"], "batch_size": 2, "title": "t"}
+    kwargs.update(top_k=1, guided=True)  # settings cross to the actors: an Explainer's, gradcam's
     local = audit(tmp_path / "data", _model(), out=tmp_path / "local", **kwargs)
     done: list[int] = []
     remote = audit(
@@ -59,6 +60,10 @@ def test_ray_matches_local(tmp_path: Path, local_ray: Any) -> None:
         **kwargs,
     )
     assert done[-1] == 7 and remote.summary == local.summary
+    assert all(len(r["top"]) == 1 for r in Store(tmp_path / "ray").records() if r["top"])
+    guided = seewhy.explain(_model(), str(tmp_path / "data" / "cat" / "chelsea0.jpg"), guided=True)
+    ray_map = Store(tmp_path / "ray").maps(0)[1][0].astype(np.float32)  # chelsea0 is item 1
+    np.testing.assert_allclose(ray_map, guided.maps[0], atol=2e-3)
     for name in ("results.csv", "index.html"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     for method in (0, 1):

@@ -14,6 +14,7 @@ import seewhy
 from models import tiny_cnn
 from seewhy import metrics
 from seewhy.backends import backend_for, unpack_model
+from seewhy.backends.capabilities import Gradients, Layers, Weights
 from seewhy.errors import BackendError, InvalidInput, UnsupportedModel
 
 SIZE = (32, 32)
@@ -143,11 +144,21 @@ def test_gradient_and_layer_methods_are_refused_in_one_line(method: str) -> None
     assert "occlusion, rise" in message and "ROAD" in message
 
 
-def test_sanity_checks_are_refused_in_one_line() -> None:
+def test_sanity_checks_and_layers_are_refused_in_one_line() -> None:
     backend = backend_for(region_score)
-    for call in (backend.copy_model, backend.parameter_layers, backend.final_linear):
+    assert not isinstance(backend, (Weights, Layers, Gradients))  # no member to call by mistake
+    images = np.zeros((1, *SIZE, 3), np.uint8)
+    calls = (
+        lambda: metrics.sanity_check(region_score, images, "occlusion", preprocess=PRE),
+        lambda: metrics.randomization_steps(region_score),
+        lambda: seewhy.layers(region_score, preprocess=PRE),
+    )
+    for call in calls:
         with pytest.raises(UnsupportedModel, match=r"black-box function gives only its scores"):
             call()
+    with pytest.raises(UnsupportedModel) as info:
+        seewhy.explain(region_score, images, "occlusion", preprocess=PRE, layout="NHWC")
+    assert "\n" not in str(info.value) and "layout" in str(info.value)
 
 
 @pytest.mark.parametrize(

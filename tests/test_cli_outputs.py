@@ -208,6 +208,7 @@ def test_evaluate_and_sanity_plan_their_files_too(
 
 
 def test_sanity_marks_its_plot_and_json_and_may_run_again(tmp_path: Path, photos: Path) -> None:
+    pytest.importorskip("torch", reason="sanity runs the bundled model, a PyTorch one")
     plot, numbers = tmp_path / "s.png", tmp_path / "s.json"
     args = ["sanity", str(photos / "a.png"), "--steps", "2", "--out", str(plot)]
     for _ in range(2):

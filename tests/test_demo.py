@@ -54,3 +54,14 @@ def test_demo_validation(tmp_path):
         run_shortcut_demo(tmp_path, framework="jax")
     with pytest.raises(InvalidInput, match="shortcut"):
         run_shortcut_demo(tmp_path, shortcut="logo")
+
+
+@pytest.mark.parametrize("examples", [0, True, 7, 2.0])
+def test_both_demos_refuse_an_examples_count_before_training_or_writing(tmp_path, examples):
+    from seewhy.demo import run_segmentation_demo
+
+    out = tmp_path / "report"
+    for run in (run_shortcut_demo, run_segmentation_demo):
+        with pytest.raises(InvalidInput, match=r"^examples: expected 1\.\.6, got"):
+            run(out, n_test=6, examples=examples)
+        assert not out.exists(), run.__name__  # refused before the folder is made

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from models import torchvision_detector
 from seewhy.errors import InvalidInput, UnsupportedModel
 from seewhy.targets import Box
 
@@ -22,14 +23,10 @@ torch = pytest.importorskip("torch")
 tv = pytest.importorskip("torchvision")
 
 PLAIN = seewhy.Preprocess(size=(64, 64), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-SMALL = {"weights": None, "weights_backbone": None, "min_size": 64, "max_size": 64}
 
 
 def _faster_rcnn(confident: bool) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = tv.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
-        num_classes=3, detections_per_img=3, **SMALL
-    ).eval()
+    model = torchvision_detector("fasterrcnn_mobilenet_v3_large_fpn", detections_per_img=3)
     if confident:  # every proposal scores class 1 at about 0.98: detections above 0.5
         with torch.no_grad():
             model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
@@ -101,19 +98,15 @@ def test_a_box_that_overlaps_nothing_scores_zero(x: np.ndarray) -> None:
     ("build", "layer"),
     [
         (
-            lambda: tv.models.detection.retinanet_resnet50_fpn(
-                num_classes=3, score_thresh=0.0, **SMALL
-            ),
+            lambda: torchvision_detector("retinanet_resnet50_fpn", score_thresh=0.0),
             None,
         ),
         (
-            lambda: tv.models.detection.fcos_resnet50_fpn(num_classes=3, score_thresh=0.0, **SMALL),
+            lambda: torchvision_detector("fcos_resnet50_fpn", score_thresh=0.0),
             None,
         ),
         (  # SSD resizes to 320 itself; its first map has the boxes of every size
-            lambda: tv.models.detection.ssdlite320_mobilenet_v3_large(
-                num_classes=3, weights=None, weights_backbone=None
-            ),
+            lambda: torchvision_detector("ssdlite320_mobilenet_v3_large", size=None),
             "backbone.features.0",
         ),
     ],

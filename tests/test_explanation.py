@@ -8,26 +8,16 @@ import numpy as np
 import pytest
 
 import seewhy
+from models import one_conv
 from seewhy.explanation import json_safe
 
 torch = pytest.importorskip("torch")
 
 
-def _model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(4, 3),
-    ).eval()
-
-
 def test_to_dict_with_array_and_callable_parameters() -> None:
     x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
     baseline = np.full((16, 16, 3), 0.5, np.float32)
-    ig = seewhy.explain(_model(), x, method="ig", baseline=baseline, steps=4)
+    ig = seewhy.explain(one_conv(4, 3), x, method="ig", baseline=baseline, steps=4)
     summary = json.loads(json.dumps(ig.to_dict()))
     assert summary["params"]["baseline"] == {"array": [16, 16, 3], "dtype": "float32"}
     assert summary["params"]["steps"] == 4
@@ -36,7 +26,7 @@ def test_to_dict_with_array_and_callable_parameters() -> None:
         h, w = picture.shape[:2]
         return (np.arange(h)[:, None] >= h // 2) * 2 + (np.arange(w)[None] >= w // 2)
 
-    lime = seewhy.explain(_model(), x[:1], method="lime", segmentation=quarters, samples=20)
+    lime = seewhy.explain(one_conv(4, 3), x[:1], method="lime", segmentation=quarters, samples=20)
     summary = json.loads(json.dumps(lime.to_dict()))
     assert summary["params"]["segmentation"].endswith("quarters")
 
@@ -57,7 +47,7 @@ def _pictures(n: int = 2, side: int = 16) -> np.ndarray:
 
 
 def test_params_record_every_setting_defaults_included() -> None:
-    smooth = seewhy.explain(_model(), _pictures(), "smoothgrad", samples=3)
+    smooth = seewhy.explain(one_conv(4, 3), _pictures(), "smoothgrad", samples=3)
     assert smooth.params == {
         "reduce": "abssum",
         "samples": 3,
@@ -66,21 +56,20 @@ def test_params_record_every_setting_defaults_included() -> None:
         "copies_per_pass": None,
         "seed": 0,
     }
-    assert seewhy.explain(_model(), _pictures(1), "smoothgrad").params["samples"] == 25
-    assert seewhy.explain(_model(), _pictures(1), "gradcam").params == {"guided": False}
-    assert seewhy.explain(_model(), _pictures(1), "kernelshap", samples=8).params["explainer"] == (
-        "shap"
-    )
+    assert seewhy.explain(one_conv(4, 3), _pictures(1), "smoothgrad").params["samples"] == 25
+    assert seewhy.explain(one_conv(4, 3), _pictures(1), "gradcam").params == {"guided": False}
+    shap = seewhy.explain(one_conv(4, 3), _pictures(1), "kernelshap", samples=8)
+    assert shap.params["explainer"] == "shap"
 
 
 def test_settings_left_to_the_input_size_record_the_value_used() -> None:
-    occ = seewhy.explain(_model(), _pictures(side=32), "occlusion")
+    occ = seewhy.explain(one_conv(4, 3), _pictures(side=32), "occlusion")
     assert occ.params["window"] == (4, 4) and occ.params["stride"] == (2, 2)
-    given = seewhy.explain(_model(), _pictures(side=32), "occlusion", window=8)
+    given = seewhy.explain(one_conv(4, 3), _pictures(side=32), "occlusion", window=8)
     assert given.params["window"] == 8 and given.params["stride"] == (4, 4)
-    rise = seewhy.explain(_model(), _pictures(side=32), "rise", masks=8)
+    rise = seewhy.explain(one_conv(4, 3), _pictures(side=32), "rise", masks=8)
     assert rise.params["cell_size"] == 5  # ceil(32 / 7)
-    ig = seewhy.explain(_model(), _pictures(side=32), "ig", steps=2, baseline="blur")
+    ig = seewhy.explain(one_conv(4, 3), _pictures(side=32), "ig", steps=2, baseline="blur")
     assert ig.params["blur_sigma"] == pytest.approx(5 * 32 / 224)
 
 
@@ -96,8 +85,8 @@ def test_settings_left_to_the_input_size_record_the_value_used() -> None:
 )
 def test_to_dict_params_round_trip(method: str, settings: dict) -> None:
     x = _pictures(side=32)
-    first = seewhy.explain(_model(), x, method, layer="0", **settings)
+    first = seewhy.explain(one_conv(4, 3), x, method, layer="0", **settings)
     params = json.loads(json.dumps(first.to_dict()))["params"]
-    again = seewhy.explain(_model(), x, method, layer="0", **params)
+    again = seewhy.explain(one_conv(4, 3), x, method, layer="0", **params)
     np.testing.assert_array_equal(again.maps, first.maps)
     assert json.loads(json.dumps(again.to_dict()))["params"] == params

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import tiny_cnn, trained_torch_cnn
-from seewhy.backends.torch import TorchBackend
+from models import gelu_cnn, tiny_cnn, trained_torch_cnn
 from seewhy.errors import InvalidInput
 from seewhy.maps import normalise, upsample
 from seewhy.methods.base import Context
@@ -20,7 +19,9 @@ from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
 from seewhy.synthetic import box_share, mass_inside, peak_inside
 from seewhy.synthetic import make_stripes as make_dataset
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
+from seewhy.backends.torch import TorchBackend  # noqa: E402  (imports torch)
+
 nn = torch.nn
 F = torch.nn.functional
 
@@ -325,10 +326,8 @@ def test_model_is_untouched_after_success_and_after_an_exception(method: str) ->
 
 
 def test_guided_backprop_warns_when_it_sees_no_relu() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.LazyLinear(2))
+    model = gelu_cnn(6)
     x = _inputs(1, size=6)
-    model(torch.zeros(1, 3, 6, 6))
     with pytest.warns(UserWarning, match="no ReLU"):
         _run(model, x, "guided-backprop")
 

@@ -20,7 +20,13 @@ from keras_helpers import (
     snapshot,
     to_numpy,
 )
-from models import flatten_model, gap_model, nested_model, subclassed_model
+from models import (
+    flatten_model,
+    gap_model,
+    keras_one_conv,
+    nested_model,
+    subclassed_model,
+)
 
 keras = keras_or_skip()
 # Keras' own numpy conversions warn under numpy 2 (not seewhy's code paths).
@@ -106,6 +112,15 @@ def test_cam_methods_equal_the_paper_formula(name: str) -> None:
     np.testing.assert_allclose(
         _run(method, model, x, "act", targets), _reference(name, a, g), rtol=1e-4, atol=1e-6
     )
+
+
+def test_keras_backend_has_every_capability() -> None:
+    from seewhy.backends.requirements import capabilities_of, methods_for
+
+    backend = backend_for(gap_model(keras))
+    assert len(capabilities_of(backend)) == 8  # Predicts ... Devices: every one there is
+    assert backend.detections(np.zeros((1, 8, 8, 3), np.float32)) is None  # not a detector
+    assert methods_for(backend) == seewhy.methods()
 
 
 def test_cam_and_eigencam_equal_their_formulas() -> None:
@@ -202,15 +217,8 @@ def test_batch_of_n_equals_n_singles() -> None:
 
 
 def test_input_gradients_match_finite_differences() -> None:
-    keras.utils.set_random_seed(4)
-    model = keras.Sequential(  # linear in the input, so a finite difference is exact
-        [
-            keras.Input((6, 6, 3)),
-            keras.layers.Conv2D(3, 3, name="conv"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(4, name="head"),
-        ]
-    )
+    # linear in the input (no activation), so a finite difference is exact
+    model = keras_one_conv(keras, (6, 6, 3), filters=3, classes=4, seed=4, head="head")
     x = images(2, size=6)
     b = KerasBackend(model)
     capture = b.input_gradients(x, targets=np.array([1, 2]))

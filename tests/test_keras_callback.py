@@ -110,7 +110,7 @@ def test_png_only_when_asked_with_panel_options(tmp_path: Path) -> None:
         "gradcam",
         log_dir=tmp_path,
         tensorboard=False,
-        panel_options={"layout": "vertical"},
+        panel_options={"arrangement": "vertical"},
     )
     _fit([callback], epochs=1)
     assert len(callback.written) == 1 and not list(tmp_path.glob("events.out.tfevents.*"))
@@ -123,6 +123,9 @@ def test_png_only_when_asked_with_panel_options(tmp_path: Path) -> None:
     [
         ({"every": 0}, "ExplainCallback: every: expected a positive integer, got 0"),
         ({"tensorboard": "yes"}, "ExplainCallback: tensorboard: expected True or False"),
+        # explain's keywords and the method's settings: checked here, not after an epoch
+        ({"layr": "conv"}, "ExplainCallback: .*'layr'.*'layer'"),
+        ({"method": "smoothgrad", "sample": 4}, "ExplainCallback: .*'sample'.*'samples'"),
     ],
 )
 def test_bad_settings_are_one_line_errors(

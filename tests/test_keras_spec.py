@@ -20,6 +20,7 @@ keras = keras_or_skip()
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 import seewhy  # noqa: E402
+from models import keras_one_conv  # noqa: E402
 from seewhy.errors import InputGuessWarning  # noqa: E402
 from seewhy.spec import resolve_spec  # noqa: E402
 
@@ -28,28 +29,15 @@ PHOTO = seewhy.samples.load("chelsea")  # 300 x 451 RGB
 
 def _cifar(rescaling: bool = False, seed: int = 0) -> Any:
     """A 32 x 32 CIFAR-style CNN with a Flatten head (a fixed size)."""
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((32, 32, 3))]
-    if rescaling:
-        layers.append(keras.layers.Rescaling(1 / 255))
-    layers += [
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ]
-    return keras.Sequential(layers)
+    first = keras.layers.Rescaling(1 / 255) if rescaling else None
+    return keras_one_conv(
+        keras, (32, 32, 3), classes=10, seed=seed, activation="relu", padding="same",
+        flatten=True, first=first,
+    )  # fmt: skip
 
 
 def _grey(seed: int = 1) -> Any:
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10),
-        ]
-    )
+    return keras_one_conv(keras, (28, 28, 1), classes=10, seed=seed, activation="relu")
 
 
 def _quiet(call: Any, *args: Any, **kw: Any) -> Any:
@@ -68,15 +56,7 @@ def test_declared_size_is_used_for_photos_and_for_arrays_of_that_size() -> None:
         _quiet(seewhy.explain, model, PHOTO, preprocess=seewhy.Preprocess(size=(40, 40)))
     assert "40x40" in str(info.value) and "Preprocess(size=" in str(info.value)
     assert "\n" not in str(info.value)
-    keras.utils.set_random_seed(2)
-    wide = keras.Sequential(
-        [
-            keras.Input((96, 128, 3)),
-            keras.layers.Conv2D(2, 3, name="c"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3),
-        ]
-    )
+    wide = keras_one_conv(keras, (96, 128, 3), filters=2, seed=2, conv="c")
     assert resolve_spec(wide).preprocess.size == (96, 128)
 
 
@@ -92,16 +72,8 @@ def test_a_rescaling_layer_means_raw_pixels_and_nothing_is_guessed() -> None:
 
 
 def test_an_application_known_by_its_name_gets_its_familys_preprocess_input() -> None:
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential(  # built as keras.applications.Xception names its model
-        [
-            keras.Input((71, 71, 3)),
-            keras.layers.Conv2D(2, 3, name="c"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3),
-        ],
-        name="xception",
-    )
+    # named as keras.applications.Xception names its model
+    model = keras_one_conv(keras, (71, 71, 3), filters=2, seed=3, conv="c", name="xception")
     spec = resolve_spec(model)
     assert spec.preprocess.size == (71, 71) and not spec.guessed
     # Xception's preprocess_input ("tf" mode): x / 127.5 - 1
@@ -130,17 +102,9 @@ def mobilenet() -> Any:
 
 
 def test_a_leading_normalization_on_the_255_scale_means_raw_pixels() -> None:
-    keras.utils.set_random_seed(4)
     mean = [0.485 * 255, 0.456 * 255, 0.406 * 255]  # as ConvNeXt's built-in preprocessing
-    model = keras.Sequential(
-        [
-            keras.Input((24, 24, 3)),
-            keras.layers.Normalization(mean=mean, variance=[3000.0, 3000.0, 3000.0]),
-            keras.layers.Conv2D(2, 3, name="c"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3),
-        ]
-    )
+    norm = keras.layers.Normalization(mean=mean, variance=[3000.0, 3000.0, 3000.0])
+    model = keras_one_conv(keras, (24, 24, 3), filters=2, seed=4, conv="c", first=norm)
     pre = resolve_spec(model).preprocess
     assert pre.scale == 1.0 and pre.mean == (0.0, 0.0, 0.0) and pre.size == (24, 24)
 

@@ -16,6 +16,7 @@ keras = keras_or_skip()
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 import seewhy  # noqa: E402
+from models import keras_one_conv, keras_segmenter, keras_two_outputs  # noqa: E402
 from seewhy.errors import InvalidInput  # noqa: E402
 from seewhy.targets import MultiLabel, Output, Similarity  # noqa: E402
 
@@ -24,23 +25,15 @@ PLAIN = seewhy.Preprocess(size=(SIZE, SIZE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0
 
 
 def _sigmoid_gap(units: int = 1, seed: int = 3, activation: Any = "sigmoid") -> Any:
-    """The seed chapter's CAM model: conv, GAP, Dense(units, sigmoid)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(units, activation=activation, name="head")(x)
-    return keras.Model(inputs, outputs)
+    """A CAM model with a binary head: conv, GAP, Dense(units, sigmoid)."""
+    return keras_one_conv(
+        keras, (SIZE, SIZE, 3), filters=6, classes=units, seed=seed, head="head",
+        activation="relu", padding="same", head_activation=activation,
+    )  # fmt: skip
 
 
 def _two_outputs(seed: int = 4) -> Any:
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D()(x)
-    kind = keras.layers.Dense(4, name="kind")(pooled)
-    size = keras.layers.Dense(2, name="size")(pooled)
-    return keras.Model(inputs, {"kind": kind, "size": size})
+    return keras_two_outputs(keras, SIZE, seed)
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +180,7 @@ def test_a_callable_with_keras_ops_equals_the_built_in_targets(x: np.ndarray) ->
 def test_a_region_of_a_channels_last_segmenter_sums_its_class_over_the_mask(x: np.ndarray) -> None:
     from seewhy.targets import Region
 
-    keras.utils.set_random_seed(6)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
-    outputs = keras.layers.Conv2D(3, 1, name="classes")(h)  # (N, H, W, 3)
-    model = keras.Model(inputs, outputs)
+    model = _segmenter()
     mask = np.zeros((SIZE, SIZE), bool)
     mask[2:7, 3:9] = True
     before = snapshot(keras, model)
@@ -205,10 +194,7 @@ def test_a_region_of_a_channels_last_segmenter_sums_its_class_over_the_mask(x: n
 
 
 def _segmenter() -> Any:
-    keras.utils.set_random_seed(6)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="classes")(h))  # (N, H, W, 3)
+    return keras_segmenter(keras, SIZE, 3, seed=6)  # (N, H, W, 3)
 
 
 def _baked(cls: int, mask: np.ndarray) -> Any:

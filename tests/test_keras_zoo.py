@@ -6,6 +6,7 @@ import importlib.util
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,12 @@ needs_weights = pytest.mark.skipif(
 )
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (the reference)")
 SAMPLES = ("chelsea", "coffee", "rocket", "astronaut")
+
+
+@pytest.fixture(scope="module")
+def keras_lite0() -> Any:
+    """The Keras EfficientNet-Lite0 with the bundled weights, built once (seconds on JAX)."""
+    return efficientnet_lite0_keras()
 
 
 def _weights_file() -> str:
@@ -117,10 +124,10 @@ def test_zoo_model_carries_its_spec() -> None:
 
 @needs_weights
 @needs_torch
-def test_keras_and_pytorch_lite0_agree_on_the_sample_photos() -> None:
+def test_keras_and_pytorch_lite0_agree_on_the_sample_photos(keras_lite0: Any) -> None:
     from seewhy import samples
 
-    km = efficientnet_lite0_keras()
+    km = keras_lite0
     tm = seewhy.zoo.efficientnet_lite0()
     photos = [samples.load(name) for name in SAMPLES]
     ek = seewhy.explain(km, photos, method="gradcam")
@@ -136,15 +143,16 @@ def test_keras_and_pytorch_lite0_agree_on_the_sample_photos() -> None:
 
 @needs_weights
 @needs_torch
-def test_keras_and_pytorch_lite0_agree_on_guided_backprop() -> None:
-    """The patched Keras ReLU6 gives the same Guided Backprop as the torch function mode."""
+def test_keras_and_pytorch_lite0_agree_on_guided_backprop(keras_lite0: Any) -> None:
+    """The patched Keras ReLU6 gives the same Guided Backprop as the torch function mode, and
+    the same model explained again without it is plain saliency (the patch did not stay)."""
     from seewhy import samples
 
     photo = samples.load(SAMPLES[0])
-    ek = seewhy.explain(efficientnet_lite0_keras(), photo, method="guided-backprop")
+    ek = seewhy.explain(keras_lite0, photo, method="guided-backprop")
     et = seewhy.explain(seewhy.zoo.efficientnet_lite0(), photo, method="guided-backprop")
     np.testing.assert_array_equal(ek.targets, et.targets)
     a, b = ek.extras["attributions"].ravel(), et.extras["attributions"].ravel()
     assert np.corrcoef(a, b)[0, 1] >= 0.999
-    plain = seewhy.explain(efficientnet_lite0_keras(), photo, method="saliency")
+    plain = seewhy.explain(keras_lite0, photo, method="saliency")
     assert np.corrcoef(a, plain.extras["attributions"].ravel())[0, 1] < 0.9

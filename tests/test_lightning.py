@@ -22,7 +22,7 @@ pl = pytest.importorskip(
 )
 
 from models import tiny_cnn  # noqa: E402
-from seewhy.errors import InvalidInput  # noqa: E402
+from seewhy.errors import InvalidInput, SeewhyError  # noqa: E402
 from seewhy.lightning import ExplainCallback, _training_untouched  # noqa: E402
 
 IMAGES = np.random.default_rng(9).normal(size=(2, 3, 12, 12)).astype(np.float32)
@@ -155,7 +155,7 @@ def test_every_n_epochs_only_with_panel_options(tmp_path: Path) -> None:
         "gradcam",
         every=2,
         log_dir=tmp_path / "panels",
-        panel_options={"layout": "vertical"},
+        panel_options={"arrangement": "vertical"},
     )
     _fit(tmp_path, [callback], epochs=3)
     assert sorted(p.name for p in (tmp_path / "panels").iterdir()) == [
@@ -260,6 +260,43 @@ def test_random_streams_are_restored() -> None:
 def test_bad_settings_are_one_line_errors(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace(".", r"\.")):
         ExplainCallback(IMAGES, **settings)
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "hint"),
+    [
+        ("smoothgrad", {"sample": 4}, "samples"),  # a method setting, misspelt
+        ("gradcam", {"layr": "net.2"}, "layer"),  # one of explain's own keywords
+        ("gradcan", {}, "gradcam"),  # the method itself
+    ],
+)
+def test_a_misspelling_is_refused_where_the_callback_is_made(
+    tmp_path: Path, method: str, settings: dict[str, Any], hint: str
+) -> None:
+    """Not at the first logging point, after an epoch of training was spent."""
+    with pytest.raises(SeewhyError) as caught:  # InvalidInput, MethodNotFound
+        ExplainCallback(IMAGES, method, log_dir=tmp_path, **settings)
+    message = str(caught.value)
+    assert "\n" not in message and hint in message
+    assert not tmp_path.joinpath("seewhy_logs").exists() and not list(tmp_path.iterdir())
+
+
+def test_explain_keywords_reach_every_explanation(tmp_path: Path) -> None:
+    import seewhy
+
+    chosen = {"target": 2, "score": "probability", "layer": "net.2"}
+    callback = ExplainCallback(IMAGES, "gradcam", every=2, log_dir=tmp_path, **chosen)
+    model = _fit(tmp_path / "run", [callback], epochs=2).eval()  # logged after the last step
+
+    def panels(**settings: Any) -> list[np.ndarray]:
+        ex = seewhy.explain(model, IMAGES, "gradcam", **settings)
+        return [np.asarray(ex.panel(i).convert("RGB")) for i in range(len(ex))]
+
+    written = [_pixels(p) for p in callback.written]
+    assert len(written) == 2
+    for got, want, plain in zip(written, panels(**chosen), panels(), strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.shape != plain.shape or not np.array_equal(got, plain)
 
 
 def test_is_a_lazy_submodule() -> None:

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import trained_torch_cnn
+from models import one_conv, trained_torch_cnn
 from seewhy._kit import compiled
 from seewhy._kit.superpixels import compose, label_runs, segment, segment_means
-from seewhy.backends.torch import TorchBackend
 from seewhy.errors import InvalidInput
 from seewhy.methods.base import Context
 from seewhy.methods.lime import kernel_shap_fit, lime_weights, ridge_fit, shap_coalitions
@@ -23,7 +22,9 @@ from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
 from seewhy.synthetic import box_share, mass_inside
 from seewhy.synthetic import make_stripes as make_dataset
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
+from seewhy.backends.torch import TorchBackend  # noqa: E402  (imports torch)
+
 nn = torch.nn
 
 SLIC = {"segmentation": "slic", "segmentation_params": {"n_segments": 40, "compactness": 10}}
@@ -37,14 +38,7 @@ def trained() -> Any:
 
 
 def _small(seed: int = 0) -> Any:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16, 3),
-    ).eval()
+    return one_conv(4, 3, seed, pool=2)
 
 
 def _ctx(model: Any, pictures: np.ndarray, batch_size: int = 64, **kw: Any) -> Context:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import tiny_cnn
+from models import resnet18, tiny_cnn
 from seewhy.errors import InvalidInput, UnsupportedModel, UntrustedModel
 
 torch = pytest.importorskip("torch")
@@ -34,9 +34,9 @@ def test_state_dict_file_points_to_weights_flag(tmp_path: Path) -> None:
 
 
 def test_torchvision_with_local_weights(tmp_path: Path) -> None:
-    tv = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     path = tmp_path / "r18.pt"
-    reference = tv.models.resnet18(weights=None)
+    reference = resnet18()
     torch.save(reference.state_dict(), path)
     model = seewhy.load_model("torchvision:resnet18", weights=str(path))
     for key, value in reference.state_dict().items():

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from models import timm_maxvit, torchvision_maxvit, torchvision_maxvit_t
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -28,30 +29,9 @@ pytest.importorskip("pytorch_grad_cam")
 from test_transformers import _reference_gradcam, _state  # noqa: E402  (after the skips)
 
 
-def _small_maxvit() -> Any:
-    """A MaxViT of two stages at 32 px (about 48k parameters), random weights."""
-    from torchvision.models.maxvit import MaxVit
-
-    torch.manual_seed(0)
-    model = MaxVit(
-        input_size=(32, 32),
-        stem_channels=8,
-        partition_size=4,
-        block_channels=[16, 32],
-        block_layers=[1, 1],
-        head_dim=8,
-        stochastic_depth_prob=0.0,
-        num_classes=5,
-    )
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def maxvit_t() -> Any:
-    from torchvision.models import maxvit_t as build
-
-    torch.manual_seed(0)
-    return build(weights=None).eval()
+    return torchvision_maxvit_t()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +79,7 @@ def test_layers_lists_the_nchw_maps_and_none_of_the_windowed_internals(maxvit_t:
 
 @pytest.fixture(scope="module")
 def small() -> Any:
-    return _small_maxvit()
+    return torchvision_maxvit()
 
 
 def _check_against_pytorch_grad_cam(
@@ -144,7 +124,7 @@ def test_cam_equals_pytorch_grad_cam(
 
 
 def test_a_training_model_is_left_as_it_was_after_success_and_after_a_refusal() -> None:
-    model = _small_maxvit().train()  # left as the user had it (BatchNorm, dropout flags)
+    model = torchvision_maxvit().train()  # left as the user had it (BatchNorm, dropout flags)
     pre = seewhy.Preprocess(size=(32, 32))
     infos, default = seewhy.layers(model, preprocess=pre)
     assert default == "blocks.1" and all(i.layout is None for i in infos)
@@ -240,9 +220,8 @@ def test_timm_maxvit_lists_no_window_internals_and_its_nhwc_blocks_equal_pytorch
     """timm's MaxViT cuts maps into windows inside ``PartitionAttentionCl``: (N * windows,
     p, p, C) there is no image's map (it was listed as one); the block's own output is
     the NHWC map again."""
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    model = timm.create_model("maxvit_rmlp_pico_rw_256", img_size=64, num_classes=5).eval()
+    pytest.importorskip("timm")
+    model = timm_maxvit(64)
     infos, default = seewhy.layers(model)
     windowed = [n for n, m in model.named_modules() if "Partition" in type(m).__name__]
     assert windowed and not [
@@ -262,8 +241,8 @@ def test_timm_maxvit_lists_no_window_internals_and_its_nhwc_blocks_equal_pytorch
 
 @pytest.mark.parametrize("method", ["attention-rollout", "generic-attention"])
 def test_timm_maxvit_attention_methods_are_refused_saying_why(method: str) -> None:
-    timm = pytest.importorskip("timm")
-    model = timm.create_model("maxvit_rmlp_pico_rw_256", img_size=64, num_classes=5).eval()
+    pytest.importorskip("timm")
+    model = timm_maxvit(64)
     x = np.random.default_rng(6).random((1, 64, 64, 3), dtype=np.float32)
     before = _state(model)
     with pytest.raises(seewhy.SeewhyError, match=r"relative position bias.*use gradcam"):

@@ -72,6 +72,24 @@ def test_evaluate_errors(tmp_path):
         cli_evaluate.evaluate_command(args)
 
 
+@pytest.mark.parametrize(
+    ("asked", "message"),
+    [
+        ("deletion,deletoin", "unknown metric 'deletoin'; did you mean deletion?"),
+        ("insertion,iou,pointing-game", "--metrics: iou, pointing_game need --boxes FILE"),
+    ],
+)
+def test_evaluate_refuses_metrics_before_the_model_loads(monkeypatch, asked, message):
+    def no_model(args):
+        raise AssertionError("the model was loaded for metrics that cannot run")
+
+    monkeypatch.setattr(cli_evaluate, "load_model", no_model)
+    args = parser().parse_args(["evaluate", "sample:chelsea", "--metrics", asked])
+    with pytest.raises(InvalidInput) as caught:
+        cli_evaluate.evaluate_command(args)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_sanity_writes_plot(tmp_path, capsys):
     pytest.importorskip("torch")
     plot = tmp_path / "sanity.png"

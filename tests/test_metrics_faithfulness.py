@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import seewhy  # noqa: E402
-from models import one_conv  # noqa: E402
+from models import one_conv, pooled_cnn  # noqa: E402
 from seewhy import metrics  # noqa: E402
 from seewhy._kit.fills import fill_values  # noqa: E402
 from seewhy.errors import InvalidInput  # noqa: E402
@@ -94,23 +94,9 @@ def _reference_curve(model, image, saliency, target, steps, fill, kind):
     return float(area), y
 
 
-def _tiny_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 3),
-    ).eval()
-
-
 @pytest.mark.parametrize("kind", ["deletion", "insertion"])
 def test_batched_curves_equal_the_slow_reference_loop(kind):
-    net = _tiny_cnn()
+    net = pooled_cnn()
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 10, 10, 3)).astype(np.float32)
     maps = rng.random((3, 10, 10)).astype(np.float32)
@@ -127,7 +113,7 @@ def test_batched_curves_equal_the_slow_reference_loop(kind):
 
 
 def test_explanation_in_and_inputs_rebuilt_from_its_pictures():
-    net = _tiny_cnn()
+    net = pooled_cnn()
     rng = np.random.default_rng(4)
     pictures = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
     pre = seewhy.Preprocess(size=(16, 16))
@@ -236,7 +222,7 @@ def test_imputation_equals_the_pixel_by_pixel_system(shape):
 
 def test_road_equals_a_plain_loop():
     """One image, fraction and order at a time, each imputed input its own forward pass."""
-    net = _tiny_cnn()
+    net = pooled_cnn()
     rng = np.random.default_rng(7)
     x = rng.normal(size=(3, 12, 12, 3)).astype(np.float32)
     maps = rng.random((3, 12, 12)).astype(np.float32)
@@ -297,7 +283,7 @@ def test_helpers_and_validation(model, weights):
 
 def test_reduced_precision_runs_in_bfloat16_and_stays_close():
     """precision="bfloat16" autocasts the forward passes; the curves move little."""
-    net = _tiny_cnn()
+    net = pooled_cnn()
     rng = np.random.default_rng(5)
     pictures = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
     pre = seewhy.Preprocess(size=(16, 16))

@@ -23,6 +23,7 @@ from PIL import Image
 import seewhy
 from models import tiny_cnn
 from seewhy.backends import backend_for, unpack_model
+from seewhy.backends.capabilities import Gradients, Layers, Weights
 from seewhy.errors import BackendError, InvalidInput, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -202,12 +203,10 @@ def test_gradient_and_layer_methods_are_refused_in_one_line(
 def test_the_members_that_need_layers_or_gradients_refuse(exported: dict[str, Any]) -> None:
     backend = backend_for(_session(exported["dynamic"]))
     x = np.zeros((1, *SIZE, 3), np.float32)
+    assert not isinstance(backend, (Layers, Gradients, Weights))  # no member to call by mistake
     calls = [
-        lambda: backend.layers(x),
-        lambda: backend.capture(x, layer="a", targets=None, gradients=True),
-        lambda: backend.input_gradients(x, targets=None),
-        lambda: backend.copy_model(),
-        lambda: backend.final_linear(),
+        lambda: seewhy.layers(_session(exported["dynamic"]), preprocess=PRE),
+        lambda: seewhy.metrics.randomization_steps(_session(exported["dynamic"])),
     ]
     for call in calls:
         with pytest.raises(UnsupportedModel, match=r"only runs the graph forward.*occlusion"):

@@ -103,7 +103,7 @@ def test_panels_are_drawn_at_the_photo_size(cat_explanations: dict[str, Any]) ->
         assert ex.photo(0) is not None
         panel = ex.panel(0)
         assert panel.size == (3 * 451 + 8, 300)
-        assert ex.panel(0, layout="vertical").size == (451, 3 * 300 + 8)
+        assert ex.panel(0, arrangement="vertical").size == (451, 3 * 300 + 8)
         assert ex.panel(0, at="input").size == (3 * 64 + 8, 64)
         panel.save(SHOTS / f"numpy_{name}_panel.png")
 
@@ -141,8 +141,8 @@ def test_panel_rejects_bad_options(cat_explanations: dict[str, Any]) -> None:
     ex = cat_explanations["saliency"]
     with pytest.raises(InvalidInput, match="at: expected one of original, input"):
         ex.panel(0, at="model")
-    with pytest.raises(InvalidInput, match="layout"):
-        ex.panel(0, layout="diagonal")
+    with pytest.raises(InvalidInput, match="arrangement: expected one of horizontal, vertical"):
+        ex.panel(0, arrangement="diagonal")
     with pytest.raises(InvalidInput, match="percentile"):
         ex.panel(0, percentile=0)
     with pytest.raises(InvalidInput, match="signed: gradcam maps carry no sign"):

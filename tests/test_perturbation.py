@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import one_conv, tiny_cnn, trained_torch_cnn
-from seewhy.backends.torch import TorchBackend
+from models import one_conv, pooled_cnn, tiny_cnn, trained_torch_cnn
 from seewhy.errors import InvalidInput
 from seewhy.maps import upsample
 from seewhy.methods.base import Context
@@ -20,7 +19,9 @@ from seewhy.synthetic import STRIPES_PREPROCESS as PREPROCESS
 from seewhy.synthetic import box_share, mass_inside, peak_inside
 from seewhy.synthetic import make_stripes as make_dataset
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
+from seewhy.backends.torch import TorchBackend  # noqa: E402  (imports torch)
+
 nn = torch.nn
 
 
@@ -184,21 +185,7 @@ def _score_cam_loop(model: Any, x: np.ndarray, layer: int, target: int) -> np.nd
 
 
 def test_score_cam_matches_a_channel_loop() -> None:
-    torch.manual_seed(1)
-    model = (
-        nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(6, 5, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(5, 3),
-        )
-        .double()
-        .eval()
-    )
+    model = pooled_cnn(3, seed=1, widths=(6, 5), dtype=torch.float64)
     x = _inputs(2, size=10)
     res = _run(model, x, "scorecam", layer="4", batch_size=3)
     for i in range(2):

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import seewhy
+from models import hf_vit_from_folder
 from seewhy.inputs.batches import resize_for_model
 from seewhy.spec import resolve_spec
 
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
 transformers = pytest.importorskip("transformers")
 
 PHOTO = seewhy.samples.load("chelsea")  # 300 x 451
@@ -58,8 +59,9 @@ def _processor(case: str, pil: bool) -> Any:
 
 def _save(tmp_path: Path, processor: Any, side: tuple[int, int]) -> Any:
     """A tiny random ViT at ``side`` with ``processor`` saved beside it, loaded from there."""
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
+    return hf_vit_from_folder(
+        tmp_path,
+        processor,
         image_size=list(side),
         patch_size=32,
         hidden_size=16,
@@ -68,9 +70,6 @@ def _save(tmp_path: Path, processor: Any, side: tuple[int, int]) -> Any:
         intermediate_size=32,
         num_labels=3,
     )
-    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    return transformers.ViTForImageClassification.from_pretrained(tmp_path).eval()
 
 
 def _pixels(processor: Any, photo: np.ndarray) -> torch.Tensor:

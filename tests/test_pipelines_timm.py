@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import seewhy
+from models import timm_test_resnet, timm_vit
 from seewhy.inputs.batches import resize_for_model
 from seewhy.spec import resolve_spec
 
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
 timm = pytest.importorskip("timm")
 from timm.data import create_transform, resolve_data_config  # noqa: E402
 
@@ -36,8 +37,7 @@ CASES = {
 
 
 def _model(fields: dict[str, Any]) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = timm.create_model("test_resnet", pretrained=False, num_classes=6).eval()
+    model = timm_test_resnet(6)
     cfg = dict(model.pretrained_cfg)
     cfg.update(fields)
     model.pretrained_cfg = cfg
@@ -79,10 +79,7 @@ def test_crop_pct_one_is_a_short_side_resize_and_crop_not_a_squash() -> None:
 
 def _vit_built_for(height: int, width: int) -> torch.nn.Module:
     """A one-block ViT whose patch embedding refuses any size but the one it was built for."""
-    torch.manual_seed(0)
-    return timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=4, img_size=(height, width), depth=1
-    ).eval()
+    return timm_vit((height, width), num_classes=4, depth=1)
 
 
 def test_a_vit_built_for_224x320_gets_224x320_pictures() -> None:

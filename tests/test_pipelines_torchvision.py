@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import seewhy
+from models import resnet18, torchvision_model
 from seewhy.errors import InputGuessWarning
 from seewhy.inputs.batches import resize_for_model
 from seewhy.spec import guess_note, resolve_spec
 
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
 tv = pytest.importorskip("torchvision")
 
 PHOTO = seewhy.samples.load("chelsea")  # 300 x 451: not square
@@ -56,11 +57,7 @@ FAMILIES = (
 def _shell(name: str) -> torch.nn.Module:
     """The builder's model with 7 classes, weightless on the meta device where it builds there."""
     extra: dict[str, Any] = {"init_weights": False} if name in ("inception_v3", "googlenet") else {}
-    try:
-        with torch.device("meta"):
-            return tv.models.get_model(name, weights=None, num_classes=7, **extra)
-    except NotImplementedError:  # RegNet computes its widths with tensors
-        return tv.models.get_model(name, weights=None, num_classes=7, **extra)
+    return torchvision_model(name, 7, meta=True, **extra)
 
 
 def _theirs(weights: Any) -> np.ndarray:
@@ -90,8 +87,7 @@ def test_each_family_gets_its_default_weights_picture_and_says_so(name: str) -> 
     "name", ["resnet18", "squeezenet1_1", "mobilenet_v3_small", "shufflenet_v2_x0_5"]
 )
 def test_logits_equal_the_weights_own_pipeline_and_the_note_is_warned(name: str) -> None:
-    torch.manual_seed(0)
-    model = tv.models.get_model(name, weights=None, num_classes=5).eval()
+    model = torchvision_model(name, 5)
     with pytest.warns(InputGuessWarning, match="DEFAULT weights' preprocessing") as seen:
         top = seewhy.predict(model, PHOTO, top_k=5)[0]
     assert len([w for w in seen if w.category is InputGuessWarning]) == 1
@@ -103,7 +99,7 @@ def test_logits_equal_the_weights_own_pipeline_and_the_note_is_warned(name: str)
 
 
 def test_named_weights_given_by_the_user_are_followed_and_nothing_is_assumed() -> None:
-    model = tv.models.resnet18(weights=None, num_classes=5).eval()
+    model = resnet18(5)
     older = tv.models.ResNet18_Weights.IMAGENET1K_V1
     pre = seewhy.Preprocess.from_torchvision(older)
     with warnings.catch_warnings():
@@ -119,7 +115,7 @@ def test_named_weights_given_by_the_user_are_followed_and_nothing_is_assumed() -
 
 
 def test_a_model_no_builder_makes_says_the_common_recipe_was_assumed() -> None:
-    model = tv.models.resnet18(weights=None)
+    model = resnet18()
     model.fc = torch.nn.Sequential(torch.nn.Linear(512, 64), torch.nn.Linear(64, 3))
     spec = resolve_spec(model)
     assert spec.guessed == ("preprocessing",) and spec.preprocess.resize == 256

@@ -313,7 +313,13 @@ def _audit(root: Path, *, objects: bool) -> Path:
         Image.fromarray(shape).save(masks / "b.png")
     model = audit_model(PICTURE[::-1], ("x", "y"))
     result = audit(
-        data, model, out=root / "out", methods=METHODS, boxes=boxes, masks=masks, title="gt"
+        data,
+        model,
+        out=root / "out",
+        methods=METHODS,
+        object_boxes=boxes,
+        object_masks=masks,
+        title="gt",
     )
     return result.report
 

@@ -15,11 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 import seewhy
+from models import (
+    flatten_head_cnn,
+    hf_vit_from_folder,
+    one_conv,
+    resnet18,
+    timm_test_resnet,
+    torchvision_model,
+)
 from seewhy.errors import (
     BackendError,
     ConstantMapWarning,
@@ -29,28 +35,13 @@ from seewhy.errors import (
 )
 from seewhy.spec import preprocess_from_record, resolve_spec
 
+torch = pytest.importorskip("torch", reason="needs torch (pip install seewhy[torch])")
+nn = torch.nn
 PHOTO = seewhy.samples.load("chelsea")  # 300 x 451 RGB
 
 
-def _flatten_head(side: int, channels: int = 3, classes: int = 10) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(channels, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * side * side, classes),
-    ).eval()
-
-
 def _pooled(channels: int = 3, classes: int = 10) -> nn.Module:
-    torch.manual_seed(1)
-    return nn.Sequential(
-        nn.Conv2d(channels, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, classes),
-    ).eval()
+    return one_conv(8, classes, seed=1, channels=channels)
 
 
 def _quiet(call: Any, *args: Any, **kw: Any) -> Any:
@@ -70,7 +61,7 @@ def _quiet_except(kind: type[Warning], call: Any, *args: Any, **kw: Any) -> Any:
 
 
 def test_flatten_head_size_is_found_by_trying_and_the_model_is_left_alone() -> None:
-    model = _flatten_head(32).train()
+    model = flatten_head_cnn(32).train()
     grads_before = [p.grad for p in model.parameters()]
     with pytest.warns(InputGuessWarning, match="value range|mean"):
         ex = seewhy.explain(model, PHOTO, layer="1")
@@ -82,7 +73,7 @@ def test_flatten_head_size_is_found_by_trying_and_the_model_is_left_alone() -> N
 
 
 def test_a_size_no_trial_finds_is_one_line_naming_the_fix() -> None:
-    model = _flatten_head(37)
+    model = flatten_head_cnn(37)
     with pytest.raises(BackendError) as info:
         _quiet(seewhy.explain, model, PHOTO, layer="1")
     message = str(info.value)
@@ -164,17 +155,9 @@ def test_torchvision_vit_zero_head_warns_of_a_constant_map_and_reads_its_size() 
 
 def test_a_map_negative_everywhere_is_told_apart_from_a_constant_one() -> None:
     """Grad-CAM of a class every feature argues against: the ReLU leaves nothing, for a reason."""
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(3, 2, 3)
-    net = torch.nn.Sequential(
-        conv,
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(2, 2),
-    ).eval()
+    net = one_conv(2, 2)
     with torch.no_grad():
-        conv.bias.fill_(1.0)  # features positive and varying over the picture
+        net[0].bias.fill_(1.0)  # features positive and varying over the picture
         net[4].weight.copy_(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
     pre = seewhy.Preprocess(size=(16, 16))
     with warnings.catch_warnings(record=True) as seen:
@@ -201,11 +184,10 @@ def test_superpixels_scale_with_a_small_picture_and_warn_when_few_remain() -> No
 
 
 def test_timm_pretrained_cfg_gives_the_logits_of_timms_own_transform() -> None:
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     from timm.data import create_transform, resolve_data_config
 
-    torch.manual_seed(0)
-    model = timm.create_model("test_resnet", pretrained=False, num_classes=1000).eval()
+    model = timm_test_resnet()
     spec = resolve_spec(model)
     cfg = model.pretrained_cfg
     assert (
@@ -220,9 +202,9 @@ def test_timm_pretrained_cfg_gives_the_logits_of_timms_own_transform() -> None:
 
 
 def test_timm_loader_reads_the_same_cfg(tmp_path: Path) -> None:
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     weights = tmp_path / "w.pt"
-    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), weights)
+    torch.save(timm_test_resnet().state_dict(), weights)
     model = seewhy.load_model("timm:test_resnet", weights=str(weights))
     pre = model.seewhy_spec.preprocess
     assert pre.size == (160, 160) and pre.mean == (0.5, 0.5, 0.5) and pre.resize == 168
@@ -230,9 +212,16 @@ def test_timm_loader_reads_the_same_cfg(tmp_path: Path) -> None:
 
 def _hf_vit(tmp_path: Path) -> tuple[Any, Any]:
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
     labels = {0: "apple", 1: "banana", 2: "cherry"}
-    config = transformers.ViTConfig(
+    processor = transformers.ViTImageProcessor(
+        size={"height": 64, "width": 64},
+        image_mean=[0.5, 0.4, 0.3],
+        image_std=[0.2, 0.25, 0.3],
+        resample=2,
+    )
+    model = hf_vit_from_folder(
+        tmp_path,
+        processor,
         image_size=64,
         patch_size=16,
         hidden_size=32,
@@ -242,15 +231,6 @@ def _hf_vit(tmp_path: Path) -> tuple[Any, Any]:
         id2label=labels,
         label2id={v: k for k, v in labels.items()},
     )
-    processor = transformers.ViTImageProcessor(
-        size={"height": 64, "width": 64},
-        image_mean=[0.5, 0.4, 0.3],
-        image_std=[0.2, 0.25, 0.3],
-        resample=2,
-    )
-    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    model = transformers.ViTForImageClassification.from_pretrained(tmp_path).eval()
     return model, processor
 
 
@@ -274,7 +254,7 @@ def test_hugging_face_config_and_processor_give_the_processors_logits(tmp_path: 
 
 def test_torchvision_inception_object_runs_at_299_with_imagenet_labels() -> None:
     tv = pytest.importorskip("torchvision")
-    model = tv.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    model = torchvision_model("inception_v3", aux_logits=False, init_weights=False)
     spec = resolve_spec(model)
     assert spec.preprocess.size == (299, 299) and spec.preprocess.resize == 342
     assert spec.labels is not None and spec.labels[0] == "tench"
@@ -286,7 +266,7 @@ def test_torchvision_inception_object_runs_at_299_with_imagenet_labels() -> None
 def test_torchvision_loader_takes_the_weights_own_transforms(tmp_path: Path) -> None:
     tv = pytest.importorskip("torchvision")
     weights = tmp_path / "r18.pt"
-    torch.save(tv.models.resnet18(weights=None).state_dict(), weights)
+    torch.save(resnet18().state_dict(), weights)
     model = seewhy.load_model("torchvision:resnet18", weights=str(weights))
     reference = tv.models.ResNet18_Weights.DEFAULT
     pre = model.seewhy_spec.preprocess
@@ -317,7 +297,7 @@ def test_cli_size_option_and_the_one_line_guess_and_refusal(
     from seewhy.cli import main
 
     path = tmp_path / "flat37.pt"
-    torch.save(_flatten_head(37), path)
+    torch.save(flatten_head_cnn(37), path)
     photo = tmp_path / "photo.png"
     Image.fromarray(PHOTO).save(photo)
     common = ["explain", str(photo), "--model", str(path), "--trust-model", "--layer", "1"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,3 +139,46 @@ def test_map_scores_against_the_ground_truth() -> None:
     maps[1, 1, 3] = 1.0  # one pixel off the box's corner: inside with margin 1, not 0
     assert synthetic.peak_inside(maps, boxes)[1]
     assert not synthetic.peak_inside(maps, boxes, margin=0)[1]
+
+
+def _torch_trainers() -> list[Any]:
+    from seewhy.synthetic.segmentation import train_torch_segmenter
+
+    trainers = [synthetic.train_torch, train_torch_segmenter]
+    if importlib.util.find_spec("timm") is not None:
+        from seewhy.synthetic.vit import train_torch_vit
+
+        trainers.append(train_torch_vit)
+    return trainers
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"epochs": 0}, {"epochs": True}, {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")}],
+)
+def test_every_torch_trainer_refuses_a_bad_schedule_in_one_line_naming_itself(bad) -> None:
+    """The segmenter used to fail deep in torch (ZeroDivisionError, a scheduler's ValueError)."""
+    pytest.importorskip("torch")
+    data = synthetic.make_shapes(8, size=32, seed=0)
+    for trainer in _torch_trainers():
+        with pytest.raises(InvalidInput) as caught:
+            trainer(data, **bad)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith(f"{trainer.__name__}: {next(iter(bad))}:")
+
+
+def test_torch_trainers_are_seeded_and_leave_the_global_random_stream_alone() -> None:
+    torch = pytest.importorskip("torch")
+    data = synthetic.make_shapes(16, size=32, seed=0, clutter=1)
+    for trainer in _torch_trainers():
+        torch.manual_seed(123)
+        first = trainer(data, epochs=1, batch_size=8, seed=5)
+        after_first = torch.rand(3)
+        torch.manual_seed(123)
+        second = trainer(data, epochs=1, batch_size=8, seed=5)
+        assert torch.equal(torch.rand(3), after_first), trainer.__name__  # stream untouched
+        other = trainer(data, epochs=1, batch_size=8, seed=6)
+        weights = [m.state_dict() for m in (first, second, other)]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+        assert not first.training and all(p.grad is None for p in first.parameters())

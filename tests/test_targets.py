@@ -16,7 +16,14 @@ import pytest
 
 import seewhy
 from contract import SETTINGS
-from models import sigmoid_ended, tiny_cnn, tiny_segmenter, two_headed
+from models import (
+    one_conv,
+    pixel_classifier,
+    sigmoid_ended,
+    tiny_cnn,
+    tiny_segmenter,
+    two_headed,
+)
 from seewhy import registry
 from seewhy import targets as T
 from seewhy.errors import InvalidInput, SeewhyError, UnsupportedModel
@@ -283,16 +290,7 @@ def test_a_final_sigmoid_is_explained_at_its_logits(functional: bool, x: np.ndar
 
 def test_a_sigmoid_inside_the_network_is_no_head(x: np.ndarray) -> None:
     """A gate's sigmoid mid-network (squeeze-and-excitation style) leaves the scores alone."""
-    from torch import nn
-
-    torch.manual_seed(8)
-    model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.Sigmoid(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 3),
-    ).eval()
+    model = one_conv(6, 3, seed=8, activation=torch.nn.Sigmoid())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "came out of a sigmoid" note either
         ex = seewhy.explain(model, x, "gradcam", layer="1", preprocess=PLAIN)
@@ -403,24 +401,6 @@ def test_probability_of_a_raw_value_target_is_refused(x: np.ndarray) -> None:
         _explain(tiny_cnn(), x, "gradcam", target=T.Output(0), score="probability")
 
 
-def test_cli_texts_parse_to_targets(tmp_path: Any) -> None:
-    from PIL import Image
-
-    picture = np.zeros((8, 8), np.uint8)
-    picture[2:5, 3:6] = 255
-    Image.fromarray(picture).save(tmp_path / "mask.png")
-    labels = ["cat", "dog"]
-    box = T.parse("box:1,2,30,40:dog", labels)
-    assert isinstance(box, T.Box) and box.xyxy == (1.0, 2.0, 30.0, 40.0) and box.label == 1
-    region = T.parse(f"region:cat:{tmp_path / 'mask.png'}", labels)
-    assert isinstance(region, T.Region) and region.index == 0 and region.mask.sum() == 9
-    assert T.parse("output:3").to_json() == {"kind": "output", "index": 3}
-    assert T.parse("labels:cat,1", labels).to_json() == {"kind": "multilabel", "indices": [0, 1]}
-    assert T.parse("dog", labels) == "dog"
-    with pytest.raises(InvalidInput, match="expected box:x0,y0,x1,y1"):
-        T.parse("box:1,2,x,4")
-
-
 def test_metrics_and_sanity_checks_score_the_explanations_target(
     x: np.ndarray, mask: np.ndarray
 ) -> None:
@@ -521,7 +501,8 @@ def test_the_audit_explains_each_images_ground_truth_region(tmp_path: Any) -> No
     before = _snapshot(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = audit(data, model, out=tmp_path / "report", masks=masks, target="region")
+        out = tmp_path / "report"
+        result = audit(data, model, out=out, object_masks=masks, target_from="region")
     _same(model, before)
     from seewhy.audit.store import Store
 
@@ -529,8 +510,8 @@ def test_the_audit_explains_each_images_ground_truth_region(tmp_path: Any) -> No
     assert len(records) == 4 and all(r["status"] == "ok" for r in records)
     assert {r["target"] for r in records} == {"region of a", "region of b"}
     assert all(r["pred_label"] is None for r in records)  # a segmenter lists no classes
-    with pytest.raises(InvalidInput, match="target: expected one of predicted, true, region, box"):
-        audit(data, model, out=tmp_path / "other", target="boxes")
+    with pytest.raises(InvalidInput, match="target_from: expected one of predicted, true, region"):
+        audit(data, model, out=tmp_path / "other", target_from="boxes")
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated
@@ -564,15 +545,13 @@ def test_evaluate_and_sanity_commands_take_and_record_region_and_output_targets(
     tmp_path: Any, mask: np.ndarray
 ) -> None:
     from PIL import Image
-    from torch import nn
 
     from seewhy.cli import main
+    from seewhy.cli.target_text import parse_target
 
-    torch.manual_seed(0)
-    features = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()]  # pickled whole: sanity needs hooks
-    torch.save(nn.Sequential(*features, nn.Conv2d(8, 3, 1)).eval(), tmp_path / "seg.pt")
-    pooled = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)]
-    torch.save(nn.Sequential(*features, *pooled).eval(), tmp_path / "cnn.pt")
+    # pickled whole: the sanity check needs hooks
+    torch.save(pixel_classifier(3), tmp_path / "seg.pt")
+    torch.save(one_conv(8, 5), tmp_path / "cnn.pt")
     picture = (np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
     Image.fromarray(picture).save(tmp_path / "img.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
@@ -580,7 +559,7 @@ def test_evaluate_and_sanity_commands_take_and_record_region_and_output_targets(
     for model, target in (("seg.pt", region), ("cnn.pt", "output:3")):
         common = [str(tmp_path / "img.png"), "--model", str(tmp_path / model), "--trust-model"]
         common += ["--size", str(SIZE), "--method", "gradcam", "--target", target]
-        parsed = T.parse(target)
+        parsed = parse_target(target)
         assert isinstance(parsed, T.Target)
         spec = parsed.to_json()
         with warnings.catch_warnings():

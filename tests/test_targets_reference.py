@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import tiny_cnn
+from models import lraspp, output_picked, tiny_cnn, torchvision_detector
 from seewhy.targets import Box, Class, Region, Similarity
 
 torch = pytest.importorskip("torch")
@@ -106,29 +106,16 @@ def test_similarity_to_concept_target(nchw: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def segmenter() -> torch.nn.Module:
-    tv = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    return tv.models.segmentation.lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=3
-    ).eval()
-
-
-class _OutOnly(torch.nn.Module):
-    """pytorch-grad-cam's segmentation recipe: the model's ``"out"`` as a plain tensor."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
+    pytest.importorskip("torchvision")
+    return lraspp(3)
 
 
 def test_semantic_segmentation_target(segmenter: torch.nn.Module) -> None:
     x = np.random.default_rng(4).random((1, 3, 64, 64)).astype(np.float32)
     mask = np.zeros((64, 64), bool)
     mask[10:40, 20:50] = True
-    ref = _OutOnly(copy.deepcopy(segmenter))
+    # pytorch-grad-cam's segmentation recipe: the model's "out" as a plain tensor
+    ref = output_picked(copy.deepcopy(segmenter), lambda out: out["out"])
     layer = "backbone.16"
     target = model_targets.SemanticSegmentationTarget(1, mask.astype(np.float32))
     theirs = _theirs(ref, ref.model.backbone["16"], x, [target])
@@ -139,11 +126,8 @@ def test_semantic_segmentation_target(segmenter: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def detector() -> torch.nn.Module:
-    tv = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    model = tv.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
-        weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64
-    ).eval()
+    pytest.importorskip("torchvision")
+    model = torchvision_detector("fasterrcnn_mobilenet_v3_large_fpn")
     with torch.no_grad():  # random class scores are near-ties: give the score a real gradient
         model.roi_heads.box_predictor.cls_score.weight.mul_(300.0)
     return model

@@ -22,6 +22,7 @@ import pytest
 
 import seewhy
 from keras_helpers import run_keras_script
+from models import bn_dropout_cnn
 from seewhy.backends import backend_for
 from seewhy.backends.model_lock import model_lock
 
@@ -32,28 +33,9 @@ METHODS = ("gradcam", "saliency", "guided-backprop", "ablation-cam")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bn_dropout_cnn() -> Any:
-    """conv-BN-ReLU-dropout twice, pooling, linear; left in train mode like a model mid-training."""
-    torch.manual_seed(3)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Dropout2d(0.5),
-        nn.Conv2d(8, 16, 3, padding=1, stride=2),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 5),
-    )
-    with torch.no_grad():  # statistics that differ from a fresh BatchNorm, so eval mode matters
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    model.train()
+def mid_training_cnn() -> Any:
+    """:func:`models.bn_dropout_cnn` in train mode, but for one BatchNorm in eval mode."""
+    model = bn_dropout_cnn()
     model[1].eval()  # one module in its own mode: every flag must come back as it was
     return model
 
@@ -84,7 +66,7 @@ def images(n: int = 3, size: int = 20) -> np.ndarray:
 
 
 def test_sixteen_threads_on_one_torch_model_give_the_sequential_maps() -> None:
-    model = bn_dropout_cnn()
+    model = mid_training_cnn()
     x = images()
     before = snapshot(model)
     expected = {m: seewhy.explain(model, x, m).maps for m in METHODS}
@@ -105,7 +87,7 @@ def test_sixteen_threads_on_one_torch_model_give_the_sequential_maps() -> None:
 
 
 def test_one_lock_per_model_shared_by_every_backend_over_it() -> None:
-    model, other = bn_dropout_cnn(), bn_dropout_cnn()
+    model, other = mid_training_cnn(), mid_training_cnn()
     assert model_lock(model) is model_lock(model)
     assert model_lock(model) is not model_lock(other)
     first, second = backend_for(model), backend_for(model)

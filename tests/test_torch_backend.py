@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import one_conv, tiny_cnn
+from models import (
+    bn_dropout_cnn,
+    flatten_head_cnn,
+    mlp,
+    one_conv,
+    raising_model,
+    reused_activation_cnn,
+    tiny_cnn,
+)
 from seewhy.errors import InvalidInput, LayerNotFound, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -137,30 +145,15 @@ def test_model_untouched_after_success(method: str, batch: np.ndarray) -> None:
     _assert_untouched(model, before)
 
 
-class Exploding(nn.Module):
-    """Raises inside forward, after the CAM layer has run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = tiny_cnn()
-        self.boom = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        if self.boom:
-            raise RuntimeError("model failed")
-        return out
-
-
 @pytest.mark.parametrize("method", ["gradcam", "eigencam"])
 def test_model_untouched_after_an_exception(method: str, batch: np.ndarray) -> None:
-    model = Exploding()
+    model = raising_model(tiny_cnn())  # raises inside forward, after the CAM layer has run
     model.train()
     seewhy.layers(model)  # trace once while it still works
-    model.boom = True
+    model.fail_after = 0
     before = _snapshot(model)
-    with pytest.raises(RuntimeError, match="model failed"):
-        seewhy.explain(model, batch, method=method, layer="body.2")
+    with pytest.raises(RuntimeError, match="the model failed on purpose"):
+        seewhy.explain(model, batch, method=method, layer="inner.2")
     _assert_untouched(model, before)
 
 
@@ -173,15 +166,7 @@ def test_model_untouched_after_a_bad_target(batch: np.ndarray) -> None:
 
 
 def test_dropout_model_is_explained_in_eval_mode(batch: np.ndarray) -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3),
-        nn.ReLU(),
-        nn.Dropout2d(0.5),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 3),
-    ).train()
+    model = bn_dropout_cnn(3, seed=0)  # train mode: dropout and batch statistics live
     a = seewhy.explain(model, batch)
     b = seewhy.explain(model, batch)
     np.testing.assert_array_equal(a.maps, b.maps)
@@ -194,25 +179,8 @@ def test_default_layer_skips_pooled_maps_and_follows_inplace_relu() -> None:
     assert infos[-1].shape[1:] == (1, 1)
 
 
-class Reuse(nn.Module):
-    """One activation module called several times, as in EfficientNet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
-        self.act = nn.ReLU()
-        self.fc = nn.Linear(6, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.conv1(x))
-        h = self.act(self.conv2(h) + h)
-        return self.fc(torch.relu(h).mean(dim=(2, 3)))
-
-
 def test_module_called_twice_uses_its_last_call(batch: np.ndarray) -> None:
-    model = Reuse()
+    model = reused_activation_cnn()
     infos, default = seewhy.layers(model)
     assert default == "act"
     assert next(i for i in infos if i.name == "act").calls == 2
@@ -227,7 +195,7 @@ def test_module_called_twice_uses_its_last_call(batch: np.ndarray) -> None:
 
 
 def test_wrong_layer_name_lists_near_matches(batch: np.ndarray) -> None:
-    model = Reuse()
+    model = reused_activation_cnn()
     with pytest.raises(LayerNotFound, match="conv2"):
         seewhy.explain(model, batch, layer="conv3")
     with pytest.raises(LayerNotFound, match="no 4-D feature map"):
@@ -235,15 +203,12 @@ def test_wrong_layer_name_lists_near_matches(batch: np.ndarray) -> None:
 
 
 def test_a_model_without_feature_maps_gets_a_clear_error() -> None:
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     with pytest.raises(LayerNotFound, match="no layer with a 4-D output"):
-        seewhy.explain(mlp, np.zeros((1, 3, 8, 8), np.float32))
+        seewhy.explain(mlp(8), np.zeros((1, 3, 8, 8), np.float32))
 
 
 def test_cam_refuses_a_head_that_is_not_gap_linear(batch: np.ndarray) -> None:
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
-    )
+    model = flatten_head_cnn(24, classes=3)
     with pytest.raises(UnsupportedModel, match="gradcam"):
         seewhy.explain(model, batch, method="cam")
 

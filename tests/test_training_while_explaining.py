@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import seewhy
+from models import bn_dropout_cnn
 from seewhy.backends.model_lock import model_lock
 from seewhy.errors import BackendError
 
@@ -38,21 +39,8 @@ WEIGHTS_CHANGED = "its weights changed while seewhy was explaining it"
 
 
 def training_cnn(seed: int = 3) -> Any:
-    """conv-BN-ReLU-dropout twice, pooling, linear: in training mode, as a model mid-training."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Dropout2d(0.3),
-        nn.Conv2d(8, 12, 3, padding=1, stride=2),
-        nn.BatchNorm2d(12),
-        nn.ReLU(),
-        nn.Dropout(0.3),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(12, 4),
-    ).train()
+    """:func:`models.bn_dropout_cnn` with this file's sizes: 4 classes, in training mode."""
+    return bn_dropout_cnn(4, seed, widths=(8, 12), dropout=0.3)
 
 
 def images(n: int = 2, size: int = 16, seed: int = 7) -> np.ndarray:

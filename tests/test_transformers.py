@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from models import tiny_transformer
+from models import hf_segformer, output_picked, tiny_transformer
 from seewhy.backends.layouts import Layout, guess_layout, parse_layout, to_maps, token_grid
 
 torch = pytest.importorskip("torch")
@@ -57,16 +57,7 @@ def test_parse_layout_refuses_in_one_line(bad: object) -> None:
 
 
 def _logits_only(model: torch.nn.Module) -> torch.nn.Module:
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.inner(x)
-            return out.logits if hasattr(out, "logits") else out
-
-    return Logits().eval()
+    return output_picked(model, lambda out: out.logits if hasattr(out, "logits") else out)
 
 
 def _reshape(layout: Layout | None):  # type: ignore[no-untyped-def]
@@ -271,23 +262,10 @@ def test_cli_bad_layer_layout_is_one_line_without_traceback(
 
 def test_segformer_default_is_the_last_feature_map_before_its_classifier() -> None:
     """issue 24, point 7: ``decode_head`` *is* the logits (its map would be the class-logit map)."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from seewhy.backends import backend_for
 
-    torch.manual_seed(0)
-    config = transformers.SegformerConfig(
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        num_attention_heads=[1, 1],
-        decoder_hidden_size=16,
-        num_labels=3,
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        mlp_ratios=[2, 2],
-    )
-    model = transformers.SegformerForSemanticSegmentation(config).eval()
+    model = hf_segformer(3)
     x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
     backend = backend_for(model)
     names = [info.name for info in backend.layers(x)]
@@ -303,4 +281,4 @@ def test_segformer_default_is_the_last_feature_map_before_its_classifier() -> No
         model(torch.from_numpy(x).permute(0, 3, 1, 2))
     finally:
         handle.remove()
-    assert seen[0].shape[1] == config.decoder_hidden_size != logits.shape[1]
+    assert seen[0].shape[1] == model.config.decoder_hidden_size != logits.shape[1]

@@ -21,7 +21,7 @@ import pytest
 
 import seewhy
 from keras_helpers import run_keras_script
-from models import tiny_cnn
+from models import resnet18, tiny_cnn
 from seewhy.cli import main
 from seewhy.errors import InvalidInput, SeewhyError, UntrustedModel
 
@@ -102,9 +102,9 @@ def test_cli_weights_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_weights_that_do_not_fit_say_so_in_one_line(tmp_path: Path) -> None:
-    tv = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     path = tmp_path / "r18.pt"
-    torch.save(tv.models.resnet18(weights=None).state_dict(), path)
+    torch.save(resnet18().state_dict(), path)
     with pytest.raises(InvalidInput, match="does not fit") as refused:
         seewhy.load_model("torchvision:resnet34", weights=str(path))
     _one_line(refused.value)

@@ -143,7 +143,7 @@ def test_panel_size_horizontal_and_vertical() -> None:
     horizontal = viz.panel(_picture(), _blob())
     assert isinstance(horizontal, Image.Image)
     assert horizontal.size == (3 * W + 2 * 4, H)
-    vertical = viz.panel(_picture(), _blob(), layout="vertical")
+    vertical = viz.panel(_picture(), _blob(), arrangement="vertical")
     assert vertical.size == (W, 3 * H + 2 * 4)
     gap = np.asarray(horizontal)[:, W : W + 4]
     assert np.all(gap == 255)
@@ -182,9 +182,27 @@ def test_panel_label_scales_and_fits() -> None:
     assert narrow.shape == (H, 3 * W + 8, 3)  # truncated, never widens the panel
 
 
-def test_panel_rejects_bad_layout() -> None:
-    with pytest.raises(InvalidInput, match="layout"):
-        viz.panel(_picture(), _blob(), layout="diagonal")
+def test_panel_rejects_bad_arrangement() -> None:
+    with pytest.raises(InvalidInput, match="panel: arrangement: expected one of horizontal"):
+        viz.panel(_picture(), _blob(), arrangement="diagonal")
+
+
+def test_layout_is_the_old_name_of_arrangement_and_warns_once() -> None:
+    """``layout`` means a layer tensor's layout in seewhy; the panel's word is ``arrangement``."""
+    from seewhy._kit import warn
+
+    warn._SHOWN.clear()  # another test may have used the old name in this process
+    with pytest.warns(
+        DeprecationWarning, match="panel: layout= is deprecated.*arrangement="
+    ) as seen:
+        old = viz.panel(_picture(), _blob(), layout="vertical")
+        again = viz.panel(_picture(), _blob(), layout="vertical")
+    assert len([w for w in seen if w.category is DeprecationWarning]) == 1
+    new = viz.panel(_picture(), _blob(), arrangement="vertical")
+    assert np.array_equal(np.asarray(old), np.asarray(new))
+    assert np.array_equal(np.asarray(again), np.asarray(new))
+    with pytest.raises(InvalidInput, match="pass only arrangement="):
+        viz.panel(_picture(), _blob(), arrangement="vertical", layout="horizontal")
 
 
 def test_chelsea_panel_renders(tmp_path: Path) -> None:

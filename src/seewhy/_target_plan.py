@@ -15,21 +15,25 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ._kit.checks import bad_argument, one_of
 from ._kit.warn import warn_user
+from .backends.capabilities import Backend, Heads
+from .backends.heads import DEFAULT_HEAD, Head, output_position
 from .errors import InvalidInput, UnsupportedModel
 from .targets import Class, Custom, Target, from_json
 
 __all__ = [
+    "DEFAULT_HEAD",
     "HEADS",
     "Head",
     "Plan",
     "TargetArg",
     "class_index",
+    "output_position",
     "plan_targets",
     "resolve_targets",
 ]
@@ -48,73 +52,16 @@ TargetArg = (
     | np.ndarray
     | None
 )
+B = TypeVar("B", bound=Backend)
 #: Class indices beyond this cannot be stored (int64) and no model has that many classes.
 _LARGEST_CLASS = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True, eq=False)
-class Head:
-    """What a backend's passes score: which output, its activation, extra target columns.
-
-    ``output``: an index, or a key or name, of a model returning several;
-    ``sigmoid``: independent labels (declared ``head="sigmoid"``); ``columns``:
-    targets scored, one column each, before the class logits (which follow
-    when the output is (N, classes); None: the logits alone);
-    ``probability``: columns take probabilities where the target has one.
-    Heads compare by :attr:`key`: by value, each target by its
-    ``pass_key()`` (its kind, settings and data shapes, not its data), so a
-    Keras pass compiled for ``output="size"`` or for one Region mask is
-    reused by the next call asking for the same, with its own
-    :meth:`arrays` as the pass's inputs.
-    """
-
-    output: int | str | None = None
-    sigmoid: bool = False
-    columns: tuple[Target, ...] | None = None
-    probability: bool = False
-
-    @property
-    def plain(self) -> bool:
-        """True for the default head: the model's one output, as class logits."""
-        return self.output is None and not self.sigmoid and self.columns is None
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """What a compiled pass scoring this head depends on: everything but target data."""
-        columns = None if self.columns is None else tuple(t.pass_key() for t in self.columns)
-        return (self.output, self.sigmoid, columns, self.probability)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Head) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """Every column's data (:meth:`Target.arrays`), in column order: a pass's inputs."""
-        return tuple(a for t in self.columns or () for a in t.arrays())
-
-    def bound(self, tensors: Sequence[Any]) -> Head:
-        """This head with each column scoring its share of ``tensors`` (see :meth:`arrays`)."""
-        if not tensors or self.columns is None:
-            return self
-        columns: list[Target] = []
-        start = 0
-        for t in self.columns:
-            count = len(t.arrays())
-            columns.append(t.bound(tensors[start : start + count]))
-            start += count
-        return replace(self, columns=tuple(columns))
-
-
-DEFAULT_HEAD = Head()
 
 
 @dataclass(frozen=True)
 class Plan:
     """The backend view to run, the indices each image is scored at, and the score kind."""
 
-    backend: Any
+    backend: Backend
     targets: np.ndarray | None  # (N,) int64 columns; None: each image's top-1 class
     score: str  # what the methods apply ("logit" once columns hold probabilities)
     objects: tuple[Target, ...] | None  # each image's target when they are not plain classes
@@ -209,28 +156,8 @@ def check_output(output: Any) -> int | str | None:
     raise bad_argument("output", "an output's index (int >= 0) or its key or name (str)", output)
 
 
-def output_position(labels: Sequence[str], choice: int | str | None) -> int:
-    """Which of several outputs, named ``labels``, ``choice`` (an index or a name) picks.
-
-    One rule for every backend, so that no choice, an index past them and an
-    unknown name are each the same one line whatever the framework.
-    """
-    if choice is None:
-        raise InvalidInput(
-            f"output: the model returns {len(labels)} outputs ({', '.join(labels)}); choose "
-            "one with output=NAME or an index (--output)"
-        )
-    if isinstance(choice, int):
-        if not 0 <= choice < len(labels):
-            raise InvalidInput(f"output: {choice} is past the model's outputs {list(labels)}")
-        return choice
-    if choice not in labels:
-        raise InvalidInput(f"output: no output {choice!r}; the model's are {', '.join(labels)}")
-    return list(labels).index(choice)
-
-
 def plan_targets(
-    backend: Any,
+    backend: Backend,
     resolved: np.ndarray | tuple[Target, ...] | None,
     *,
     score: str,
@@ -267,14 +194,14 @@ def plan_targets(
     return Plan(view, resolved, score, None, sigmoid)
 
 
-def _view(backend: Any, head: Head) -> Any:
-    with_head = getattr(backend, "with_head", None)
-    if with_head is None:
+def _view(backend: B, head: Head) -> B:
+    """``backend`` scoring ``head``, or the one line saying which models can."""
+    if not isinstance(backend, Heads):
         raise UnsupportedModel(
             f"target: output=, head= and targets other than classes need a PyTorch or Keras "
             f"model; this is a {backend.framework} model"
         )
-    return with_head(head)
+    return backend.with_head(head)
 
 
 def settle(raw: Any, plan: Plan) -> Any:
@@ -296,18 +223,16 @@ def settle(raw: Any, plan: Plan) -> Any:
     )
 
 
-def sigmoid_output(backend: Any, x: np.ndarray, output: int | str | None = None) -> bool:
+def sigmoid_output(backend: Backend, x: np.ndarray, output: int | str | None = None) -> bool:
     """Whether the chosen output's class scores are sigmoids, found on the model itself.
 
     A final sigmoid (skipped: its logits are scored) or one logit (a binary
     classifier, two classes -z and +z); PyTorch and Keras backends find them.
     """
-    detect = getattr(backend, "sigmoid_output", None)
-    if detect is None:
+    if not isinstance(backend, Heads):
         return False
-    if output is not None:
-        detect = _view(backend, Head(output)).sigmoid_output
-    return bool(detect(x))
+    view = backend if output is None else backend.with_head(Head(output))
+    return bool(view.sigmoid_output(x))
 
 
 def record(objects: Sequence[Target]) -> Any:
@@ -337,7 +262,7 @@ DETECTION_THRESHOLD = 0.5
 
 
 def detection_rows(
-    backend: Any, batch: Any, resolved: Any
+    backend: Backend, batch: Any, resolved: Any
 ) -> tuple[Any, tuple[Target, ...]] | None:
     """For a detector and no target: the batch with one row per detection, and its Box targets.
 
@@ -345,10 +270,9 @@ def detection_rows(
     detection above :data:`DETECTION_THRESHOLD` gets no row (one warning
     names them); none at all is a one-line error saying how to choose.
     """
-    detect = getattr(backend, "detections", None)
-    if resolved is not None or detect is None:
+    if resolved is not None or not isinstance(backend, Heads):
         return None
-    found = detect(batch.inputs)
+    found = backend.detections(batch.inputs)
     if found is None:
         return None
 

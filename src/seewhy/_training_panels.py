@@ -31,43 +31,44 @@ class PanelSettings:
     images: Any
     method: str
     log_dir: Path
-    target: Any
-    layer: str | None
-    preprocess: Any
-    labels: Any
-    score: Any
     cmap: str | None
     panel_options: dict[str, Any]
-    method_params: dict[str, Any]  # (``params`` is Keras' own attribute: the fit settings)
+    explain_settings: dict[str, Any]  # (``params`` is Keras' own attribute: the fit settings)
     written: list[Path]
 
     def keep_settings(
         self,
         images: Any,
         method: str,
-        *,
         log_dir: str | Path,
-        target: Any,
-        layer: str | None,
-        preprocess: Any,
-        labels: Any,
-        score: Any,
         cmap: str | None,
         panel_options: Mapping[str, Any] | None,
-        params: dict[str, Any],
+        settings: dict[str, Any],
     ) -> None:
+        """Keep the settings; ``settings`` (``seewhy.explain``'s keywords) are checked now.
+
+        A misspelt setting or method then stops the callback where it is made,
+        not at the first logging point, after an epoch of training.
+        """
+        _check_explain_settings(method, settings)
         self.images = images
         self.method = method
         self.log_dir = Path(log_dir)
-        self.target = target
-        self.layer = layer
-        self.preprocess = preprocess
-        self.labels = labels
-        self.score = score
         self.cmap = cmap
         self.panel_options = dict(panel_options or {})  # Explanation.panel's other settings
-        self.method_params = params
+        self.explain_settings = settings
         self.written = []  # every PNG written so far, in order
+
+
+def _check_explain_settings(method: str, settings: Mapping[str, Any]) -> None:
+    """Refuse in one line, with the nearest spelling, a keyword ``seewhy.explain`` would refuse."""
+    from . import registry
+    from ._keywords import check_keywords, own_keywords
+    from .api import explain
+
+    own = [k for k in own_keywords(explain) if k not in ("model", "images", "method")]
+    others = {k: v for k, v in settings.items() if k not in own}  # the method's, or misspelt
+    check_keywords("ExplainCallback", others, own, registry.get(method))
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,7 @@ def explain_and_save(model: Any, settings: PanelSettings, stem: str) -> LoggedPa
     """
     from .api import explain
 
-    explanation = explain(
-        model,
-        settings.images,
-        settings.method,
-        target=settings.target,
-        layer=settings.layer,
-        preprocess=settings.preprocess,
-        labels=settings.labels,
-        score=settings.score,
-        **settings.method_params,
-    )
+    explanation = explain(model, settings.images, settings.method, **settings.explain_settings)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     method = re.sub(r"[^A-Za-z0-9_.-]+", "_", explanation.method)
     panels: list[np.ndarray] = []

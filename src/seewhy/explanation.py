@@ -34,6 +34,17 @@ class Prediction:
     An image whose logits are not all finite gets one prediction,
     :meth:`not_finite` (``index`` :data:`NOT_FINITE`, NaN probability),
     rather than a made-up class 0.
+
+    Attributes
+    ----------
+    index : int
+        The class index, or :data:`NOT_FINITE`.
+    label : str
+        The class name (the index as text when the model has no names).
+    probability : float
+        Softmax probability, or a sigmoid head's own probability of the label.
+    logit : float
+        The model's raw score for the class.
     """
 
     index: int
@@ -68,6 +79,46 @@ class Explanation:
     ``input_spec`` records what the model was fed (size, channels, value
     range, crop, where that was read and what was guessed);
     ``seewhy.spec.preprocess_from_record`` turns it back into a Preprocess.
+
+    Attributes
+    ----------
+    maps : numpy.ndarray
+        (N, H, W) float32 in [0, 1], at the model's input resolution.
+    layer_maps : numpy.ndarray
+        (N, h, w) float32, the method's raw maps before rectifying, upsampling
+        and normalising.
+    images : numpy.ndarray
+        (N, H, W, 3) uint8, what the model saw.
+    sources : tuple of str
+        Where each image came from (a path, ``sample:NAME``, ``array[i]``).
+    targets : numpy.ndarray
+        (N,) int64, the class explained per image (-1 when the target is not a
+        class: a region, a box, an output unit).
+    target_labels : tuple of str
+        A caption for each image's target.
+    logits : numpy.ndarray
+        (N, K) float32, the model's class scores.
+    predictions : tuple of tuple of Prediction
+        The top-k classes of each image.
+    method : str
+        The method's registered name.
+    layer : str or None
+        The layer a layer method used; None for pixel and perturbation methods.
+    params : Mapping
+        Every setting of the method, defaults and chosen values included.
+    framework : str
+        ``"torch"``, ``"keras"``, ``"onnx"`` or ``"blackbox"``.
+    model_name : str
+        The model's class name.
+    failures : tuple of Failure
+        Inputs that could not be read, each with its one-line reason.
+    extras : Mapping
+        Per-image arrays a method or target adds (``"target_score"``: a
+        target's own score).
+    photos : tuple of Photo or None
+        Each raw picture as given, or None for preprocessed inputs.
+    input_spec : Mapping
+        What the model was fed and where each value came from.
     """
 
     maps: np.ndarray
@@ -101,6 +152,11 @@ class Explanation:
 
         NaN if the scores are not finite or the target has no class (a region
         of a segmenter, a box, an output unit).
+
+        Parameters
+        ----------
+        i : int
+            Index of the image in this explanation.
         """
         target = int(self.targets[i])
         if not 0 <= target < self.logits.shape[1]:
@@ -123,7 +179,19 @@ class Explanation:
     def overlay(
         self, i: int, *, cmap: str | None = None, alpha: float = 0.5, at: str = "original"
     ) -> Image.Image:
-        """Image ``i`` with its map laid over it, drawn as :meth:`panel` draws it."""
+        """Image ``i`` with its map laid over it, drawn as :meth:`panel` draws it.
+
+        Parameters
+        ----------
+        i : int
+            Index of the image.
+        cmap : str, optional
+            A matplotlib colormap name or ``"cv2:jet"`` / ``"cv2:viridis"``.
+        alpha : float
+            Opacity of the heatmap over the photo.
+        at : {"original", "input"}
+            Draw on the photo as given (the crop undone), or on the model's input.
+        """
         from PIL import Image
 
         from .viz import explanation_parts
@@ -132,7 +200,17 @@ class Explanation:
         return Image.fromarray(third)
 
     def heatmap(self, i: int, *, cmap: str | None = None, at: str = "original") -> Image.Image:
-        """Map ``i`` alone, coloured as :meth:`panel` colours it."""
+        """Map ``i`` alone, coloured as :meth:`panel` colours it.
+
+        Parameters
+        ----------
+        i : int
+            Index of the image.
+        cmap : str, optional
+            A matplotlib colormap name or ``"cv2:jet"`` / ``"cv2:viridis"``.
+        at : {"original", "input"}
+            At the photo's own size and aspect, or at the model's input size.
+        """
         from PIL import Image
 
         from .viz import explanation_parts
@@ -145,19 +223,21 @@ class Explanation:
         *,
         cmap: str | None = None,
         alpha: float = 0.5,
-        layout: str = "horizontal",
+        arrangement: str = "horizontal",
         at: str = "original",
         signed: bool = False,
         percentile: float = 99.0,
         lime: str = "superpixels",
         top: int | None = None,
         negative: bool = False,
+        layout: str | None = None,
     ) -> Image.Image:
         """Original | heatmap | overlay with the class and probability, on the photo.
 
         ``at="original"`` (default) draws on the photo as given, at its aspect
         and resolution, the crop undone (no heat outside what the model saw);
-        ``"input"`` on the model's input. ``layout="vertical"`` stacks the parts.
+        ``"input"`` on the model's input. ``arrangement="vertical"`` stacks the
+        parts (``layout=``: its old name, deprecated).
         Pixel attributions are scaled to the ``percentile`` of |a| (``signed``:
         in a diverging colormap); LIME shows its ``top`` superpixels
         (``negative`` too) unless ``lime="heat"``. ``cmap``: any matplotlib
@@ -170,6 +250,7 @@ class Explanation:
             i,
             cmap=cmap,
             alpha=alpha,
+            arrangement=arrangement,
             layout=layout,
             at=at,
             signed=signed,
@@ -180,7 +261,15 @@ class Explanation:
         )
 
     def figure(self, *, cmap: str = "viridis", alpha: float = 0.5) -> Any:
-        """A matplotlib Figure with one row per image (the model's view, maps as they are)."""
+        """A matplotlib Figure with one row per image (the model's view, maps as they are).
+
+        Parameters
+        ----------
+        cmap : str
+            A matplotlib colormap name.
+        alpha : float
+            Opacity of the heatmap in the overlay column.
+        """
         from . import viz
 
         labels = [self.label(i) for i in range(len(self))]
@@ -244,7 +333,15 @@ class Explanation:
     def plot(
         self, indices: list[int] | tuple[int, ...] | range | None = None, **options: Any
     ) -> Any:
-        """A matplotlib Figure of the panels (first few images unless ``indices``)."""
+        """A matplotlib Figure of the panels (first few images unless ``indices``).
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            The images to show.
+        **options
+            Passed to each panel, as :meth:`panel` takes them.
+        """
         from .notebook import plot
 
         return plot(self, indices, **options)

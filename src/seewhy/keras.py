@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,6 @@ import numpy as np
 
 from ._kit.checks import bad_argument, flag, positive_int
 from ._training_panels import PanelSettings, explain_and_save
-from .backends.base import Score
-from .preprocess import Preprocess
 
 __all__ = ["ExplainCallback"]
 
@@ -47,14 +45,40 @@ class ExplainCallback(PanelSettings, keras.callbacks.Callback):  # type: ignore[
     ``images`` are whatever :func:`seewhy.explain` accepts; float arrays are
     taken as already preprocessed model inputs, so a model trained on its own
     input scaling can be given a slice of its validation data directly.
-    ``target=None`` explains each image's top-1 class at that epoch.
-    ``cmap`` and ``panel_options`` (e.g. ``{"layout": "vertical"}``) go to
-    :meth:`Explanation.panel`; the other keyword arguments to
-    :func:`seewhy.explain` (``layer``, ``preprocess``, ``labels``, ``score``,
-    method parameters).
+    ``cmap`` and ``panel_options`` (e.g. ``{"arrangement": "vertical"}``) go to
+    :meth:`Explanation.panel`; every other keyword argument goes to
+    :func:`seewhy.explain` (``target``, ``layer``, ``preprocess``, ``labels``,
+    ``score``, ..., and the method's settings) and is checked here, so a
+    misspelling stops the callback before training starts. Left out,
+    ``target`` is each image's top-1 class at that epoch.
 
     The model is only read: the explanation runs in inference mode on the
     current weights and changes nothing in it.
+
+    Parameters
+    ----------
+    images : object
+        The images explained each time, in any form :func:`seewhy.explain` takes.
+    method : str
+        The method, by its registered name.
+    every : int
+        Explain after every ``every``-th epoch (1: each one).
+    log_dir : str or Path
+        Where the PNGs and the TensorBoard event file go; made when missing.
+    cmap : str, optional
+        The heatmap's matplotlib colour map; None: seewhy's default.
+    panel_options : Mapping, optional
+        More keywords for :meth:`Explanation.panel`.
+    tensorboard : bool, optional
+        Write the event file: None when ``tensorboard`` is installed, True
+        always (refused without it), False never.
+    **settings
+        Keywords for :func:`seewhy.explain`, the method's settings included.
+
+    Raises
+    ------
+    InvalidInput
+        A bad setting or a misspelt keyword, before training starts.
     """
 
     def __init__(
@@ -64,15 +88,10 @@ class ExplainCallback(PanelSettings, keras.callbacks.Callback):  # type: ignore[
         *,
         every: int = 1,
         log_dir: str | Path = "seewhy_logs",
-        target: int | str | Sequence[int | str] | None = None,
-        layer: str | None = None,
-        preprocess: Preprocess | None = None,
-        labels: Sequence[str] | None = None,
-        score: Score = "logit",
         cmap: str | None = None,
         panel_options: Mapping[str, Any] | None = None,
         tensorboard: bool | None = None,
-        **params: Any,
+        **settings: Any,
     ) -> None:
         super().__init__()
         self.every = positive_int(every, "every", where=_WHERE)
@@ -87,19 +106,7 @@ class ExplainCallback(PanelSettings, keras.callbacks.Callback):  # type: ignore[
                 tensorboard,
                 where=_WHERE,
             )
-        self.keep_settings(
-            images,
-            method,
-            log_dir=log_dir,
-            target=target,
-            layer=layer,
-            preprocess=preprocess,
-            labels=labels,
-            score=score,
-            cmap=cmap,
-            panel_options=panel_options,
-            params=params,
-        )
+        self.keep_settings(images, method, log_dir, cmap, panel_options, settings)
         self._writer: _EventWriter | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

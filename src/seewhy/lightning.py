@@ -7,7 +7,7 @@ import ExplainCallback``); it imports Lightning and torch, never Keras.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,6 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from ._kit.checks import bad_argument, optional_positive_int
 from ._training_panels import PanelSettings, explain_and_save
-from .backends.base import Score
-from .preprocess import Preprocess
 
 __all__ = ["ExplainCallback"]
 
@@ -44,10 +42,12 @@ class ExplainCallback(PanelSettings, pl.Callback):
 
     ``images`` are whatever :func:`seewhy.explain` accepts (float arrays are
     taken as already preprocessed inputs, so a slice of the validation data
-    works). ``target=None`` explains each image's top-1 class at that
-    moment. ``cmap`` and ``panel_options`` (e.g. ``{"layout": "vertical"}``)
-    go to :meth:`Explanation.panel`; the other keyword arguments to
-    :func:`seewhy.explain`.
+    works). ``cmap`` and ``panel_options`` (e.g. ``{"arrangement": "vertical"}``)
+    go to :meth:`Explanation.panel`; every other keyword argument goes to
+    :func:`seewhy.explain` (``target``, ``layer``, ``preprocess``, ``labels``,
+    ``score``, ..., and the method's settings) and is checked here, so a
+    misspelling stops the callback before training starts. Left out,
+    ``target`` is each image's top-1 class at that moment.
 
     Training goes on exactly as without the callback: the model is
     explained in eval mode and handed back with its training flags and
@@ -55,6 +55,32 @@ class ExplainCallback(PanelSettings, pl.Callback):
     numpy and :mod:`random` are restored after the explanation (a method
     with noise or masks would otherwise shift the next batch's dropout or
     shuffling).
+
+    Parameters
+    ----------
+    images : object
+        The images explained each time, in any form :func:`seewhy.explain` takes.
+    method : str
+        The method, by its registered name.
+    every : int or None
+        Explain after every ``every``-th training epoch; None: not by epoch.
+    every_n_steps : int or None
+        Explain after every ``every_n_steps``-th optimizer step; None: not by step.
+        One of the two must be given.
+    log_dir : str or Path
+        Where the PNGs go; made when missing.
+    cmap : str, optional
+        The heatmap's matplotlib colour map; None: seewhy's default.
+    panel_options : Mapping, optional
+        More keywords for :meth:`Explanation.panel`.
+    **settings
+        Keywords for :func:`seewhy.explain`, the method's settings included.
+
+    Raises
+    ------
+    InvalidInput
+        A bad setting or a misspelt keyword, or neither ``every`` nor
+        ``every_n_steps``, before training starts.
     """
 
     def __init__(
@@ -65,14 +91,9 @@ class ExplainCallback(PanelSettings, pl.Callback):
         every: int | None = 1,
         every_n_steps: int | None = None,
         log_dir: str | Path = "seewhy_logs",
-        target: int | str | Sequence[int | str] | None = None,
-        layer: str | None = None,
-        preprocess: Preprocess | None = None,
-        labels: Sequence[str] | None = None,
-        score: Score = "logit",
         cmap: str | None = None,
         panel_options: Mapping[str, Any] | None = None,
-        **params: Any,
+        **settings: Any,
     ) -> None:
         super().__init__()
         self.every = optional_positive_int(every, "every", where=_WHERE)
@@ -84,19 +105,7 @@ class ExplainCallback(PanelSettings, pl.Callback):
                 None,
                 where=_WHERE,
             )
-        self.keep_settings(
-            images,
-            method,
-            log_dir=log_dir,
-            target=target,
-            layer=layer,
-            preprocess=preprocess,
-            labels=labels,
-            score=score,
-            cmap=cmap,
-            panel_options=panel_options,
-            params=params,
-        )
+        self.keep_settings(images, method, log_dir, cmap, panel_options, settings)
         self._last_step = 0  # no panels before the first step; accumulation repeats a step
 
     # -- Lightning hooks ------------------------------------------------------------

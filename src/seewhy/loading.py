@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from .backends.base import NATIVE_FRAMEWORKS, NativeFramework, check_native_framework
 from .backends.common import require_module
 from .errors import InvalidInput
 
-__all__ = ["load_model"]
+__all__ = ["NATIVE_FRAMEWORKS", "load_model"]
 
-Framework = Literal["torch", "keras"]
+Framework = NativeFramework  # the framework a name or checkpoint is read with
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -39,13 +40,43 @@ def load_model(
     trust: bool = False,
     providers: Sequence[Any] | None = None,
 ) -> Any:
-    """Load the model that ``spec`` names; see the module docstring for the forms.
+    """Load the model that ``spec`` names, refusing files that could run code unless trusted.
 
-    ``providers`` are ONNX Runtime's execution providers for a ``.onnx`` file
-    (default: CUDA where present, else the CPU).
+    Parameters
+    ----------
+    spec : str
+        A bundled model's name (``efficientnet_lite0``), ``torchvision:NAME``,
+        ``timm:NAME``, ``keras:NAME``, or a file: ``.pt2`` (``torch.export``),
+        ``.keras`` / ``.h5``, ``.pt`` / ``.pth`` / ``.ts`` (TorchScript or a
+        pickled model), ``.onnx``.
+    framework : {"torch", "keras"}
+        Which build of a bundled model to load.
+    weights : str, optional
+        A weights file for the model ``spec`` builds, read with weights-only
+        rules whatever ``trust`` says.
+    trust : bool
+        Allow files that can run code when loaded: a pickled model object, a
+        ``.pt2`` archive holding more than weights and tensor operators, any
+        TorchScript archive, a Keras file with a Lambda layer. ONNX files are
+        data and never need it. See SECURITY.md.
+    providers : sequence, optional
+        ONNX Runtime's execution providers for a ``.onnx`` file (default: CUDA
+        where present, else the CPU).
+
+    Returns
+    -------
+    object
+        The model: a ``torch.nn.Module``, a Keras model or an
+        ``onnxruntime.InferenceSession``.
+
+    Raises
+    ------
+    UntrustedModel
+        The file could run code and ``trust`` is False.
+    InvalidInput
+        An unknown name, a missing file, or ``providers`` for a non-ONNX model.
     """
-    if framework not in ("torch", "keras"):
-        raise InvalidInput(f"framework: expected 'torch' or 'keras', got {framework!r}")
+    framework = check_native_framework(framework)
     path = Path(spec)
     if path.suffix.lower() == ".onnx":  # data, not code: no trust needed
         from .backends.onnx import load_onnx

@@ -22,6 +22,13 @@ def bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
 
     Matches ``cv2.resize`` / ``torch`` ``align_corners=False`` sampling, so a
     separable resize is two small matrix products.
+
+    Parameters
+    ----------
+    out_len : int
+        Samples out.
+    in_len : int
+        Samples in.
     """
     m = np.zeros((out_len, in_len), dtype=np.float32)
     if in_len == 1:
@@ -39,7 +46,15 @@ def bilinear_matrix(out_len: int, in_len: int) -> np.ndarray:
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinearly resize (N, h, w) maps to (N, H, W)."""
+    """Bilinearly resize (N, h, w) maps to (N, H, W).
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, h, w) maps.
+    size : (int, int)
+        (H, W) to resize to.
+    """
     _, h, w = maps.shape
     height, width = size
     if (h, w) == (height, width):
@@ -51,7 +66,16 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def normalise(maps: np.ndarray, *, rtol: float = 1e-6) -> np.ndarray:
-    """Per-image min-max to [0, 1]; a constant (or non-finite) map becomes zeros."""
+    """Per-image min-max to [0, 1]; a constant (or non-finite) map becomes zeros.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, h, w) maps.
+    rtol : float
+        A map whose range is below ``rtol`` times its largest magnitude counts
+        as constant.
+    """
     maps = np.nan_to_num(maps.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
     flat = maps.reshape(len(maps), -1)
     lo = flat.min(axis=1, keepdims=True)
@@ -65,7 +89,17 @@ def normalise(maps: np.ndarray, *, rtol: float = 1e-6) -> np.ndarray:
 
 
 def postprocess(raw: np.ndarray, size: tuple[int, int], *, rectify: bool) -> np.ndarray:
-    """Rectify (optional), upsample to the input size, normalise per image."""
+    """Rectify (optional), upsample to the input size, normalise per image.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        (N, h, w) raw maps.
+    size : (int, int)
+        The model's input size, (H, W).
+    rectify : bool
+        Keep only positive evidence (ReLU) first.
+    """
     maps = np.maximum(raw, 0.0) if rectify else raw
     return normalise(upsample(maps.astype(np.float32, copy=False), size))
 
@@ -81,6 +115,17 @@ def warn_constant_maps(
     ViT starts with, gives zero gradients and equal scores everywhere), and
     one that varies but is negative everywhere, so the ReLU left nothing
     (every region lowers the target's score).
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        (N, H, W) normalised maps.
+    sources : sequence of str
+        Each image's name, for the warning.
+    method : str
+        The method's name, for the warning.
+    raw : numpy.ndarray, optional
+        The method's maps before the ReLU, to tell the two causes apart.
     """
     flat = maps.reshape(len(maps), -1)
     blank = np.flatnonzero(~(flat > 0).any(axis=1))

@@ -69,6 +69,11 @@ def summary(ex: Explanation) -> str:
     or a debugger should show what the explanation is about, not its numbers.
     Class names come from the model's file, so they are escaped for the
     terminal (method and layer are quoted by ``repr``, which escapes too).
+
+    Parameters
+    ----------
+    ex : Explanation
+        The result to describe.
     """
     n = len(ex)
     top1 = [
@@ -141,6 +146,15 @@ def png_bytes(ex: Explanation, *, limit: int = SHOWN, **options: Any) -> bytes |
 
     None when there is no image (a notebook then shows the other formats).
     ``options`` go to :meth:`Explanation.panel` (``cmap``, ``alpha``, ...).
+
+    Parameters
+    ----------
+    ex : Explanation
+        The result to draw.
+    limit : int
+        How many images at most.
+    **options
+        Passed to :meth:`Explanation.panel`.
     """
     count = min(len(ex), positive_int(limit, "limit", where="png_bytes"))
     if count == 0:
@@ -183,6 +197,15 @@ def html_block(ex: Explanation, *, limit: int = SHOWN, **options: Any) -> str:
 
     The panels are embedded as PNG data, so the block needs no files and no
     network. Only the first ``limit`` images are drawn, and the block says so.
+
+    Parameters
+    ----------
+    ex : Explanation
+        The result to show.
+    limit : int
+        How many images at most.
+    **options
+        Passed to :meth:`Explanation.panel`.
     """
     count = min(len(ex), positive_int(limit, "limit", where="html_block"))
     layer = "-" if ex.layer is None else html.escape(str(ex.layer))
@@ -225,6 +248,19 @@ def plot(ex: Explanation, indices: Iterable[int] | None = None, **options: Any) 
     ``indices`` picks the images (any number); ``options`` go to
     :meth:`Explanation.panel`. Built on :class:`matplotlib.figure.Figure`,
     not pyplot, so it works headless; save it with ``fig.savefig(path)``.
+
+    Parameters
+    ----------
+    ex : Explanation
+        The result to draw.
+    indices : iterable of int, optional
+        The images to show.
+    **options
+        Passed to :meth:`Explanation.panel`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 

@@ -53,29 +53,54 @@ RESAMPLERS = ("pillow", "torchvision")
 class Preprocess:
     """Resize, crop and normalise an RGB uint8 image.
 
-    ``resize`` is the length the shorter side is scaled to before a centre crop
-    to ``size``; ``None`` resizes straight to ``size``. Pixel values become
-    ``(x * scale - mean) / std``, per channel: one mean and std for a grey
-    model, three for RGB. ``interpolation`` is the resampling filter (timm
-    and many Hugging Face models were trained with ``"bicubic"``).
-    ``channel_order="BGR"`` is for models trained on BGR pixels (Caffe-era
-    weights: keras.applications ResNet50 and VGG, OpenCV pipelines): the
-    channels are reversed before ``mean`` and ``std``, which are therefore
-    given in the model's own order; pictures shown to a person stay RGB.
-
     The geometry follows the libraries' own rules, so a model gets exactly the
-    picture its pipeline makes: ``fit`` says how ``resize`` is met (``"short"``:
-    the short side to ``resize``, the long side ``int(resize * long / short)``
-    as torchvision's ``Resize(int)``; ``"stretch"``: exactly ``resize`` (H, W);
-    ``"cover"`` / ``"contain"``: the aspect kept, sides rounded, the picture
-    covering or inside ``resize`` (H, W), as timm's ``ResizeKeepRatio``).
-    ``crop_rounding`` rounds the centre crop's offset (``"round"``: torchvision
-    and timm; ``"floor"``: Hugging Face). A picture smaller than ``size``
-    after the resize is padded, centred, with ``fill`` (one value or one per
-    channel, 0-255); without ``fill`` a short-side resize is raised until the
-    crop fits, and ``"contain"`` pads with black. ``resampler="torchvision"``
-    resizes as torchvision does on uint8 tensors (Hugging Face's default image
-    processors), which differs from Pillow by one grey level on some pixels.
+    picture its pipeline makes. Pixel values become ``(x * scale - mean) / std``,
+    per channel.
+
+    Parameters
+    ----------
+    size : (int, int)
+        (H, W) the model is fed.
+    resize : int or (int, int) or None
+        What the picture is resized to before a centre crop to ``size``: the
+        short side's length (``fit="short"``) or (H, W) for the other fits;
+        None resizes straight to ``size``.
+    mean, std : tuple of float
+        Per-channel normalisation: one value for a grey model, three for RGB,
+        in the model's own channel order.
+    scale : float
+        Factor from 0-255 pixels to the range ``mean`` and ``std`` are given in.
+    interpolation : str
+        The resampling filter, one of :data:`INTERPOLATIONS` (timm and many
+        Hugging Face models were trained with ``"bicubic"``).
+    channel_order : {"RGB", "BGR"}
+        ``"BGR"`` for models trained on BGR pixels (Caffe-era weights:
+        keras.applications ResNet50 and VGG, OpenCV pipelines): the channels
+        are reversed before ``mean`` and ``std``; pictures shown to a person
+        stay RGB.
+    fit : {"short", "stretch", "cover", "contain"}
+        How ``resize`` is met. ``"short"``: the short side to ``resize``, the
+        long side ``int(resize * long / short)``, as torchvision's
+        ``Resize(int)``; ``"stretch"``: exactly ``resize`` (H, W);
+        ``"cover"`` / ``"contain"``: the aspect kept, sides rounded, the
+        picture covering or inside ``resize`` (H, W), as timm's
+        ``ResizeKeepRatio``.
+    crop_rounding : {"round", "floor"}
+        How the centre crop's offset is rounded: ``"round"`` as torchvision
+        and timm, ``"floor"`` as Hugging Face.
+    fill : tuple of int, optional
+        Padding (one value or one per channel, 0-255) for a picture smaller
+        than ``size`` after the resize, centred. Without it a short-side
+        resize is raised until the crop fits, and ``"contain"`` pads with black.
+    resampler : {"pillow", "torchvision"}
+        ``"torchvision"`` resizes as torchvision does on uint8 tensors (Hugging
+        Face's default image processors), which differs from Pillow by one
+        grey level on some pixels.
+
+    Raises
+    ------
+    InvalidInput
+        A value out of its range, in one line naming the field.
     """
 
     size: tuple[int, int] = (224, 224)
@@ -258,6 +283,23 @@ class ModelSpec:
     to change it.
     While the size is a guess, a picture no larger than it is fed at its own
     size.
+
+    Parameters
+    ----------
+    name : str
+        The model's name in captions and reports.
+    preprocess : Preprocess
+        What each picture becomes before the model sees it.
+    labels : tuple of str, optional
+        Class names, by index.
+    source : str
+        Where the spec came from (the caller, the model's hints, defaults).
+    guessed : tuple of str
+        Parts nobody declared: ``"size"``, ``"channels"``, ``"value range"``
+        or ``"preprocessing"``.
+    assumed : str
+        For a whole recipe assumed from what the model is: which, and how to
+        change it.
     """
 
     name: str = "model"
@@ -268,8 +310,16 @@ class ModelSpec:
     assumed: str = ""
 
     def at_size(self, size: tuple[int, int]) -> ModelSpec:
-        """This spec fed ``size`` (H, W), no longer a guess; a resize-then-crop keeps its
-        ratio of resize to crop (``--size`` on the command line)."""
+        """This spec fed ``size`` (H, W), no longer a guess.
+
+        A resize-then-crop keeps its ratio of resize to crop (``--size`` on the
+        command line).
+
+        Parameters
+        ----------
+        size : (int, int)
+            The new input size, (H, W).
+        """
         if not (
             isinstance(size, (tuple, list))
             and len(size) == 2

@@ -30,7 +30,13 @@ _PNG_CHUNKS = 64
 
 
 def written_by_seewhy(path: str | Path) -> bool:
-    """Whether the file at ``path`` carries seewhy's mark (see the module's docstring)."""
+    """Whether the file at ``path`` carries seewhy's mark (see the module's docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to check; a missing or unreadable file is not seewhy's.
+    """
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(_PNG_SIGNATURE))

@@ -74,7 +74,13 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def load(name: str) -> np.ndarray:
-    """The sample ``name`` as a fresh RGB uint8 array of shape (H, W, 3)."""
+    """The sample ``name`` as a fresh RGB uint8 array of shape (H, W, 3).
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`names` (``chelsea``, ``coffee``, ``rocket``, ...).
+    """
     import skimage.data
 
     loader = getattr(skimage.data, _SOURCES[_check(name)])
@@ -97,6 +103,11 @@ def path(name: str) -> Path:
 
     The file appears atomically (temporary file, then ``os.replace``), so two
     processes asking at once never see a half-written picture.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`names`.
     """
     from PIL import Image
 

@@ -10,13 +10,15 @@ as it is. Where a default stands in for something the model did not say,
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ._kit.checks import bad_argument
 from ._kit.warn import warn_user
+from .backends import Backend, backend_for
+from .backends.capabilities import Hints
+from .backends.hints import ModelHints, input_rejected
 from .errors import InputGuessWarning, UnsupportedModel
 from .preprocess import IMAGENET, ModelSpec, Preprocess
 
@@ -36,32 +38,26 @@ __all__ = [
 GREY = Preprocess(mean=(0.449,), std=(0.226,))
 
 
-@dataclass(frozen=True)
-class ModelHints:
-    """What a model says about its own input; each field is None where it says nothing.
-
-    A backend's optional ``hints()`` returns one (ONNX graphs, Keras
-    ``model.inputs``, timm ``pretrained_cfg``, Hugging Face configs, ...).
-    ``source`` names where the hints were read, for the spec's record.
-    ``preprocess`` is a whole preprocessing the model declares (its size
-    included); ``value_range`` only the range its pixels take when the model
-    normalises by itself (``(0, 255)`` after a ``Rescaling(1/255)`` layer).
-    """
-
-    size: tuple[int, int] | None = None  # (H, W) the model is fixed to or was trained at
-    channels: int | None = None  # input channels (1 grey, 3 RGB, ...)
-    preprocess: Preprocess | None = None  # a whole preprocessing the model declares
-    labels: tuple[str, ...] | None = None  # class names the model carries
-    source: str = ""
-    value_range: tuple[float, float] | None = None  # pixels' range when the model rescales
-    name: str | None = None  # what to call a model that has no name of its own (a file's stem)
-    assumed: str = ""  # a whole ``preprocess`` assumed from what the model is: which, how to change
-
-
 def default_preprocess(
     size: tuple[int, int] | None, channels: int | None, value_range: tuple[float, float] | None
 ) -> Preprocess:
-    """ImageNet's normalisation (grey: its average), or the plain range a model rescales from."""
+    """ImageNet's normalisation (grey: its average), or the plain range a model rescales from.
+
+    Parameters
+    ----------
+    size : tuple of (int, int) or None
+        The (H, W) the model takes; None keeps the default's.
+    channels : int or None
+        1 for a grey model (:data:`GREY`); anything else is taken as RGB.
+    value_range : tuple of (float, float) or None
+        The range a model that normalises by itself wants its pixels in
+        (``(0, 255)``); None: ImageNet's mean and std on [0, 1] pixels.
+
+    Returns
+    -------
+    Preprocess
+        The preprocessing that stands in for what the model did not say.
+    """
     base = GREY if channels == 1 else IMAGENET
     count = base.channels
     if value_range is not None:
@@ -81,7 +77,7 @@ def _check_labels(labels: object) -> tuple[str, ...]:
 
 def resolve_spec(
     model: Any,
-    backend: Any = None,
+    backend: Backend | None = None,
     *,
     preprocess: Preprocess | None = None,
     labels: Sequence[str] | None = None,
@@ -95,6 +91,34 @@ def resolve_spec(
     give a whole preprocessing. ``warn=True`` warns once about what was guessed;
     ``try_sizes=True`` lets a backend run the model on a few sizes when nothing
     else says it (the explaining calls; a spec looked up alone runs nothing).
+
+    Parameters
+    ----------
+    model : object
+        The model, as :func:`seewhy.explain` takes it.
+    backend : Backend, optional
+        The model's backend, when the caller has made it already.
+    preprocess : Preprocess, optional
+        The caller's preprocessing; it wins over anything the model says.
+    labels : sequence of str, optional
+        The caller's class names; they win over the model's.
+    warn : bool
+        Warn once (:class:`~seewhy.errors.InputGuessWarning`) about what was guessed.
+    try_sizes : bool
+        Let the backend run the model on a few sizes to find its own.
+
+    Returns
+    -------
+    ModelSpec
+        The spec, with where each part came from and what was guessed.
+
+    Raises
+    ------
+    InvalidInput
+        A ``preprocess`` that is not a :class:`Preprocess`, or labels that are
+        not strings.
+    UnsupportedModel
+        A model whose preprocessing seewhy cannot follow, with no ``preprocess``.
     """
     if preprocess is not None and not isinstance(preprocess, Preprocess):
         raise bad_argument("preprocess", "a seewhy.Preprocess or None", type(preprocess).__name__)
@@ -118,7 +142,7 @@ def resolve_spec(
 
 
 def _from_hints(
-    model: Any, backend: Any, preprocess: Preprocess | None, try_sizes: bool
+    model: Any, backend: Backend | None, preprocess: Preprocess | None, try_sizes: bool
 ) -> ModelSpec:
     try:
         hints = _hints_of(model, backend, sizes=try_sizes and preprocess is None)
@@ -151,21 +175,16 @@ def _from_hints(
     return ModelSpec(name, pre, hints.labels, source=hints.source, guessed=tuple(guessed))
 
 
-def _hints_of(model: Any, backend: Any, *, sizes: bool) -> ModelHints:
-    """The backend's ``hints()`` (optional in the protocol); none for backends without it.
+def _hints_of(model: Any, backend: Backend | None, *, sizes: bool) -> ModelHints:
+    """The backend's hints (the optional :class:`Hints` capability); none without it.
 
-    ``sizes=False`` asks only for what is read, never tried: a backend whose
-    ``hints`` takes ``try_sizes`` then runs nothing (one without it never does).
+    ``sizes=False`` asks only for what is read, never tried: the backend runs nothing.
     """
     if backend is None:
-        from .backends import backend_for
-
         backend = backend_for(model)
-    read = getattr(backend, "hints", None)
-    if not callable(read):
+    if not isinstance(backend, Hints):
         return ModelHints()
-    takes_flag = "try_sizes" in inspect.signature(read).parameters
-    hints = read(try_sizes=sizes) if takes_flag else read()
+    hints = backend.hints(try_sizes=sizes)
     return hints if isinstance(hints, ModelHints) else ModelHints()
 
 
@@ -174,6 +193,15 @@ def warn_guessed(spec: ModelSpec, pictures: bool, own_size: bool = True) -> None
 
     Preprocessed inputs are fed as they are, so a guessed preprocessing never
     touches them and is not worth a word. ``own_size``: see :func:`guess_note`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        What the model is explained with (:func:`resolve_spec`).
+    pictures : bool
+        Whether the inputs are pictures that the spec prepares.
+    own_size : bool
+        Whether pictures no larger than a guessed size keep their own.
     """
     note = guess_note(spec, own_size) if pictures else None
     if note is not None:
@@ -185,6 +213,18 @@ def guess_note(spec: ModelSpec, own_size: bool = True) -> str | None:
 
     ``own_size``: pictures no larger than a guessed size keep their own (``explain``);
     the audit resizes every picture to it.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        What the model is explained with (:func:`resolve_spec`).
+    own_size : bool
+        Whether pictures no larger than a guessed size keep their own.
+
+    Returns
+    -------
+    str or None
+        The note; None when nothing was guessed.
     """
     if not spec.guessed:
         return None
@@ -208,15 +248,6 @@ def guess_note(spec: ModelSpec, own_size: bool = True) -> str | None:
     )
 
 
-def input_rejected(complaint: str, height: int, width: int, channels: int) -> str:
-    """The one line for a model that rejects its input's size or channels, with the fix."""
-    return (
-        f"model: it rejects {height}x{width} inputs with {channels} channel(s) ({complaint}); "
-        "give its size and channels: preprocess=seewhy.Preprocess(size=(H, W)) (one channel: "
-        "mean=(m,), std=(s,)), or --size H,W on the command line"
-    )
-
-
 def _numbers(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
@@ -225,6 +256,19 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
     """The spec as JSON-ready values, for ``Explanation.input_spec`` and ``to_dict()``.
 
     ``size`` is the (H, W) the inputs had, when pictures kept their own size.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        What the model is explained with (:func:`resolve_spec`).
+    size : tuple of (int, int), optional
+        The inputs' (H, W), when it differs from the spec's.
+
+    Returns
+    -------
+    dict
+        Size, channels, normalisation, crop and resampling, where they were
+        read and what was guessed.
     """
     pre = spec.preprocess
     return {
@@ -247,7 +291,23 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
 
 
 def preprocess_from_record(record: Mapping[str, Any]) -> Preprocess:
-    """The :class:`Preprocess` a :func:`spec_record` describes (what ``to_dict`` wrote)."""
+    """The :class:`Preprocess` a :func:`spec_record` describes (what ``to_dict`` wrote).
+
+    Parameters
+    ----------
+    record : Mapping
+        ``Explanation.input_spec``, or its JSON form read back.
+
+    Returns
+    -------
+    Preprocess
+        The preprocessing the explanation's inputs were made with.
+
+    Raises
+    ------
+    InvalidInput
+        A mapping that is not such a record.
+    """
     try:
         height, width = (int(v) for v in record["size"])
         return Preprocess(

@@ -30,7 +30,7 @@ __all__ = [
     "segment_means",
 ]
 
-#: Default parameters per algorithm (quickshift as in the seed chapter and the lime package).
+#: Default parameters per algorithm (quickshift's as the lime package sets them).
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "quickshift": {"kernel_size": 4, "max_dist": 200, "ratio": 0.2},
     "slic": {"n_segments": 100, "compactness": 10.0, "start_label": 0},

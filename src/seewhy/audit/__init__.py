@@ -35,7 +35,21 @@ _LAZY = {
 
 
 def load_maps(out: str, method: int = 0) -> tuple[Any, Any]:
-    """(item indices, maps (N, H, W) float16) of the ``method``-th method of an audit."""
+    """The maps an audit saved for one of its methods, read back from ``out``.
+
+    Parameters
+    ----------
+    out
+        The audit's folder.
+    method
+        The method's position in the audit's ``methods`` (0: the first).
+
+    Returns
+    -------
+    tuple of (ndarray, ndarray)
+        The item indices (as in ``results.csv``'s ``index``) and their maps,
+        (N, H, W) float16 at the model input's size.
+    """
     from .store import Store
 
     return Store(out).maps(method)

@@ -28,7 +28,6 @@ the data folder is followed only with ``follow_links``.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -46,17 +45,14 @@ from seewhy.inputs.files import (
     walk_images,
 )
 
-from .boxes import PATH_COLUMNS, Box, load_boxes, read_boxes
+from .boxes import Box, load_boxes, read_boxes
+from .list_files import LIST_SUFFIXES, read_list
 from .masks import MaskFinder, mirror_key
 
 __all__ = ["Box", "Dataset", "Item", "LabelsFrom", "collect", "load_boxes", "match_classes"]
 
 LabelsFrom = Literal["auto", "folders", "none"]
 DataArg = str | bytes | os.PathLike[str] | Sequence[str | bytes | os.PathLike[str]]
-
-LIST_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".lst"})
-_LABEL_COLUMNS = ("label", "class", "true", "true_label", "target", "y")
-_LINE_ENDS = re.compile(r"\r\n|\r|\n")  # what a list file's lines end with; not U+2028
 
 
 def _to_hex(text: str) -> str:
@@ -77,6 +73,27 @@ class Item:
     ``path`` and ``name`` are safe text; ``os_path`` is the exact name on
     disk when it is not (bytes that are not UTF-8, control characters);
     ``skipped`` is why the entry is listed but not opened.
+
+    Attributes
+    ----------
+    index : int
+        Its position in the audit, the ``index`` of ``results.csv``.
+    path : str
+        The file, as safe text for the report.
+    name : str
+        Its name in the report (the path relative to the data folder).
+    true_label : str or None
+        Its true class as the data named it (a folder, a list column).
+    true_index : int or None
+        That class's index among the model's labels; None when unknown.
+    boxes : tuple of Box
+        The object's boxes in the original picture's pixels.
+    mask : str or None
+        The object's mask image, when a masks folder has one for it.
+    os_path : str or None
+        The exact name on disk, when ``path`` could not show it.
+    skipped : str or None
+        Why the entry is listed but not opened (a pipe, an undecodable file).
     """
 
     index: int
@@ -133,7 +150,21 @@ class Item:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The items in audit order, and how their true classes were found."""
+    """The items in audit order, and how their true classes were found.
+
+    Attributes
+    ----------
+    items : tuple of Item
+        Every entry found, in audit order, the skipped ones included.
+    layout : str
+        ``"files"``, ``"folders"`` (one sub-folder per class) or ``"list"``.
+    class_rule : str or None
+        How true classes were matched to the model's labels: ``"name"``,
+        ``"index"``, ``"folder order"`` or None.
+    notes : tuple of str
+        One line for each thing the report should say (links left out,
+        classes that match no label, boxes that match no image).
+    """
 
     items: tuple[Item, ...]
     layout: str  # "files", "folders" or "list"
@@ -226,43 +257,6 @@ def _looks_like_classes(root: Path, follow_links: bool) -> bool:
     )
 
 
-def _read_list(path: Path) -> list[tuple[str, str | None]]:
-    """(path, label or None) per line of a list file; lines end at CR, LF or CRLF only.
-
-    Undecodable bytes in a path are kept (as :func:`os.fsdecode` would), so a
-    listed file whose name is not UTF-8 is still found.
-    """
-    try:
-        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
-    except OSError as exc:
-        raise InvalidInput(
-            f"data: cannot read list file {display_path(path)!r} ({exc.strerror})"
-        ) from exc
-    if "\x00" in text:
-        raise InvalidInput(f"data: list file {display_path(path)!r} holds NUL bytes, not text")
-    lines = [ln for ln in _LINE_ENDS.split(text) if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        return []
-    delimiter = "\t" if "\t" in lines[0] or path.suffix.lower() == ".tsv" else ","
-    try:
-        rows = [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter)]
-    except csv.Error as exc:
-        raise InvalidInput(f"data: list file {display_path(path)!r}: {exc}") from exc
-    header = [c.lower() for c in rows[0]]
-    path_col, label_col = 0, 1
-    if any(c in PATH_COLUMNS for c in header):
-        path_col = next(i for i, c in enumerate(header) if c in PATH_COLUMNS)
-        label_col = next((i for i, c in enumerate(header) if c in _LABEL_COLUMNS), -1)
-        rows = rows[1:]
-    out: list[tuple[str, str | None]] = []
-    for row in rows:
-        if len(row) <= path_col or not row[path_col]:
-            continue
-        label = row[label_col] if 0 <= label_col < len(row) and row[label_col] else None
-        out.append((row[path_col], None if label is None else safe_text(label)))
-    return out
-
-
 def _skipped_entries(
     skipped: Sequence[Skipped], base: Path | None, cls: str | None
 ) -> list[_Entry]:
@@ -315,7 +309,7 @@ def _walk(
         return "folders", entries, left
     if single is not None and single.is_file() and single.suffix.lower() in LIST_SUFFIXES:
         base = single.parent
-        for raw, label in _read_list(single):
+        for raw, label in read_list(single):
             p = Path(raw)
             full = p if p.is_absolute() else base / p
             cls = label if labels_from != "none" else None
@@ -375,6 +369,36 @@ def collect(
 
     ``follow_links`` follows links that lead out of the data folder; off by
     default because their pictures would end up in a report that is shared.
+
+    Parameters
+    ----------
+    data : str, path or sequence of them
+        A folder, a list file, or several image files and folders.
+    labels : sequence of str, optional
+        The model's class names, which folder and list classes are matched to.
+    labels_from : str
+        ``"auto"`` (a folder's sub-folders are classes when it holds no image
+        itself), ``"folders"`` (they are) or ``"none"`` (no true classes, a
+        list file's class column ignored too).
+    recursive : bool
+        Walk sub-folders of plain image folders too.
+    boxes : str or path, optional
+        A JSON or CSV file of object boxes in the original pictures' pixels
+        (see :mod:`seewhy.audit.boxes`).
+    masks : str or path, optional
+        A folder of object masks mirroring the images' paths.
+    follow_links : bool
+        Follow links that lead out of the data folder.
+
+    Returns
+    -------
+    Dataset
+        The items and what was noticed while finding them.
+
+    Raises
+    ------
+    InvalidInput
+        No image found, or a setting seewhy cannot read.
     """
     if labels_from not in ("auto", "folders", "none"):
         raise InvalidInput(

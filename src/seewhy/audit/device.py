@@ -17,7 +17,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from seewhy.backends import Backend, backend_for
+from seewhy.backends import backend_for
+from seewhy.backends.capabilities import Devices
 from seewhy.errors import BackendError, InvalidInput
 
 __all__ = [
@@ -43,7 +44,7 @@ def check_device(device: str) -> str:
     return device
 
 
-def placed_backend(model: Any) -> Backend | None:
+def placed_backend(model: Any) -> Devices | None:
     """The backend of a model the audit places on a device itself: a PyTorch one.
 
     Keras (on any backend) places its own variables, and an object no backend
@@ -53,7 +54,7 @@ def placed_backend(model: Any) -> Backend | None:
         backend = backend_for(model)
     except BackendError:
         return None
-    return backend if backend.framework == "torch" else None
+    return backend if backend.framework == "torch" and isinstance(backend, Devices) else None
 
 
 def cuda_available() -> bool:

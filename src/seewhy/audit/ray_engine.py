@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from seewhy.backends import backend_for, unpack_model
+from seewhy.backends.requirements import need_devices
 from seewhy.errors import BackendError
 
 from .dataset import Item
@@ -157,7 +158,9 @@ def pool_options(
         "compute": ray.data.ActorPoolStrategy(size=actors_for(actors, gpus, cluster_gpus, batches)),
         "fn_constructor_kwargs": {
             "model_source": model if by_name else None,
-            "model_object": None if by_name else backend_for(model_obj).pack(ray.cloudpickle),
+            "model_object": None
+            if by_name
+            else need_devices(backend_for(model_obj), "engine: ray").pack(ray.cloudpickle),
             "settings": settings,
             "load_args": dict(load_args),
         },

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from seewhy._target_plan import check_head
+from seewhy._keywords import own_keywords
+from seewhy._kit.warn import renamed_keyword
 from seewhy.api import model_spec
+from seewhy.backends.base import NativeFramework
 from seewhy.errors import InvalidInput
 from seewhy.loading import load_model
 from seewhy.spec import warn_guessed
@@ -26,10 +28,11 @@ from seewhy.spec import warn_guessed
 from .dataset import Dataset, Item, LabelsFrom, collect
 from .device import check_device, local_device, placed_backend
 from .lock import hold
+from .settings import Settings, audit_settings
 from .store import Store
 from .summary import summarize
 from .targets import check_audit_target
-from .worker import BatchWorker, Decoded, Settings
+from .worker import BatchWorker, Decoded
 
 __all__ = ["AuditResult", "Engine", "Progress", "audit", "run_local"]
 
@@ -43,7 +46,27 @@ PREFETCH_BATCHES = 2
 
 @dataclass(frozen=True)
 class AuditResult:
-    """Where the audit wrote its files, and its headline numbers."""
+    """Where the audit wrote its files, and its headline numbers.
+
+    Attributes
+    ----------
+    out
+        The audit's folder.
+    report
+        Its ``index.html``.
+    tables
+        ``results.csv`` (and ``results.parquet`` when pyarrow is installed).
+    summary
+        The headline numbers, as in ``summary.json`` (images, explained,
+        failed, accuracy, flags...).
+    batches
+        Batches in the finished audit.
+    resumed_batches
+        Of those, the ones a stopped run had already done.
+    notes
+        One line each about this run and its folder (a lock taken over,
+        files ``overwrite`` kept, batches redone); not in the report.
+    """
 
     out: Path
     report: Path
@@ -55,35 +78,31 @@ class AuditResult:
 
     @property
     def failed(self) -> int:
+        """Images that could not be explained (unreadable, refused, non-finite scores)."""
         return int(self.summary["failed"])
 
     @property
     def accuracy(self) -> float | None:
+        """Top-1 accuracy over the images with a true class; None when none has one."""
         acc = self.summary["accuracy"]
         return None if acc is None else float(acc)
 
 
-def _check_settings(
-    methods: Sequence[str] | str, batch_size: int, top_k: int, thresholds: tuple[float, float]
-) -> tuple[str, ...]:
-    from seewhy import registry
+def _check_engine(
+    engine: Any, workers: int | None, gpus_per_worker: float | None, device: str
+) -> None:
+    """Where the batches run: checked before anything is loaded or written."""
+    if engine not in ("local", "ray"):
+        raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise InvalidInput(f"workers: expected a positive integer, got {workers!r}")
+    check_device(device)
+    if gpus_per_worker is not None and not gpus_per_worker >= 0:
+        raise InvalidInput(f"gpus_per_worker: expected a number >= 0, got {gpus_per_worker!r}")
+    if engine == "ray":  # fail on a missing ray before any model is loaded
+        from .ray_engine import require_ray
 
-    names = [methods] if isinstance(methods, str) else list(methods)
-    if not names:
-        raise InvalidInput("methods: expected at least one method name, got none")
-    canonical: list[str] = []
-    for m in names:
-        key = registry.get(m).name
-        if key not in canonical:
-            canonical.append(key)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InvalidInput(f"top_k: expected a positive integer, got {top_k!r}")
-    for name, value in zip(("object_threshold", "border_threshold"), thresholds, strict=True):
-        if not 0.0 <= value <= 1.0:
-            raise InvalidInput(f"{name}: expected a fraction in [0, 1], got {value}")
-    return tuple(canonical)
+        require_ray()
 
 
 def _check_out_apart(data: Any, out: str | os.PathLike[str]) -> None:
@@ -99,29 +118,49 @@ def _check_out_apart(data: Any, out: str | os.PathLike[str]) -> None:
             )
 
 
+def _renamed(
+    settings: dict[str, Any], target_from: str, object_boxes: Any, object_masks: Any
+) -> tuple[str, Any, Any]:
+    """``target_from``, ``object_boxes``, ``object_masks``, or their old names.
+
+    ``target`` and ``boxes`` are keywords of neither :class:`~seewhy.Explainer`
+    nor any method. ``masks`` is also RISE's setting (a count): only a path is
+    taken as the old name of ``object_masks``; anything else stays a setting.
+    """
+    default = None if target_from == "predicted" else target_from
+    old_target = settings.pop("target", None)
+    if old_target is not None:  # a bad value is named as the caller spelt it
+        check_audit_target(old_target, "target")
+    chosen = renamed_keyword("audit", "target", "target_from", old_target, default)
+    old_boxes = settings.pop("boxes", None)
+    boxes = renamed_keyword("audit", "boxes", "object_boxes", old_boxes, object_boxes)
+    old_masks = settings.get("masks")
+    if isinstance(old_masks, (str, os.PathLike)):
+        del settings["masks"]
+        object_masks = renamed_keyword("audit", "masks", "object_masks", old_masks, object_masks)
+    return chosen or "predicted", boxes, object_masks
+
+
 def audit(
     data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     model: Any,
     *,
     out: str | os.PathLike[str],
     methods: Sequence[str] | str = ("gradcam",),
-    layer: str | None = None,
     batch_size: int = 32,
-    top_k: int = 5,
     labels_from: LabelsFrom = "auto",
     recursive: bool = True,
     follow_links: bool = False,
-    boxes: str | os.PathLike[str] | None = None,
-    masks: str | os.PathLike[str] | None = None,
+    object_boxes: str | os.PathLike[str] | None = None,
+    object_masks: str | os.PathLike[str] | None = None,
     object_threshold: float = 0.5,
     border_threshold: float = 0.5,
-    target: str = "predicted",
-    head: str | None = None,
+    target_from: str = "predicted",
     engine: Engine = "local",
     workers: int | None = None,
     overwrite: bool = False,
     title: str | None = None,
-    framework: Literal["torch", "keras"] = "torch",
+    framework: NativeFramework = "torch",
     weights: str | None = None,
     trust: bool = False,
     ray_address: str | None = None,
@@ -130,136 +169,154 @@ def audit(
     size: tuple[int, int] | None = None,
     providers: Sequence[Any] | None = None,
     progress: Progress | None = None,
+    **settings: Any,
 ) -> AuditResult:
     """Explain every image of a data set and write a browsable report to ``out``.
 
-    ``model`` is a model object or a :func:`seewhy.load_model` name/file (then
-    ``framework``, ``weights`` and ``trust`` apply). ``data`` is a folder, a
-    folder of class folders, a list file or image files (see
-    :mod:`seewhy.audit.dataset`). A stopped run resumes where it stopped when
-    called again with the same arguments; ``overwrite`` starts afresh,
-    removing only the files seewhy wrote there that are unchanged since (a
-    file in the way that changed is refused in one line, before anything is
-    removed). One run at a time writes to ``out``: another is refused in one
-    line naming its pid (see :mod:`seewhy.audit.lock`).
-    ``follow_links`` follows symbolic links that lead out of the data folder
-    (their pictures end up in a report that may be shared; off by default).
+    A stopped run resumes where it stopped when called again with the same
+    arguments (settings included); other arguments on a folder that holds an
+    audit are refused in one line unless ``overwrite``. One run at a time
+    writes to ``out``: another is refused in one line naming its pid (see
+    :mod:`seewhy.audit.lock`).
 
-    ``engine="ray"`` spreads the batches over a Ray actor pool of ``workers``
-    actors (default 2, or as many as the cluster's GPUs hold), one model
-    each; see :mod:`seewhy.audit.ray_engine`.
-    With the local engine ``workers`` is the number of decoding threads.
+    Parameters
+    ----------
+    data
+        A folder, a folder of class folders, a list file, or image files (see
+        :mod:`seewhy.audit.dataset`).
+    model
+        A model object, or a :func:`seewhy.load_model` name or file (then
+        ``framework``, ``weights``, ``trust`` and ``providers`` apply).
+    out
+        The report's folder: new, empty, or one an audit wrote.
+    methods
+        One method name or several; each image is explained with each.
+    batch_size
+        Images per batch: per shard on disk, and per pass of the model.
+    labels_from
+        Where true classes come from: ``"auto"``, ``"folders"``, ``"file"`` or
+        ``"none"`` (see :mod:`seewhy.audit.dataset`).
+    recursive
+        Walk sub-folders of ``data``.
+    follow_links
+        Follow symbolic links that lead out of the data folder (their pictures
+        end up in a report that may be shared; off by default).
+    object_boxes
+        A JSON or CSV file of ground-truth boxes, in each original picture's
+        pixels (formerly ``boxes=``, still accepted for one release with a
+        :class:`DeprecationWarning`).
+    object_masks
+        A folder of ground-truth masks, named like the images (formerly
+        ``masks=``, still accepted for one release when given a path; RISE's
+        ``masks`` setting, a count, keeps its name).
+    object_threshold, border_threshold
+        Fractions in [0, 1]: a map with less of its energy on the object, or
+        more on the border, is flagged ``off-object`` or ``border``.
+    target_from
+        What each image is explained for: ``"predicted"`` (its top-1 class),
+        ``"true"`` (its true class), ``"region"`` (a segmenter: the true class
+        over the ground-truth mask) or ``"box"`` (a detector: the detection
+        best overlapping the first ground-truth box); each record's ``target``
+        column names it. Formerly ``target=``, still accepted for one release
+        with a :class:`DeprecationWarning` (``explain``'s ``target`` is no
+        audit setting, so the old name cannot be mistaken for one).
+    engine
+        ``"local"``, or ``"ray"``: the batches go to a Ray actor pool of
+        ``workers`` actors (default 2, or as many as the cluster's GPUs
+        hold), one model each; see :mod:`seewhy.audit.ray_engine`.
+    workers
+        Ray's actors, or the local engine's decoding threads.
+    overwrite
+        Start afresh, removing only the files seewhy wrote there that are
+        unchanged since (a file in the way that changed is refused in one
+        line, before anything is removed).
+    title
+        The report's title (default: the folder's name).
+    framework, weights, trust
+        How a model given by name is loaded: see :func:`seewhy.load_model`.
+    ray_address
+        An existing Ray cluster's address (default: start one here).
+    gpus_per_worker
+        GPUs each Ray actor holds (default from ``device``).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the local
+        engine places a PyTorch model (``auto`` puts a model loaded here by
+        name on the GPU when one is visible and leaves a model object where
+        it is). For Ray it sets the default of ``gpus_per_worker``
+        (``cpu``: 0, ``cuda``: 1).
+    size
+        (H, W) the model is fed, for a model that does not say; when seewhy
+        has to guess, one :class:`~seewhy.InputGuessWarning` says what it
+        guessed (every picture is resized to the guessed size).
+    providers
+        ONNX Runtime's execution providers, for a ``.onnx`` file.
+    progress
+        Called with (images done, images in total) at the start and after
+        each batch.
+    **settings
+        Any keyword of :class:`~seewhy.Explainer` (``layer``, ``top_k``,
+        ``head``, ``score``, ``output``, ``precision``, ``labels``,
+        ``preprocess``, ...), given to every method, and any setting of the
+        chosen methods (``samples=200`` for LIME, ``window=(8, 8)`` for
+        occlusion), given to each chosen method that takes it. They are
+        recorded in ``audit.json`` and are part of what a resumed run must
+        match. ``head="sigmoid"`` reads the classes as independent labels,
+        as :func:`seewhy.explain` does (a Keras model that ends in a
+        sigmoid says so itself); confidences and ``true_probability``
+        follow the same rule.
 
-    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) places a PyTorch
-    model for the local engine: ``auto`` puts a model loaded here by name on
-    the GPU when one is visible and leaves a model object where it is. For
-    Ray it sets the default of ``gpus_per_worker`` (``cpu``: 0, ``cuda``: 1).
+    Returns
+    -------
+    AuditResult
+        Where the report and tables are, and the headline numbers.
 
-    ``size`` (H, W) is what the model is fed, for a model that does not say
-    (``--size``); ``providers`` are ONNX Runtime's for a ``.onnx`` file. When
-    seewhy has to guess the input, one :class:`~seewhy.InputGuessWarning`
-    says what it guessed (every picture is resized to the guessed size).
-
-    ``target`` is what each image is explained for: ``"predicted"`` (its
-    top-1 class), ``"true"`` (its true class), ``"region"`` (a segmenter: the
-    true class over the ground-truth mask) or ``"box"`` (a detector: the
-    detection best overlapping the first ground-truth box); each record's
-    ``target`` column names it. ``head="sigmoid"`` reads the classes as
-    independent labels (multi-label), as :func:`seewhy.explain` does; a Keras
-    model that ends in a sigmoid says so itself. Confidences and
-    ``true_probability`` follow the same rule.
+    Raises
+    ------
+    InvalidInput
+        In one line, before any image is read: an unknown keyword (with the
+        nearest spelling), a setting none of the chosen methods takes (naming
+        the methods that do), a bad value, an ``out`` seewhy may not write,
+        or a folder that holds another audit.
     """
-    if engine not in ("local", "ray"):
-        raise InvalidInput(f"engine: expected 'local' or 'ray', got {engine!r}")
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise InvalidInput(f"workers: expected a positive integer, got {workers!r}")
-    names = _check_settings(methods, batch_size, top_k, (object_threshold, border_threshold))
-    check_device(device)
-    if gpus_per_worker is not None and not gpus_per_worker >= 0:
-        raise InvalidInput(f"gpus_per_worker: expected a number >= 0, got {gpus_per_worker!r}")
-    settings = Settings(
-        methods=names,
-        layer=layer,
-        batch_size=batch_size,
-        top_k=top_k,
-        object_threshold=float(object_threshold),
-        border_threshold=float(border_threshold),
-        target=check_audit_target(target),
-        head=check_head(head),
+    target_from, object_boxes, object_masks = _renamed(
+        settings, target_from, object_boxes, object_masks
     )
-    if engine == "ray":  # fail on a missing ray before any model is loaded
-        from .ray_engine import require_ray
-
-        require_ray()
+    _check_engine(engine, workers, gpus_per_worker, device)
+    thresholds = (object_threshold, border_threshold)
+    own = own_keywords(audit)
+    plan = audit_settings(methods, batch_size, thresholds, target_from, settings, own=own)
     _check_out_apart(data, out)
     store = Store(out)
     store.claim(overwrite=overwrite)  # a folder seewhy may not write: say so before anything
+    load_args = {"framework": framework, "weights": weights, "trust": trust}
     with hold(out) as lock:  # one run per folder, from here to the report
-        model_obj = (
-            load_model(
-                model, framework=framework, weights=weights, trust=trust, providers=providers
-            )
-            if isinstance(model, str)
-            else model
-        )
-        backend = placed_backend(model_obj) if engine == "local" else None  # Keras places itself
-        if backend is not None:
-            model_obj = backend.place(local_device(device, owned=isinstance(model, str)))
-        spec = model_spec(model_obj)
-        if size is not None:
-            spec = spec.at_size(size)
-            settings = replace(settings, preprocess=spec.preprocess)
-        warn_guessed(spec, pictures=True, own_size=False)  # the workers decode at it: said here
+        model_obj = _model(model, engine, device, load_args, providers)
+        spec, plan = _model_spec(model_obj, plan, size)
+        worker = BatchWorker(model_obj, plan)  # every value checked, before any image is read
         dataset = collect(
             data,
             labels=spec.labels,
             labels_from=labels_from,
             recursive=recursive,
             follow_links=follow_links,
-            boxes=boxes,
-            masks=masks,
+            boxes=object_boxes,
+            masks=object_masks,
         )
+        config = _config(model, spec, plan, load_args)
         items = dataset.items
         batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        model_id = model if isinstance(model, str) else spec.name
-        config = {
-            "model": model_id,
-            "weights": weights,
-            "framework": framework if isinstance(model, str) else None,
-            "preprocess": repr(spec.preprocess),
-            "classes": len(spec.labels) if spec.labels is not None else None,
-            "methods": list(names),
-            "layer": layer,
-            "batch_size": batch_size,
-            "top_k": top_k,
-            "object_threshold": settings.object_threshold,
-            "border_threshold": settings.border_threshold,
-            "cmap": settings.cmap,
-            "alpha": settings.alpha,
-        }
-        if settings.head is not None:  # only then: earlier audits keep their fingerprint
-            config["head"] = settings.head
         done = store.open(config, items, overwrite=overwrite)
         todo = [(k, batch) for k, batch in enumerate(batches) if k not in done]
-        count = sum(len(batches[k]) for k in done)
-        total = len(items)
-
-        def advance(n: int) -> None:
-            nonlocal count
-            count += n
-            if progress is not None:
-                progress(count, total)
-
-        advance(0)
+        advance = _counter(progress, sum(len(batches[k]) for k in done), len(items))
         if todo and engine == "local":
-            run_local(BatchWorker(model_obj, settings), todo, store, advance, threads=workers)
+            run_local(worker, todo, store, advance, threads=workers)
         elif todo:
             from .ray_engine import run_ray
 
             run_ray(
                 model,
                 model_obj,
-                settings,
+                plan,
                 todo,
                 store,
                 advance,
@@ -267,10 +324,76 @@ def audit(
                 address=ray_address,
                 gpus_per_worker=gpus_per_worker,
                 device=device,
-                load_args={"framework": framework, "weights": weights, "trust": trust},
+                load_args=load_args,
             )
         notes = (lock.note(), *store.kept)
-        return finish(store, dataset, names, config, title=title, resumed=len(done), notes=notes)
+        return finish(
+            store, dataset, plan.methods, config, title=title, resumed=len(done), notes=notes
+        )
+
+
+def _model(model: Any, engine: str, device: str, load_args: dict[str, Any], providers: Any) -> Any:
+    """The model object: loaded here when named, placed on ``device`` for the local engine.
+
+    Ray's actors place their own copies; a Keras model places itself.
+    """
+    owned = isinstance(model, str)
+    model_obj = load_model(model, **load_args, providers=providers) if owned else model
+    backend = placed_backend(model_obj) if engine == "local" else None
+    if backend is not None:
+        model_obj = backend.place(local_device(device, owned=owned))
+    return model_obj
+
+
+def _model_spec(
+    model_obj: Any, plan: Settings, size: tuple[int, int] | None
+) -> tuple[Any, Settings]:
+    """What the model is fed (the caller's ``preprocess``, ``labels`` and ``size`` first).
+
+    The guess, if any, is said here once: the workers decode at it, and
+    every picture is resized to it.
+    """
+    spec = model_spec(
+        model_obj, preprocess=plan.explainer.get("preprocess"), labels=plan.explainer.get("labels")
+    )
+    if size is not None:
+        spec = spec.at_size(size)
+        plan = replace(plan, explainer={**plan.explainer, "preprocess": spec.preprocess})
+    warn_guessed(spec, pictures=True, own_size=False)
+    return spec, plan
+
+
+def _config(model: Any, spec: Any, plan: Settings, load_args: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's settings: a folder resumes only under the same ones (the fingerprint)."""
+    named = isinstance(model, str)
+    return {
+        "model": model if named else spec.name,
+        "weights": load_args["weights"],
+        "framework": load_args["framework"] if named else None,
+        "preprocess": repr(spec.preprocess),
+        "classes": len(spec.labels) if spec.labels is not None else None,
+        "methods": list(plan.methods),
+        "batch_size": plan.batch_size,
+        "object_threshold": plan.object_threshold,
+        "border_threshold": plan.border_threshold,
+        "cmap": plan.cmap,
+        "alpha": plan.alpha,
+        **plan.recorded(),
+    }
+
+
+def _counter(progress: Progress | None, done: int, total: int) -> Callable[[int], None]:
+    """``advance(n)``: ``n`` more images are done; ``progress`` hears it, starting now."""
+    count = done
+
+    def advance(n: int) -> None:
+        nonlocal count
+        count += n
+        if progress is not None:
+            progress(count, total)
+
+    advance(0)
+    return advance
 
 
 def finish(
@@ -290,7 +413,7 @@ def finish(
     """
     from seewhy.report.audit import render_audit_report
 
-    from .store import json_bytes
+    from .bytes_on_disk import json_bytes
 
     records = store.records()
     if len(records) != len(dataset.items):

@@ -21,11 +21,9 @@ touched, whatever else it holds; one run at a time holds the folder's lock
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from seewhy.errors import InvalidInput
-from seewhy.report.finite import finite_json
 from seewhy.report.tables import flat_row, table_files
 
+from .bytes_on_disk import atomic_write, file_sha256, json_bytes, npz_bytes
 from .dataset import Item
 from .lock import LOCK
 from .ownership import TOP_LEVEL, add_version, in_the_way, remove_if_unchanged
@@ -59,52 +57,6 @@ _TEMPORARY = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]+\.tmp")
 _MISSING = "missing"
 
 
-def atomic_write(path: Path, data: bytes, *, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` so it is either the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """A compressed ``.npz`` (what ``np.load`` reads), at zlib level 1.
-
-    Why not ``np.savez_compressed``: its default level costs twice the time
-    for 1 % smaller maps, and this runs once per image.
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def json_bytes(data: Any) -> bytes:
-    """Strict JSON (NaN and infinities as null), the same bytes for the same data."""
-    text = json.dumps(
-        finite_json(data), ensure_ascii=False, indent=1, sort_keys=True, allow_nan=False
-    )
-    return text.encode("utf-8")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _damaged(rel: str, problem: str) -> InvalidInput:
     return InvalidInput(
         f"out: {rel} is damaged ({problem}); run the same audit again to redo that batch"
@@ -112,7 +64,16 @@ def _damaged(rel: str, problem: str) -> InvalidInput:
 
 
 class Store:
-    """Reads and writes one audit folder."""
+    """Reads and writes one audit folder.
+
+    Making one reads and writes nothing; :meth:`maps` reads a finished or
+    interrupted audit's maps back (what :func:`seewhy.audit.load_maps` does).
+
+    Parameters
+    ----------
+    out : str or path
+        The audit's folder (``audit(..., out=)``).
+    """
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
@@ -322,7 +283,7 @@ class Store:
         size = path.stat().st_size
         if size != entry["size"]:
             return f"{size} bytes, expected {entry['size']}"
-        if checksum and _file_sha256(path) != entry["sha256"]:
+        if checksum and file_sha256(path) != entry["sha256"]:
             return "its checksum differs"
         return None
 

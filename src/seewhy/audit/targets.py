@@ -1,4 +1,4 @@
-"""What the audit explains for each image: its top-1 class, its true class, or its ground truth.
+"""What the audit explains for each image (``target_from=``): top-1, true class, or ground truth.
 
 ``predicted`` (the default) explains each image's top-1 class; ``true`` its
 true class (from the folders or the list file); ``region`` the true class's
@@ -25,10 +25,10 @@ __all__ = ["AUDIT_TARGETS", "check_audit_target", "image_targets"]
 AUDIT_TARGETS = ("predicted", "true", "region", "box")
 
 
-def check_audit_target(kind: Any) -> str:
-    """``target=`` of the audit: one of :data:`AUDIT_TARGETS`, or a one-line error."""
+def check_audit_target(kind: Any, name: str = "target_from") -> str:
+    """``target_from=`` of the audit (``name``: as the caller spelt it), or a one-line error."""
     if kind not in AUDIT_TARGETS:
-        raise InvalidInput(f"target: expected one of {', '.join(AUDIT_TARGETS)}, got {kind!r}")
+        raise InvalidInput(f"{name}: expected one of {', '.join(AUDIT_TARGETS)}, got {kind!r}")
     return str(kind)
 
 
@@ -44,7 +44,7 @@ def image_targets(kind: str, decoded: Sequence[Decoded], pre: Preprocess) -> lis
         truth = d.item.true_index
         if truth is None:
             raise InvalidInput(
-                f"target: {kind} needs each image's true class; {d.item.name} has none "
+                f"target_from: {kind} needs each image's true class; {d.item.name} has none "
                 "(class folders or a list file give them)"
             )
         if kind == "true":
@@ -52,12 +52,14 @@ def image_targets(kind: str, decoded: Sequence[Decoded], pre: Preprocess) -> lis
         elif kind == "region":
             if d.mask is None or not d.mask.any():
                 raise InvalidInput(
-                    f"target: region needs a ground-truth mask; {d.item.name} has none"
+                    f"target_from: region needs a ground-truth mask; {d.item.name} has none"
                 )
             out.append(Region(int(truth), d.mask))
         else:
             boxes = input_boxes(d.item.boxes, d.size, pre)
             if not boxes:
-                raise InvalidInput(f"target: box needs a ground-truth box; {d.item.name} has none")
+                raise InvalidInput(
+                    f"target_from: box needs a ground-truth box; {d.item.name} has none"
+                )
             out.append(Box(boxes[0], int(truth)))
     return out

@@ -32,29 +32,13 @@ from .flags import (
     suspicion,
 )
 from .objects import objects_record
+from .settings import Settings
 from .targets import image_targets
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
 THUMB_QUALITY = 82
 NON_FINITE = "the model gave non-finite scores (NaN or infinity)"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a worker needs besides the model; plain data, so it pickles."""
-
-    methods: tuple[str, ...] = ("gradcam",)
-    layer: str | None = None
-    batch_size: int = 32
-    top_k: int = 5
-    object_threshold: float = 0.5
-    border_threshold: float = 0.5
-    cmap: str = "viridis"
-    alpha: float = 0.5
-    target: str = "predicted"  # what each image is explained for: see .targets
-    preprocess: Preprocess | None = None  # the caller's (audit's size=); None: the model's
-    head: str | None = None  # "sigmoid": independent labels; None: what the model says
 
 
 @dataclass
@@ -101,22 +85,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 class BatchWorker:
-    """Holds one model and one :class:`Explainer` per method."""
+    """Holds one model and one :class:`Explainer` per method, built from :class:`Settings`.
+
+    Building it checks every setting against the model (a layer method on a
+    model that only predicts, a precision the method cannot use), so the
+    audit builds one before any image is read.
+    """
 
     def __init__(self, model: Any, settings: Settings) -> None:
         self.settings = settings
-        self.explainers = [
-            Explainer(
-                model,
-                m,
-                layer=settings.layer,
-                top_k=settings.top_k,
-                batch_size=settings.batch_size,
-                preprocess=settings.preprocess,
-                head=settings.head,
-            )
-            for m in settings.methods
-        ]
+        self.explainers = [Explainer(model, m, **settings.keywords(m)) for m in settings.methods]
         self.spec = self.explainers[0].spec
         self.preprocess: Preprocess = self.spec.preprocess
 

@@ -6,7 +6,8 @@ import sys
 from typing import Any
 
 from ..errors import BackendError
-from .base import Backend, Capture, LayerInfo, select_default_layer
+from .base import Capture, LayerInfo, select_default_layer
+from .capabilities import Backend
 from .common import PackedModel
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""The small protocol every framework backend implements.
+"""The data a backend hands back, in the shapes every backend shares.
 
-Backends are the only modules that import a deep-learning framework. They
-speak numpy at the boundary:
+What a backend can do is in :mod:`.capabilities` (small protocols, one per
+capability). Backends are the only modules that import a deep-learning
+framework. They speak numpy at the boundary:
 
 * model inputs are float32 arrays in NHWC layout (the backend moves them to
   its own layout and device);
@@ -12,9 +13,9 @@ speak numpy at the boundary:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -23,15 +24,18 @@ from ..errors import InvalidInput
 from .layouts import Layout, transformer_default
 
 __all__ = [
+    "FRAMEWORKS",
+    "NATIVE_FRAMEWORKS",
     "PRECISIONS",
-    "AttentionBackend",
     "AttentionCapture",
-    "Backend",
     "BlockFusion",
     "Capture",
+    "Framework",
     "LayerInfo",
+    "NativeFramework",
     "Precision",
     "Score",
+    "check_native_framework",
     "check_precision",
     "select_default_layer",
 ]
@@ -46,6 +50,39 @@ def check_precision(value: Any) -> Precision:
         if value == name:
             return name
     raise InvalidInput(f"precision: expected one of {', '.join(PRECISIONS)}, got {value!r}")
+
+
+#: What runs a model: each backend's ``framework``, recorded in ``Explanation.framework``.
+Framework = Literal["torch", "keras", "onnx", "blackbox"]
+FRAMEWORKS: tuple[Framework, ...] = get_args(Framework)
+#: The frameworks whose own model objects seewhy loads by name, trains and opens in full.
+NativeFramework = Literal["torch", "keras"]
+NATIVE_FRAMEWORKS: tuple[NativeFramework, ...] = get_args(NativeFramework)
+
+
+def check_native_framework(value: Any) -> NativeFramework:
+    """``value`` as a :data:`NativeFramework`, or a one-line error naming the choices.
+
+    Parameters
+    ----------
+    value : object
+        What the user gave (``framework=``, ``--framework``).
+
+    Returns
+    -------
+    NativeFramework
+        ``"torch"`` or ``"keras"``.
+
+    Raises
+    ------
+    InvalidInput
+        Any other value.
+    """
+    for name in NATIVE_FRAMEWORKS:
+        if value == name:
+            return name
+    choices = " or ".join(repr(name) for name in NATIVE_FRAMEWORKS)
+    raise InvalidInput(f"framework: expected {choices}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,12 +104,10 @@ class Capture:
     ``gradients`` are d(score of the target class)/d(activations), summed over
     nothing: image ``i``'s gradient depends only on image ``i``'s score.
 
-    On a view from a backend's optional ``with_head(head)`` (torch, Keras:
-    targets other than classes, ``output=``, ``head=``; see
-    :mod:`seewhy._target_plan`) ``logits`` are the head's target columns
-    followed by the class logits, and ``targets`` index those columns. The
-    same backends may offer ``sigmoid_output(x)`` (the model ends in a
-    sigmoid) and ``detections(x)`` (a detector's boxes; None for others).
+    On a view from ``with_head(head)`` (the ``Heads`` capability: targets
+    other than classes, ``output=``, ``head=``; see :mod:`seewhy._target_plan`)
+    ``logits`` are the head's target columns followed by the class logits,
+    and ``targets`` index those columns.
     """
 
     logits: np.ndarray  # (N, K) float32, pre-softmax unless the model has none
@@ -111,147 +146,11 @@ each backend runs it in its own framework and on the model's device and hands ba
 only the (N, T, T) result, never the per-head matrices."""
 
 
-@runtime_checkable
-class AttentionBackend(Protocol):
-    """What the attention methods (rollout, generic attention) ask of a transformer's backend."""
-
-    def attention(
-        self,
-        x: np.ndarray,
-        *,
-        targets: np.ndarray | None,
-        gradients: bool,
-        fuse: BlockFusion,
-        score: Score = "logit",
-    ) -> AttentionCapture:
-        """One pass: every block's attention (and d(score)/d(attention) when
-        ``gradients``) reduced by ``fuse``.
-
-        Works whatever kernel the model computes attention with (fused or not);
-        the model is never changed.
-        """
-        ...
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What the methods may ask of a model, whatever its framework."""
-
-    framework: str
-    channels_first: bool  # layout the model itself expects (for reading user tensors)
-    model: Any  # the model this backend runs; never changed by it
-
-    def layers(self, x: np.ndarray) -> list[LayerInfo]:
-        """Layers with 4-D outputs in the order they finish, for input like ``x``."""
-        ...
-
-    def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
-        """Check a layer name (or pick the default when None); raise LayerNotFound."""
-        ...
-
-    def predict(
-        self, x: np.ndarray, *, batch_size: int | None = None, precision: Precision = "float32"
-    ) -> np.ndarray:
-        """Logits (N, K) float32 for inputs ``x``, without gradients.
-
-        ``precision`` other than float32 runs the forward passes in reduced
-        precision where the backend can (PyTorch autocast) and raises
-        :class:`InvalidInput` where it cannot.
-        """
-        ...
-
-    def preferred_batch_size(self, x: np.ndarray, precision: Precision = "float32") -> int:
-        """Images per forward-only pass that this backend runs fastest, for inputs like ``x``."""
-        ...
-
-    def capture(
-        self,
-        x: np.ndarray,
-        *,
-        layer: str,
-        targets: np.ndarray | None,
-        gradients: bool,
-        score: Score = "logit",
-    ) -> Capture:
-        """One pass: logits, the layer's activations and, if asked, their gradients.
-
-        ``targets=None`` means each image's top-1 class.
-        """
-        ...
-
-    def input_gradients(
-        self,
-        x: np.ndarray,
-        *,
-        targets: np.ndarray | None,
-        score: Score = "logit",
-        guided: bool = False,
-    ) -> Capture:
-        """Gradients of the target score with respect to the input (NHWC).
-
-        ``guided=True`` applies the Guided Backprop rule at every ReLU.
-        """
-        ...
-
-    def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Weights (K, C) and bias (K,) of the model's last dense layer, if it has one."""
-        ...
-
-    def predict_with_layer_edit(
-        self,
-        x: np.ndarray,
-        *,
-        layer: str,
-        scales: np.ndarray,
-        batch_size: int | None = None,
-    ) -> np.ndarray:
-        """Logits (N, E, K): each image run E times with the layer's output edited.
-
-        Run ``e`` of image ``i`` multiplies channel ``c`` of ``layer``'s output by
-        ``scales[i, e, c]`` (``scales`` may be (E, C) for all images); channels are
-        those of ``capture()``'s activations. No gradients; the model is unchanged.
-        Used by Ablation-CAM (a zero ablates a channel).
-        """
-        ...
-
-    # -- what sanity checks and the audit ask of a model ------------------------
-
-    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
-        """(name, class name) of each layer holding weights itself, in forward order.
-
-        With model inputs ``x`` (NHWC; one image is enough) the order is the
-        order the layers run in, where the framework can tell.
-        """
-        ...
-
-    def copy_model(self) -> Any:
-        """An independent deep copy of the model (weights, flags, attributes such as the spec)."""
-        ...
-
-    def randomize_layers(
-        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        """Replace every weight of the named layers by ``resample(values)``, in place.
-
-        Only ever called on a backend over a :meth:`copy_model` copy.
-        """
-        ...
-
-    def place(self, device: str | None) -> Any:
-        """The model on ``device`` (``"cpu"``, ``"cuda:1"``); None or a framework that
-        places itself (Keras) returns the model as it is."""
-        ...
-
-    def pack(self, pickle_module: Any) -> Any:
-        """A picklable form of the model for another process (see ``backends.unpack_model``)."""
-        ...
-
-
 def select_default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
     """The last layer to finish whose output is a map with more than one position.
 
     A 1x1 output (a pooled vector kept 4-D) cannot localise anything, so it is
-    skipped, as the seeds' ``find_target_layer`` skips non-4-D outputs. A
+    skipped, as non-4-D outputs are. A
     vision transformer gets the input of its last attention (see
     :func:`~seewhy.backends.layouts.transformer_default`).
     """

@@ -17,8 +17,9 @@ import numpy as np
 
 from .._kit.checks import bad_argument, flag, optional_positive_int, positive_int
 from ..errors import BackendError
-from ..spec import ModelHints
+from .base import Framework
 from .common import PackedModel
+from .hints import ModelHints
 from .predict_only import PredictOnlyBackend
 
 __all__ = ["BlackBox", "BlackBoxBackend", "blackbox_backend", "unpack"]
@@ -37,6 +38,23 @@ class BlackBox:
     (default 32); ``classes`` is K or the K class names; ``size`` (H, W) and
     ``channels`` describe the input ``fn`` expects; ``name`` names the model in
     results. Scores are taken as logits unless ``score="probability"`` is asked.
+
+    Parameters
+    ----------
+    fn : callable
+        From a float32 batch of prepared inputs to (N, K) scores.
+    channels_first : bool
+        ``fn`` takes (N, C, H, W) rather than (N, H, W, C).
+    batch_size : int, optional
+        Most inputs per call (default 32).
+    classes : int or sequence of str, optional
+        K, or the K class names.
+    size : int or (int, int), optional
+        The input size ``fn`` expects, (H, W).
+    channels : int
+        Channels of the input ``fn`` expects.
+    name : str, optional
+        The model's name in results (default: the function's).
     """
 
     def __init__(
@@ -110,7 +128,7 @@ def _size(size: object) -> tuple[int, int] | None:
 class BlackBoxBackend(PredictOnlyBackend):
     """The backend of a :class:`BlackBox`: calls its function batch by batch."""
 
-    framework = "blackbox"
+    framework: Framework = "blackbox"
     description = "a black-box function"
     reason = "a black-box function gives only its scores"
 

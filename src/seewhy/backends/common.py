@@ -12,18 +12,19 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 
-from .._target_plan import DEFAULT_HEAD, Head
 from ..errors import BackendError, InvalidInput, LayerNotFound
-from .base import LayerInfo, select_default_layer
+from .base import Framework, LayerInfo, select_default_layer
+from .heads import DEFAULT_HEAD, Head
+from .layouts import LayoutChoice
 from .model_lock import one_pass_at_a_time
 
 __all__ = [
-    "HeadViews",
     "PackedModel",
+    "Views",
     "WeightsThroughModule",
     "default_layer",
     "edit_each_image",
@@ -167,7 +168,7 @@ class PackedModel:
     :func:`seewhy.backends.unpack_model`.
     """
 
-    def __init__(self, framework: str, blob: bytes) -> None:
+    def __init__(self, framework: Framework, blob: bytes) -> None:
         self.framework = framework
         self.blob = blob
 
@@ -235,17 +236,26 @@ class WeightsThroughModule:
         self.weights_module.randomize_layers(self.model, names, resample)
 
 
-class HeadViews:
-    """A backend whose passes score a :class:`~seewhy._target_plan.Head` (a mixin).
+class Views:
+    """A backend whose passes score a :class:`~seewhy.backends.heads.Head` and read the
+    explained layer in a chosen layout (a mixin).
 
-    ``with_head`` gives a shallow copy scoring another head; the model, its
-    caches and its lock are shared, so a view costs nothing to make.
+    ``with_head`` and ``with_layout`` give a shallow copy scoring another head
+    or reading another layout; the model, its caches and its lock are shared,
+    so a view costs nothing to make, and the backend it came from is unchanged.
     """
 
     _head: Head = DEFAULT_HEAD  # what the passes score (a view from with_head changes it)
+    layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
 
-    def with_head(self, head: Head) -> Any:
+    def with_head(self, head: Head) -> Self:
         """This backend scoring ``head`` (an output, a sigmoid, target columns); model shared."""
         view = copy.copy(self)
         view._head = head
+        return view
+
+    def with_layout(self, choice: LayoutChoice) -> Self:
+        """This backend reading the explained layer's output as ``choice``; model shared."""
+        view = copy.copy(self)
+        view.layout_choice = choice
         return view

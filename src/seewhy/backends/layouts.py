@@ -34,7 +34,6 @@ __all__ = [
     "to_maps",
     "token_grid",
     "transformer_default",
-    "use_layout",
 ]
 
 LayoutKind = Literal["nchw", "nhwc", "tokens"]
@@ -48,7 +47,20 @@ _GUESSED_PREFIX = 8
 
 @dataclass(frozen=True)
 class Layout:
-    """A layer output's layout: ``kind``, and for tokens the prefix count and the patch grid."""
+    """A layer output's layout: ``kind``, and for tokens the prefix count and the patch grid.
+
+    Pass one as ``explain(layout=)`` when seewhy's guess of a layer's layout is
+    wrong, or a name: ``"nchw"``, ``"nhwc"``, ``"tokens:K:HxW"``.
+
+    Parameters
+    ----------
+    kind : {"nchw", "nhwc", "tokens"}
+        Channels first, channels last, or a sequence of tokens.
+    prefix : int
+        Leading non-patch tokens (class, register tokens); tokens only.
+    grid : (int, int), optional
+        (h, w) of the patch tokens; tokens only.
+    """
 
     kind: LayoutKind
     prefix: int = 0  # leading non-patch tokens (tokens only)
@@ -92,26 +104,6 @@ def parse_layout(value: Any) -> LayoutChoice:
     except ValueError:
         pass
     raise InvalidInput(f"layout: expected {expected}, got {value!r}")
-
-
-def use_layout(backend: Any, value: Any) -> str | None:
-    """Give ``backend`` the user's layout override (checked); what ``Explanation.params`` records.
-
-    A name is recorded as given, a :class:`Layout` by its description, a
-    callable as ``"callable"``.
-    """
-    choice = parse_layout(value)
-    if choice is None:
-        return None
-    if not hasattr(backend, "layout_choice"):
-        raise InvalidInput(
-            f"layout: the {getattr(backend, 'framework', 'given')} backend has no layers to "
-            "lay out; leave layout unset"
-        )
-    backend.layout_choice = choice
-    if isinstance(value, str):
-        return value
-    return choice.describe() if isinstance(choice, Layout) else "callable"
 
 
 # --------------------------------------------------------------------------- guessing

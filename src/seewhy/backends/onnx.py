@@ -20,8 +20,9 @@ import numpy as np
 
 from .._kit.warn import warn_user
 from ..errors import BackendError, InvalidInput, UnsupportedModel
-from ..spec import ModelHints
+from .base import Framework
 from .common import PackedModel, one_line, require_module
+from .hints import ModelHints
 from .label_text import NotNames, parse_names
 from .predict_only import PredictOnlyBackend
 
@@ -150,7 +151,7 @@ def _layout(name: str, shape: Sequence[Any]) -> bool:
 class OnnxBackend(PredictOnlyBackend):
     """Runs an ``onnxruntime.InferenceSession`` on batches of prepared inputs."""
 
-    framework = "onnx"
+    framework: Framework = "onnx"
     description = "an ONNX Runtime model"
     reason = "ONNX Runtime only runs the graph forward, with no gradients or layer access"
 

@@ -1,78 +1,44 @@
-"""What every predict-only backend shares: batched predictions, output checks, refusals.
+"""What every predict-only backend shares: batched predictions and output checks.
 
 A black-box function and an ONNX Runtime session can only be asked for
 scores: no layers, no gradients, no copies of weights. One base class holds
 what follows from that, written once for both: the batching (a static graph
 batch, the model's preferred batch or the caller's), the move to the model's
-layout, the check of what came back, and a one-line refusal for every member
-of the protocol that needs more than predictions, naming what does work.
-Subclasses supply ``_forward`` (one batch in the model's layout to raw
-scores), ``pack`` and a description of themselves.
+layout and the check of what came back. It declares only the capabilities it
+has (:class:`Predicts`, :class:`Hints`, :class:`Devices`), so
+:func:`~seewhy.backends.capabilities.require` refuses every other method in
+one line, with ``reason`` saying why. Subclasses supply ``_forward`` (one
+batch in the model's layout to raw scores), ``pack`` and a description of
+themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from .._kit.blas import users_blas_threads
-from ..errors import BackendError, InvalidInput, UnsupportedModel
-from ..spec import ModelHints
-from .base import Capture, LayerInfo, Precision, Score, check_precision
+from ..errors import BackendError, InvalidInput
+from .base import Framework, Precision, check_precision
+from .capabilities import Devices, Hints, Predicts
+from .hints import ModelHints
 from .model_lock import model_lock
 
-__all__ = ["METRICS_THAT_PREDICT", "PredictOnlyBackend", "methods_that_predict", "refuse_method"]
-
-#: The faithfulness metrics that only ask a model for predictions.
-METRICS_THAT_PREDICT = "deletion, insertion, average drop, ROAD"
+__all__ = ["PredictOnlyBackend"]
 
 
-def methods_that_predict() -> list[str]:
-    """The registered methods that only run forward passes and read no layer."""
-    from .. import registry
-
-    return [
-        name
-        for name in registry.names()
-        if registry.get(name).forward_only and not registry.get(name).uses_layer
-    ]
-
-
-def _what_works() -> str:
-    return (
-        f"use a method that only predicts ({', '.join(methods_that_predict())}; "
-        f"metrics: {METRICS_THAT_PREDICT})"
-    )
-
-
-def refuse_method(backend: Any, method: Any) -> None:
-    """Refuse, before any image is read, a method a predict-only ``backend`` cannot serve.
-
-    ``method`` is a :class:`~seewhy.methods.base.Method`; other backends pass.
-    """
-    if not getattr(backend, "predicts_only", False):
-        return
-    needs = "the model's layers" if method.uses_layer else "gradients or the model's insides"
-    if method.uses_layer or not method.forward_only:
-        raise UnsupportedModel(
-            f"method: {method.name} needs {needs}; {backend.reason}; {_what_works()}"
-        )
-
-
-class PredictOnlyBackend:
-    """The :class:`~seewhy.backends.base.Backend` protocol for a model that only predicts.
+class PredictOnlyBackend(Predicts, Hints, Devices):
+    """The capabilities of a model that only predicts: predictions, hints, devices.
 
     ``static_batch`` is the one batch size the model takes (None: any);
     ``batch`` the images per call it prefers; ``classes`` the number of
     scores it must return, where known; ``channels`` its input channels.
     """
 
-    predicts_only: ClassVar[bool] = True  # read by refuse_method (Explainer)
-    framework: str
+    framework: Framework
     description: str  # "a black-box function", for messages
-    reason: str  # why it only predicts, for the refusals
+    reason: str  # why it only predicts: the refusals of other methods say it
 
     def __init__(
         self,
@@ -181,8 +147,11 @@ class PredictOnlyBackend:
         check_precision(precision)
         return self.static_batch or self.batch
 
-    def hints(self) -> ModelHints:
-        """What the model says about its input: size and channels, and labels if it has them."""
+    def hints(self, *, try_sizes: bool = True) -> ModelHints:
+        """What the model says about its input: size and channels, and labels if it has them.
+
+        Read when the backend was made; nothing is tried (``try_sizes`` changes nothing).
+        """
         return self._hints
 
     # -- other devices and processes -----------------------------------------------
@@ -193,59 +162,3 @@ class PredictOnlyBackend:
 
     def pack(self, pickle_module: Any) -> Any:
         raise NotImplementedError
-
-    # -- everything that needs more than predictions: refused in one line ----------
-
-    def _refuse(self, member: str) -> UnsupportedModel:
-        return UnsupportedModel(f"{member}: {self.reason}; {_what_works()}")
-
-    def layers(self, x: np.ndarray) -> list[LayerInfo]:
-        raise self._refuse("layers")
-
-    def resolve_layer(self, layer: str | None, x: np.ndarray) -> str:
-        raise self._refuse("layer")
-
-    def capture(
-        self,
-        x: np.ndarray,
-        *,
-        layer: str,
-        targets: np.ndarray | None,
-        gradients: bool,
-        score: Score = "logit",
-    ) -> Capture:
-        raise self._refuse("layer activations")
-
-    def input_gradients(
-        self,
-        x: np.ndarray,
-        *,
-        targets: np.ndarray | None,
-        score: Score = "logit",
-        guided: bool = False,
-    ) -> Capture:
-        raise self._refuse("input gradients")
-
-    def final_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
-        raise self._refuse("final linear layer")
-
-    def predict_with_layer_edit(
-        self,
-        x: np.ndarray,
-        *,
-        layer: str,
-        scales: np.ndarray,
-        batch_size: int | None = None,
-    ) -> np.ndarray:
-        raise self._refuse("layer edit")
-
-    def parameter_layers(self, x: np.ndarray | None = None) -> list[tuple[str, str]]:
-        raise self._refuse("weights (sanity checks)")
-
-    def copy_model(self) -> Any:
-        raise self._refuse("weights (sanity checks)")
-
-    def randomize_layers(
-        self, names: Sequence[str], resample: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        raise self._refuse("weights (sanity checks)")

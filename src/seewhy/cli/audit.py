@@ -11,8 +11,15 @@ import sys
 from typing import Any
 
 from ..terminal import one_line, printable
-from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Progress, csv_list
-from .options import add_head, add_model_options
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Progress, check_methods
+from .options import (
+    add_explainer_options,
+    add_model_options,
+    add_renamed,
+    explainer_keywords,
+    loading_keywords,
+)
+from .settings import method_settings, settings_for_all
 
 __all__ = ["BAR_FORMAT", "HELP", "add_audit_arguments", "audit_command"]
 
@@ -47,17 +54,17 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         help="method; repeat it or separate by commas to compare several "
         "side by side [default: gradcam]",
     )
-    e.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
-    add_head(e)
-    e.add_argument("--batch-size", type=int, default=32, help="[default: 32]")
-    e.add_argument("--top-k", type=int, default=5, help="classes kept per image [default: 5]")
-    e.add_argument(
+    add_renamed(
+        e,
+        "--target-from",
         "--target",
+        dest="target_from",
         choices=("predicted", "true", "region", "box"),
         default="predicted",
         help="what each image is explained for: its top-1 class, its true class, the true "
         "class over the ground-truth mask (segmenters) or box (detectors) [default: predicted]",
     )
+    add_explainer_options(e, batch_size="images per pass [default: 32]")
     d = p.add_argument_group("data")
     d.add_argument(
         "--labels-from",
@@ -77,14 +84,20 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         help="follow links that lead out of the data folder (their pictures go into "
         "the report, which is meant to be shared) [default: links inside only]",
     )
-    d.add_argument(
+    add_renamed(
+        d,
+        "--object-boxes",
         "--boxes",
+        dest="object_boxes",
         metavar="FILE",
         help="object boxes per file, JSON {file: [x0, y0, x1, y1]} or CSV "
         "file,x0,y0,x1,y1 (pixels of the original image)",
     )
-    d.add_argument(
+    add_renamed(
+        d,
+        "--object-masks",
         "--masks",
+        dest="object_masks",
         metavar="DIR",
         help="folder of object masks mirroring the images' paths (non-zero = object)",
     )
@@ -153,7 +166,8 @@ def audit_command(args: argparse.Namespace) -> int:
     """Run ``seewhy audit``; errors other than SeewhyError propagate to the caller."""
     from seewhy.audit import audit
 
-    methods = [m for raw in (args.methods or ["gradcam"]) for m in csv_list(raw)]
+    methods = [m for raw in (args.methods or ["gradcam"]) for m in check_methods(raw)]
+    settings = settings_for_all(method_settings(args, methods))
     bar = _Bar(args.quiet)
     try:
         result = audit(
@@ -161,31 +175,26 @@ def audit_command(args: argparse.Namespace) -> int:
             args.model,
             out=args.out,
             methods=methods,
-            layer=args.layer,
-            batch_size=args.batch_size,
-            top_k=args.top_k,
             labels_from=args.labels_from,
             recursive=args.recursive,
             follow_links=args.follow_links,
-            boxes=args.boxes,
-            masks=args.masks,
+            object_boxes=args.object_boxes,
+            object_masks=args.object_masks,
             object_threshold=args.object_threshold,
             border_threshold=args.border_threshold,
-            target=args.target,
-            head=args.head,
+            target_from=args.target_from,
             engine=args.engine,
             workers=args.workers,
             overwrite=args.overwrite,
             title=args.title,
-            framework=args.framework,
-            weights=args.weights,
-            trust=args.trust_model,
             ray_address=args.ray_address,
             gpus_per_worker=args.gpus_per_worker,
             device=args.device,
             size=args.size,
-            providers=args.providers.split(",") if args.providers else None,
             progress=bar,
+            **loading_keywords(args),
+            **explainer_keywords(args),
+            **settings,
         )
     except KeyboardInterrupt:
         bar.close()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..loading import NATIVE_FRAMEWORKS
 from ..terminal import printable
 from ._common import EXIT_OK
 from .options import add_force
@@ -42,7 +43,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 def add_demo_shortcut_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``seewhy demo shortcut``."""
     p.add_argument("--out", default="seewhy-demo", help="report folder [default: seewhy-demo]")
-    p.add_argument("--framework", choices=("torch", "keras"), default="torch")
+    p.add_argument("--framework", choices=NATIVE_FRAMEWORKS, default="torch")
     p.add_argument("--shortcut", choices=("patch", "tint"), default="patch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="less data and training (~2x faster)")

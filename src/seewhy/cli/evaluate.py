@@ -11,18 +11,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from seewhy import PRECISIONS
+
 from ..errors import InvalidInput
 from ..terminal import printable
 from ._common import EXIT_OK, check_methods, csv_list, sources, write_json
 from .options import (
     add_explaining_options,
     add_force,
-    add_precision,
     add_recursive,
+    chosen_target,
+    explainer_keywords,
     load_model,
-    target_keywords,
 )
 from .outputs import OutputPlan, input_paths
+from .settings import method_settings
 
 __all__ = ["HELP", "add_evaluate_arguments", "evaluate_command"]
 
@@ -34,13 +37,23 @@ _EXPLAIN_BATCH = 32
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``seewhy evaluate``."""
-    add_explaining_options(p)
+    add_explaining_options(
+        p,
+        skip=("precision",),  # the metrics' here (below); the maps are explained in float32
+        batch_size="inputs per forward pass [default: explaining 32; the metrics choose by "
+        "model and device]",
+    )
+    from seewhy import metrics
+
+    registered = metrics.registry.registered()
+    plain = [m.name for m in registered if metrics.Need.OBJECTS not in m.needs]
+    boxed = [m.name for m in registered if metrics.Need.OBJECTS in m.needs]
+    default = ",".join(metrics.DEFAULT_METRICS)
     p.add_argument(
         "--metrics",
-        default="deletion,insertion,average_drop",
-        help="comma-separated: deletion, insertion, average_drop, road, and with "
-        "--boxes pointing_game, energy_pointing_game, energy_in_box, iou "
-        "[default: deletion,insertion,average_drop]",
+        default=default,
+        help=f"comma-separated: {', '.join(plain)}, and with --boxes {', '.join(boxed)} "
+        f"[default: {default}]",
     )
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps [default: 50]")
     p.add_argument(
@@ -57,14 +70,11 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, help="pointing-game tolerance in pixels")
     p.add_argument("--threshold", type=float, default=0.5, help="IoU threshold (share of max)")
     p.add_argument(
-        "--batch-size",
-        type=int,
-        help="inputs per forward pass [default: explaining 32; the metrics choose by "
-        "model and device]",
-    )
-    add_precision(
-        p,
-        "forward passes of the faithfulness metrics; bfloat16 is 1.5-2x faster on "
+        "--precision",
+        dest="metric_precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="forward passes of the faithfulness metrics; bfloat16 is 1.5-2x faster on "
         "CPUs with AMX and recent GPUs (PyTorch models) [default: float32]",
     )
     add_recursive(p)
@@ -96,7 +106,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from seewhy import metrics
 
     methods = check_methods(args.method)
-    wanted = csv_list(args.metrics)
+    settings = method_settings(args, methods)
+    wanted = _metric_names(args)
     found = sources(args.images, args.recursive)
     plan = OutputPlan(input_paths(args, found), force=args.force)
     if args.json and args.json != "-":
@@ -104,17 +115,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
     plan.check()
     boxes = _boxes(args.boxes, found)
     model = load_model(args)
+    target = chosen_target(args, model)
     results: dict[str, Any] = {}
     explained: list[str] = []
     for m in methods:
-        ex = seewhy.explain(
-            model,
-            found,
-            m,
-            layer=args.layer,
-            batch_size=args.batch_size or _EXPLAIN_BATCH,
-            **target_keywords(args, model),
-        )
+        chosen = {**explainer_keywords(args), "batch_size": args.batch_size or _EXPLAIN_BATCH}
+        ex = seewhy.explain(model, found, m, target=target, **chosen, **settings[m])
         if len(ex.sources) != len(found) and boxes is not None:
             keep = [found.index(s) for s in ex.sources]
             boxes = [boxes[i] for i in keep]
@@ -122,6 +128,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         explained = list(ex.sources)
         results[m] = {
             "layer": ex.layer,
+            "settings": {k: ex.params[k] for k in seewhy.registry.get(m).param_names()},
             "targets": [int(t) for t in ex.targets],
             "target_labels": list(ex.target_labels),
             **({"target_spec": ex.params["target"]} if "target" in ex.params else {}),
@@ -135,21 +142,31 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 tolerance=args.tolerance,
                 threshold=args.threshold,
-                precision=args.precision,
+                precision=args.metric_precision,
             ),
         }
     payload = {"model": args.model, "images": explained, "methods": results}
     write_json(payload, args.json, plan)
     if args.json and args.json != "-":
         for m, entry in results.items():
-            parts = [f"{name}={_headline(value)}" for name, value in entry["metrics"].items()]
+            parts = [f"{name}={_headline(name, value)}" for name, value in entry["metrics"].items()]
             print(printable(f"{m}: {', '.join(parts)}"))
     return EXIT_OK
 
 
-def _headline(value: dict[str, Any]) -> str:
-    """The one number that sums a metric up, for the stdout line."""
-    for key in ("mean_auc", "average_drop", "gap", "mean"):
-        if key in value:
-            return f"{value[key]:.4f}"
-    return "?"
+def _metric_names(args: argparse.Namespace) -> list[str]:
+    """The metrics asked for, checked before the model loads (a misspelling, boxes missing)."""
+    from seewhy import metrics
+
+    chosen = [metrics.registry.get(name) for name in csv_list(args.metrics)]
+    lacking = [m.name for m in chosen if metrics.Need.OBJECTS in m.needs]
+    if lacking and args.boxes is None:
+        raise InvalidInput(f"--metrics: {', '.join(lacking)} need --boxes FILE")
+    return [m.name for m in chosen]
+
+
+def _headline(name: str, value: dict[str, Any]) -> str:
+    """The one number that sums a metric up (its declared headline), for the stdout line."""
+    from seewhy import metrics
+
+    return f"{value[metrics.registry.get(name).headline]:.4f}"

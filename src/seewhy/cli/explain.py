@@ -34,12 +34,14 @@ from ._common import (
 from .options import (
     add_explaining_options,
     add_force,
-    add_precision,
     add_recursive,
+    add_renamed,
+    chosen_target,
+    explainer_keywords,
     load_model,
-    target_keywords,
 )
 from .outputs import OutputPlan, input_paths, picture_format, same_file_key
+from .settings import method_settings
 
 if TYPE_CHECKING:
     from seewhy import Explainer, Explanation
@@ -51,16 +53,17 @@ HELP = "explain images and write overlay panels"
 #: Images per chunk when --batch-size is not given.
 _CHUNK = 16
 
+#: How a panel's three pictures are placed (``Explanation.panel(arrangement=)``).
+ARRANGEMENTS = ("horizontal", "vertical")
+
 
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``seewhy explain``."""
-    add_explaining_options(p)
-    p.add_argument(
-        "--layer-layout",
-        help="how the layer's output is laid out, when the guess (see `seewhy layers`) is "
-        "wrong: nchw, nhwc, tokens, tokens:K (K leading class/register tokens), tokens:K:HxW",
+    add_explaining_options(
+        p,
+        batch_size="images per pass, and perturbed or noisy copies per pass [default: 16; "
+        "copies: chosen by model and device]",
     )
-    p.add_argument("--score", choices=("logit", "probability"), default="logit")
     p.add_argument("--out", default=".", help="folder for the panels [default: .]")
     p.add_argument(
         "--cmap",
@@ -68,9 +71,12 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
         "[default: viridis; bwr with --signed]",
     )
     p.add_argument("--alpha", type=float, default=0.5, help="image weight in the overlay")
-    p.add_argument(
+    add_renamed(
+        p,
+        "--arrangement",
         "--layout",
-        choices=("horizontal", "vertical"),
+        dest="arrangement",
+        choices=ARRANGEMENTS,
         default="horizontal",
         help="the panel's three pictures side by side or stacked [default: horizontal]",
     )
@@ -90,18 +96,6 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
         "--grid",
         metavar="FILE",
         help="also write one picture of every image (rows) by every method (columns)",
-    )
-    p.add_argument("--top-k", type=int, default=5)
-    add_precision(
-        p,
-        "forward passes of occlusion, rise, scorecam, lime, kernelshap (PyTorch) "
-        "[default: float32]",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        help="images per pass, and perturbed copies per pass [default: 16; copies: chosen by "
-        "model and device]",
     )
     add_recursive(p)
     p.add_argument("--json", metavar="FILE", help="write predictions and file names as JSON")
@@ -210,25 +204,13 @@ def explain_command(args: argparse.Namespace) -> int:
     from seewhy import NonFiniteScoresWarning
 
     methods = check_methods(args.method)
+    settings = method_settings(args, methods)
     found = sources(args.images, args.recursive)
     plan, panels = _claim_outputs(args, found, methods)
     model = load_model(args)
-    scored = target_keywords(args, model)  # --target parsed once: a class or a target
-    args.target = scored.pop("target")
-    explainers = {
-        m: seewhy.Explainer(
-            model,
-            m,
-            layer=args.layer,
-            layout=args.layer_layout,
-            score=args.score,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            **scored,
-        )
-        for m in methods
-    }
+    args.target = chosen_target(args, model)  # --target parsed once: a class or a target
+    chosen = explainer_keywords(args)
+    explainers = {m: seewhy.Explainer(model, m, **chosen, **settings[m]) for m in methods}
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     explained: list[Explanation] | None = [] if args.grid else None
@@ -270,7 +252,8 @@ def explain_command(args: argparse.Namespace) -> int:
         payload = {
             "model": args.model,
             "methods": methods,
-            "precision": args.precision,
+            "precision": args.precision or "float32",
+            "settings": {m: _settings(e) for m, e in explainers.items()},
             "images": records,
             "failures": [{"source": s, "reason": r} for s, r in failures],
         }
@@ -337,7 +320,7 @@ def _panel_options(args: argparse.Namespace, ex: Explanation) -> dict[str, Any]:
         "cmap": args.cmap,
         "alpha": args.alpha,
         "at": args.view,
-        "layout": args.layout,
+        "arrangement": args.arrangement,
         "signed": signed,
     }
 
@@ -356,6 +339,11 @@ def _write_grid(explained: list[Explanation], args: argparse.Namespace, plan: Ou
         picture.save(handle, format=kind, **marked)
     if not args.quiet:
         print(f"  wrote {printable(str(path))}")
+
+
+def _settings(explainer: Explainer) -> dict[str, Any]:
+    """Every setting of the explainer's method, as the JSON records it (defaults included)."""
+    return dict(explainer.method.params)
 
 
 def _record(ex: Explanation, i: int) -> dict[str, Any]:

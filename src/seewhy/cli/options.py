@@ -7,19 +7,24 @@ group back, so every command loads a model the same way.
 from __future__ import annotations
 
 import argparse
+import inspect
+import sys
 from typing import Any
 
 from seewhy import PRECISIONS
+from seewhy.loading import NATIVE_FRAMEWORKS
 
 __all__ = [
+    "add_explainer_options",
     "add_explaining_options",
     "add_force",
     "add_model_options",
-    "add_precision",
     "add_recursive",
+    "add_renamed",
     "chosen_target",
+    "explainer_keywords",
     "load_model",
-    "target_keywords",
+    "loading_keywords",
 ]
 
 
@@ -34,7 +39,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--framework",
-        choices=("torch", "keras"),
+        choices=NATIVE_FRAMEWORKS,
         default="torch",
         help="framework for a bundled model [default: torch]",
     )
@@ -74,41 +79,43 @@ def chosen_target(args: argparse.Namespace, model: Any) -> Any:
     """``--target`` as ``explain`` takes it: a class, or a :mod:`seewhy.targets` target."""
     import seewhy
 
+    from .target_text import parse_target
+
     text = getattr(args, "target", None)
     if text is None:
         return None
-    return seewhy.targets.parse(text, seewhy.model_spec(model).labels)
+    return parse_target(text, seewhy.model_spec(model).labels)
 
 
-def target_keywords(args: argparse.Namespace, model: Any) -> dict[str, Any]:
-    """``target``, ``output`` and ``head`` for ``explain`` (the last two only when given)."""
-    chosen: dict[str, Any] = {"target": chosen_target(args, model)}
-    for name in ("output", "head"):
-        if getattr(args, name, None) is not None:
-            chosen[name] = getattr(args, name)
-    return chosen
+def loading_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``model`` group as :func:`seewhy.load_model`'s keywords (the audit loads it too)."""
+    providers = getattr(args, "providers", None)
+    return {
+        "framework": args.framework,
+        "weights": args.weights,
+        "trust": args.trust_model,
+        "providers": providers.split(",") if providers else None,
+    }
 
 
 def load_model(args: argparse.Namespace) -> Any:
     """The model the ``model`` group names."""
     import seewhy
 
-    providers = getattr(args, "providers", None)
-    model = seewhy.load_model(
-        args.model,
-        framework=args.framework,
-        weights=args.weights,
-        trust=args.trust_model,
-        providers=providers.split(",") if providers else None,
-    )
+    model = seewhy.load_model(args.model, **loading_keywords(args))
     size = getattr(args, "size", None)
     if size is not None:  # the model was loaded here: its spec is ours to set
         model.seewhy_spec = seewhy.model_spec(model).at_size(size)
     return model
 
 
-def add_explaining_options(p: argparse.ArgumentParser) -> None:
-    """What every explaining command takes: the images, the model group, method, target, layer."""
+def add_explaining_options(
+    p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), **helps: str
+) -> None:
+    """What every explaining command takes: images, the model group, method, target, Explainer.
+
+    ``skip`` and ``helps`` go to :func:`add_explainer_options`.
+    """
     p.add_argument("images", nargs="+", help="image files, folders, or sample:NAME")
     add_model_options(p)
     p.add_argument(
@@ -122,28 +129,90 @@ def add_explaining_options(p: argparse.ArgumentParser) -> None:
         "box:x0,y0,x1,y1[:label] (detectors; input pixels), region:CLASS:mask.png "
         "(segmenters) [default: top-1; a detector: each detection]",
     )
-    p.add_argument("--layer", help="layer for CAM methods (see `seewhy layers`)")
-    p.add_argument(
+    add_explainer_options(p, skip=skip, **helps)
+
+
+#: Each Explainer keyword the command line sets: (flag, argparse settings). A new
+#: ``Explainer`` option is one row here, and every explaining command has it.
+_EXPLAINER_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "layer": ("--layer", {"help": "layer for CAM methods (see `seewhy layers`)"}),
+    "layout": (
+        "--layer-layout",
+        {
+            "dest": "layer_layout",
+            "help": "how the layer's output is laid out, when the guess (see `seewhy layers`) "
+            "is wrong: nchw, nhwc, tokens, tokens:K (K leading class/register tokens), "
+            "tokens:K:HxW",
+        },
+    ),
+    "output": (
         "--output",
-        type=_output_choice,
-        help="which output of a model returning several (index, key or name)",
-    )
-    add_head(p)
-
-
-def add_head(p: Any) -> None:
-    """``--head``: how class scores become probabilities (``explain``, ``audit``)."""
-    p.add_argument(
+        {
+            "type": _output_choice,
+            "help": "which output of a model returning several (index, key or name)",
+        },
+    ),
+    "head": (
         "--head",
-        choices=("softmax", "sigmoid"),
-        help="sigmoid: independent labels (found by itself for a final sigmoid, PyTorch or "
-        "Keras, or a one-output model)",
-    )
+        {
+            "choices": ("softmax", "sigmoid"),
+            "help": "sigmoid: independent labels (found by itself for a final sigmoid, "
+            "PyTorch or Keras, or a one-output model)",
+        },
+    ),
+    "score": (
+        "--score",
+        {"choices": ("logit", "probability"), "help": "what is explained of the target"},
+    ),
+    "top_k": ("--top-k", {"type": int, "metavar": "K", "help": "classes kept per image"}),
+    "batch_size": (
+        "--batch-size",
+        {"type": int, "help": "images per pass, and perturbed or noisy copies per pass"},
+    ),
+    "precision": (
+        "--precision",
+        {
+            "choices": PRECISIONS,
+            "help": "forward passes of the methods that only predict (PyTorch; "
+            "`seewhy methods NAME` says what a method needs)",
+        },
+    ),
+}
 
 
-def add_precision(p: argparse.ArgumentParser, help_text: str) -> None:
-    """``--precision`` of forward passes; ``help_text`` says which passes it affects."""
-    p.add_argument("--precision", choices=PRECISIONS, default="float32", help=help_text)
+def add_explainer_options(p: Any, *, skip: tuple[str, ...] = (), **helps: str) -> None:
+    """Every :class:`seewhy.Explainer` option, and ``--set`` for the methods' own settings.
+
+    Left out, an option is not passed and the Explainer's default applies (its
+    signature's, shown in the help). ``skip`` names options the command gives
+    another meaning (``evaluate``'s ``--precision`` is its metrics'); ``helps``
+    replace an option's help where the command widens its meaning.
+    """
+    from seewhy import Explainer
+
+    from .settings import add_set_option
+
+    defaults = inspect.signature(Explainer.__init__).parameters
+    for keyword, (flag, settings) in _EXPLAINER_OPTIONS.items():
+        if keyword in skip:
+            continue
+        options = {**settings, "help": helps.get(keyword, settings["help"])}
+        default = defaults[keyword].default
+        if default is not None and keyword not in helps:
+            options["help"] += f" [default: {default}]"
+        p.add_argument(flag, **options)
+    add_set_option(p)
+
+
+def explainer_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`seewhy.Explainer` keywords the command line gave (explain, evaluate, sanity,
+    audit alike): only those given, so the Explainer's defaults stay its own."""
+    chosen = {}
+    for keyword, (flag, settings) in _EXPLAINER_OPTIONS.items():
+        value = getattr(args, settings.get("dest", flag[2:].replace("-", "_")), None)
+        if value is not None:
+            chosen[keyword] = value
+    return chosen
 
 
 def add_recursive(p: argparse.ArgumentParser) -> None:
@@ -159,3 +228,32 @@ def add_force(p: argparse.ArgumentParser) -> None:
         help="overwrite existing output files that seewhy did not write (never an input of "
         "the run, nor one output with another)",
     )
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: sets the new one's value, and says so once on stderr."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+        self.said = False
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        if not self.said:
+            self.said = True
+            print(
+                f"seewhy: warning: {option} is deprecated and will be removed in the next "
+                f"release; use {self.new} (the same values)",
+                file=sys.stderr,
+            )
+
+
+def add_renamed(p: Any, new: str, old: str, **settings: Any) -> None:
+    """``new`` with its settings, and its ``old`` spelling kept one release (hidden in ``--help``).
+
+    ``settings`` need a ``dest`` and a ``help``; the help names the old spelling.
+    """
+    p.add_argument(new, **{**settings, "help": f"{settings['help']} (old name: {old})"})
+    hidden = {k: v for k, v in settings.items() if k in ("dest", "choices", "metavar", "type")}
+    p.add_argument(old, action=_Renamed, new=new, help=argparse.SUPPRESS, **hidden)

@@ -16,10 +16,12 @@ from .options import (
     add_explaining_options,
     add_force,
     add_recursive,
+    chosen_target,
+    explainer_keywords,
     load_model,
-    target_keywords,
 )
 from .outputs import OutputPlan, input_paths, picture_format
+from .settings import method_settings
 
 __all__ = ["HELP", "add_sanity_arguments", "sanity_command"]
 
@@ -47,7 +49,12 @@ def add_sanity_arguments(p: argparse.ArgumentParser) -> None:
         help="class each randomised model explains: the original model's, or its own "
         "top-1 as in the paper's code [default: original]",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the re-drawn weights (a method's own seed: --set seed=N) [default: 0]",
+    )
     p.add_argument("--out", default="sanity.png", help="plot file [default: sanity.png]")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     add_force(p)
@@ -59,6 +66,7 @@ def sanity_command(args: argparse.Namespace) -> int:
     from seewhy.metrics import plot_sanity, sanity_check
 
     methods = check_methods(args.method)
+    settings = method_settings(args, methods)
     found = sources(args.images, args.recursive)
     out = Path(args.out)
     kind = picture_format(out, "--out", _plot_formats())
@@ -68,17 +76,19 @@ def sanity_command(args: argparse.Namespace) -> int:
         plan.claim(args.json, "--json", option="--json")
     plan.check()
     model = load_model(args)
+    target = chosen_target(args, model)
     results = [
         sanity_check(
             model,
             found,
             m,
-            layer=args.layer,
+            target=target,
             steps=args.steps,
             cascading=not args.independent,
             seed=args.seed,
             randomized_target=args.randomized_target,
-            **target_keywords(args, model),
+            **explainer_keywords(args),
+            **settings[m],
         )
         for m in methods
     ]

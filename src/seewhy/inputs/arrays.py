@@ -42,6 +42,13 @@ def to_numpy(obj: object, *, name: str = "input") -> np.ndarray:
 
     Torch tensors go through ``detach().cpu()`` first so that tensors that need
     grad or live on a GPU work; dtypes numpy lacks (bfloat16) are widened.
+
+    Parameters
+    ----------
+    obj : object
+        A numpy array, a PIL image, or a torch, TensorFlow or JAX tensor.
+    name : str
+        What the value is called in an error.
     """
     if isinstance(obj, np.ndarray):
         return obj

@@ -55,6 +55,18 @@ def resize_for_model(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
     straight to ``pre.size`` (as Keras does). Resampling is the antialiased
     filter ``pre.interpolation``, by Pillow or, for ``resampler="torchvision"``,
     by torchvision on a uint8 tensor (the two differ by a grey level here and there).
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) uint8 picture.
+    pre : Preprocess
+        The model's preprocessing; only its geometry is used here.
+
+    Returns
+    -------
+    numpy.ndarray
+        (``pre.size``, 3) uint8.
     """
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise InvalidInput(
@@ -126,6 +138,19 @@ class Batch:
     survivors; left empty it means ``0 .. N-1``. ``photos`` keep each raw
     picture at its own size and where the input came from in it (None for
     preprocessed inputs, which have no other picture); left empty, none.
+
+    Attributes
+    ----------
+    inputs : numpy.ndarray
+        (N, H, W, C) float32 model inputs, channels last.
+    images : numpy.ndarray
+        (N, H, W, 3) uint8 pictures.
+    sources : tuple of str
+        What each item was.
+    indices : tuple of int
+        Each item's position among all inputs, failures included.
+    photos : tuple of Photo or None
+        Each raw picture and the box of it the model saw.
     """
 
     inputs: np.ndarray
@@ -144,7 +169,15 @@ class Batch:
 
 @dataclass(frozen=True)
 class Failure:
-    """An input that could not be used, and the one-line reason why."""
+    """An input that could not be used, and the one-line reason why.
+
+    Attributes
+    ----------
+    source : str
+        What the input was (a path, ``sample:NAME``, ``<array i>``).
+    reason : str
+        One line: what is wrong with it.
+    """
 
     source: str
     reason: str
@@ -344,6 +377,21 @@ def prepare(
     bad item instead (for single-call APIs). If no item is usable an
     :class:`InvalidInput` names the first problem. For many inputs,
     :class:`BatchStream` prepares them a batch at a time instead.
+
+    Parameters
+    ----------
+    images : object
+        One item or a sequence of items, or a 4-D batch.
+    pre : Preprocess
+        How pictures become model inputs.
+    channels_first : bool
+        Preprocessed inputs are (N, C, H, W).
+    strict : bool
+        Raise on the first bad item rather than reporting it.
+
+    Returns
+    -------
+    tuple of (Batch, list of Failure)
     """
     items = list(enumerate(_expand(images, channels_first)))
     if not items:
@@ -367,6 +415,21 @@ class BatchStream:
     that explain so many photos that keeping each one would not fit).
     ``own_size=True`` (the model's size is a guess) feeds pictures no larger
     than ``pre.size`` at their own size.
+
+    Parameters
+    ----------
+    images : object
+        One item or a sequence of items, or a 4-D batch.
+    pre : Preprocess
+        How pictures become model inputs.
+    channels_first : bool
+        Preprocessed inputs are (N, C, H, W).
+    size : int
+        Items per batch.
+    photos : bool
+        Keep each raw picture for drawing on.
+    own_size : bool
+        Feed pictures no larger than ``pre.size`` at their own size.
     """
 
     def __init__(

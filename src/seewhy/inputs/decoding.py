@@ -9,8 +9,9 @@ given the model's :class:`~seewhy.Preprocess`, a picture far larger than the
 model input and the kept photo (:data:`~seewhy.inputs.photos.PHOTO_MAX_SIDE`)
 is shrunk by a whole factor in Pillow, in bands of rows and in its own
 compact mode (a JPEG already while decoding), before it becomes full-size
-RGB. A 9000 x 9000 1-bit PNG of 250 KB added 633 MiB; it now adds what
-Pillow needs to hold it decoded (1 byte a pixel) and a 2250 x 2250 picture.
+RGB. A 9000 x 9000 1-bit PNG of 250 KB would take 633 MiB as full-size RGB;
+this way it takes what Pillow needs to hold it decoded (1 byte a pixel) and a
+2250 x 2250 picture.
 """
 
 from __future__ import annotations
@@ -271,6 +272,16 @@ def load_image(source: object) -> np.ndarray:
     Raises :class:`InvalidInput` (one line naming the file) for a missing file, a
     directory, an empty or non-image file, truncated data, an empty image, a
     wrong array shape, or NaN/inf values.
+
+    Parameters
+    ----------
+    source : object
+        A path, ``"sample:NAME"``, bytes, a PIL image, an array or a tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
     """
     return load_named(source, None)
 

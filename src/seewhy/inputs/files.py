@@ -237,5 +237,20 @@ def walk_images(
 def iter_image_files(
     paths: Sequence[str | Path], recursive: bool = False, *, follow_links: bool = True
 ) -> list[Path]:
-    """The files of :func:`walk_images`, for callers that do not report what was skipped."""
+    """The files of :func:`walk_images`, for callers that do not report what was skipped.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Files and folders.
+    recursive : bool
+        Look into sub-folders too.
+    follow_links : bool
+        Follow links that lead out of the given folders (each folder is visited once).
+
+    Returns
+    -------
+    list of Path
+        The image files, each once, in a stable order.
+    """
     return list(walk_images(paths, recursive=recursive, follow_links=follow_links).files)

@@ -29,6 +29,15 @@ class Photo:
     in ``picture``'s pixel coordinates (edges, not centres) of the region that
     became the model input; ``size`` is the (H, W) of the decoded original,
     before any scaling down for display.
+
+    Attributes
+    ----------
+    picture : numpy.ndarray
+        (H, W, 3) uint8, at most :data:`PHOTO_MAX_SIDE` on its long side.
+    box : tuple of float
+        ``(top, left, bottom, right)`` of the model's input in ``picture``.
+    size : tuple of int
+        (H, W) of the decoded original.
     """
 
     picture: np.ndarray

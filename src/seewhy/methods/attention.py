@@ -12,12 +12,13 @@ distillation tokens for DeiT's) over the patch tokens, on the patch grid::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from .._kit.checks import bad_argument, one_of, positive_int
-from ..backends.base import AttentionBackend, AttentionCapture
+from ..backends.base import AttentionCapture
+from ..backends.capabilities import Attention, Gradients, Predicts
 from ..errors import UnsupportedModel
 from ..registry import register
 from .base import Context, Method, RawResult
@@ -34,14 +35,12 @@ class _AttentionMethod(Method):
     costs a vector-matrix product (O(T^2)), never a matrix product (O(T^3)).
     """
 
-    uses_layer: ClassVar[bool] = False
-    reads_attention: ClassVar[bool] = True  # needs a transformer (AttentionBackend)
-    needs_gradients: ClassVar[bool] = False
+    requires = frozenset({Predicts, Attention})
     start_block: int
 
     def run(self, ctx: Context) -> RawResult:
         backend = ctx.backend
-        if not isinstance(backend, AttentionBackend):
+        if not isinstance(backend, Attention):
             raise UnsupportedModel(
                 f"{self.name}: the {backend.framework} backend cannot read attention "
                 "matrices; use gradcam"
@@ -106,6 +105,17 @@ class AttentionRollout(_AttentionMethod):
     R over the patch tokens, :math:`e_0^T \hat A_L \cdots \hat A_s`, computed
     from the last block back as :math:`r \leftarrow r \hat A_l`. Class-independent.
 
+    Parameters
+    ----------
+    head_fusion : str
+        How a block's heads become one matrix: mean, max or min.
+    discard_ratio : float
+        Share of each image's smallest fused entries dropped per block.
+    start_block : int
+        The first block multiplied in (0: every block).
+
+    Examples
+    --------
     >>> seewhy.explain(vit, images, "attention-rollout", head_fusion="max", discard_ratio=0.9)
     """
 
@@ -150,10 +160,17 @@ class GenericAttention(_AttentionMethod):
     the class token's row of R over the patch tokens, is computed from the
     last block back as :math:`r \leftarrow r + r \bar A_l`, starting at :math:`e_0`.
 
+    Parameters
+    ----------
+    start_block : int
+        The first block whose attention counts (0: every block).
+
+    Examples
+    --------
     >>> seewhy.explain(vit, images, "gae", target=281)
     """
 
-    needs_gradients = True
+    requires = frozenset({Predicts, Attention, Gradients})
 
     def __init__(self, *, start_block: int = 0) -> None:
         self.start_block = _block_index(start_block, self.name)

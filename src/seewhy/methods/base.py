@@ -23,7 +23,8 @@ import numpy as np
 
 from .._kit.checks import optional_positive_int
 from .._kit.scores import check_targets, target_scores
-from ..backends.base import Backend, Precision, Score
+from ..backends.base import Precision, Score
+from ..backends.capabilities import Attention, Backend, Gradients, Layers, Predicts
 from ..errors import InvalidInput
 from ..preprocess import Preprocess
 
@@ -32,7 +33,40 @@ __all__ = ["Context", "Method", "RawResult", "check_copies", "unknown_keyword"]
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a method may need for one batch."""
+    """Everything a method may need for one batch.
+
+    Attributes
+    ----------
+    backend : Backend
+        The model's backend: predictions, activations, gradients.
+    inputs : numpy.ndarray
+        (N, H, W, C) float32 model inputs.
+    targets : numpy.ndarray or None
+        (N,) int64 columns of the scores to explain, or None for each image's
+        top-1 class.
+    layer : str or None
+        The resolved layer name, for methods that use one.
+    score : {"logit", "probability"}
+        What a target's score is.
+    batch_size : int
+        Images explained together; also the gradient passes of noisy copies.
+    forward_batch : int or None
+        Perturbed copies per forward-only pass; None: the backend's choice.
+    progress : callable, optional
+        Called with the units of work done, for progress bars.
+    precision : str
+        Precision of the forward-only passes (perturbation methods).
+    images : numpy.ndarray or None
+        (N, H, W, 3) uint8 pictures the inputs came from.
+    preprocess : Preprocess or None
+        How pictures become inputs, for fills made in pixel space.
+    sigmoid : bool
+        The head's labels are independent: a probability is a sigmoid.
+    target_objects : tuple or None
+        Each image's :mod:`seewhy.targets` target when it is not a plain
+        class; ``targets`` are then the columns of the backend's scores
+        holding them (the class logits follow those columns).
+    """
 
     backend: Backend
     inputs: np.ndarray  # (N, H, W, C) float32 model inputs
@@ -52,15 +86,37 @@ class Context:
     target_objects: tuple[Any, ...] | None = None
 
     def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        """Logits for ``x`` at the context's precision, ``batch_size`` inputs per pass."""
+        """Logits for ``x`` at the context's precision, ``batch_size`` inputs per pass.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (N, H, W, C) float32 inputs.
+        batch_size : int
+            Inputs per forward pass.
+        """
         return self.backend.predict(x, batch_size=batch_size, precision=self.precision)
 
     def scores(self, logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Each row's score at its target (float64): logit or probability, as the context asks."""
+        """Each row's score at its target (float64): logit or probability, as the context asks.
+
+        Parameters
+        ----------
+        logits : numpy.ndarray
+            (N, K) scores.
+        targets : numpy.ndarray
+            (N,) the column to read in each row.
+        """
         return target_scores(logits, targets, self.score, self.sigmoid)
 
     def logits_and_targets(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Logits of the unperturbed inputs and the classes to explain (checked)."""
+        """Logits of the unperturbed inputs and the classes to explain (checked).
+
+        Parameters
+        ----------
+        batch_size : int
+            Inputs per forward pass.
+        """
         logits = self.predict(self.inputs, batch_size)
         if self.targets is None:
             return logits, logits.argmax(axis=1).astype(np.int64)
@@ -71,6 +127,11 @@ class Context:
 
         Left to the backend, PyTorch on the CPU gets batches that keep every
         activation under 32 MiB (6 for Lite0), which run faster than 32.
+
+        Parameters
+        ----------
+        chosen : int or None
+            The method's own ``copies_per_pass`` setting.
         """
         if chosen is not None:
             return chosen
@@ -79,7 +140,13 @@ class Context:
         return self.backend.preferred_batch_size(self.inputs, self.precision)
 
     def gradient_copies(self, chosen: int | None) -> int:
-        """Noisy or ablated copies per pass: the method's, else the explainer's batch size."""
+        """Noisy or ablated copies per pass: the method's, else the explainer's batch size.
+
+        Parameters
+        ----------
+        chosen : int or None
+            The method's own ``copies_per_pass`` setting.
+        """
         return self.batch_size if chosen is None else chosen
 
 
@@ -92,6 +159,19 @@ class RawResult:
     (e.g. signed pixel attributions) into ``Explanation.extras``; ``settings``
     the values a method chose for settings left to the input size (``None``
     defaults), recorded in ``Explanation.params``.
+
+    Attributes
+    ----------
+    maps : numpy.ndarray
+        (N, h, w) raw maps.
+    logits : numpy.ndarray
+        (N, K) scores of the unperturbed inputs.
+    targets : numpy.ndarray
+        (N,) the columns explained.
+    extras : Mapping
+        Method-specific arrays for ``Explanation.extras``.
+    settings : Mapping
+        Values the method chose for settings left to the input size.
     """
 
     maps: np.ndarray
@@ -107,13 +187,41 @@ class Method(ABC):
     A subclass declares its settings as keyword-only ``__init__`` parameters
     with defaults (``None`` for "chosen from the input size"), checks them and
     stores each as the attribute of the same name; ``param_names`` and
-    ``params`` are read from that signature.
+    ``params`` are read from that signature. A positional or unknown setting
+    is refused with the method's name and the nearest spelling.
+
+    Examples
+    --------
+    A method that marks the pixels furthest from the mean input, with one setting::
+
+        @seewhy.register("contrast")
+        class Contrast(seewhy.Method):
+            def __init__(self, *, power: float = 1.0) -> None:
+                self.power = power
+
+            def run(self, ctx: seewhy.Context) -> seewhy.RawResult:
+                logits, targets = ctx.logits_and_targets(ctx.batch_size)
+                maps = np.abs(ctx.inputs).mean(axis=-1) ** self.power
+                return seewhy.RawResult(maps, logits, targets)
     """
 
     name: ClassVar[str] = ""
-    uses_layer: ClassVar[bool] = True
+    # The backend capabilities the method asks for (seewhy.backends.capabilities):
+    # Explainer refuses, in one line, a model whose backend lacks one.
+    requires: ClassVar[frozenset[type]] = frozenset({Predicts, Layers, Gradients})
+    # Read from ``requires`` for every subclass (see __init_subclass__), never set by hand.
+    uses_layer: ClassVar[bool] = True  # a layer is resolved before the first batch
+    needs_gradients: ClassVar[bool] = True  # the passes ask for gradients
+    reads_attention: ClassVar[bool] = False  # a transformer's attention
     forward_only: ClassVar[bool] = False  # only predictions: may run in reduced precision
     rectify: ClassVar[bool] = True  # apply ReLU to the map before normalising
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Read the flags the running code asks from ``requires``: the two never disagree."""
+        super().__init_subclass__(**kwargs)
+        cls.uses_layer = Layers in cls.requires
+        cls.needs_gradients = Gradients in cls.requires
+        cls.reads_attention = Attention in cls.requires
 
     def __new__(cls, *args: Any, **settings: Any) -> Method:
         """Refuse positional and unknown settings with the method's name in the message."""
@@ -147,7 +255,18 @@ class Method(ABC):
 
     @abstractmethod
     def run(self, ctx: Context) -> RawResult:
-        """Explain one batch."""
+        """Explain one batch.
+
+        Parameters
+        ----------
+        ctx : Context
+            The batch, its targets and the backend.
+
+        Returns
+        -------
+        RawResult
+            The raw maps, before rectifying, upsampling and normalising.
+        """
 
 
 def unknown_keyword(

@@ -11,15 +11,16 @@ Every one is used the same way::
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from .._kit.checks import flag
 from .._kit.scores import two_classes
 from ..backends.base import Capture
+from ..backends.capabilities import Gradients, Layers, Predicts
+from ..backends.requirements import need_layers
 from ..errors import UnsupportedModel
 from ..registry import register
+from ..targets import Class, MultiLabel
 from .base import Context, Method, RawResult
 
 __all__ = [
@@ -42,12 +43,12 @@ _HEAD_RTOL = 1e-3
 class CAM(Method):
     """Base of the family: capture the layer, then combine its channels."""
 
-    needs_gradients: ClassVar[bool] = True
+    requires = frozenset({Predicts, Layers, Gradients})
 
     def run(self, ctx: Context) -> RawResult:
         if ctx.layer is None:
             raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
-        cap = ctx.backend.capture(
+        cap = need_layers(ctx.backend, f"method: {self.name}").capture(
             ctx.inputs,
             layer=ctx.layer,
             targets=ctx.targets,
@@ -90,6 +91,13 @@ class GradCAM(CAM):
     ``guided=True`` is the variant of the pyimagesearch tutorial: gradients
     count only where both the activation and the gradient are positive.
 
+    Parameters
+    ----------
+    guided : bool
+        Count gradients only where activation and gradient are both positive.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "gradcam", guided=True)
     """
 
@@ -108,6 +116,8 @@ class GradCAMPlusPlus(CAM):
 
     alpha = g^2 / (2 g^2 + sum_ab(A) g^3); weight = sum_ij alpha relu(g).
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "gradcam++")
     """
 
@@ -127,6 +137,8 @@ class XGradCAM(CAM):
 
     w_k = sum_ij (g_k A_k)[i, j] / sum_ij A_k[i, j].
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "xgradcam")
     """
 
@@ -141,6 +153,8 @@ class HiResCAM(CAM):
 
     map[i, j] = sum_k g_k[i, j] A_k[i, j].
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "hirescam")
     """
 
@@ -154,6 +168,8 @@ class LayerCAM(CAM):
 
     map[i, j] = sum_k relu(g_k[i, j]) A_k[i, j].
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "layercam")
     """
 
@@ -170,10 +186,12 @@ class EigenCAM(CAM):
     activations. Class-independent. The component's sign is chosen so that
     the map agrees with the mean activation, since an SVD's sign is arbitrary.
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "eigencam")
     """
 
-    needs_gradients = False
+    requires = frozenset({Predicts, Layers})
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         activations = _acts(cap)
@@ -198,14 +216,16 @@ class ClassCAM(CAM):
     map = sum_k W[class, k] A_k. A one-logit head (``Dense(1, "sigmoid")``)
     has two classes: class 1 weighs by W, class 0 by -W (its score is -z).
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "cam")
     """
 
-    needs_gradients = False
+    requires = frozenset({Predicts, Layers})
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         activations = _acts(cap)
-        head = ctx.backend.final_linear()
+        head = need_layers(ctx.backend, f"method: {self.name}").final_linear()
         hint = "use gradcam, which equals CAM on such heads and works on any model"
         if head is None:
             raise UnsupportedModel(f"cam: the model has no final linear layer; {hint}")
@@ -230,13 +250,16 @@ class ClassCAM(CAM):
             return weight[cap.targets]
         rows = []
         for target in ctx.target_objects:
-            if target.kind not in ("class", "multilabel"):
+            if isinstance(target, MultiLabel):
+                picked = target.indices
+            elif isinstance(target, Class):
+                picked = (target.index,)
+            else:
                 raise UnsupportedModel(
                     f"cam: explains classes and sigmoid labels (a one-logit head's class 0 is "
                     f"target=0), not {target.kind!r} targets; use gradcam, which works on any "
                     "target"
                 )
-            picked = target.indices if target.kind == "multilabel" else (target.index,)
             rows.append(weight[np.asarray(picked, dtype=np.int64)].sum(axis=0))
         return np.stack(rows)
 

@@ -23,7 +23,7 @@ already decides what the sign means. Signed attributions are best shown with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from .._kit.batching import ImageProgress, chunks
 from .._kit.checks import finite_float, flag, one_of, positive_int
 from .._kit.fills import check_fill, chosen_blur_sigma, fill_values
 from .._kit.prefetch import Ahead
+from ..backends.capabilities import Gradients, Layers, Predicts
+from ..backends.requirements import need_gradients, need_layers
 from ..errors import InvalidInput, UnsupportedModel
 from ..maps import normalise, upsample
 from ..registry import register
@@ -67,9 +69,15 @@ def reduce_channels(attributions: np.ndarray, how: str) -> np.ndarray:
 
 
 class PixelAttribution(Method):
-    """Base of the pixel methods: attributions in, reduced map out."""
+    """Base of the pixel methods: attributions in, reduced map out.
 
-    uses_layer = False
+    Parameters
+    ----------
+    reduce : str
+        How the colour channels' attributions become one map: absmax, abssum, l2, sum or positive.
+    """
+
+    requires = frozenset({Predicts, Gradients})
     rectify = False
 
     def __init__(self, *, reduce: str = "abssum") -> None:
@@ -98,7 +106,7 @@ class PixelAttribution(Method):
 
 
 def _gradients(ctx: Context, *, guided: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cap = ctx.backend.input_gradients(
+    cap = need_gradients(ctx.backend, "method: this one").input_gradients(
         ctx.inputs, targets=ctx.targets, score=ctx.score, guided=guided
     )
     if cap.gradients is None:  # pragma: no cover - a backend bug
@@ -108,14 +116,14 @@ def _gradients(ctx: Context, *, guided: bool = False) -> tuple[np.ndarray, np.nd
     return cap.gradients, cap.logits, cap.targets
 
 
-@register("saliency", "gradient", "vanilla-gradient")
-class Saliency(PixelAttribution):
-    """Vanilla gradient (Simonyan et al., 2014): d score / d pixel.
+class _GradientMap(PixelAttribution):
+    """The gradient itself is the attribution, reduced by ``absmax`` unless told otherwise.
 
-    map = max_c |d score / d x_c| (``reduce="absmax"``).
-
-    >>> seewhy.explain(model, images, "saliency")
+    Saliency and Guided Backprop differ only in the backward rule
+    (``guided``), so they share this body.
     """
+
+    guided: ClassVar[bool] = False  # the backend's Guided Backprop rule through each ReLU
 
     def __init__(self, *, reduce: str = "absmax") -> None:
         super().__init__(reduce=reduce)
@@ -123,8 +131,20 @@ class Saliency(PixelAttribution):
     def attribute(
         self, ctx: Context
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        grads, logits, targets = _gradients(ctx)
+        grads, logits, targets = _gradients(ctx, guided=self.guided)
         return grads, logits, targets, {}
+
+
+@register("saliency", "gradient", "vanilla-gradient")
+class Saliency(_GradientMap):
+    """Vanilla gradient (Simonyan et al., 2014): d score / d pixel.
+
+    map = max_c |d score / d x_c| (``reduce="absmax"``).
+
+    Examples
+    --------
+    >>> seewhy.explain(model, images, "saliency")
+    """
 
 
 @register("gradient-x-input", "gradxinput", "input-x-gradient")
@@ -134,6 +154,8 @@ class GradientXInput(PixelAttribution):
     a = x * d score / d x, taken in model-input space, i.e. relative to an
     all-zero input.
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "gradient-x-input")
     """
 
@@ -145,24 +167,19 @@ class GradientXInput(PixelAttribution):
 
 
 @register("guided-backprop", "guidedbackprop", "guided-backpropagation")
-class GuidedBackprop(PixelAttribution):
+class GuidedBackprop(_GradientMap):
     """Guided Backprop (Springenberg et al., 2015): only positive gradients through active ReLUs.
 
     Backward through each ReLU: g_in = relu(g_out) * [x > 0]. The backend
     applies the rule to every ReLU / ReLU6 call without touching the model's
     modules.
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "guided-backprop")
     """
 
-    def __init__(self, *, reduce: str = "absmax") -> None:
-        super().__init__(reduce=reduce)
-
-    def attribute(
-        self, ctx: Context
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        grads, logits, targets = _gradients(ctx, guided=True)
-        return grads, logits, targets, {}
+    guided = True
 
 
 @register("guided-gradcam", "guidedgradcam", "guided-grad-cam")
@@ -174,10 +191,12 @@ class GuidedGradCAM(PixelAttribution):
     the same class: a = guided_backprop(x) * normalise(upsample(relu(gradcam))).
     The Grad-CAM map is kept in ``extras["gradcam"]``.
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "guided-gradcam", layer="layer4")
     """
 
-    uses_layer = True
+    requires = frozenset({Predicts, Layers, Gradients})
 
     def __init__(self, *, reduce: str = "absmax") -> None:
         super().__init__(reduce=reduce)
@@ -187,14 +206,16 @@ class GuidedGradCAM(PixelAttribution):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         if ctx.layer is None:
             raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
-        cap = ctx.backend.capture(
+        cap = need_layers(ctx.backend, f"method: {self.name}").capture(
             ctx.inputs, layer=ctx.layer, targets=ctx.targets, gradients=True, score=ctx.score
         )
         cam = np.maximum(GradCAM().layer_map(cap, ctx), 0.0)
         heat = normalise(upsample(cam, ctx.inputs.shape[1:3]))
-        guided = ctx.backend.input_gradients(
-            ctx.inputs, targets=cap.targets, score=ctx.score, guided=True
-        ).gradients
+        guided = (
+            need_gradients(ctx.backend, f"method: {self.name}")
+            .input_gradients(ctx.inputs, targets=cap.targets, score=ctx.score, guided=True)
+            .gradients
+        )
         if guided is None:  # pragma: no cover - a backend bug
             raise UnsupportedModel("the backend returned no input gradients")
         if ctx.progress is not None:
@@ -215,6 +236,21 @@ class SmoothGrad(PixelAttribution):
 
     a = (1 / samples) sum_i d score / d x (x + e_i), e_i ~ N(0, sigma^2).
 
+    Parameters
+    ----------
+    samples : int
+        Noisy copies whose gradients are averaged.
+    noise : float
+        The noise's standard deviation, as a share of the image's input range.
+    squared : bool
+        Average squared gradients (SmoothGrad-Squared; unsigned).
+    copies_per_pass : int or None
+        Noisy copies per gradient pass (None: the explainer's batch_size).
+    seed : int
+        Seed of the noise.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "smoothgrad", samples=50, noise=0.1)
     """
 
@@ -280,7 +316,9 @@ def _add_rows(total: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
 
 
 def _input_grads(ctx: Context, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    cap = ctx.backend.input_gradients(x, targets=targets, score=ctx.score)
+    cap = need_gradients(ctx.backend, "method: this one").input_gradients(
+        x, targets=targets, score=ctx.score
+    )
     if cap.gradients is None:  # pragma: no cover - a backend bug
         raise UnsupportedModel("the backend returned no input gradients")
     return cap.gradients
@@ -338,6 +376,25 @@ class IntegratedGradients(PixelAttribution):
     reported per image in ``extras``: ``"attribution_sum"``,
     ``"score_difference"`` and ``"completeness_error"`` (their difference).
 
+    Parameters
+    ----------
+    steps : int
+        Points of the path from the baseline to the input.
+    baseline : str, float or array
+        Where the path starts: zeros, black, white, gray, mean, blur, noise, a number or an array.
+    rule : str
+        The quadrature: gausslegendre or riemann_left/right/middle/trapezoid.
+    baselines : int
+        Noise baselines averaged (with baseline='noise').
+    blur_sigma : float or None
+        The blur baseline's sigma in pixels (None: 5 px at 224).
+    copies_per_pass : int or None
+        Path points per gradient pass (None: the explainer's batch_size).
+    seed : int
+        Seed of the noise baseline.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "ig", steps=64, baseline="blur")
     """
 

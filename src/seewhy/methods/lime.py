@@ -1,10 +1,10 @@
 """LIME and Kernel SHAP on superpixels.
 
-LIME (Ribeiro et al., 2016), as in the seed chapter: cut the picture into
+LIME (Ribeiro et al., 2016), as the lime package runs it: cut the picture into
 superpixels, switch random subsets of them off, score each perturbed image,
 weight every sample by its closeness to the original (cosine distance of the
 on/off vector to all-on, exponential kernel of width 0.25, square-rooted as
-in the chapter and the lime package) and fit a weighted ridge regression of
+the lime package does) and fit a weighted ridge regression of
 the score on the on/off vector. Its coefficients are the superpixels' weights.
 
 Kernel SHAP (Lundberg & Lee, 2017) is the same machinery with the Shapley
@@ -38,6 +38,7 @@ from .._kit.superpixels import (
     segment,
     segment_means,
 )
+from ..backends.capabilities import Predicts
 from ..errors import InvalidInput
 from ..registry import register
 from .base import Context, Method, RawResult, check_copies
@@ -145,8 +146,41 @@ class Lime(Method):
     LIME: weights = argmin_b sum_i pi(z_i) (f(z_i) - b0 - z_i . b)^2 + alpha |b|^2,
     pi(z) = sqrt(exp(-d(z, 1)^2 / kernel_width^2)), d the cosine distance.
 
+    Parameters
+    ----------
+    samples : int
+        Perturbed copies scored (superpixels on or off).
+    segmentation : str, array or callable
+        Superpixels: quickshift, slic, felzenszwalb, a label array or a function.
+    segmentation_params : mapping or None
+        The segmentation's own settings (None: its defaults).
+    p : float
+        Chance that a superpixel stays on in a copy.
+    kernel_width : float
+        Width of the similarity kernel on the cosine distance.
+    alpha : float
+        Ridge penalty of the fit.
+    fill : str, float or array
+        What a switched-off superpixel shows: mean (its own colour) or any fill.
+    blur_sigma : float or None
+        The blur fill's sigma in pixels (None: chosen from the size).
+    top_superpixels : int
+        Superpixels in the mask of the strongest ones.
+    positive_only : bool
+        Only superpixels that raise the score go in the mask.
+    explainer : str or None
+        The fit: lime or shap (None: the method's own).
+    copies_per_pass : int or None
+        Perturbed copies per forward pass (None: the explainer's or the backend's).
+    seed : int
+        Seed of the perturbations.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "lime", samples=500, segmentation="slic")
 
+    Notes
+    -----
     ``extras``: ``segments`` (N, H, W), ``superpixel_weights`` (N,) object
     array of per-superpixel float32 weights, ``intercept`` (N,),
     ``fit_score`` (N,; weighted R^2 for LIME, NaN for SHAP), ``mask`` (N, H,
@@ -154,7 +188,7 @@ class Lime(Method):
     """
 
     forward_only = True
-    uses_layer = False
+    requires = frozenset({Predicts})
     rectify = True  # the picture of evidence *for* the class, as LIME's positive_only
     default_explainer: ClassVar[str] = "lime"
 
@@ -285,6 +319,8 @@ class KernelSHAP(Lime):
     phi = argmin sum_z k(z) (f(z) - f(0) - z . phi)^2 subject to
     sum(phi) = f(1) - f(0), k(z) = (M - 1) / (C(M, |z|) |z| (M - |z|)).
 
+    Examples
+    --------
     >>> seewhy.explain(model, images, "kernelshap", samples=256)
     """
 

@@ -26,6 +26,8 @@ from .._kit.checks import flag, one_of, optional_positive_int, positive_int, uni
 from .._kit.fills import check_fill, fill_values
 from .._kit.scores import softmax
 from ..backends.base import Capture
+from ..backends.capabilities import Layers, Predicts
+from ..backends.requirements import need_layers
 from ..errors import UnsupportedModel
 from ..maps import bilinear_matrix, upsample
 from ..registry import register
@@ -66,11 +68,26 @@ class Occlusion(Method):
     model-input space). Windows start on the stride grid and one more is added
     at each far edge so that every pixel is covered.
 
+    Parameters
+    ----------
+    window : int, (int, int) or None
+        Patch size in pixels, N or (H, W) (None: an eighth of the shorter side).
+    stride : int, (int, int) or None
+        Step between patches in pixels (None: half a window).
+    fill : str, float or array
+        What the patch shows (default 0 in model-input space).
+    copies_per_pass : int or None
+        Occluded copies per forward pass (None: the explainer's or the backend's).
+    seed : int
+        Seed of a noise fill.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "occlusion", window=16, stride=8, fill="blur")
     """
 
     forward_only = True
-    uses_layer = False
+    requires = frozenset({Predicts})
     rectify = True  # a negative drop (occluding helps the class) is not evidence for it
 
     def __init__(
@@ -166,11 +183,30 @@ class RISE(Method):
     the covariance of score and mask; that matters for logits, whose mean is
     far from zero. All images share the same masks, drawn from ``seed``.
 
+    Parameters
+    ----------
+    masks : int
+        Random masks scored.
+    cell_size : int or None
+        Width of a mask's cells in pixels (None: a seventh of the image side).
+    p : float
+        Chance that a cell is on.
+    fill : str, float or array
+        What masked pixels show (default 0 in model-input space).
+    center : bool
+        Subtract the mean score first (removes the masks' uneven coverage).
+    copies_per_pass : int or None
+        Masked copies per forward pass (None: the explainer's or the backend's).
+    seed : int
+        Seed of the masks.
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "rise", masks=2000, p=0.5, seed=1)
     """
 
     forward_only = True
-    uses_layer = False
+    requires = frozenset({Predicts})
     rectify = False  # centred or logit-weighted sums may be negative everywhere
 
     def __init__(
@@ -240,7 +276,17 @@ def top_channels(activations: np.ndarray, count: int | None) -> np.ndarray:
 
 
 class _PerturbedCAM(Method):
-    """A CAM whose channel weights come from forward passes, not gradients."""
+    """A CAM whose channel weights come from forward passes, not gradients.
+
+    Parameters
+    ----------
+    channels : int or None
+        Weigh only the N channels of largest mean activation (None: all).
+    copies_per_pass : int or None
+        Masked or ablated copies per pass (None: the explainer's batch_size or the backend's).
+    """
+
+    requires = frozenset({Predicts, Layers})
 
     def __init__(self, *, channels: int | None = None, copies_per_pass: int | None = None) -> None:
         self.channels = optional_positive_int(channels, "channels", where=self.name)
@@ -249,7 +295,7 @@ class _PerturbedCAM(Method):
     def run(self, ctx: Context) -> RawResult:
         if ctx.layer is None:
             raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
-        cap = ctx.backend.capture(
+        cap = need_layers(ctx.backend, f"method: {self.name}").capture(
             ctx.inputs, layer=ctx.layer, targets=ctx.targets, gradients=False, score=ctx.score
         )
         if cap.activations is None:  # pragma: no cover - a backend bug
@@ -287,6 +333,21 @@ class ScoreCAM(_PerturbedCAM):
 
     map = sum_k w_k A_k, w = softmax_k(score(x * M_k + fill * (1 - M_k))).
 
+    Parameters
+    ----------
+    weighting : str
+        Channel weights: softmax over channels, raw scores, or increase over the all-fill image.
+    fill : str, float or array
+        What the masked-out pixels show (default 0 in model-input space).
+    seed : int
+        Seed of a noise fill.
+    channels : int or None
+        Score only the N channels of largest mean activation (None: all).
+    copies_per_pass : int or None
+        Masked copies per forward pass (None: the explainer's or the backend's).
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "scorecam", channels=64, weighting="raw")
     """
 
@@ -356,6 +417,15 @@ class AblationCAM(_PerturbedCAM):
     ``copies_per_pass``: ablated copies per pass (default: the explainer's
     ``batch_size``).
 
+    Parameters
+    ----------
+    channels : int or None
+        Ablate only the N channels of largest mean activation (None: all).
+    copies_per_pass : int or None
+        Ablated copies per pass (None: the explainer's batch_size).
+
+    Examples
+    --------
     >>> seewhy.explain(model, images, "ablationcam", channels=128)
     """
 
@@ -375,7 +445,7 @@ class AblationCAM(_PerturbedCAM):
             if len(live):
                 scales = np.ones((1, len(live), c), np.float32)
                 scales[0, np.arange(len(live)), chosen[i, live]] = 0.0
-                out = ctx.backend.predict_with_layer_edit(
+                out = need_layers(ctx.backend, f"method: {self.name}").predict_with_layer_edit(
                     ctx.inputs[i : i + 1], layer=str(ctx.layer), scales=scales, batch_size=bs
                 )[0]
                 ablated = ctx.scores(out, np.full(len(out), targets[i]))

@@ -10,17 +10,20 @@ Where each lives: :mod:`.faithfulness` (``cases``: what is measured;
 ``curves``: deletion, insertion; ``confidence``: Average Drop; ``road``),
 :mod:`.sanity` (``similarity``: the measures; ``cascade``: the
 randomisation tests; ``result``; ``plots``) and :mod:`.localisation`.
+Each metric :func:`evaluate` knows declares its name, direction and needs
+where it is defined (``@metric``, :mod:`.registry`).
 Fills and blur come from ``seewhy._kit.fills``, scores from ``_kit.scores``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._kit.blas import one_blas_thread
 from ..errors import InvalidInput
 from ..explanation import Explanation
+from . import registry
 from .faithfulness import (
     ConfidenceChange,
     Curve,
@@ -39,6 +42,7 @@ from .localisation import (
     iou,
     pointing_game,
 )
+from .registry import Direction, Metric, Need
 from .sanity import (
     SANITY_MEASURES,
     SanityResult,
@@ -53,12 +57,16 @@ from .sanity import (
 )
 
 __all__ = [
+    "DEFAULT_METRICS",
     "FAITHFULNESS_METRICS",
     "LOCALISATION_METRICS",
     "SANITY_MEASURES",
     "ConfidenceChange",
     "Curve",
+    "Direction",
     "LocalisationScore",
+    "Metric",
+    "Need",
     "RoadResult",
     "SanityResult",
     "average_drop",
@@ -76,31 +84,29 @@ __all__ = [
     "plot_sanity",
     "pointing_game",
     "randomization_steps",
+    "registry",
     "road",
     "sanity_check",
     "spearman",
     "ssim",
 ]
 
-#: Names :func:`evaluate` accepts that need the model.
-FAITHFULNESS_METRICS: tuple[str, ...] = ("deletion", "insertion", "average_drop", "road")
-#: Names :func:`evaluate` accepts that need object masks or boxes.
-LOCALISATION_METRICS: tuple[str, ...] = (
-    "pointing_game",
-    "energy_pointing_game",
-    "energy_in_box",
-    "iou",
+#: Names :func:`evaluate` accepts that need the model (its predictions only).
+FAITHFULNESS_METRICS: tuple[str, ...] = tuple(
+    m.name for m in registry.registered() if Need.PREDICTIONS in m.needs
 )
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+#: Names :func:`evaluate` accepts that need object masks or boxes.
+LOCALISATION_METRICS: tuple[str, ...] = tuple(
+    m.name for m in registry.registered() if Need.OBJECTS in m.needs
+)
+#: What :func:`evaluate` (and ``seewhy evaluate``) scores when not told.
+DEFAULT_METRICS: tuple[str, ...] = ("deletion", "insertion", "average_drop")
 
 
 def evaluate(
     model: Any,
     explanation: Explanation,
-    metrics: Sequence[str] = ("deletion", "insertion", "average_drop"),
+    metrics: Sequence[str] = DEFAULT_METRICS,
     *,
     images: Any = None,
     masks: Any = None,
@@ -114,52 +120,75 @@ def evaluate(
 ) -> dict[str, Any]:
     """Several metrics at once, as one JSON-ready dict keyed by metric name.
 
-    Each entry is the result's ``to_dict()``; localisation metrics need
+    Each entry is the result's ``to_dict()``; the names are those of
+    :func:`seewhy.metrics.registry.names` (``-`` or ``_``, any case), and a
+    misspelling is refused with the nearest names. Localisation metrics need
     ``masks=`` or ``boxes=``. ``baseline`` is deletion's; insertion always
     starts from the blurred image. ``precision`` is the faithfulness metrics'
-    (see :func:`deletion`). Used by ``seewhy evaluate``.
+    (see :func:`deletion`). Each metric takes only the settings it declares;
+    two metrics from the same passes (Average Drop, Increase in Confidence)
+    run them once. Used by ``seewhy evaluate``.
+
+    Parameters
+    ----------
+    model : object
+        The model that was explained; the faithfulness metrics ask it for
+        predictions, the localisation metrics do not use it.
+    explanation : Explanation
+        The explanation to score.
+    metrics : sequence of str
+        Metric names (:data:`DEFAULT_METRICS` when not given).
+    images : object, optional
+        The explained images, when the explanation's pictures cannot be
+        preprocessed again (see :func:`deletion`).
+    masks : array-like, optional
+        Object masks for the localisation metrics (see :func:`pointing_game`).
+    boxes : array-like, optional
+        Object boxes in the model input's pixels, instead of masks.
+    steps : int
+        Deletion's and insertion's number of steps.
+    baseline : str
+        What deletion's removed pixels become.
+    batch_size : int, optional
+        Images per forward pass; None lets the backend choose.
+    tolerance : float, optional
+        The pointing game's tolerance in pixels.
+    threshold : float
+        Where IoU cuts the map.
+    precision : str
+        ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the forward passes.
+
+    Returns
+    -------
+    dict
+        ``{metric name: result.to_dict()}``, JSON-ready.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown metric name (with the nearest names), or localisation
+        metrics without ``masks`` or ``boxes``.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
-        wanted = [_key(m) for m in metrics]
-        known = FAITHFULNESS_METRICS + LOCALISATION_METRICS + ("increase_in_confidence",)
-        unknown = [m for m in wanted if m not in known]
-        if unknown:
-            raise InvalidInput(
-                f"metrics: unknown {', '.join(unknown)}; expected some of: {', '.join(known)}"
-            )
-        needs_objects = [m for m in wanted if m in LOCALISATION_METRICS]
-        if needs_objects and masks is None and boxes is None:
-            raise InvalidInput(f"metrics: {', '.join(needs_objects)} need masks= or boxes=")
-        out: dict[str, Any] = {}
-        confidence = None
-        passes: dict[str, Any] = {
+        chosen = [registry.get(name) for name in metrics]
+        lacking = [m.name for m in chosen if Need.OBJECTS in m.needs]
+        if lacking and masks is None and boxes is None:
+            raise InvalidInput(f"metrics: {', '.join(lacking)} need masks= or boxes=")
+        given = {
             "images": images,
+            "masks": masks,
+            "boxes": boxes,
+            "steps": steps,
+            "baseline": baseline,
             "batch_size": batch_size,
+            "tolerance": tolerance,
+            "threshold": threshold,
             "precision": precision,
         }
-        for name in wanted:
-            if name == "deletion":
-                out[name] = deletion(
-                    model, explanation, steps=steps, baseline=baseline, **passes
-                ).to_dict()
-            elif name == "insertion":
-                out[name] = insertion(model, explanation, steps=steps, **passes).to_dict()
-            elif name in ("average_drop", "increase_in_confidence"):
-                if confidence is None:
-                    confidence = average_drop(model, explanation, **passes).to_dict()
-                out[name] = confidence
-            elif name == "road":
-                out[name] = road(model, explanation, **passes).to_dict()
-            elif name == "pointing_game":
-                out[name] = pointing_game(
-                    explanation, masks=masks, boxes=boxes, tolerance=tolerance
-                ).to_dict()
-            elif name == "energy_pointing_game":
-                out[name] = energy_pointing_game(explanation, masks=masks, boxes=boxes).to_dict()
-            elif name == "energy_in_box":
-                out[name] = energy_in_box(explanation, masks=masks, boxes=boxes).to_dict()
-            elif name == "iou":
-                out[name] = iou(
-                    explanation, masks=masks, boxes=boxes, threshold=threshold
-                ).to_dict()
+        done: dict[Callable[..., Any], dict[str, Any]] = {}
+        out: dict[str, Any] = {}
+        for m in chosen:
+            if m.function not in done:
+                done[m.function] = m.compute(model, explanation, given).to_dict()
+            out[m.name] = done[m.function]
         return out

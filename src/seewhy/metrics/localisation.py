@@ -23,6 +23,7 @@ from .._kit.checks import bad_argument, finite_float, unit_float
 from ..errors import InvalidInput
 from ..explanation import Explanation
 from ._maps import as_maps
+from .registry import Direction, Need, metric
 
 __all__ = [
     "LocalisationScore",
@@ -38,7 +39,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LocalisationScore:
-    """One number per image and their mean."""
+    """One number per image and their mean.
+
+    Attributes
+    ----------
+    metric : str
+        The metric's registered name.
+    values : numpy.ndarray
+        (N,) float64, the metric per image (pointing game: 1 for a hit, 0 for a miss).
+    params : Mapping
+        The settings it was computed with (tolerance, threshold, mode, objects).
+    """
 
     metric: str
     values: np.ndarray  # (N,) float64
@@ -170,6 +181,12 @@ def object_masks(
 # --------------------------------------------------------------------------- metrics
 
 
+@metric(
+    "pointing_game",
+    direction=Direction.HIGHER,
+    needs=frozenset({Need.OBJECTS}),
+    settings=("tolerance",),
+)
 def pointing_game(
     explanation: Explanation | np.ndarray,
     *,
@@ -183,6 +200,32 @@ def pointing_game(
     default is Zhang et al.'s 15 px at 224 px, scaled with the map size
     (4 px at 64 px). When several pixels share the maximum, it is a hit if at
     least half of them are; a flat map points nowhere and is a miss.
+
+    Parameters
+    ----------
+    explanation : Explanation or numpy.ndarray
+        The explanation, or its maps (N, H, W) / (H, W).
+    masks : array-like, optional
+        The objects as (N, H, W) or (H, W) masks (true, or above 0.5 for floats,
+        on the object) at the maps' size; another size is resized. Give masks or
+        boxes.
+    boxes : array-like, optional
+        The objects as boxes ``(x0, y0, x1, y1)`` in the model input's pixels
+        (ends exclusive): one for all images, one per image, or a list per
+        image whose union is the object.
+    tolerance : float, optional
+        How far from the object, in pixels, a peak still counts as a hit; None
+        scales 15 px at 224 px with the map size.
+
+    Returns
+    -------
+    LocalisationScore
+        1 or 0 per image; ``mean`` is the hit rate.
+
+    Raises
+    ------
+    InvalidInput
+        Neither or both of ``masks`` and ``boxes``, or objects that do not fit the maps.
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -209,6 +252,7 @@ def pointing_game(
     return LocalisationScore("pointing_game", hits, {"tolerance": tol})
 
 
+@metric("energy_pointing_game", direction=Direction.HIGHER, needs=frozenset({Need.OBJECTS}))
 def energy_pointing_game(
     explanation: Explanation | np.ndarray,
     *,
@@ -220,6 +264,16 @@ def energy_pointing_game(
     1 means every bit of attention is on the object; a uniform map scores the
     object's share of the picture. Negative map values are clipped to 0; an
     all-zero map scores 0.
+
+    Parameters
+    ----------
+    explanation, masks, boxes
+        As in :func:`pointing_game`.
+
+    Returns
+    -------
+    LocalisationScore
+        The share inside the object per image, 0 to 1.
     """
     maps = np.maximum(_maps(explanation), 0.0)
     n, h, w = maps.shape
@@ -230,6 +284,7 @@ def energy_pointing_game(
     return LocalisationScore("energy_pointing_game", values, {"objects": _kind(masks)})
 
 
+@metric("energy_in_box", direction=Direction.HIGHER, needs=frozenset({Need.OBJECTS}))
 def energy_in_box(
     explanation: Explanation | np.ndarray,
     *,
@@ -240,6 +295,16 @@ def energy_in_box(
 
     Masks are replaced by their bounding boxes first, so thin or holed objects
     are judged like boxed ones.
+
+    Parameters
+    ----------
+    explanation, masks, boxes
+        As in :func:`pointing_game`.
+
+    Returns
+    -------
+    LocalisationScore
+        The share inside the object's box per image, 0 to 1.
     """
     maps = _maps(explanation)
     n, h, w = maps.shape
@@ -273,6 +338,12 @@ def threshold_maps(maps: np.ndarray, threshold: float, mode: str) -> np.ndarray:
     raise bad_argument("mode", "'relative', 'top' or 'absolute'", mode)
 
 
+@metric(
+    "iou",
+    direction=Direction.HIGHER,
+    needs=frozenset({Need.OBJECTS}),
+    settings=("threshold",),
+)
 def iou(
     explanation: Explanation | np.ndarray,
     *,
@@ -286,6 +357,20 @@ def iou(
     ``mode="relative"`` keeps pixels at or above ``threshold`` times the map's
     maximum (the CAM papers' 50%-of-max box), ``"top"`` keeps the top
     ``threshold`` fraction of pixels, ``"absolute"`` compares with the value.
+
+    Parameters
+    ----------
+    explanation, masks, boxes
+        As in :func:`pointing_game`.
+    threshold : float
+        Where the map is cut, read as ``mode`` says.
+    mode : str
+        ``"relative"``, ``"top"`` or ``"absolute"``.
+
+    Returns
+    -------
+    LocalisationScore
+        The IoU per image, 0 to 1.
     """
     maps = _maps(explanation)
     n, h, w = maps.shape

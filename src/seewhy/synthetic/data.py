@@ -20,6 +20,27 @@ class ShapesData:
     ``(x0, y0, x1, y1)`` with exclusive ends; ``shortcut_labels`` is the class
     each picture's shortcut names (-1 without one) and ``shortcut_masks`` where
     it is drawn.
+
+    Attributes
+    ----------
+    images : numpy.ndarray
+        (N, H, W, 3) uint8 pictures.
+    labels : numpy.ndarray
+        (N,) int64 classes.
+    masks : numpy.ndarray
+        (N, H, W) bool, the object's pixels.
+    boxes : numpy.ndarray
+        (N, 4) int64 ``(x0, y0, x1, y1)``, exclusive ends.
+    shortcut_labels : numpy.ndarray
+        (N,) int64, the class each shortcut names (-1: none).
+    shortcut_masks : numpy.ndarray
+        (N, H, W) bool, where the shortcut is drawn.
+    classes : tuple of str
+        The class names.
+    shortcut : str or None
+        The kind of shortcut planted.
+    shortcut_rate : float or None
+        How often the shortcut names the true label.
     """
 
     images: np.ndarray  # (N, H, W, 3) uint8
@@ -68,7 +89,13 @@ class ShapesData:
 
 
 def preprocess_for(size: int) -> Preprocess:
-    """Inputs in about [-2, 2]: ``(x / 255 - 0.5) / 0.25``, no resizing needed."""
+    """Inputs in about [-2, 2]: ``(x / 255 - 0.5) / 0.25``, no resizing needed.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square pictures.
+    """
     return Preprocess(
         size=(size, size), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3, scale=1.0 / 255.0
     )

@@ -17,13 +17,19 @@ import numpy as np
 from ..errors import BackendError
 from ..preprocess import ModelSpec
 from .data import ShapesData
-from .training import fit_torch
+from .training import Schedule, torch_inputs, train_new_torch_model
 
 __all__ = ["pixel_labels", "predict_pixels", "train_torch_segmenter"]
 
 
 def pixel_labels(data: ShapesData) -> np.ndarray:
-    """(N, H, W) int64: 0 on the background, 1 + the picture's label on its object."""
+    """(N, H, W) int64: 0 on the background, 1 + the picture's label on its object.
+
+    Parameters
+    ----------
+    data : ShapesData
+        Pictures with their masks and labels.
+    """
     return np.where(data.masks, data.labels[:, None, None] + 1, 0).astype(np.int64)
 
 
@@ -79,6 +85,21 @@ def train_torch_segmenter(
 
     Its classes are ``("background", *data.classes)``. About 10 s for 800
     pictures of 64 px on one CPU core. The global RNG is left alone.
+
+    Parameters
+    ----------
+    data : ShapesData
+        The pictures and masks to learn.
+    epochs : int
+        Passes over the data.
+    batch_size : int
+        Pictures per optimiser step.
+    lr : float
+        The one-cycle schedule's peak learning rate.
+    width : int
+        Channels at full resolution (twice that below).
+    seed : int
+        Seeds the weights and the shuffling.
     """
     try:
         import torch
@@ -87,36 +108,37 @@ def train_torch_segmenter(
         raise BackendError(
             f"train_torch_segmenter needs PyTorch ({exc}); pip install torch"
         ) from exc
+    schedule = Schedule.checked(
+        "train_torch_segmenter", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
     classes = ("background", *data.classes)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _segmenter_class()(len(classes), width)
-    x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
-    y = torch.from_numpy(pixel_labels(data))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    fit_torch(
-        model,
-        x,
-        y,
+    return train_new_torch_model(
+        lambda: _segmenter_class()(len(classes), width),
+        data,
+        pixel_labels(data),
         lambda out, want: loss_fn(out["out"], want),
-        opt,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        lambda parameters: torch.optim.Adam(parameters, lr=lr),
+        schedule,
+        ModelSpec(name="synthetic_segmenter", preprocess=data.preprocess, labels=classes),
     )
-    model.seewhy_spec = ModelSpec(
-        name="synthetic_segmenter", preprocess=data.preprocess, labels=classes
-    )
-    return model
 
 
 def predict_pixels(model: Any, data: ShapesData, batch_size: int = 64) -> np.ndarray:
-    """(N, H, W) int64: the segmenter's class for each pixel of ``data``."""
+    """(N, H, W) int64: the segmenter's class for each pixel of ``data``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmenter from :func:`train_torch_segmenter`.
+    data : ShapesData
+        The pictures.
+    batch_size : int
+        Pictures per forward pass.
+    """
     import torch
 
-    x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
+    x = torch_inputs(data)
     with torch.no_grad():
         chunks = [
             model(x[i : i + batch_size])["out"].argmax(1) for i in range(0, len(x), batch_size)

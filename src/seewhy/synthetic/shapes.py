@@ -81,6 +81,29 @@ def make_shapes(
     that always lies. Objects never overlap the patch. Shapes are tilted by up
     to ``rotation`` degrees: the small default lets a tiny CNN learn the task
     in seconds (full rotation needs a bigger net and more epochs).
+
+    Parameters
+    ----------
+    n : int
+        How many pictures.
+    size : int
+        Side of the square pictures (at least 24).
+    classes : int or sequence of str
+        How many shapes, or their names.
+    noise : float
+        Std of the Gaussian pixel noise, as a fraction of 255.
+    clutter : int
+        Strokes and dots drawn on the background.
+    texture : float
+        Contrast of the shape's pattern: 0 a solid fill, 1 full contrast.
+    rotation : float
+        Largest tilt of a shape, in degrees.
+    shortcut : {None, "patch", "tint"}
+        A cue that names a class besides the shape.
+    shortcut_rate : float
+        How often the shortcut names the true label.
+    seed : int
+        Everything is drawn from it.
     """
     names = _class_names(classes)
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:

@@ -46,6 +46,15 @@ def make_stripes(n: int, *, size: int = 32, seed: int = 0) -> ShapesData:
 
     Boxes are ``(x0, y0, x1, y1)`` with exclusive ends, as in every
     :class:`ShapesData`; there is no shortcut.
+
+    Parameters
+    ----------
+    n : int
+        How many pictures.
+    size : int
+        Side of the square pictures.
+    seed : int
+        Everything is drawn from it.
     """
     rng = np.random.default_rng(seed)
     labels = np.arange(n, dtype=np.int64) % len(STRIPES)

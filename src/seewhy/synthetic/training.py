@@ -4,15 +4,44 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .._kit.checks import bad_argument, finite_float, positive_int
 from ..errors import BackendError, InvalidInput
 from ..preprocess import ModelSpec
 from .data import ShapesData
 
 __all__ = ["accuracy", "train", "train_keras", "train_torch"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how fast a synthetic model trains: checked once, read by every trainer."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+
+    @classmethod
+    def checked(cls, who: str, *, epochs: int, batch_size: int, lr: float, seed: int) -> Schedule:
+        """The trainer ``who``'s settings, refused in one line before anything is built."""
+        rate = finite_float(lr, "lr", where=who)
+        if rate <= 0:
+            raise bad_argument("lr", "a positive learning rate", lr, where=who)
+        return cls(
+            positive_int(epochs, "epochs", where=who),
+            positive_int(batch_size, "batch_size", where=who),
+            rate,
+            seed,
+        )
+
+    def steps(self, pictures: int) -> int:
+        """Optimizer steps over ``pictures``: every epoch's batches, the last one partial."""
+        return self.epochs * -(-pictures // self.batch_size)
 
 
 def _spec(data: ShapesData, name: str) -> ModelSpec:
@@ -78,33 +107,40 @@ def train_torch(
     one CPU core; 96-99% test accuracy on the default data, and Grad-CAM's peak
     on the object in 95-99% of pictures (pointing game, 4 px tolerance). The CAM layer is
     ``relu4`` (the default layer seewhy picks). The global RNG is left alone.
+
+    Parameters
+    ----------
+    data : ShapesData
+        The pictures and labels to learn.
+    epochs : int
+        Passes over the data.
+    batch_size : int
+        Pictures per optimiser step.
+    lr : float
+        The one-cycle schedule's peak learning rate.
+    width : int
+        Channels of the first conv block (later blocks double it).
+    seed : int
+        Seeds the weights and the shuffling.
     """
     try:
         import torch
         from torch import nn
     except ImportError as exc:
         raise BackendError(f"train_torch needs PyTorch ({exc}); pip install torch") from exc
-    _check_training(epochs, batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _torch_cnn_class()(len(data.classes), width)
-    x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
-    y = torch.from_numpy(data.labels)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    fit_torch(
-        model,
-        x,
-        y,
+    schedule = Schedule.checked(
+        "train_torch", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
+    return train_new_torch_model(
+        lambda: _torch_cnn_class()(len(data.classes), width),
+        data,
+        data.labels,
         nn.CrossEntropyLoss(),
-        opt,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        lambda parameters: torch.optim.Adam(parameters, lr=lr),
+        schedule,
+        _spec(data, "synthetic_cnn"),
         warmup=0.25,
     )
-    model.seewhy_spec = _spec(data, "synthetic_cnn")
-    return model
 
 
 def train_keras(
@@ -120,12 +156,29 @@ def train_keras(
 
     Keras has no per-call generator, so this seeds Keras' global RNGs
     (``keras.utils.set_random_seed``, which also seeds Python and numpy).
+
+    Parameters
+    ----------
+    data : ShapesData
+        The pictures and labels to learn.
+    epochs : int
+        Passes over the data.
+    batch_size : int
+        Pictures per optimiser step.
+    lr : float
+        The one-cycle schedule's peak learning rate.
+    width : int
+        Channels of the first conv block (later blocks double it).
+    seed : int
+        Seeds the weights and the shuffling.
     """
     try:
         import keras
     except ImportError as exc:
         raise BackendError(f"train_keras needs Keras 3 ({exc}); pip install keras") from exc
-    _check_training(epochs, batch_size)
+    schedule = Schedule.checked(
+        "train_keras", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     inputs = keras.Input((data.size, data.size, 3))
@@ -139,10 +192,11 @@ def train_keras(
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(len(data.classes), name="fc")(x)
     model = keras.Model(inputs, outputs, name="synthetic_cnn")
-    steps = epochs * -(-len(data) // batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.02)
+    decay = keras.optimizers.schedules.CosineDecay(
+        lr, decay_steps=schedule.steps(len(data)), alpha=0.02
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(
@@ -152,32 +206,67 @@ def train_keras(
     return model
 
 
+def torch_inputs(data: ShapesData) -> Any:
+    """The pictures as one (N, C, H, W) float32 tensor, the layout torch's convolutions take."""
+    import torch
+
+    return torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
+
+
+def train_new_torch_model(
+    build: Callable[[], Any],
+    data: ShapesData,
+    answers: np.ndarray,
+    loss_fn: Callable[[Any, Any], Any],
+    optimizer: Callable[[Any], Any],
+    schedule: Schedule,
+    spec: ModelSpec,
+    *,
+    warmup: float = 0.2,
+) -> Any:
+    """``build()`` a torch model, train it on ``data``'s pictures and ``answers``, give it ``spec``.
+
+    What every synthetic torch trainer does around its own network, loss and
+    optimizer (``optimizer(parameters)``): the weights are drawn from the
+    schedule's seed in a forked RNG, so the caller's global stream is left
+    alone, and the model comes back in eval mode with no ``.grad``.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(schedule.seed)
+        model = build()
+    x, y = torch_inputs(data), torch.from_numpy(answers)
+    fit_torch(model, x, y, loss_fn, optimizer(model.parameters()), schedule, warmup=warmup)
+    model.seewhy_spec = spec
+    return model
+
+
 def fit_torch(
     model: Any,
     x: Any,
     y: Any,
     loss_fn: Callable[[Any, Any], Any],
     opt: Any,
+    schedule: Schedule,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
     warmup: float = 0.2,
 ) -> None:
     """Train ``model`` on tensors ``x``, ``y`` with a one-cycle schedule; leave it in eval mode.
 
     The one loop every synthetic trainer shares: shuffled batches from a generator
-    seeded with ``seed`` (the global RNG is left alone), ``loss_fn(model(xb), yb)``,
-    and no ``.grad`` left on any parameter afterwards.
+    seeded with the schedule's seed (the global RNG is left alone),
+    ``loss_fn(model(xb), yb)``, and no ``.grad`` left on any parameter afterwards.
     """
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-    steps = epochs * -(-len(x) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
+    gen = torch.Generator().manual_seed(schedule.seed)
+    batch_size = schedule.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=schedule.lr, total_steps=schedule.steps(len(x)), pct_start=warmup
+    )
     model.train()
-    for _ in range(epochs):
+    for _ in range(schedule.epochs):
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
@@ -190,15 +279,18 @@ def fit_torch(
         p.grad = None
 
 
-def _check_training(epochs: int, batch_size: int) -> None:
-    if not isinstance(epochs, int) or epochs < 1:
-        raise InvalidInput(f"epochs: expected a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInput(f"batch_size: expected a positive integer, got {batch_size!r}")
-
-
 def train(data: ShapesData, *, framework: str = "torch", **kwargs: Any) -> Any:
-    """Train the tiny CNN with ``framework`` ("torch" or "keras")."""
+    """Train the tiny CNN with ``framework`` ("torch" or "keras").
+
+    Parameters
+    ----------
+    data : ShapesData
+        The pictures and labels to learn.
+    framework : {"torch", "keras"}
+        Which trainer.
+    **kwargs
+        The trainer's settings: ``epochs``, ``batch_size``, ``lr``, ``width``, ``seed``.
+    """
     if framework == "torch":
         return train_torch(data, **kwargs)
     if framework == "keras":
@@ -207,7 +299,17 @@ def train(data: ShapesData, *, framework: str = "torch", **kwargs: Any) -> Any:
 
 
 def accuracy(model: Any, data: ShapesData, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` (any framework, through its backend)."""
+    """Top-1 accuracy of ``model`` on ``data`` (any framework, through its backend).
+
+    Parameters
+    ----------
+    model : object
+        Any model seewhy can run.
+    data : ShapesData
+        Pictures and their labels.
+    batch_size : int
+        Pictures per forward pass.
+    """
     from ..backends import backend_for
 
     logits = backend_for(model).predict(data.inputs(), batch_size=batch_size)

@@ -40,13 +40,16 @@ def train_torch_vit(
         import timm
         import torch
     except ImportError as exc:
-        raise BackendError(f"train_torch_vit needs PyTorch and timm ({exc})") from exc
-    from .training import _check_training, _spec, fit_torch
+        raise BackendError(
+            f"train_torch_vit needs PyTorch and timm ({exc}); pip install torch timm"
+        ) from exc
+    from .training import Schedule, _spec, train_new_torch_model
 
-    _check_training(epochs, batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model: Any = timm.create_model(
+    schedule = Schedule.checked(
+        "train_torch_vit", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
+    return train_new_torch_model(
+        lambda: timm.create_model(
             "vit_tiny_patch16_224",
             pretrained=False,
             img_size=data.size,
@@ -56,20 +59,11 @@ def train_torch_vit(
             num_heads=2,
             mlp_ratio=2,
             num_classes=len(data.classes),
-        )
-    x = torch.from_numpy(data.inputs()).permute(0, 3, 1, 2).contiguous()
-    y = torch.from_numpy(data.labels)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    fit_torch(
-        model,
-        x,
-        y,
+        ),
+        data,
+        data.labels,
         torch.nn.functional.cross_entropy,
-        opt,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        lambda parameters: torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01),
+        schedule,
+        _spec(data, "synthetic_vit"),
     )
-    model.seewhy_spec = _spec(data, "synthetic_vit")
-    return model

@@ -63,6 +63,20 @@ def clip_percentile(
     Unsigned: ``min(|a| / p, 1)``. Signed: ``0.5 + 0.5 * clip(a / p, -1, 1)``,
     so zero is the middle of a diverging colormap. An all-zero map gives
     zeros (unsigned) or 0.5 (signed).
+
+    Parameters
+    ----------
+    map_ : numpy.ndarray
+        (H, W) values of any scale and sign; NaN and infinities count as 0.
+    percentile : float
+        The percentile of ``|map|`` drawn at the top of the scale (0-100).
+    signed : bool
+        Keep the sign, with zero at 0.5.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 in [0, 1].
     """
     level = _check_percentile(percentile)
     values = np.nan_to_num(as_map(map_, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -75,7 +89,13 @@ def clip_percentile(
 
 
 def is_pixel_method(explanation: Explanation) -> bool:
-    """True for the methods that attribute single pixels (their maps get percentile clipping)."""
+    """True for the methods that attribute single pixels (their maps get percentile clipping).
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result to ask about.
+    """
     return "attributions" in explanation.extras
 
 
@@ -92,6 +112,22 @@ def drawn_map(
     channel sum of ``extras["attributions"]``) through :func:`clip_percentile`.
     Every other method: ``maps`` as they are (already [0, 1]); ``signed`` is
     then refused, since those maps carry no sign.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result holding the map.
+    i : int
+        Index of the image.
+    signed : bool
+        Keep the attributions' sign (pixel methods only).
+    percentile : float
+        Where a pixel method's scale ends, as in :func:`clip_percentile`.
+
+    Raises
+    ------
+    InvalidInput
+        ``signed`` for a method whose maps carry no sign.
     """
     if not is_pixel_method(explanation):
         if signed:
@@ -134,6 +170,16 @@ def signed_to_rgb(x: np.ndarray) -> np.ndarray:
     standard deviation is 0.1, shift to 0.5 and clip, so the typical value is
     mid-grey and strong positive/negative evidence goes bright/dark. Works on
     (H, W) (grey result) and (H, W, 3) (per-channel colour) maps.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (H, W) or (H, W, 3) attribution.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
     """
     values = _attribution(x, "x")
     centred = values - values.mean()
@@ -147,6 +193,18 @@ def unsigned_to_rgb(x: np.ndarray, *, percentile: float = DEFAULT_PERCENTILE) ->
     Using a high percentile rather than the maximum stops a few extreme
     pixels from turning everything else black. (H, W) gives grey, (H, W, 3)
     keeps per-channel colour.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (H, W) or (H, W, 3) attribution.
+    percentile : float
+        The percentile of ``|x|`` drawn white (0-100).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
     """
     magnitude = np.abs(_attribution(x, "x"))
     top = _scale(magnitude, _check_percentile(percentile))
@@ -163,6 +221,21 @@ def diverging(
     Values are scaled by ``vmax`` (default: the largest ``|value|``) to
     [-1, 1] and then to [0, 1], so with ``bwr`` negative evidence is blue,
     positive red and zero white. Pass one ``vmax`` to compare several maps.
+
+    Parameters
+    ----------
+    map_ : numpy.ndarray
+        (H, W) signed values.
+    cmap : str
+        A diverging colormap name.
+    vmax : float, optional
+        The ``|value|`` drawn at the colormap's ends; one value for several maps
+        makes them comparable.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8 RGB.
     """
     values = np.nan_to_num(as_map(map_, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if vmax is None:

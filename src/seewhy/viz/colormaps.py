@@ -112,6 +112,11 @@ def colormap_table(cmap: str = "viridis") -> np.ndarray:
     Matplotlib names give ``cmap(linspace(0, 1, 256))``; ``"cv2:jet"`` and
     ``"cv2:viridis"`` give OpenCV's ``COLORMAP_JET`` / ``COLORMAP_VIRIDIS``
     exactly (as RGB; OpenCV returns BGR).
+
+    Parameters
+    ----------
+    cmap : str
+        A matplotlib colormap name, ``"cv2:jet"`` or ``"cv2:viridis"``.
     """
     return _table(check_cmap(cmap))
 
@@ -123,6 +128,18 @@ def colorize(map_: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     still renders. Level ``k`` is ``floor(256 x)`` (capped at 255): for a
     uint8 picture ``u / 255`` that is level ``u``, as OpenCV's
     ``applyColorMap`` indexes.
+
+    Parameters
+    ----------
+    map_ : numpy.ndarray
+        (H, W) values in [0, 1].
+    cmap : str
+        A matplotlib colormap name, ``"cv2:jet"`` or ``"cv2:viridis"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8 RGB.
     """
     lut = colormap_table(cmap)
     values = as_map(map_) * np.float32(LEVELS)  # NaN stays NaN, +-inf stay infinite

@@ -42,6 +42,23 @@ def figure(
 
     Built on :class:`matplotlib.figure.Figure` (not pyplot), so it works on
     any backend, headless included; save it with ``fig.savefig(path)``.
+
+    Parameters
+    ----------
+    images : sequence or array
+        The pictures, anything :func:`seewhy.inputs.load_image` reads, or a batch array.
+    maps : sequence or array
+        One (h, w) map per image, values in [0, 1]; resized to its picture.
+    labels : sequence of str, optional
+        A title per row.
+    cmap : str
+        A matplotlib colormap name, ``"cv2:jet"`` or ``"cv2:viridis"``.
+    alpha : float
+        Weight of the picture in the overlay.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 

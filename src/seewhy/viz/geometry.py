@@ -46,6 +46,18 @@ def onto_photo(values: np.ndarray, photo: Photo) -> tuple[np.ndarray, np.ndarray
     """A map at the model's input size drawn onto ``photo``: (values (H, W), inside (H, W)).
 
     Outside the box the model saw, values are 0 and ``inside`` is False.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (h, w) map at the model's input size.
+    photo : Photo
+        The picture as given and the box of it the model saw.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The values at the photo's size, and where the model saw the photo.
     """
     height, width = photo.picture.shape[:2]
     top, left, bottom, right = photo.box

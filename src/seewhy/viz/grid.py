@@ -63,6 +63,21 @@ def grid(
     methods. Every cell is ``cell`` px high at the photo's aspect; cells a
     method could not explain stay grey. Options are those of
     :meth:`seewhy.Explanation.panel`; ``signed`` applies to the pixel methods.
+
+    Parameters
+    ----------
+    explanations : sequence of Explanation
+        One per method, on the same or overlapping photos.
+    cell : int
+        Height of each cell in pixels (at least 16).
+    cmap, alpha, at, percentile, lime
+        As :meth:`seewhy.Explanation.panel` takes them.
+    signed : bool
+        Draw pixel methods' attributions with their sign.
+
+    Returns
+    -------
+    PIL.Image.Image
     """
     from ..explanation import Explanation
 

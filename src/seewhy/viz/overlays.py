@@ -39,6 +39,17 @@ def overlay(
     is resized bilinearly to the picture when their sizes differ (CAMs come
     at the layer's resolution). ``image`` is anything :func:`seewhy.inputs.load_image`
     accepts; the result is uint8 (H, W, 3).
+
+    Parameters
+    ----------
+    image : object
+        The picture: a path, a PIL image, a uint8 array.
+    map_ : numpy.ndarray
+        (h, w) values in [0, 1].
+    cmap : str
+        A matplotlib colormap name, ``"cv2:jet"`` or ``"cv2:viridis"``.
+    alpha : float
+        Weight of the picture, in [0, 1].
     """
     weight = check_alpha(alpha)
     rgb = load_image(image)

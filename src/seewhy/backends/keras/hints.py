@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import BackendError
 from ...preprocess import INTERPOLATIONS, Preprocess
-from ...spec import ModelHints, input_rejected
+from ..hints import ModelHints, input_rejected
 from .applications import PASSING, application_preprocess
 from .structure import children, is_model, layout
 from .tensors import as_float32, variable_value

@@ -25,8 +25,8 @@ from ..._kit.scores import Score, check_score, check_targets
 from ..._kit.warn import warn_user
 from ...errors import InvalidInput
 from ..base import Capture, LayerInfo, Precision, check_precision
-from ..common import HeadViews, edit_each_image, edit_scales, shared_prefix_logits
-from ..layouts import Layout, LayoutChoice, edit_factors, to_maps
+from ..common import Views, edit_each_image, edit_scales, shared_prefix_logits
+from ..layouts import Layout, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .engines import Engine
 from .engines.base import EditRun, Pass, PassRun, Result, logits_of, not_run
@@ -94,17 +94,20 @@ def _probability(score: Score) -> bool:
     return check_score(score) == "probability"
 
 
-class KerasPasses(HeadViews):
+class KerasPasses(Views):
     """The pass methods of :class:`~seewhy.backends.keras.KerasBackend`."""
 
     model: Any
     engine: Engine
     channels_first: bool
-    layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
 
     def sigmoid_output(self, x: np.ndarray) -> bool:
         """Whether the scored output ends in a sigmoid (its logits are explained) or one logit."""
         return self._trace(x).sigmoid
+
+    def detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]] | None:
+        """None: a Keras model's output is read as scores, never as a detector's boxes."""
+        return None
 
     # -- caches ----------------------------------------------------------------
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import keras
 
-from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
-from ...targets import Region, class_scores
+from ...targets import Region
+from ...targets.base import class_scores
+from ..heads import Head, output_position
 from .structure import is_functional
 
 __all__ = [

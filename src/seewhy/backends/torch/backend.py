@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...spec import ModelHints
-from ..base import LayerInfo
+from ..base import Framework, LayerInfo
+from ..capabilities import Attention, Devices, Gradients, Heads, Hints, Layers, Predicts, Weights
 from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
+from ..hints import ModelHints
 from ..model_lock import one_pass_at_a_time
 from . import weights
 from .attention import TorchAttention
@@ -29,7 +30,20 @@ from .twin import current_model, on_twin
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(WeightsThroughModule, SigmoidHead, TorchAttention, TorchPasses):
+class TorchBackend(
+    WeightsThroughModule,
+    SigmoidHead,
+    TorchAttention,
+    TorchPasses,
+    Predicts,
+    Hints,
+    Layers,
+    Gradients,
+    Attention,
+    Heads,
+    Weights,
+    Devices,
+):
     """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
 
     Every method that runs or changes the model holds the model's lock, so one
@@ -40,7 +54,7 @@ class TorchBackend(WeightsThroughModule, SigmoidHead, TorchAttention, TorchPasse
 
     weights_module: ClassVar[Any] = weights  # the framework's list, copy and re-draw
 
-    framework = "torch"
+    framework: Framework = "torch"
     channels_first = True
 
     def __init__(self, model: nn.Module) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import UnsupportedModel
 from ...preprocess import IMAGENET, Preprocess
-from ...spec import ModelHints
+from ..hints import ModelHints
 
 __all__ = ["hf_preprocess", "hugging_face_hints"]
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ...errors import UnsupportedModel
 from ...preprocess import IMAGENET, INTERPOLATIONS, Preprocess
-from ...spec import ModelHints
+from ..hints import ModelHints
 
 __all__ = ["timm_hints", "timm_preprocess"]
 

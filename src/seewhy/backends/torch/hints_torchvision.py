@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from ...preprocess import Preprocess
-from ...spec import ModelHints
+from ..hints import ModelHints
 
 __all__ = ["torchvision_hints"]
 

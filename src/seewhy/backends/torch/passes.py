@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from ..._kit.scores import check_score, check_targets
-from ..._target_plan import DEFAULT_HEAD
 from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
-from ..common import HeadViews, edit_each_image, edit_scales, shared_prefix_logits
+from ..common import Views, edit_each_image, edit_scales, shared_prefix_logits
+from ..heads import DEFAULT_HEAD
 from ..layouts import LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
@@ -77,13 +77,12 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-class TorchPasses(HeadViews):
+class TorchPasses(Views):
     """The passes of :class:`~seewhy.backends.torch.TorchBackend` (a mixin: see there)."""
 
     model: nn.Module
     device: torch.device
     dtype: torch.dtype
-    layout_choice: LayoutChoice = None  # the user's layout= for the explained layer
 
     def _scores(self, output: Any) -> torch.Tensor:
         return head_scores(self._head, output)

@@ -20,7 +20,7 @@ from torch import nn
 from ...errors import BackendError, UnsupportedModel
 from ..base import LayerInfo
 from ..layouts import LayoutChoice, LayoutKind, guess_layout, map_shape
-from .hints import input_mismatch, not_a_picture_model
+from .complaints import input_mismatch, not_a_picture_model
 from .targets import sigmoid_calls
 
 __all__ = [

@@ -27,9 +27,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..._kit.warn import warn_user
-from ..._target_plan import Head, output_position
 from ...errors import BackendError, InvalidInput
-from ...targets import class_scores
+from ...targets.base import class_scores
+from ..heads import Head, output_position
 
 __all__ = [
     "SigmoidHead",

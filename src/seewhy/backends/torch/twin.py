@@ -1,9 +1,10 @@
 """The private twin of the user's model that every torch pass runs on.
 
 A pass needs the model in eval mode, hooks on its layers, sometimes a layer's
-output edited. Done on the user's own modules, another thread training the
-model meanwhile ran its steps in eval mode (BatchNorm stopped
-counting, dropout went off in 50 of 300 steps). So a pass runs on a twin: each
+output edited. Done on the user's own modules, that would put another thread
+training the model meanwhile into eval mode for some of its steps (BatchNorm
+stops counting; dropout was off in 50 of 300 steps when measured). So a pass
+runs on a twin: each
 module copied shallowly, with its own ``_modules`` (the twins of its children),
 its own hook dicts (starting as copies of the user's, so the user's hooks fire
 as before), its own training flag (False), the very same parameters (no weight
@@ -17,8 +18,8 @@ user set); a buffer's copy is kept while the buffer's version says it has not
 changed. A module that reaches a submodule other than through ``_modules`` (a
 plain list or dict, a bound method, a ``functools.partial``, a closure) gets
 the twins there too. A module that holds one in an object of its own cannot be
-followed: that model is explained in place, as before the twin (eval mode on
-the user's modules for the pass), and a warning says so once. So are
+followed: that model is explained in place, without a twin (eval mode set on
+the user's own modules for the pass), and a warning says so once. So are
 TorchScript and compiled modules (their code is bound to the original objects).
 No global hook watches for what the scan cannot see (a submodule reached
 through a module-level global): a global hook would make ``torch.compile``

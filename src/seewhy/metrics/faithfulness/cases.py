@@ -17,11 +17,15 @@ from ..._kit.checks import finite_float, positive_int
 from ..._kit.fills import fill_values
 from ..._kit.scores import check_score, check_targets, target_scores
 from ..._kit.warn import warn_user
+from ..._target_plan import plan_targets, record, resolve_targets, sigmoid_output
 from ...backends import Backend, backend_for
 from ...backends.base import Precision, check_precision
 from ...errors import InvalidInput
 from ...explanation import Explanation
+from ...inputs import prepare
+from ...maps import upsample
 from ...preprocess import Preprocess
+from ...spec import resolve_spec
 from .._maps import as_maps
 
 __all__ = ["Baseline", "Case", "baseline_label", "resolve_case"]
@@ -128,14 +132,9 @@ def resolve_case(
     An Explanation's own target (``params["target"]``: a region, a box, ...),
     output and head are scored again, as the metric's ``score`` asks.
     """
-    from ..._target_plan import plan_targets, record, sigmoid_output
-    from ...api import model_spec, resolve_targets
-    from ...inputs import prepare
-    from ...maps import upsample
-
     precision_ = check_precision(precision)
     backend = backend_for(model)
-    spec = model_spec(model, preprocess=preprocess)
+    spec = resolve_spec(model, preprocess=preprocess)
     expected = None
     scored: dict[str, Any] = {}
     if isinstance(explanation, Explanation):
@@ -165,7 +164,7 @@ def resolve_case(
     if maps.shape[1:] != size:
         maps = upsample(maps, size)
     maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
-    chosen = resolve_targets(targets, len(inputs), spec)
+    chosen = resolve_targets(targets, len(inputs), spec.labels)
     plan = plan_targets(
         backend,
         chosen,

@@ -15,6 +15,7 @@ import numpy as np
 from ..._kit.blas import one_blas_thread
 from ...explanation import Explanation
 from ...preprocess import Preprocess
+from ..registry import Direction, Need, metric
 from .cases import Baseline, baseline_label, resolve_case
 
 __all__ = ["ConfidenceChange", "average_drop", "increase_in_confidence"]
@@ -26,6 +27,17 @@ class ConfidenceChange:
 
     ``original`` and ``masked`` are each image's target probability on the
     image and on the image multiplied by its map.
+
+    Attributes
+    ----------
+    original : numpy.ndarray
+        (N,) each image's target probability on the image itself.
+    masked : numpy.ndarray
+        (N,) the same on the image shown through its map.
+    targets : numpy.ndarray
+        (N,) the class scored per image (-1 when the target is not a class).
+    params : Mapping
+        The settings the numbers were made with (baseline, precision, target).
     """
 
     original: np.ndarray  # (N,)
@@ -63,6 +75,19 @@ class ConfidenceChange:
         }
 
 
+# one function, two metrics: both numbers come from the same two passes
+@metric(
+    "increase_in_confidence",
+    direction=Direction.HIGHER,
+    needs=frozenset({Need.PREDICTIONS}),
+    headline="increase_in_confidence",
+)
+@metric(
+    "average_drop",
+    direction=Direction.LOWER,
+    needs=frozenset({Need.PREDICTIONS}),
+    headline="average_drop",
+)
 def average_drop(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -81,6 +106,20 @@ def average_drop(
     the [0, 1] map, i.e. ``baseline + map * (image - baseline)`` with a black
     baseline; both numbers come from the same two passes. ``precision`` as in
     :func:`~seewhy.metrics.deletion`.
+
+    Parameters
+    ----------
+    model, explanation, images, targets, blur_sigma, batch_size, preprocess, precision
+        As in :func:`~seewhy.metrics.deletion`.
+    baseline : str, float, tuple or numpy.ndarray
+        What the map's zeros show (``"black"``, as in the paper; any fill
+        :func:`~seewhy.metrics.deletion` takes).
+
+    Returns
+    -------
+    ConfidenceChange
+        Both numbers: ``average_drop`` (lower is better) and
+        ``increase_in_confidence`` (higher is better).
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         case = resolve_case(
@@ -107,6 +146,21 @@ def average_drop(
 def increase_in_confidence(
     model: Any, explanation: Explanation | np.ndarray, **kwargs: Any
 ) -> ConfidenceChange:
-    """Same passes as :func:`average_drop`; read ``.increase_in_confidence``."""
+    """Same passes as :func:`average_drop`; read ``.increase_in_confidence``.
+
+    Parameters
+    ----------
+    model : object
+        The model that was explained.
+    explanation : Explanation or numpy.ndarray
+        The explanation, or bare maps with ``images=``.
+    **kwargs
+        Any keyword of :func:`average_drop`.
+
+    Returns
+    -------
+    ConfidenceChange
+        The same result as :func:`average_drop`'s.
+    """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         return average_drop(model, explanation, **kwargs)

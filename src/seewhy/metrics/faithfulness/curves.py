@@ -21,6 +21,8 @@ from ..._kit.fills import default_blur_sigma
 from ..._kit.scores import check_score
 from ...explanation import Explanation
 from ...preprocess import Preprocess
+from ..registry import Direction, Need, metric
+from ..registry import get as get_metric
 from .cases import Baseline, Case, baseline_label, resolve_case
 
 __all__ = ["Curve", "deletion", "insertion", "pixel_ranks", "trapezoid"]
@@ -55,6 +57,20 @@ class Curve:
     ``scores[i, k]`` is image ``i``'s target score after ``fractions[k]`` of its
     pixels were removed (deletion) or revealed (insertion); ``auc`` is the
     trapezoid area over fractions in [0, 1].
+
+    Attributes
+    ----------
+    kind : str
+        ``"deletion"`` or ``"insertion"``.
+    fractions : numpy.ndarray
+        (S + 1,) the share of pixels removed or revealed at each step, 0 to 1.
+    scores : numpy.ndarray
+        (N, S + 1) each image's target score at each step.
+    targets : numpy.ndarray
+        (N,) the class scored per image (-1 when the target is not a class;
+        ``params["target"]`` says what it is).
+    params : Mapping
+        The settings the curve was made with (steps, baseline, score, precision).
     """
 
     kind: str
@@ -65,8 +81,8 @@ class Curve:
 
     @property
     def higher_is_better(self) -> bool:
-        """Insertion: yes; deletion: no."""
-        return self.kind == "insertion"
+        """Insertion: yes; deletion: no (as each declares in the metric registry)."""
+        return get_metric(self.kind).direction is Direction.HIGHER
 
     @property
     def auc(self) -> np.ndarray:
@@ -131,7 +147,7 @@ def _curve_scores(
     n, steps = len(x), len(counts) - 1
     ranks = pixel_ranks(case.maps)
     logits0 = case.predict(x)
-    case.check_rebuilt(logits0, depth=3)  # deletion -> _curve -> here
+    case.check_rebuilt(logits0, depth=3)  # deletion -> _curve -> _run_curve -> here
     targets = case.scored_targets(logits0)
     scores = np.empty((n, steps + 1), dtype=np.float64)
     # The unperturbed input is deletion's first step and insertion's last.
@@ -160,13 +176,33 @@ def _curve_scores(
 
 def _curve(
     kind: CurveKind,
+    model: Any,
+    explanation: Explanation | np.ndarray,
+    inputs: tuple[Any, Any, Preprocess | None, str, int | None],
+    steps: int,
+    baseline: Baseline,
+    blur_sigma: float | None,
+    score: str,
+) -> Curve:
+    """Deletion or insertion, from the public arguments: run every step, record the settings.
+
+    ``inputs`` are the public functions' ``images, targets, preprocess,
+    precision, batch_size``; both curves resolve and run them here alone.
+    """
+    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        case = resolve_case(kind, model, explanation, *inputs, score)
+        return _run_curve(kind, case, steps, baseline, blur_sigma, score)
+
+
+def _run_curve(
+    kind: CurveKind,
     case: Case,
     steps: int,
     baseline: Baseline,
     blur_sigma: float | None,
     score: str,
 ) -> Curve:
-    """Deletion or insertion of a resolved case: run every step, record the settings."""
+    """Deletion or insertion of a resolved case."""
     steps = positive_int(steps, "steps", where=kind)
     score_ = check_score(score)
     fill = case.fill(baseline, blur_sigma)
@@ -185,6 +221,13 @@ def _curve(
     return Curve(kind, counts / float(h * w), scores, case.reported(targets), params)
 
 
+@metric(
+    "deletion",
+    direction=Direction.LOWER,
+    needs=frozenset({Need.PREDICTIONS}),
+    settings=("steps", "baseline"),
+    headline="mean_auc",
+)
 def deletion(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -213,22 +256,60 @@ def deletion(
     Keras 16).
     ``precision="bfloat16"`` (PyTorch) runs them in reduced precision: 1.5-2x
     faster on CPUs with AMX and on recent GPUs, scores within about 0.5%.
+
+    Parameters
+    ----------
+    model : object
+        The model that was explained (any model :func:`seewhy.explain` takes);
+        it is only asked for predictions.
+    explanation : Explanation or numpy.ndarray
+        The explanation, or bare maps (N, H, W) / (H, W), which then need ``images``.
+    images : object, optional
+        The explained images, in any form ``explain`` takes. Left out, they are
+        rebuilt from the explanation's pictures with the model's preprocessing
+        (pass them when you explained preprocessed tensors).
+    targets : object, optional
+        What to score: a class index or name, a :mod:`seewhy.targets` target, or
+        one of these per image. Default: the explanation's own target, else each
+        image's top class.
+    steps : int
+        How many equal steps remove the pixels (50: 2% of them per step).
+    baseline : str, float, tuple or numpy.ndarray
+        What removed pixels become (see above).
+    blur_sigma : float, optional
+        The blur's standard deviation in pixels when ``baseline="blur"``;
+        None scales 5 px at 224 px with the shorter side.
+    score : str
+        ``"probability"`` (softmax, or sigmoid for independent labels) or ``"logit"``.
+    batch_size : int, optional
+        Images per forward pass; None lets the backend choose.
+    preprocess : Preprocess, optional
+        The model's input preparation, when seewhy cannot read it from the model.
+    precision : str
+        ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the forward passes.
+
+    Returns
+    -------
+    Curve
+        Each image's curve; ``mean_auc`` sums it up (lower is better).
+
+    Raises
+    ------
+    InvalidInput
+        A setting out of range, maps that do not match the images, or bare
+        maps without ``images``.
     """
-    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
-        case = resolve_case(
-            "deletion",
-            model,
-            explanation,
-            images,
-            targets,
-            preprocess,
-            precision,
-            batch_size,
-            score,
-        )
-        return _curve("deletion", case, steps, baseline, blur_sigma, score)
+    inputs = (images, targets, preprocess, precision, batch_size)
+    return _curve("deletion", model, explanation, inputs, steps, baseline, blur_sigma, score)
 
 
+@metric(
+    "insertion",
+    direction=Direction.HIGHER,
+    needs=frozenset({Need.PREDICTIONS}),
+    settings=("steps",),  # starts from the blur whatever evaluate's baseline
+    headline="mean_auc",
+)
 def insertion(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -251,17 +332,22 @@ def insertion(
     evidence while keeping its colours, so revealed pixels do not create
     sharp edges the model could react to) and puts the original pixels back
     in map order. Higher ``mean_auc`` is better.
+
+    Parameters
+    ----------
+    model, explanation, images, targets, score, batch_size, preprocess, precision
+        As in :func:`deletion`.
+    steps : int
+        How many equal steps reveal the pixels.
+    baseline : str, float, tuple or numpy.ndarray
+        The picture the curve starts from (``"blur"``; any fill :func:`deletion` takes).
+    blur_sigma : float, optional
+        The blur's standard deviation in pixels; None scales with the image.
+
+    Returns
+    -------
+    Curve
+        Each image's curve; ``mean_auc`` sums it up (higher is better).
     """
-    with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
-        case = resolve_case(
-            "insertion",
-            model,
-            explanation,
-            images,
-            targets,
-            preprocess,
-            precision,
-            batch_size,
-            score,
-        )
-        return _curve("insertion", case, steps, baseline, blur_sigma, score)
+    inputs = (images, targets, preprocess, precision, batch_size)
+    return _curve("insertion", model, explanation, inputs, steps, baseline, blur_sigma, score)

@@ -20,6 +20,7 @@ from ..._kit.prefetch import Ahead
 from ...errors import InvalidInput
 from ...explanation import Explanation
 from ...preprocess import Preprocess
+from ..registry import Direction, Need, metric
 from .cases import Case, resolve_case
 from .curves import pixel_ranks
 
@@ -139,6 +140,29 @@ def noisy_linear_impute(
     channel's standard deviation. ``image`` is (H, W, C), ``removed`` (H, W)
     bool. A tiny pull towards the image mean keeps the system solvable when
     a region has no known neighbour at all.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W, C) the picture, any value range.
+    removed : numpy.ndarray
+        (H, W) bool, True where a pixel is removed and imputed.
+    noise : float
+        The added noise's standard deviation, as a share of each channel's
+        own; 0 imputes without noise.
+    rng : numpy.random.Generator, optional
+        Where the noise comes from; None draws from a generator seeded 0, so
+        the same call gives the same picture.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, C) float32: ``image`` with its removed pixels imputed.
+
+    Raises
+    ------
+    InvalidInput
+        ``removed`` is not an (H, W) mask for the image.
     """
     img = np.asarray(image, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
@@ -167,6 +191,21 @@ class RoadResult:
     ``morf`` removes the most relevant first (should fall fast), ``lerf`` the
     least relevant first (should stay high); ``gap = mean(lerf - morf)`` sums
     both up, higher is better.
+
+    Attributes
+    ----------
+    fractions : numpy.ndarray
+        (P,) the shares of pixels removed.
+    morf : numpy.ndarray
+        (N, P) target probability with the most relevant pixels removed.
+    lerf : numpy.ndarray
+        (N, P) target probability with the least relevant pixels removed.
+    original : numpy.ndarray
+        (N,) target probability on the unchanged images.
+    targets : numpy.ndarray
+        (N,) the class scored per image (-1 when the target is not a class).
+    params : Mapping
+        The settings the curves were made with (noise, seed, precision, target).
     """
 
     fractions: np.ndarray  # (P,)
@@ -206,6 +245,7 @@ class RoadResult:
         }
 
 
+@metric("road", direction=Direction.HIGHER, needs=frozenset({Need.PREDICTIONS}), headline="gap")
 def road(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -228,6 +268,28 @@ def road(
     the model predicts the previous batch, so the solves and the forward
     passes overlap and memory stays at two batches. ``precision`` as in
     :func:`~seewhy.metrics.deletion`.
+
+    Parameters
+    ----------
+    model, explanation, images, targets, batch_size, preprocess, precision
+        As in :func:`~seewhy.metrics.deletion`.
+    fractions : sequence of float
+        The shares of pixels removed, each strictly between 0 and 1.
+    noise : float
+        The imputation's noise (see :func:`noisy_linear_impute`).
+    seed : int
+        Seeds the noise, so a run can be repeated exactly.
+
+    Returns
+    -------
+    RoadResult
+        The MoRF and LeRF curves; ``gap`` sums them up (higher is better).
+
+    Raises
+    ------
+    InvalidInput
+        A fraction outside (0, 1), a negative noise, or maps that do not match
+        the images.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         fr = np.asarray(list(fractions), dtype=np.float64)

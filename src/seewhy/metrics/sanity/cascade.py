@@ -20,16 +20,22 @@ import numpy as np
 
 from ..._kit.blas import one_blas_thread
 from ..._kit.checks import bad_argument, positive_int
+from ...api import Explainer  # a sanity check explains again, with each randomised copy
 from ...backends import Backend, backend_for
+from ...backends.capabilities import Weights
+from ...backends.requirements import need_weights
 from ...errors import BackendError, InvalidInput
 from ...explanation import Explanation
+from ...inputs import prepare
 from ...preprocess import Preprocess
+from ...spec import resolve_spec
 from .result import SanityResult
 from .similarity import SANITY_MEASURES, compare, paper_maps
 
 __all__ = ["data_randomization_check", "randomization_steps", "sanity_check"]
 
 Resample = Callable[[np.ndarray], np.ndarray]
+_WHO = "model: the sanity check"  # what the one-line refusal of a model without weights names
 
 
 def _resampler(seed: int) -> Resample:
@@ -57,9 +63,27 @@ def randomization_steps(model: Any, images: Any = None) -> list[list[str]]:
     A normalisation layer joins the layer before it (a conv and its batch
     norm are one step, as in the paper's figures). ``images`` (model inputs,
     NHWC) give torch the forward order.
+
+    Parameters
+    ----------
+    model : object
+        A model whose backend can list and re-draw its weights (PyTorch, Keras).
+    images : array-like, optional
+        Model inputs (N, H, W, C), one image is enough; without them the
+        layers are listed in the order the model declares them.
+
+    Returns
+    -------
+    list of list of str
+        Layer names per step, the output's first.
+
+    Raises
+    ------
+    UnsupportedModel
+        The model's weights cannot be read (ONNX, ``BlackBox``).
     """
     x = None if images is None else np.asarray(images, dtype=np.float32)
-    return _cascade_groups(backend_for(model).parameter_layers(x))
+    return _cascade_groups(need_weights(backend_for(model), _WHO).parameter_layers(x))
 
 
 def _cascade_groups(layers: Sequence[tuple[str, str]]) -> list[list[str]]:
@@ -74,7 +98,7 @@ def _cascade_groups(layers: Sequence[tuple[str, str]]) -> list[list[str]]:
 
 
 def _randomized_copies(
-    backend: Backend,
+    backend: Weights,
     groups: Sequence[Sequence[str]],
     chosen: Sequence[int],
     *,
@@ -100,7 +124,7 @@ def _randomized_copies(
         yield groups[j][0], current[0]
 
 
-def _copy(backend: Backend, wrap: bool) -> tuple[Any, Backend]:
+def _copy(backend: Weights, wrap: bool) -> tuple[Any, Weights]:
     """(what ``explain`` takes, its backend) for a fresh copy of the backend's model.
 
     A framework model's copy gets its own backend; with ``wrap`` (the user
@@ -109,9 +133,9 @@ def _copy(backend: Backend, wrap: bool) -> tuple[Any, Backend]:
     """
     copy = backend.copy_model()
     if wrap:
-        wrapped: Backend = cast(Any, type(backend))(copy)
+        wrapped: Weights = cast(Any, type(backend))(copy)
         return wrapped, wrapped
-    return copy, backend_for(copy)
+    return copy, need_weights(backend_for(copy), _WHO)
 
 
 @dataclass(frozen=True)
@@ -126,8 +150,6 @@ class _Setup:
 
     def explain(self, model: Any, *, layer: str | None, target: Any) -> Explanation:
         """``model``'s explanation of the inputs with the check's settings."""
-        from ...api import Explainer
-
         explainer = Explainer(
             model,
             self.method,
@@ -169,12 +191,9 @@ def _reference(
     params: Mapping[str, Any],
 ) -> _Reference:
     """Prepare the inputs once and explain them with the untouched model."""
-    from ...api import model_spec
-    from ...inputs import prepare
-
     if randomized_target not in ("original", "predicted"):
         raise bad_argument("randomized_target", "'original' or 'predicted'", randomized_target)
-    spec = model_spec(model, preprocess=preprocess)
+    spec = resolve_spec(model, preprocess=preprocess)
     channels_first = backend_for(model).channels_first
     batch, _ = prepare(images, spec.preprocess, channels_first=channels_first, strict=True)
     setup = _Setup(batch.inputs, method, spec.preprocess, batch_size, params)
@@ -241,18 +260,64 @@ def sanity_check(
     code does. The choice matters: a random classifier's top-1 is the class
     whose weights happen to agree with the strongest feature maps, so CAMs
     (and Guided Grad-CAM) of that class keep the original's shape.
+
+    Parameters
+    ----------
+    model : object
+        The trained model (any model :func:`seewhy.explain` takes).
+    images : object
+        The images to explain, in any form ``explain`` takes.
+    method : str
+        The method tested, by its registered name.
+    target : object, optional
+        What the original model's explanations explain (as ``explain``'s
+        ``target``); None: each image's top class.
+    layer : str, optional
+        The method's layer; None lets seewhy choose, as ``explain`` does.
+    layers : sequence of str or of sequences of str, optional
+        The steps, top first: a name is one layer, a list of names one step.
+        None: :func:`randomization_steps`.
+    steps : int, optional
+        Keep this many steps, spread over the cascade; None keeps them all.
+    cascading : bool
+        Each step keeps the layers above it randomised (the paper's cascade);
+        False randomises each step's layers alone.
+    seed : int
+        Seeds the re-drawn weights, so a check can be repeated exactly.
+    randomized_target : str
+        ``"original"`` or ``"predicted"`` (see above).
+    preprocess : Preprocess, optional
+        The model's input preparation, when seewhy cannot read it from the model.
+    batch_size : int
+        Images per pass of the method.
+    **params
+        The method's settings, as ``explain`` takes them.
+
+    Returns
+    -------
+    SanityResult
+        The similarity of each step's maps to the original's, per measure.
+
+    Raises
+    ------
+    UnsupportedModel
+        The model's weights cannot be read (ONNX, ``BlackBox``), before any
+        image is explained.
+    InvalidInput
+        A bad setting, or a model with no layer holding weights.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         if steps is not None:
             steps = positive_int(steps, "steps", where="sanity_check")
         backend = backend_for(model)
+        weights = need_weights(backend, _WHO)  # before any image is explained
         ref = _reference(
             model, images, method, target, layer, randomized_target, preprocess, batch_size, params
         )
         groups = (
             [[g] if isinstance(g, str) else list(g) for g in layers]
             if layers is not None
-            else _cascade_groups(backend.parameter_layers(ref.setup.inputs[:1]))
+            else _cascade_groups(weights.parameter_layers(ref.setup.inputs[:1]))
         )
         if not groups:
             raise InvalidInput("layers: the model has no layer with weights to randomise")
@@ -266,7 +331,7 @@ def sanity_check(
         rows: list[dict[str, np.ndarray]] = []
         maps: list[np.ndarray] = []
         copies = _randomized_copies(
-            backend,
+            weights,
             groups,
             chosen,
             cascading=cascading,
@@ -309,6 +374,19 @@ def data_randomization_check(
     model itself). Its maps for the original model's targets (or, with
     ``randomized_target="predicted"``, its own top-1) should look nothing
     like the original maps if the method explains what was learnt.
+
+    Parameters
+    ----------
+    retrain : callable or model
+        A function of no arguments that returns the model trained on shuffled
+        labels, or that model.
+    model, images, method, target, layer, randomized_target, preprocess, batch_size, **params
+        As in :func:`sanity_check`.
+
+    Returns
+    -------
+    SanityResult
+        One step, ``"shuffled labels"``: the similarity of its maps to the original's.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         ref = _reference(
@@ -330,7 +408,7 @@ def _is_model(obj: Any) -> bool:
         backend = backend_for(obj)
     except BackendError:
         return False
-    if getattr(backend, "predicts_only", False) and _takes_nothing(obj):
+    if backend.framework == "blackbox" and _takes_nothing(obj):
         return False
     return True
 

@@ -51,6 +51,25 @@ def plot_sanity(
     image ``image``'s original map followed by its maps after (up to
     ``max_columns``) randomisation steps. Built on
     :class:`matplotlib.figure.Figure`, so it works headless.
+
+    Parameters
+    ----------
+    results : SanityResult or sequence of SanityResult
+        One check, or several (one per method) over the same images and steps.
+    image : int
+        Which image's maps the lower rows show.
+    max_columns : int
+        The most steps shown as maps, spread evenly over them.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure; save it with ``savefig``.
+
+    Raises
+    ------
+    InvalidInput
+        No results, or ``image`` out of range.
     """
     from matplotlib.figure import Figure
 

@@ -27,6 +27,35 @@ class SanityResult:
       correlations, on the sum over colour channels of the absolute (resp.
       signed) attributions; for methods without per-channel attributions
       (the CAMs) on the absolute (resp. signed) map before rectification.
+
+    Attributes
+    ----------
+    method : str
+        The method checked.
+    mode : str
+        ``"cascading"``, ``"independent"`` or ``"data"`` (shuffled labels).
+    steps : tuple of str
+        What each step randomised, in order.
+    spearman : numpy.ndarray
+        (S, N) rank correlation of the maps as shown.
+    ssim : numpy.ndarray
+        (S, N) structural similarity of the maps as shown.
+    original : numpy.ndarray
+        (N, H, W) the original model's maps.
+    randomized : numpy.ndarray
+        (S, N, H, W) the maps after each step.
+    images : numpy.ndarray
+        (N, H, W, 3) uint8, the images explained.
+    targets : numpy.ndarray
+        (N,) the class explained per image (-1 when the target is not a class).
+    params : Mapping
+        The check's settings (seed, layer, randomized_target, the method's).
+    spearman_abs : numpy.ndarray or None
+        (S, N) the paper's rank correlation of absolute values.
+    spearman_signed : numpy.ndarray or None
+        (S, N) the paper's rank correlation of signed values.
+    hog : numpy.ndarray or None
+        (S, N) correlation of the maps' HOG features.
     """
 
     method: str

@@ -43,6 +43,18 @@ def spearman(a: np.ndarray, b: np.ndarray, *, absolute: bool = False) -> float:
     one is 0; two constant maps do not differ at all and score 1 (as in
     :func:`hog_similarity`), so a method whose maps stay blank is not
     mistaken for one whose maps changed.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two maps, of the same shape.
+    absolute : bool
+        Rank the absolute values.
+
+    Returns
+    -------
+    float
+        The correlation, -1 to 1.
     """
     from scipy.stats import rankdata
 
@@ -68,7 +80,21 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity of two maps with values in [0, 1] (scikit-image)."""
+    """Structural similarity of two maps with values in [0, 1] (scikit-image).
+
+    The window shrinks to fit a small map (7 px, odd, at least 3); a map too
+    small for any window is compared by correlation instead.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two maps, of the same shape.
+
+    Returns
+    -------
+    float
+        The SSIM, 1 for identical maps.
+    """
     from skimage.metrics import structural_similarity
 
     x = np.asarray(a, dtype=np.float64)
@@ -109,6 +135,23 @@ def hog_similarity(a: np.ndarray, b: np.ndarray, *, cell: int | None = None) -> 
     two maps that draw the same outlines score high even when their ranks
     differ. A map without any edge (constant) has no HOG features: two such
     maps score 1 (nothing differs), one such map against any other 0.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two maps, of the same shape.
+    cell : int, optional
+        Pixels per HOG cell; None takes the short side / 28 (8 px at 224), at least 2.
+
+    Returns
+    -------
+    float
+        The correlation, -1 to 1.
+
+    Raises
+    ------
+    InvalidInput
+        Maps that are not 2-D or not of one shape, or a cell larger than the map.
     """
     fa = hog_features(a, cell=cell)
     fb = hog_features(b, cell=cell)
@@ -124,6 +167,16 @@ def paper_maps(explanation: Explanation) -> tuple[np.ndarray, np.ndarray]:
     attribution (the paper's grayscale and diverging maps). Other methods:
     their raw map before rectification and scaling, upsampled, and its
     absolute value.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The explanation whose maps are compared.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        The absolute and the signed maps, (N, H, W) each.
     """
     from ...maps import upsample
 

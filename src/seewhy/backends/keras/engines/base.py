@@ -19,8 +19,8 @@ from typing import Any, Literal, Protocol
 import keras
 import numpy as np
 
-from ...._target_plan import DEFAULT_HEAD, Head
 from ....errors import LayerNotFound
+from ...heads import DEFAULT_HEAD, Head
 from ..targets import check_choice, head_scores
 from ..tensors import as_array, as_float32
 from ..walker import Hook, Walker, shadow_guard
