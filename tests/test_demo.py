@@ -18,7 +18,12 @@ from seewhy.metrics import pointing_game
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
-    return run_shortcut_demo(tmp_path_factory.mktemp("demo"), n_test=200, examples=4)
+    # 1500 pictures x 8 epochs instead of the default 2000 x 10: 40 % less training, and every
+    # claim below still holds with room (pointing 0.95, accuracies 0.93-1.0, energy 0.42 / 0.07
+    # against chance 0.14, measured); 800 x 10 or 1000 x 6 do not
+    return run_shortcut_demo(
+        tmp_path_factory.mktemp("demo"), n_test=200, examples=4, n_train=1500, epochs=8
+    )
 
 
 def test_demo_flags_the_shortcut_model(demo):
