@@ -116,12 +116,18 @@ def pooled_cnn(
 
 
 def bn_dropout_cnn(
-    classes: int = 5, seed: int = 3, *, widths: tuple[int, int] = (8, 16), dropout: float = 0.5
+    classes: int = 5,
+    seed: int = 3,
+    *,
+    widths: tuple[int, int] = (8, 16),
+    dropout: float = 0.5,
+    drawn_statistics: bool = True,
 ) -> Any:
     """conv-BN-ReLU-dropout twice, pooling, linear, left in train mode like a model mid-training.
 
-    The BatchNorm statistics differ from a fresh BatchNorm's, so a pass run in
-    train mode (or one that updates them) shows in the scores and the buffers.
+    With ``drawn_statistics`` the BatchNorm statistics differ from a fresh
+    BatchNorm's, so a pass run in train mode (or one that updates them) shows
+    in the scores and the buffers; without, they are a fresh BatchNorm's.
     """
     import torch
     from torch import nn
@@ -143,7 +149,7 @@ def bn_dropout_cnn(
     )
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if drawn_statistics and isinstance(module, nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     return model.train()

@@ -39,8 +39,9 @@ WEIGHTS_CHANGED = "its weights changed while seewhy was explaining it"
 
 
 def training_cnn(seed: int = 3) -> Any:
-    """:func:`models.bn_dropout_cnn` with this file's sizes: 4 classes, in training mode."""
-    return bn_dropout_cnn(4, seed, widths=(8, 12), dropout=0.3)
+    """:func:`models.bn_dropout_cnn` with this file's sizes: 4 classes, in training mode, fresh
+    BatchNorm statistics (with drawn ones a training step can leave a Grad-CAM map all zero)."""
+    return bn_dropout_cnn(4, seed, widths=(8, 12), dropout=0.3, drawn_statistics=False)
 
 
 def images(n: int = 2, size: int = 16, seed: int = 7) -> np.ndarray:
