@@ -308,3 +308,17 @@ def test_is_a_lazy_submodule() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"  # and it pulls no TensorFlow in next to torch
+
+
+def test_the_settings_are_still_readable_by_their_old_attribute_names(tmp_path: Path) -> None:
+    """``target``, ``layer``, ``score``... were attributes of the callback; reading them still
+    works now that they travel in ``explain_settings``."""
+    callback = ExplainCallback(
+        IMAGES, "occlusion", log_dir=tmp_path, target=2, layer="net.2", window=(4, 4)
+    )
+    assert (callback.target, callback.layer, callback.score) == (2, "net.2", "logit")
+    assert (callback.preprocess, callback.labels) == (None, None)
+    assert callback.method_params == {"window": (4, 4)}
+    assert ExplainCallback(IMAGES, "gradcam", log_dir=tmp_path, score="probability").score == (
+        "probability"
+    )

@@ -59,6 +59,41 @@ class PanelSettings:
         self.explain_settings = settings
         self.written = []  # every PNG written so far, in order
 
+    # What the callbacks kept as attributes of their own before their keywords became
+    # ``**settings``: read from there, so code that reads them still works.
+    @property
+    def target(self) -> Any:
+        """The ``target=`` given (None: each image's top-1 class)."""
+        return self.explain_settings.get("target")
+
+    @property
+    def layer(self) -> str | None:
+        """The ``layer=`` given (None: the default layer)."""
+        return self.explain_settings.get("layer")
+
+    @property
+    def preprocess(self) -> Any:
+        """The ``preprocess=`` given (None: the model's own)."""
+        return self.explain_settings.get("preprocess")
+
+    @property
+    def labels(self) -> Any:
+        """The ``labels=`` given (None: the model's own)."""
+        return self.explain_settings.get("labels")
+
+    @property
+    def score(self) -> Any:
+        """The ``score=`` given (``"logit"`` by default)."""
+        return self.explain_settings.get("score", "logit")
+
+    @property
+    def method_params(self) -> dict[str, Any]:
+        """The method's own settings among ``explain_settings``."""
+        from . import registry
+
+        names = registry.get(self.method).param_names()
+        return {k: v for k, v in self.explain_settings.items() if k in names}
+
 
 def _check_explain_settings(method: str, settings: Mapping[str, Any]) -> None:
     """Refuse in one line, with the nearest spelling, a keyword ``seewhy.explain`` would refuse."""

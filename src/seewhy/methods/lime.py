@@ -128,7 +128,7 @@ def kernel_shap_fit(
 
 @register("lime")
 class Lime(Method):
-    """LIME on superpixels (see the module docstring).
+    """LIME (Ribeiro et al., 2016): a weighted linear fit to copies with superpixels switched off.
 
     Settings: ``samples`` (1000), ``segmentation`` (``"quickshift"``,
     ``"slic"``, ``"felzenszwalb"``, a function picture -> labels, or an

@@ -166,7 +166,7 @@ def train_keras(
     batch_size : int
         Pictures per optimiser step.
     lr : float
-        The one-cycle schedule's peak learning rate.
+        The starting learning rate of its cosine decay.
     width : int
         Channels of the first conv block (later blocks double it).
     seed : int
