@@ -120,9 +120,11 @@ def test_errors_are_one_line_without_traceback(
 def test_explain_in_reduced_precision_records_it(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     args = ["explain", "sample:chelsea", "--method", "occlusion", "--precision", "bfloat16"]
-    assert main([*args, "--out", str(tmp_path), "--json", str(out), "--quiet"]) == 0
+    coarse = ["--set", "window=56,56", "--set", "stride=56,56"]  # 16 passes, not hundreds
+    assert main([*args, *coarse, "--out", str(tmp_path), "--json", str(out), "--quiet"]) == 0
     record = json.loads(out.read_text(encoding="utf-8"))
     assert record["precision"] == "bfloat16" and record["methods"] == ["occlusion"]
+    assert record["settings"]["occlusion"]["window"] == [56, 56]
     assert record["images"][0]["target_label"] == "Egyptian cat"
     assert (tmp_path / "chelsea.seewhy.png").exists()
 
