@@ -7,6 +7,7 @@ the training callbacks, the command line's ``--set``) it came through.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,8 +19,13 @@ from .methods.base import Method, unknown_keyword
 __all__ = ["check_keywords", "own_keywords"]
 
 
+@functools.cache
 def own_keywords(function: Callable[..., Any]) -> tuple[str, ...]:
-    """The named parameters of ``function`` (not ``self``, not ``**params``)."""
+    """The named parameters of ``function`` (not ``self``, not ``**params``).
+
+    Read once per function: every ``explain`` call asks for its own and the
+    Explainer's, and a signature does not change.
+    """
     parameters = inspect.signature(function).parameters.values()
     return tuple(p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD)
 

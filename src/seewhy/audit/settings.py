@@ -12,6 +12,7 @@ resume fingerprint.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Settings:
         return record
 
 
+@functools.cache
 def _explainer_default(name: str) -> Any:
     return inspect.signature(Explainer.__init__).parameters[name].default
 

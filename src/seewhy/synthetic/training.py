@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from .._kit.checks import bad_argument, finite_float, positive_int
-from ..errors import BackendError, InvalidInput
+from ..backends.base import check_native_framework
+from ..errors import BackendError
 from ..preprocess import ModelSpec
 from .data import ShapesData
 
@@ -291,11 +292,8 @@ def train(data: ShapesData, *, framework: str = "torch", **kwargs: Any) -> Any:
     **kwargs
         The trainer's settings: ``epochs``, ``batch_size``, ``lr``, ``width``, ``seed``.
     """
-    if framework == "torch":
-        return train_torch(data, **kwargs)
-    if framework == "keras":
-        return train_keras(data, **kwargs)
-    raise InvalidInput(f"framework: expected 'torch' or 'keras', got {framework!r}")
+    trainer = train_torch if check_native_framework(framework) == "torch" else train_keras
+    return trainer(data, **kwargs)
 
 
 def accuracy(model: Any, data: ShapesData, *, batch_size: int = 256) -> float:
