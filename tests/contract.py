@@ -49,6 +49,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "integrated-gradients": {"steps": 4},
     "kernelshap": {"samples": 12, "segmentation": quadrants},
     "layercam": {},
+    "legrad": {},
     "lime": {"samples": 12, "segmentation": quadrants},
     "occlusion": {"window": 6, "stride": 6},
     "rise": {"masks": 6},
@@ -60,7 +61,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 METHODS = sorted(SETTINGS)
 # Methods that read attention matrices: the contract runs them on a tiny ViT, not the CNN.
-TRANSFORMER_METHODS = frozenset({"attention-rollout", "generic-attention"})
+TRANSFORMER_METHODS = frozenset({"attention-rollout", "generic-attention", "legrad"})
+# Methods only the torch backend serves (Keras refuses them in one line: contract_keras.py).
+TORCH_ONLY_METHODS = frozenset({"legrad"})
 BAD_CLASS = 99  # every contract model has 5 classes
 
 def declared_settings(method: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from contract import (
     BAD_CLASS,
     METHODS,
     SETTINGS,
+    TORCH_ONLY_METHODS,
     TRANSFORMER_METHODS,
     check_batch_is_its_images,
     check_params_recorded,
@@ -68,7 +69,7 @@ def x() -> np.ndarray:
     return images(2, 12, seed=5)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", sorted(set(METHODS) - TORCH_ONLY_METHODS))
 def test_contract(method: str, x: np.ndarray) -> None:
     """Success, bad target, a raising model, batch = images, then the recorded settings."""
     settings = SETTINGS[method]
@@ -107,3 +108,16 @@ def test_the_raising_model_runs_while_disarmed(x: np.ndarray) -> None:
     """The tripwire alone changes nothing: the raising case fails for the right reason."""
     e = seewhy.explain(raising_keras_model(keras), x, "gradcam")
     assert e.maps.shape == (2, 12, 12)
+
+
+@pytest.mark.parametrize("method", sorted(TORCH_ONLY_METHODS))
+def test_torch_only_methods_are_refused_in_one_line(method: str, x: np.ndarray) -> None:
+    """A Keras ViT asked for LeGrad: one line naming what is missing and what works."""
+    model = keras_tiny_vit(keras, size=12, patch=4, dim=8)
+    before = state(model)
+    with pytest.raises(seewhy.errors.UnsupportedModel) as info:
+        seewhy.explain(model, x, method)
+    message = str(info.value)
+    assert "\n" not in message and f"method: {method} needs" in message
+    assert "attention-rollout" in message.split("methods that work with it:")[-1]
+    same_state(before, state(model))

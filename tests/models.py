@@ -900,3 +900,242 @@ def sigmoid_ended(inner: Any, *, functional: bool = False) -> Any:
             return torch.sigmoid(self.body(x))
 
     return SigmoidAtTheEnd().eval()
+
+
+# -- dual encoders: open_clip and Hugging Face CLIP / SigLIP, tiny and offline (issue 26) --
+
+
+def open_clip_tiny(tower: str = "vit", seed: int = 0, size: int = 32) -> Any:
+    """A random open_clip ``CLIP``: a ViT (class token), ``"avgpool"`` ViT, or a
+    ``"resnet"`` (ModifiedResNet, attention pool) image tower; open_clip's own text tower."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(seed)
+    vision: dict[str, Any] = {"image_size": size, "layers": 2, "width": 64, "patch_size": 8}
+    if tower == "resnet":
+        vision = {"image_size": size, "layers": [1, 1, 1, 1], "width": 16}
+    elif tower == "avgpool":
+        vision["pool_type"] = "avg"
+    text = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    return open_clip.model.CLIP(32, vision, text).eval()
+
+
+def word_tokenizer(words: Any, longest: int = 16) -> Any:
+    """A Hugging Face fast tokenizer over ``words`` (word level), built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]",
+        model_max_length=longest,
+    )
+
+
+def hf_dual_encoder(family: str = "clip", seed: int = 0, vocabulary: int = 64) -> Any:
+    """A random Hugging Face ``CLIPModel`` or ``SiglipModel`` (32 px, 2 layers, width 32)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {"vocab_size": vocabulary, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16}
+    text.update(bos_token_id=0, eos_token_id=2, pad_token_id=0)  # inside the vocabulary
+    if family == "siglip":
+        config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+        return transformers.SiglipModel(config).eval()
+    config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)
+    return transformers.CLIPModel(config).eval()
+
+
+# -- generative vision-language models (seewhy.targets.Answer) -----------------------
+# Tiny LLaVA and Qwen2-VL built from configs with random weights, and their processors
+# with a word-level tokenizer built offline and a chat template: no network.
+
+_VLM_WORDS = (
+    "<unk> <pad> </s> <image> <|image_pad|> <|vision_start|> <|vision_end|> <|im_start|> "
+    "<|im_end|> USER: ASSISTANT: user assistant what is this ? a an the cat dog red blue "
+    "green car circle square on left right"
+).split()
+
+
+def _vlm_tokenizer(specials: Sequence[str], eos: str) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    made = PreTrainedTokenizerFast(
+        tokenizer_object=words, unk_token="<unk>", pad_token="<pad>", eos_token=eos
+    )
+    made.add_special_tokens({"additional_special_tokens": list(specials)})
+    return made
+
+
+def _turns(image: str, start: str, end: str) -> str:
+    """A chat template in the word-level vocabulary: each turn, the image's tokens, the text."""
+    return (
+        "{% for m in messages %}" + start + "{{ m['role'] }} {% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}" + image + " {% else %}{{ c['text'] }} {% endif %}"
+        "{% endfor %}"
+        + end
+        + "{% endfor %}{% if add_generation_prompt %}"
+        + start
+        + "assistant {% endif %}"
+    )
+
+
+def tiny_llava(seed: int = 0, *, size: int = 32, layers: int = 3, dtype: Any = None) -> Any:
+    """(LlavaForConditionalGeneration, its LlavaProcessor): CLIP tower of ``layers`` blocks
+    (patch 8, so a 4x4 grid at 32 px, its feature layer -2), a 2-block Llama, eval mode."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        image_size=size,
+        patch_size=8,
+    )
+    text = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(_VLM_WORDS),
+        max_position_embeddings=256,
+        bos_token_id=None,
+        eos_token_id=vocab["</s>"],
+        pad_token_id=vocab["<pad>"],
+    )
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=vocab["<image>"])
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        ),
+        tokenizer=_vlm_tokenizer(["<image>"], "</s>"),
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_turns("<image>", "", "")
+        .replace("{{ m['role'] }}", "USER:")
+        .replace("assistant {% endif %}", "ASSISTANT: {% endif %}"),
+    )
+    return model, processor
+
+
+def tiny_qwen2_vl(seed: int = 0) -> Any:
+    """(Qwen2VLForConditionalGeneration, its Qwen2VLProcessor): patch 8, merge 2, a 2-block
+    vision tower and a 2-block language model with multimodal rope, eval mode."""
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
+    config = Qwen2VLConfig(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "vocab_size": len(_VLM_WORDS),
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+            "max_position_embeddings": 256,
+            "bos_token_id": None,
+            "eos_token_id": vocab["<|im_end|>"],
+            "pad_token_id": vocab["<pad>"],
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=vocab["<|image_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"],
+        vision_end_token_id=vocab["<|vision_end|>"],
+        bos_token_id=None,
+        eos_token_id=vocab["<|im_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    geometry = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            **geometry, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+        ),
+        video_processor=Qwen2VLVideoProcessor(**geometry),
+        tokenizer=_vlm_tokenizer(
+            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"], "<|im_end|>"
+        ),
+        chat_template=_turns(
+            "<|vision_start|> <|image_pad|> <|vision_end|>", "<|im_start|> ", "<|im_end|> "
+        ),
+    )
+    return model, processor
+
+
+# -- LeGrad (issue 26): an attention-pooled open_clip tower, tiny and offline ----------
+
+
+def open_clip_siglip_tiny(seed: int = 0) -> Any:
+    """A random open_clip ``CLIP`` whose image tower is a timm SigLIP ViT (no class token,
+    attention-pooling head ``trunk.attn_pool``, projection ``"none"``): 32 px, 8 px
+    patches, 3 blocks of width 32. open_clip builds its timm towers only at their full
+    size, so it is built around timm's tiny ``test_vit`` and the trunk swapped for the
+    small SigLIP ViT."""
+    import open_clip
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    vision = {
+        "timm_model_name": "test_vit",
+        "timm_pool": "map",
+        "timm_proj": "none",
+        "image_size": 32,
+    }
+    text = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    model = open_clip.model.CLIP(32, vision, text)
+    model.visual.trunk = timm.create_model(
+        "vit_base_patch16_siglip_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=3,
+        num_heads=2,
+        num_classes=0,
+    )
+    return model.eval()

@@ -24,6 +24,7 @@ from seewhy.backends.capabilities import (
     Gradients,
     Heads,
     Hints,
+    LayerReadout,
     Layers,
     Predicts,
     Weights,
@@ -34,7 +35,7 @@ from seewhy.errors import UnsupportedModel
 from seewhy.targets import Region
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "seewhy"
-EVERY = (Predicts, Hints, Layers, Gradients, Attention, Heads, Weights, Devices)
+EVERY = (Predicts, Hints, Layers, Gradients, Attention, LayerReadout, Heads, Weights, Devices)
 PREDICT_ONLY = (Predicts, Hints, Devices)
 SIZE = (16, 16)
 PRE = seewhy.Preprocess(size=SIZE)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import seewhy
 from models import resnet18, tiny_cnn
-from seewhy.errors import InvalidInput, UnsupportedModel, UntrustedModel
+from seewhy.errors import BackendError, InvalidInput, UnsupportedModel, UntrustedModel
 
 torch = pytest.importorskip("torch")
 
@@ -149,3 +151,143 @@ def test_pt2_check_reads_every_entry_of_a_duplicated_name(tmp_path: Path) -> Non
     with pytest.raises(UntrustedModel, match="sample_inputs"):
         seewhy.load_model(str(path))
     assert not marker.exists()
+
+
+# -- Hugging Face model folders and open_clip names (issue 26) -------------------------
+
+
+def _clip_folder(folder: Path) -> Any:
+    """A tiny CLIP saved as save_pretrained saves it (safetensors); the model, for comparing."""
+    pytest.importorskip("transformers")
+    from models import hf_dual_encoder
+
+    model = hf_dual_encoder("clip")
+    model.save_pretrained(folder)
+    return model
+
+
+def test_hf_folder_loads_its_class_from_the_config_and_reads_only_safetensors(
+    tmp_path: Path,
+) -> None:
+    """The class is the config's; a stray pickle beside the safetensors is never opened."""
+    marker = tmp_path / "code-ran"
+    reference = _clip_folder(tmp_path / "clip")
+    torch.save({"weight": _RunsCode(marker)}, tmp_path / "clip" / "pytorch_model.bin")
+    model = seewhy.load_model(str(tmp_path / "clip"))
+    assert type(model).__name__ == "CLIPModel" and not model.training
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    assert not marker.exists()
+
+
+def test_hf_folder_with_pickled_weights_needs_trust_and_then_reads_only_tensors(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "clip"
+    reference = _clip_folder(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(reference.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(UntrustedModel) as refused:
+        seewhy.load_model(str(folder))
+    said = str(refused.value)
+    assert "pytorch_model.bin" in said and "pickle" in said and "\n" not in said
+    trusted = seewhy.load_model(str(folder), trust=True)
+    assert torch.equal(trusted.logit_scale, reference.logit_scale)
+    marker = tmp_path / "code-ran"
+    torch.save({"weight": _RunsCode(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(InvalidInput, match="could not load CLIPModel"):
+        seewhy.load_model(str(folder), trust=True)  # trusted, still torch's weights-only rules
+    assert not marker.exists()
+
+
+def test_hf_folder_that_needs_its_own_code_is_refused_even_trusted(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    marker = tmp_path / "code-ran"
+    config = {
+        "architectures": ["EvilVisionModel"],
+        "auto_map": {"AutoModel": "modeling_evil.EvilVisionModel"},
+        "model_type": "evil",
+        "image_size": 32,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_evil.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+    (folder / "model.safetensors").write_bytes(b"")
+    for trust in (False, True):
+        with pytest.raises(UntrustedModel, match="never runs") as refused:
+            seewhy.load_model(str(folder), trust=trust)
+        assert "\n" not in str(refused.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "said"),
+    [
+        (None, InvalidInput, "has no config.json"),
+        ({"model_type": "clip"}, InvalidInput, "names no 'architectures'"),
+        ({"architectures": ["BertModel"], "vocab_size": 8}, UnsupportedModel, "does not see"),
+        ({"architectures": ["NoSuchModel"]}, InvalidInput, "has no model class 'NoSuchModel'"),
+        ({"architectures": ["CLIPModel"], "vision_config": {}}, InvalidInput, "model.safetensors"),
+    ],
+)
+def test_a_folder_seewhy_cannot_open_is_one_line(
+    tmp_path: Path, config: Any, error: type[Exception], said: str
+) -> None:
+    pytest.importorskip("transformers")
+    if config is not None:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(error) as refused:
+        seewhy.load_model(str(tmp_path))
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_open_clip_name_with_a_training_checkpoint_as_weights(tmp_path: Path) -> None:
+    """ViT-S-32-alt (open_clip's smallest ViT): random weights on purpose, saved as a training
+    checkpoint (``state_dict`` of ``module.`` keys), read back into the named architecture."""
+    pytest.importorskip("open_clip")
+    torch.manual_seed(0)
+    reference = seewhy.load_model("open_clip:ViT-S-32-alt:random")
+    assert type(reference).__name__ == "CLIP" and not reference.training
+    state = {f"module.{k}": v for k, v in reference.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "epoch_1.pt")
+    model = seewhy.load_model("open_clip:ViT-S-32-alt", weights=str(tmp_path / "epoch_1.pt"))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    with pytest.raises(InvalidInput, match="names its weights twice"):
+        seewhy.load_model("open_clip:ViT-S-32-alt:random", weights=str(tmp_path / "epoch_1.pt"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("open_clip:ViT-B-3", "no model 'ViT-B-3'; did you mean ViT-B-32"),
+        (
+            "open_clip:ViT-B-32",
+            "a random CLIP explains nothing: name a pretrained tag (e.g. openai",
+        ),
+        ("open_clip:ViT-B-32", "open_clip:ViT-B-32:random builds it with random weights"),
+        ("open_clip:ViT-B-32:nope", "no pretrained weights 'nope' for ViT-B-32 (e.g. openai"),
+    ],
+)
+def test_an_open_clip_name_without_usable_weights_is_one_line(spec: str, said: str) -> None:
+    pytest.importorskip("open_clip")
+    with pytest.raises(InvalidInput) as refused:
+        seewhy.load_model(spec)
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_offline_a_pretrained_tag_says_so_at_once_and_downloads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HF_HUB_OFFLINE=1 (the usual "no downloads"): one line pointing at --weights, before
+    open_clip or the hub is asked, so nothing is fetched or cached."""
+    pytest.importorskip("open_clip")
+    monkeypatch.setenv("HOME", str(tmp_path))  # open_clip's own cache is ~/.cache/clip
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackendError) as refused:
+        seewhy.load_model("open_clip:ViT-B-32:openai")
+    said = str(refused.value)
+    assert "could not download the weights of open_clip:ViT-B-32:openai" in said
+    assert "HF_HUB_OFFLINE" in said and "--weights FILE" in said and "\n" not in said
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,7 @@ FRAMEWORKS = {
     "onnxruntime",
 }
 # modules that are framework code by their nature: model definitions, callbacks, training
-FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "lightning.py", "demo/")
+FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "lightning.py", "demo/", "vlm/")
 
 
 def _sources() -> list[Path]:

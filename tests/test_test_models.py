@@ -31,6 +31,11 @@ SUBJECTS: dict[str, dict[str, str]] = {
     "test_audit_store_safety.py": {
         "NaNForGrey": "a model gone wrong on one kind of input",
     },
+    "test_cli_vlm.py": {
+        "test_open_clip_name_with_local_weights_scores_as_open_clip_does": (
+            "the architecture the open_clip name builds, saved as the weights file under test"
+        ),
+    },
     "test_cli_terminal.py": {
         "test_layer_names_are_escaped": "layer names with escape codes",
     },

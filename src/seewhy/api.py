@@ -68,6 +68,9 @@ def explain(
     precision: str = "float32",
     progress: Callable[[int], None] | None = None,
     photos: bool = True,
+    tokenizer: Any = None,
+    processor: Any = None,
+    prompt: str | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain why ``model`` predicts what it does on ``images``.
@@ -123,6 +126,15 @@ def explain(
     photos
         ``False`` keeps no copy of each raw photo (pictures then show the
         model's input), for calls over many large photos.
+    tokenizer
+        A vision-language model's tokenizer, when seewhy cannot find it beside
+        the model (see :class:`seewhy.targets.Prompt`).
+    processor
+        A Hugging Face vision-language model's processor (chat template,
+        image processor, tokenizer).
+    prompt
+        The question put to a generative vision-language model; without an
+        ``Answer`` target its greedy answer is explained.
     **params
         The method's settings (see ``seewhy.registry.get(method)``).
 

@@ -8,7 +8,7 @@ one-call functions around it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult
 from .preprocess import ModelSpec, Preprocess
 from .spec import resolve_spec, spec_record, warn_guessed
+from .vlm.adapters import AdaptedModelNote, adapt, readout
 
 if TYPE_CHECKING:
     from .inputs import Batch, Failure, Photo
@@ -137,6 +138,8 @@ class Explainer:
         A registered method's name.
     layer, layout, preprocess, labels, score, output, head, top_k, batch_size, precision, photos
         As for :func:`explain`.
+    tokenizer, processor, prompt
+        As for :func:`explain`: a vision-language model's own (see :mod:`seewhy.vlm`).
     **params
         The method's settings; ``target`` and ``progress`` go to
         :meth:`explain` instead.
@@ -165,6 +168,9 @@ class Explainer:
         batch_size: int | None = None,
         precision: str = "float32",
         photos: bool = True,
+        tokenizer: Any = None,
+        processor: Any = None,
+        prompt: str | None = None,
         **params: Any,
     ) -> None:
         method_class = registry.get(method)
@@ -177,10 +183,17 @@ class Explainer:
             positive_int(batch_size, "batch_size")
         self.method: Method = method_class(**params)
         self.model = model
-        self.backend: Backend = backend_for(model)
+        # a vision-language model: the part that sees the pixels, the rest in the targets' scores
+        self.adapted = adapt(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
+        seen = model if self.adapted is None else self.adapted.model
+        self.backend: Backend = backend_for(seen)
         require(self.backend, self.method)  # a capability the method needs and the model lacks
+        if self.adapted is not None:
+            warn_user(self.adapted.said, AdaptedModelNote)
+            preprocess = preprocess or self.adapted.preprocess
+            labels = labels or self.adapted.labels
         self.spec = resolve_spec(
-            model, self.backend, preprocess=preprocess, labels=labels, try_sizes=True
+            seen, self.backend, preprocess=preprocess, labels=labels, try_sizes=True
         )
         if self.precision != "float32" and not self.method.forward_only:
             raise InvalidInput(
@@ -188,6 +201,8 @@ class Explainer:
                 f"({', '.join(reduced_precision_methods())}); {self.method.name} needs gradients"
             )
         self.layer = _check_layer(layer)
+        if self.layer is None and self.adapted is not None:
+            self.layer = self.adapted.layer  # chosen for this tower, and said
         # a view reading the layer in the user's layout, if any; what params record
         self.backend, self.layout = use_layout(self.backend, layout)
         self.score: Score = score
@@ -240,6 +255,8 @@ class Explainer:
         """
         with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
             groups, count, given = self._groups(images)
+            if self.adapted is not None:  # a Prompt, an Answer: targets scoring the adapted output
+                target = self.adapted.bind(target)
             targets = resolve_targets(target, count, self.spec)
             run = _Collected()
             for batch, failed in groups:  # a batch is prepared, explained, and only results kept
@@ -295,6 +312,8 @@ class Explainer:
             )
         positions = np.arange(len(batch)) if given else np.asarray(batch.indices, np.int64)
         found = _target_plan.detection_rows(self.backend, batch, targets)
+        if found is None and self.adapted is not None and self.adapted.rows is not None:
+            found = self.adapted.rows(batch, _target_plan.pick(targets, positions))  # answers
         if found is not None:  # a detector and no target: one row per detection
             batch, targets = found
             positions = np.arange(len(batch))
@@ -313,6 +332,9 @@ class Explainer:
         for failure in run.failures:
             warn_user(f"skipped: {failure.reason}", SkippedInputWarning)
         raw = _concat(run.results)
+        spec, found = self.spec, readout(run.objects, raw.logits)
+        if found is not None:  # texts acting as classes (prompts): the predictions list them
+            raw, spec = replace(raw, logits=found[0]), replace(spec, labels=found[1])
         warn_not_finite(raw.logits, run.sources)
         chosen = raw.targets.astype(np.int64)
         maps = postprocess(raw.maps, run.size, rectify=self.method.rectify)
@@ -324,9 +346,9 @@ class Explainer:
             images=run.pictures[0] if len(run.pictures) == 1 else np.concatenate(run.pictures),
             sources=tuple(run.sources),
             targets=chosen,
-            target_labels=_target_plan.captions(chosen, run.objects, self.spec.label),
+            target_labels=_target_plan.captions(chosen, run.objects, spec.label),
             logits=raw.logits,
-            predictions=top_predictions(raw.logits, self.spec, self.top_k, sigmoid),
+            predictions=top_predictions(raw.logits, spec, self.top_k, sigmoid),
             method=self.method.name,
             layer=run.layer,
             params={
@@ -391,6 +413,8 @@ class Explainer:
             params["layout"] = self.layout
         if self.precision != "float32":
             params["precision"] = self.precision
+        if self.adapted is not None:
+            params["model_family"] = self.adapted.family
         return params
 
 

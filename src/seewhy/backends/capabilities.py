@@ -43,6 +43,7 @@ from .base import AttentionCapture, BlockFusion, Capture, Framework, LayerInfo, 
 from .heads import Head
 from .hints import ModelHints
 from .layouts import LayoutChoice
+from .readout import LayerReadout  # LeGrad's capability, in its own module (re-exported)
 
 if TYPE_CHECKING:
     pass
@@ -54,6 +55,7 @@ __all__ = [
     "Gradients",
     "Heads",
     "Hints",
+    "LayerReadout",
     "Layers",
     "Predicts",
     "Weights",

@@ -26,6 +26,7 @@ from ..errors import (
     SkippedInputWarning,
 )
 from ..terminal import one_line
+from ..vlm import AdaptedModelNote
 from . import audit, demo, evaluate, explain, layers, methods, sanity
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -101,8 +102,9 @@ def _said(exc: BaseException) -> str:
     return one_line(text)
 
 
-#: Warnings the command line says in one line each (once): what was guessed, what shows nothing.
-_NOTES = (InputGuessWarning, ConstantMapWarning, FewSuperpixelsWarning)
+#: Warnings the command line says in one line each (once): what was guessed, what shows nothing,
+#: which part of a vision-language model is explained.
+_NOTES = (InputGuessWarning, ConstantMapWarning, FewSuperpixelsWarning, AdaptedModelNote)
 
 
 def _one_line_notes(show: Callable[..., None]) -> Callable[..., None]:

@@ -211,6 +211,7 @@ def explain_command(args: argparse.Namespace) -> int:
     args.target = chosen_target(args, model)  # --target parsed once: a class or a target
     chosen = explainer_keywords(args)
     explainers = {m: seewhy.Explainer(model, m, **chosen, **settings[m]) for m in methods}
+    _check_target(next(iter(explainers.values())), args.target)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     explained: list[Explanation] | None = [] if args.grid else None
@@ -261,6 +262,17 @@ def explain_command(args: argparse.Namespace) -> int:
     if failures and not records:
         return EXIT_ERROR
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _check_target(explainer: Explainer, target: Any) -> None:
+    """A target a vision-language model cannot take fails the run here, in one line.
+
+    Its binding (a prompt's tokenizer and text tower, an answer's) does not
+    depend on the images; left to the chunks, its error would be reported as
+    every image being unreadable. The texts it encodes are kept for the run.
+    """
+    if explainer.adapted is not None:
+        explainer.adapted.bind(target)
 
 
 def _explain_chunk(
@@ -377,6 +389,8 @@ def _print_predictions(ex: Explanation, *, quiet: bool) -> None:
         if not ex.scores_finite[i]:
             print("  scores not finite (the model gave NaN or infinite logits)")
             continue
+        if not ex.predictions[i]:  # no classes (a VLM's answer): what was explained instead
+            print(f"  explained: {printable(ex.target_labels[i])}")
         for rank, p in enumerate(ex.predictions[i], start=1):
             label = printable(p.label)
             print(f"  {rank}. {label:<30} {100 * p.probability:6.2f}%  (class {p.index})")

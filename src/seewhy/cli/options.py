@@ -34,8 +34,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, or a model file "
-        "(.pt TorchScript, .pt2 torch.export, .keras, .onnx) [default: efficientnet_lite0]",
+        help="bundled name, torchvision:NAME, timm:NAME, keras:NAME, "
+        "open_clip:NAME:PRETRAINED (downloaded by open_clip when online; open_clip:NAME with "
+        "--weights FILE offline; open_clip:NAME:random for random weights on purpose), a "
+        "Hugging Face model folder (save_pretrained's: CLIP, SigLIP, LLaVA, Qwen2-VL, image "
+        "classifiers; safetensors weights), or a model file (.pt TorchScript, .pt2 "
+        "torch.export, .keras, .onnx) [default: efficientnet_lite0]",
     )
     g.add_argument(
         "--framework",
@@ -43,11 +47,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         default="torch",
         help="framework for a bundled model [default: torch]",
     )
-    g.add_argument("--weights", help="local weights file (state dict / Keras weights)")
+    g.add_argument(
+        "--weights", help="local weights file (state dict, .safetensors / Keras weights)"
+    )
     g.add_argument(
         "--trust-model",
         action="store_true",
-        help="allow model files that can run code (pickles, TorchScript, Keras lambdas)",
+        help="allow model files that can run code (pickles, TorchScript, Keras lambdas, a "
+        "Hugging Face folder's pytorch_model.bin); a folder's own Python code is never run",
     )
     g.add_argument(
         "--size",
@@ -76,15 +83,32 @@ def _output_choice(text: str) -> int | str:
 
 
 def chosen_target(args: argparse.Namespace, model: Any) -> Any:
-    """``--target`` as ``explain`` takes it: a class, or a :mod:`seewhy.targets` target."""
-    import seewhy
+    """``--target`` (or ``--answer``) as ``explain`` takes it: a class, or a target.
 
-    from .target_text import parse_target
+    A prompt's text is the model's to read, so the model's labels are looked
+    up only for the forms that name classes.
+    """
+    import seewhy
+    from seewhy.errors import InvalidInput
+
+    from .target_text import TEXT_FORMS, parse_target
 
     text = getattr(args, "target", None)
+    answer = getattr(args, "answer", None)
+    if answer is not None:
+        if getattr(args, "prompt", None) is None:
+            raise InvalidInput(
+                "--answer: needs --prompt, the question the answer replies to "
+                '(e.g. --prompt "What is in the picture?" --answer "a cat")'
+            )
+        if text is not None:
+            raise InvalidInput("--answer and --target both say what to explain; give one")
+        return seewhy.targets.Answer(answer, prompt=args.prompt)
     if text is None:
         return None
-    return parse_target(text, seewhy.model_spec(model).labels)
+    kind = text.partition(":")[0].strip().lower()
+    labels = None if kind in TEXT_FORMS else seewhy.model_spec(model).labels
+    return parse_target(text, labels)
 
 
 def loading_keywords(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,7 +151,16 @@ def add_explaining_options(
         "--target",
         help="what to explain: a class index or name, labels:A,B (sigmoid labels), output:N, "
         "box:x0,y0,x1,y1[:label] (detectors; input pixels), region:CLASS:mask.png "
-        "(segmenters) [default: top-1; a detector: each detection]",
+        '(segmenters), "prompt:a red car" (CLIP/SigLIP: their image-text logit), '
+        '"prompt:a cat|a dog|a car" (zero-shot: the FIRST text is explained, as its softmax '
+        "share among them; the predictions rank them all) "
+        "[default: top-1; a detector: each detection]",
+    )
+    p.add_argument(
+        "--answer",
+        metavar="TEXT",
+        help="vision-language models (LLaVA, Qwen2-VL...): explain this answer to --prompt "
+        "(its teacher-forced log-probability) [default: the answer the model generates]",
     )
     add_explainer_options(p, skip=skip, **helps)
 
@@ -177,7 +210,34 @@ _EXPLAINER_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
             "`seewhy methods NAME` says what a method needs)",
         },
     ),
+    "prompt": (
+        "--prompt",
+        {
+            "metavar": "TEXT",
+            "help": "vision-language models (LLaVA, Qwen2-VL...): the question; without "
+            "--answer the model answers it and that answer is explained (and recorded)",
+        },
+    ),
+    "tokenizer": (
+        "--tokenizer",
+        {
+            "metavar": "FOLDER",
+            "help": "a Hugging Face tokenizer folder, where the model's own folder has none "
+            "[default: the model's]",
+        },
+    ),
+    "processor": (
+        "--processor",
+        {
+            "metavar": "FOLDER",
+            "help": "a Hugging Face processor folder (chat template, image processor, "
+            "tokenizer), where the model's own folder has none [default: the model's]",
+        },
+    ),
 }
+
+#: Options whose value names a folder that is read into an object for the Explainer.
+_LOADED = ("tokenizer", "processor")
 
 
 def add_explainer_options(p: Any, *, skip: tuple[str, ...] = (), **helps: str) -> None:
@@ -206,13 +266,37 @@ def add_explainer_options(p: Any, *, skip: tuple[str, ...] = (), **helps: str) -
 
 def explainer_keywords(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`seewhy.Explainer` keywords the command line gave (explain, evaluate, sanity,
-    audit alike): only those given, so the Explainer's defaults stay its own."""
+    audit alike): only those given, so the Explainer's defaults stay its own.
+
+    ``--tokenizer`` / ``--processor`` folders are read (once per run) into the
+    objects the Explainer takes; without either, a vision-language model's own
+    (beside its folder, or open_clip's for its name) is passed.
+    """
     chosen = {}
+    read = vars(args).setdefault("_read_once", {})  # each folder read once per run
     for keyword, (flag, settings) in _EXPLAINER_OPTIONS.items():
         value = getattr(args, settings.get("dest", flag[2:].replace("-", "_")), None)
+        if value is not None and keyword in _LOADED:
+            if (keyword, value) not in read:
+                read[(keyword, value)] = _read_folder(value, keyword)
+            value = read[(keyword, value)]
         if value is not None:
             chosen[keyword] = value
+    model = getattr(args, "model", None)
+    if not any(k in chosen for k in _LOADED) and isinstance(model, str):
+        if ("model", model) not in read:
+            from seewhy.loading import text_keywords
+
+            read[("model", model)] = text_keywords(model)
+        chosen.update(read[("model", model)])
     return chosen
+
+
+def _read_folder(path: str, kind: str) -> Any:
+    """A ``--tokenizer`` / ``--processor`` folder as the object the Explainer takes."""
+    from seewhy.loading import load_processor
+
+    return load_processor(path, kind=kind)
 
 
 def add_recursive(p: argparse.ArgumentParser) -> None:

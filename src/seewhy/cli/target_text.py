@@ -1,4 +1,5 @@
-"""``--target``'s text forms: ``labels:A,B``, ``output:N``, ``box:...``, ``region:...``.
+"""``--target``'s text forms: ``labels:A,B``, ``output:N``, ``box:...``, ``region:...``,
+``prompt:TEXT`` and ``prompt:A|B|C`` (dual encoders: CLIP, SigLIP).
 
 The notation is the command line's; a Python caller builds the target
 itself (:mod:`seewhy.targets`). Anything else (a class index or name) is
@@ -14,9 +15,9 @@ import numpy as np
 
 from seewhy._target_plan import class_index
 from seewhy.errors import InvalidInput
-from seewhy.targets import Box, MultiLabel, Output, Region, Target
+from seewhy.targets import Box, MultiLabel, Output, Prompt, Region, Target
 
-__all__ = ["parse_target", "read_mask"]
+__all__ = ["PROMPT_SEPARATOR", "TEXT_FORMS", "parse_target", "read_mask"]
 
 #: The forms and how each is written, for the error lines.
 _FORMS = {
@@ -24,7 +25,14 @@ _FORMS = {
     "labels": "labels:A,B",
     "box": "box:x0,y0,x1,y1[:label]",
     "region": "region:CLASS:mask.png",
+    "prompt": "prompt:TEXT or prompt:A|B|C",
 }
+
+#: Forms whose text is the model's to read (a prompt), never a class name to look up.
+TEXT_FORMS = ("prompt",)
+
+#: Between the texts of a zero-shot prompt: ``prompt:a cat|a dog|a car``.
+PROMPT_SEPARATOR = "|"
 
 
 def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str:
@@ -32,16 +40,20 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str
 
     Class names are looked up in ``labels`` (the model's); box corners are in
     the model input's pixels; a mask file's pixels above half its brightest
-    are True.
+    are True. ``prompt:A|B|C`` is :class:`~seewhy.targets.Prompt` ``(A,
+    against=[B, C])``: the first text's softmax share among them, as
+    zero-shot classification scores it (the predictions rank all of them).
     """
     kind, _, rest = text.partition(":")
     kind = kind.strip().lower()
-    if not rest or kind not in _FORMS:
+    if kind not in _FORMS or (not rest and kind not in TEXT_FORMS):
         return text
 
     def index(name: str) -> int:
         return class_index(name, labels)
 
+    if kind == "prompt":
+        return _prompt(rest, text)
     if kind == "output":
         return Output(_int_text(rest, _FORMS[kind]))
     if kind == "labels":
@@ -54,6 +66,22 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str
     if not name or not path:
         raise InvalidInput(f"--target: expected {_FORMS[kind]}, got {text!r}")
     return Region(index(name), read_mask(path))
+
+
+def _prompt(rest: str, text: str) -> Prompt:
+    """``a red car`` -> Prompt("a red car"); ``a|b`` -> Prompt("a", against=["b"])."""
+    texts = [part.strip() for part in rest.split(PROMPT_SEPARATOR)]
+    if not all(texts):
+        raise InvalidInput(
+            f"--target: expected {_FORMS['prompt']} with no empty text between the "
+            f"{PROMPT_SEPARATOR!r}s, got {text!r}"
+        )
+    repeated = sorted({t for t in texts if texts.count(t) > 1})
+    if repeated:
+        raise InvalidInput(
+            f"--target: {repeated[0]!r} is given twice in {text!r}; name each text once"
+        )
+    return Prompt(texts[0], against=texts[1:] or None)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import attention, cam, gradients, lime, perturbation
+from . import attention, cam, gradients, legrad, lime, perturbation
 
-__all__ = ["attention", "cam", "gradients", "lime", "perturbation"]
+__all__ = ["attention", "cam", "gradients", "legrad", "lime", "perturbation"]

@@ -1,4 +1,4 @@
-"""What is scored: a class, sigmoid labels, an output unit, an embedding, a region, a box.
+"""What is scored: a class, sigmoid labels, an output unit, an embedding, a region, a box, a prompt.
 
 A target is a score function written once, here, without a framework: it
 reads the model's output through ``ops``, a small namespace with
@@ -29,16 +29,20 @@ from typing import Any
 from .._kit.checks import bad_argument
 from .._kit.mask_codes import from_run_lengths
 from ..errors import InvalidInput
+from .answer import Answer
 from .base import Target
 from .outputs import Class, Custom, MultiLabel, Output, Similarity
+from .prompt import Prompt
 from .spatial import Box, Region
 
 __all__ = [
+    "Answer",
     "Box",
     "Class",
     "Custom",
     "MultiLabel",
     "Output",
+    "Prompt",
     "Region",
     "Similarity",
     "Target",
@@ -89,6 +93,10 @@ _FROM_JSON: dict[str, Callable[[Mapping[str, Any]], Target]] = {
     Output.kind: lambda d: Output(d["index"]),
     Similarity.kind: lambda d: Similarity(d["vector"]),
     Region.kind: lambda d: Region(d["class_index"], from_run_lengths(d["shape"], d["runs"])),
+    Prompt.kind: lambda d: Prompt(d["text"], against=d.get("against")),
+    Answer.kind: lambda d: Answer(
+        d["text"], prompt=d["prompt"], per_token=bool(d.get("per_token"))
+    ),
     Box.kind: lambda d: Box(d["xyxy"], d.get("label"), add_iou=bool(d.get("add_iou", False))),
 }
 

@@ -14,7 +14,17 @@ import torch
 from torch import nn
 
 from ..base import Framework, LayerInfo
-from ..capabilities import Attention, Devices, Gradients, Heads, Hints, Layers, Predicts, Weights
+from ..capabilities import (
+    Attention,
+    Devices,
+    Gradients,
+    Heads,
+    Hints,
+    LayerReadout,
+    Layers,
+    Predicts,
+    Weights,
+)
 from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
 from ..hints import ModelHints
 from ..model_lock import one_pass_at_a_time
@@ -22,6 +32,7 @@ from . import weights
 from .attention import TorchAttention
 from .device import pack
 from .hints import model_hints
+from .layer_readout import TorchLayerReadout
 from .passes import TorchPasses
 from .structure import before_logits, named_layers, opaque_error
 from .targets import SigmoidHead, detector_layers
@@ -34,12 +45,14 @@ class TorchBackend(
     WeightsThroughModule,
     SigmoidHead,
     TorchAttention,
+    TorchLayerReadout,
     TorchPasses,
     Predicts,
     Hints,
     Layers,
     Gradients,
     Attention,
+    LayerReadout,
     Heads,
     Weights,
     Devices,

@@ -29,7 +29,12 @@ from ...errors import UnsupportedModel
 from ...preprocess import IMAGENET, Preprocess
 from ..hints import ModelHints
 
-__all__ = ["hf_preprocess", "hugging_face_hints"]
+__all__ = [
+    "hf_preprocess",
+    "hugging_face_hints",
+    "image_processor_preset",
+    "saved_processor_preset",
+]
 
 #: Pillow's resample codes, as Hugging Face image processors store them.
 _PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -104,6 +109,16 @@ def _processor_preprocess(model: nn.Module, config: Any) -> tuple[Preprocess | N
     if not isinstance(fields, dict):
         return None, ""
     return _from_folder(str(path.parent), text), " and preprocessor_config.json"
+
+
+def image_processor_preset(processor: Any) -> Preprocess:
+    """A Hugging Face image processor's preset, checked against the processor itself."""
+    return _carried_preset(processor)
+
+
+def saved_processor_preset(model: nn.Module) -> Preprocess | None:
+    """The preset of the processor saved beside ``model`` (``config._name_or_path``), if any."""
+    return _processor_preprocess(model, getattr(model, "config", None))[0]
 
 
 # processor -> (its fields as JSON, its checked preset): the check runs the processor on two

@@ -1,5 +1,8 @@
 """PyTorch models from names and files: torchvision, timm, TorchScript, .pt2, pickles.
 
+open_clip names (:mod:`.loading_open_clip`) and Hugging Face model folders
+(:mod:`.loading_hf`) have modules of their own, reached from here.
+
 Safe by default. Without the trust flag a file is opened only where nothing
 in it can run: ``--weights`` files and the weights-only probe of a model file
 go through torch's weights-only unpickler (an allow-list of tensor types);
@@ -32,6 +35,7 @@ from ...preprocess import IMAGENET, ModelSpec, Preprocess
 from ..common import one_line, require_module
 from .archives import NotAnExportArchive, RefusedMember, copy_for_torch
 from .hints import model_hints
+from .state_dicts import load_state_dict
 
 __all__ = ["load_torch_model"]
 
@@ -42,36 +46,21 @@ _UNREADABLE_NAMES = (UnicodeDecodeError,)  # a name flagged UTF-8 that is not
 
 
 def load_torch_model(spec: str, *, weights: str | None = None, trust: bool = False) -> nn.Module:
-    """``torchvision:NAME``, ``timm:NAME`` (optionally with a state-dict file), or a model file."""
+    """``torchvision:NAME``, ``timm:NAME``, ``open_clip:NAME[:TAG]`` (optionally with a
+    state-dict file), a Hugging Face model folder, or a model file."""
     if spec.startswith("torchvision:"):
         return _torchvision(spec.split(":", 1)[1], weights)
     if spec.startswith("timm:"):
         return _timm(spec.split(":", 1)[1], weights)
+    if spec.startswith("open_clip:"):
+        from .loading_open_clip import load_open_clip
+
+        return load_open_clip(spec.split(":", 1)[1], weights=weights)
+    if Path(spec).is_dir():
+        from .loading_hf import load_hf_folder
+
+        return load_hf_folder(Path(spec), weights=weights, trust=trust)
     return _torch_file(Path(spec), trust=trust)
-
-
-def _load_state_dict(model: nn.Module, weights: str) -> None:
-    """Weights from a file read only under torch's weights-only rules, whatever the trust."""
-    path = Path(weights)
-    if not path.is_file():
-        raise InvalidInput(f"weights: no such file {weights!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InvalidInput(
-            f"weights: {weights!r} is not a loadable state dict ({one_line(exc)}); "
-            "weight files are read with torch's weights-only rules"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InvalidInput(f"weights: {weights!r} holds a {type(state).__name__}, not a state dict")
-    try:
-        model.load_state_dict(state)
-    except Exception as exc:  # RuntimeError (keys, shapes), TypeError (values)
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        detail = one_line(RuntimeError(lines[1])) if len(lines) > 1 else one_line(exc)
-        raise InvalidInput(f"weights: {weights!r} does not fit the model: {detail}") from None
 
 
 def _imagenet_spec(name: str, classes: int, preprocess: Preprocess) -> ModelSpec:
@@ -93,7 +82,7 @@ def _torchvision(name: str, weights: str | None) -> Any:
             "pass a local file with --weights"
         ) from None
     if weights:
-        _load_state_dict(model, weights)
+        load_state_dict(model, weights)
     model.eval()
     model.seewhy_spec = _torchvision_spec(tv, name, model)
     return model
@@ -118,7 +107,7 @@ def _timm(name: str, weights: str | None) -> Any:
     except (RuntimeError, OSError) as exc:
         raise InvalidInput(f"model: timm could not create {name!r}: {one_line(exc)}") from None
     if weights:
-        _load_state_dict(model, weights)
+        load_state_dict(model, weights)
     model.eval()
     hints = model_hints(model, torch.device("cpu"), torch.float32)
     pre = hints.preprocess or IMAGENET

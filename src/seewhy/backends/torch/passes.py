@@ -258,7 +258,9 @@ class TorchPasses(Views):
 
         inputs = self._to_tensor(x)
         grad_mode = torch.is_grad_enabled()
-        handle = module.register_forward_hook(this_thread_only(hook))
+        # first among the layer's hooks, so the ones after it (the user's, transformers' own
+        # capture of hidden states, which a VLM's features are read from) see the leaf
+        handle = module.register_forward_hook(this_thread_only(hook), prepend=True)
         try:
             torch.set_grad_enabled(False)
             logits = self._scores(scored_call(self._net, inputs))
@@ -368,7 +370,7 @@ class TorchPasses(Views):
             )
 
         images = (self._to_tensor(x[i : i + 1]) for i in range(len(x)))
-        handle = module.register_forward_hook(this_thread_only(hook))
+        handle = module.register_forward_hook(this_thread_only(hook), prepend=True)  # as above
         try:
             with torch.no_grad():
                 out = edit_each_image(images, scales, batch_size, run)

@@ -299,6 +299,11 @@ def _class_scores(out: Any) -> torch.Tensor:
             f"target: the output {tuple(out.shape)} is per-pixel (segmentation); pass "
             "target=seewhy.targets.Region(class_index, mask) (--target region:CLASS:mask.png)"
         )
+    if out.ndim == 3:  # a sequence (a VLM's image features): only a target scores it
+        raise InvalidInput(
+            f"target: the output {tuple(out.shape)} is a sequence of tokens, not class "
+            "scores; pass a target that scores it (seewhy.targets)"
+        )
     if out.ndim != 2:
         raise BackendError(
             f"model output: expected class scores of shape (N, classes), got {tuple(out.shape)}"

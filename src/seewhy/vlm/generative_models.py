@@ -1,0 +1,160 @@
+"""The image-seeing part of a generative vision-language model, as a module seewhy explains.
+
+A :class:`VisionPath` holds the user's own submodules (no weight copied, the
+layer names the user's: ``model.vision_tower.vision_model.encoder.layers.1``)
+and maps (N, C, H, W) pixels, prepared as the model's processor prepares
+them, to the image features the language model reads: (N, T, D), one row
+per image token, through the model's own ``get_image_features``. Each
+family says how the pixels reach that function (:class:`Family`):
+
+* LLaVA (``LlavaForConditionalGeneration``): the pixels as they are.
+* Qwen2-VL / Qwen2.5-VL: the pixels cut into the processor's patch rows
+  (each frame repeated ``temporal_patch_size`` times, every merge window's
+  patches together) with their grid; the merged tokens come out row by row
+  over the (h / merge, w / merge) grid, and pass through ``merged_patches``
+  (an identity), the layer the CAM family reads there, since the tower's own
+  blocks hold every image's patches in one unbatched sequence.
+
+Families that tile a picture (LLaVA-NeXT), or whose features need more than
+the pixels (PaliGemma, Idefics3 / SmolVLM), are refused in one line by
+:func:`family_of` rather than explained with a wrong geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModel
+
+__all__ = ["SUPPORTED", "Family", "VisionPath", "family_of"]
+
+#: The families served, as messages name them.
+SUPPORTED = "LLaVA (LlavaForConditionalGeneration), Qwen2-VL and Qwen2.5-VL"
+
+# class name -> family, for the models served
+_FAMILIES = {
+    "LlavaForConditionalGeneration": "llava",
+    "Qwen2VLForConditionalGeneration": "qwen2-vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2-vl",
+}
+# generative VLMs recognised but not served yet: why, in a few words
+_NOT_YET = {
+    "LlavaNextForConditionalGeneration": "its pictures become several tiles",
+    "LlavaOnevisionForConditionalGeneration": "its pictures become several tiles",
+    "PaliGemmaForConditionalGeneration": "its prompt needs the image tokens' own prefix rule",
+    "Idefics3ForConditionalGeneration": "its pictures are split into sub-images",
+    "SmolVLMForConditionalGeneration": "its pictures are split into sub-images",
+    "Idefics2ForConditionalGeneration": "its pictures are split into sub-images",
+}
+
+
+def family_of(model: Any) -> str | None:
+    """``"llava"`` or ``"qwen2-vl"`` for a served model; None for one that is no generative VLM.
+
+    A known generative VLM that is not served yet is refused in one line.
+    """
+    name = type(model).__name__
+    if not type(model).__module__.startswith("transformers."):
+        return None
+    if name in _NOT_YET:
+        raise UnsupportedModel(
+            f"model: {name} is not served by seewhy's Answer yet ({_NOT_YET[name]}); "
+            f"served: {SUPPORTED}"
+        )
+    return _FAMILIES.get(name)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family's pixels reach ``get_image_features``, and its patch geometry."""
+
+    name: str
+    patch: int  # pixels per patch side
+    merge: int  # patches per merged token side (Qwen2-VL: 2; LLaVA: 1)
+    temporal: int  # frames per patch (Qwen2-VL repeats a picture's one frame)
+
+    @property
+    def step(self) -> int:
+        """The side, in pixels, an input's height and width must be a multiple of."""
+        return self.patch * self.merge
+
+
+def describe_family(model: Any, name: str) -> Family:
+    """The family's geometry from the model's vision config."""
+    vision = model.config.vision_config
+    if name == "llava":
+        return Family(name, int(vision.patch_size), 1, 1)
+    return Family(
+        name,
+        int(vision.patch_size),
+        int(vision.spatial_merge_size),
+        int(getattr(vision, "temporal_patch_size", 2)),
+    )
+
+
+class VisionPath(nn.Module):
+    """Pixels (N, C, H, W) -> image features (N, T, D) through the user's own modules.
+
+    The user's model's children are this module's children under their own
+    names; the user's model object itself is not held as a module, so no
+    pass of seewhy's ever runs its ``forward``.
+    """
+
+    def __init__(self, model: nn.Module, family: Family) -> None:
+        super().__init__()
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        self.family = family
+        self.config = model.config
+        if family.name == "qwen2-vl":
+            self.merged_patches = nn.Identity()
+
+    def image_kwargs(self, pixels: torch.Tensor) -> dict[str, Any]:
+        """What the family's ``get_image_features`` takes for ``pixels`` (N, C, H, W)."""
+        if self.family.name == "llava":
+            return {"pixel_values": pixels}
+        return {
+            "pixel_values": patch_rows(pixels, self.family),
+            "image_grid_thw": grid(pixels, self.family),
+        }
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.last_size = tuple(pixels.shape[-2:])  # on the pass's twin: what the score reads
+        inner: Any = self.model
+        found = inner.get_image_features(**self.image_kwargs(pixels), return_dict=True)
+        features = torch.stack(list(found.pooler_output))
+        if self.family.name == "qwen2-vl":
+            features = self.merged_patches(features)
+        return features
+
+
+def grid(pixels: torch.Tensor, family: Family) -> torch.Tensor:
+    """(N, 3) each image's (frames, h, w) patch grid, as the processor's ``image_grid_thw``."""
+    n, _, height, width = pixels.shape
+    if height % family.step or width % family.step:
+        raise UnsupportedModel(
+            f"inputs: a {family.name} model takes sides that are multiples of {family.step} "
+            f"pixels; got {height}x{width} (pass preprocess= with such a size)"
+        )
+    row = torch.tensor([1, height // family.patch, width // family.patch], device=pixels.device)
+    return row.repeat(n, 1)
+
+
+def patch_rows(pixels: torch.Tensor, family: Family) -> torch.Tensor:
+    """(N * h * w, C * frames * p * p): the processor's patch rows for still pictures.
+
+    The one frame repeated ``temporal`` times, then the patches ordered merge
+    window by merge window, row by row; differentiable, so gradients reach
+    the pixels.
+    """
+    n, c, height, width = pixels.shape
+    p, m, t = family.patch, family.merge, family.temporal
+    h, w = height // p, width // p
+    frames = pixels.unsqueeze(1).expand(n, t, c, height, width)
+    cut = frames.reshape(n, t, c, h // m, m, p, w // m, m, p)
+    ordered = cut.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return ordered.reshape(n * h * w, c * t * p * p)
