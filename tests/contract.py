@@ -36,6 +36,7 @@ def quadrants(picture: np.ndarray) -> np.ndarray:
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "ablationcam": {"channels": 2},
+    "answer-attention": {},
     "attention-rollout": {"discard_ratio": 0.1},
     "generic-attention": {},
     "cam": {},
@@ -59,7 +60,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "xgradcam": {},
 }
 
-METHODS = sorted(SETTINGS)
+# Methods that explain only a generative VLM's Answer (refused in one line for any other
+# model): tests/test_answer_attention.py holds their contract, on a tiny LLaVA.
+VLM_METHODS = frozenset({"answer-attention"})
+METHODS = sorted(set(SETTINGS) - VLM_METHODS)
 # Methods that read attention matrices: the contract runs them on a tiny ViT, not the CNN.
 TRANSFORMER_METHODS = frozenset({"attention-rollout", "generic-attention", "legrad"})
 # Methods only the torch backend serves (Keras refuses them in one line: contract_keras.py).

@@ -190,23 +190,74 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
         assert before[key] == after[key], key
 
 
-def run_keras_script(script: str, argument: str, timeout: float = 120) -> Any:
-    """Run ``script`` (Python source) in a fresh interpreter with Keras on torch; the JSON of
-    its last stdout line. For main-process tests that need one Keras check of their own: the
-    main process never imports Keras (it may bring TensorFlow in ahead of torch's triton)."""
+#: Scripts registered by main-process test files (:func:`keras_script`), run together.
+_SCRIPTS: dict[str, tuple[str, str | None]] = {}
+
+# Runs each script as ``__main__`` with its own argv, in turn, in one interpreter; its last
+# stdout line (JSON) or its traceback is its entry in the one JSON line printed at the end.
+_DRIVER = r"""
+import contextlib, io, json, sys, traceback
+jobs = json.loads(sys.stdin.read())
+done = {}
+for name, (source, argument) in jobs.items():
+    sys.argv = ["-c", argument]
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(source, name, "exec"), {"__name__": "__main__"})
+        done[name] = {"result": json.loads(printed.getvalue().strip().splitlines()[-1])}
+    except BaseException:
+        done[name] = {"error": traceback.format_exc()[-3000:]}
+print(json.dumps(done))
+"""
+
+
+def keras_script(name: str, source: str, argument: str | None = None) -> None:
+    """Register ``source`` (a Python program) to run with Keras on the torch backend.
+
+    For main-process tests that need one Keras check of their own: the main
+    process never imports Keras (it may bring TensorFlow in ahead of torch's
+    triton). Every registered script runs in ONE fresh interpreter, so
+    Keras and torch are imported once for all of them (about 8 s of CPU
+    each time); :func:`keras_script_result` gives a test its script's
+    outcome. ``argument`` is the script's ``sys.argv[1]``; None: a fresh
+    empty folder of its own.
+    """
+    _SCRIPTS[name] = (source, argument)
+
+
+_RESULTS: dict[str, Any] = {}
+
+
+def keras_script_result(name: str, folders: Any) -> Any:
+    """The JSON the registered script ``name`` printed last; its traceback fails the test.
+
+    ``folders`` is pytest's ``tmp_path_factory``. The first call runs every
+    script registered so far (:func:`keras_script`).
+    """
     import json
 
     import pytest
 
     if importlib.util.find_spec("keras") is None:
         pytest.skip("keras is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", script, argument],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    if name not in _RESULTS:
+        jobs = {
+            key: (source, argument if argument is not None else str(folders.mktemp(key)))
+            for key, (source, argument) in _SCRIPTS.items()
+            if key not in _RESULTS
+        }
+        env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
+        done = subprocess.run(
+            [sys.executable, "-c", _DRIVER],
+            input=json.dumps(jobs),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        _RESULTS.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    outcome = _RESULTS[name]
+    assert "error" not in outcome, outcome["error"]
+    return outcome["result"]

@@ -114,13 +114,18 @@ def test_cam_methods_equal_the_paper_formula(name: str) -> None:
     )
 
 
-def test_keras_backend_has_every_capability() -> None:
+def test_keras_backend_has_every_capability_but_layer_readouts() -> None:
+    from seewhy import registry
+    from seewhy.backends.capabilities import LayerReadout
     from seewhy.backends.requirements import capabilities_of, methods_for
 
     backend = backend_for(gap_model(keras))
     assert len(capabilities_of(backend)) == 8  # Predicts ... Devices: every one there is
+    assert not isinstance(backend, LayerReadout)  # LeGrad's per-block head scores: torch only
     assert backend.detections(np.zeros((1, 8, 8, 3), np.float32)) is None  # not a detector
-    assert methods_for(backend) == seewhy.methods()
+    torch_only = [m for m in seewhy.methods() if LayerReadout in registry.get(m).requires]
+    assert torch_only == ["legrad"]
+    assert methods_for(backend) == [m for m in seewhy.methods() if m not in torch_only]
 
 
 def test_cam_and_eigencam_equal_their_formulas() -> None:

@@ -34,7 +34,7 @@ import pytest
 from PIL import Image
 
 import seewhy
-from keras_helpers import run_keras_script
+from keras_helpers import keras_script, keras_script_result
 from seewhy.errors import InvalidInput, UntrustedModel
 from seewhy.inputs import load_image, resize_for_model
 from seewhy.inputs.decoding import load_named
@@ -369,8 +369,13 @@ print(json.dumps(results))
 """
 
 
-def test_a_genuine_torch_module_pickle_in_a_keras_file_is_refused_by_name(tmp_path: Path) -> None:
-    results = run_keras_script(_KERAS_SCRIPT, str(tmp_path), timeout=300)
+keras_script("torch-module-pickle", _KERAS_SCRIPT)
+
+
+def test_a_genuine_torch_module_pickle_in_a_keras_file_is_refused_by_name(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    results = keras_script_result("torch-module-pickle", tmp_path_factory)
     for name in ("genuine.keras", "evil.keras"):  # Keras pickles every wrapped module
         assert results[name].startswith("refused:"), results
         assert "pickled torch module (TorchModuleWrapper layer 'wrapped')" in results[name]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import seewhy
-from keras_helpers import run_keras_script
+from keras_helpers import keras_script, keras_script_result
 from models import bn_dropout_cnn
 from seewhy.backends import backend_for
 from seewhy.backends.model_lock import model_lock
@@ -205,8 +205,13 @@ print(json.dumps({
 """
 
 
-def test_keras_model_explained_from_twelve_threads_on_the_torch_backend() -> None:
-    report = run_keras_script(_KERAS_SCRIPT, str(ROOT / "tests"))
+keras_script("twelve-threads", _KERAS_SCRIPT, str(ROOT / "tests"))
+
+
+def test_keras_model_explained_from_twelve_threads_on_the_torch_backend(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    report = keras_script_result("twelve-threads", tmp_path_factory)
     assert report["threads"] >= 8
     assert report["worst"] < 1e-5
     assert report["weights_same"] and report["relu_restored"]

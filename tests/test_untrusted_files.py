@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import seewhy
-from keras_helpers import run_keras_script
+from keras_helpers import keras_script, keras_script_result
 from models import resnet18, tiny_cnn
 from seewhy.cli import main
 from seewhy.errors import InvalidInput, SeewhyError, UntrustedModel
@@ -349,8 +349,13 @@ print(json.dumps(results))
 """
 
 
-def test_keras_files_with_lambda_code_are_refused_and_errors_are_one_line(tmp_path: Path) -> None:
-    results: dict[str, Any] = run_keras_script(_KERAS_SCRIPT, str(tmp_path))
+keras_script("lambda-files", _KERAS_SCRIPT)
+
+
+def test_keras_files_with_lambda_code_are_refused_and_errors_are_one_line(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    results: dict[str, Any] = keras_script_result("lambda-files", tmp_path_factory)
     assert results.pop("trusted") == {"outcome": "loaded", "ran": True}
     hostile = {k: v for k, v in results.items() if k.startswith(("keras/", "h5/"))}
     assert len(hostile) == 8

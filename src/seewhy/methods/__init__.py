@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from . import attention, cam, gradients, legrad, lime, perturbation
+from . import answer_attention, attention, cam, gradients, legrad, lime, perturbation
 
-__all__ = ["attention", "cam", "gradients", "legrad", "lime", "perturbation"]
+__all__ = [
+    "answer_attention",
+    "attention",
+    "cam",
+    "gradients",
+    "legrad",
+    "lime",
+    "perturbation",
+]

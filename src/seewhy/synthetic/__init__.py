@@ -12,6 +12,9 @@ with its exact pixel mask and box (:class:`ShapesData`).
 * :func:`make_stripes`: a smaller set whose class is a stripe orientation.
 * :func:`mass_inside`, :func:`box_share`, :func:`peak_inside`: per-image
   checks that a map sits on the object.
+* :func:`make_captioned_shapes`: several coloured shapes per picture, each
+  with its caption ("a red circle"), mask and box, for text prompts
+  (:mod:`seewhy.synthetic.captions`).
 * :func:`train_torch_segmenter`: a tiny per-pixel segmenter of the shapes
   (background or shape class), for ``Region`` explanations (the
   segmentation demo).
@@ -22,6 +25,7 @@ framework only when called; this package itself needs numpy alone.
 
 from __future__ import annotations
 
+from .captions import COLOURS, CaptionedShapes, make_captioned_shapes
 from .data import ShapesData, preprocess_for
 from .scores import box_share, mass_inside, peak_inside
 from .segmentation import pixel_labels, predict_pixels, train_torch_segmenter
@@ -30,12 +34,15 @@ from .stripes import STRIPES, STRIPES_PREPROCESS, make_stripes
 from .training import accuracy, train, train_keras, train_torch
 
 __all__ = [
+    "COLOURS",
     "SHAPES",
     "STRIPES",
     "STRIPES_PREPROCESS",
+    "CaptionedShapes",
     "ShapesData",
     "accuracy",
     "box_share",
+    "make_captioned_shapes",
     "make_shapes",
     "make_stripes",
     "mass_inside",

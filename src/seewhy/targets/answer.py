@@ -22,9 +22,11 @@ class Answer(Target):
     The score is teacher-forced: the model reads the chat-templated prompt
     with the image, then the answer's tokens, and the score is the sum of
     the answer tokens' log-probabilities. So a map says which part of the
-    picture made the model say *this* answer. Served for Hugging Face LLaVA
-    and Qwen2-VL models (:mod:`seewhy.vlm`); any other model refuses it in
-    one line.
+    picture made the model say *this* answer. Served for Hugging Face LLaVA,
+    PaliGemma and Qwen2-VL / Qwen2.5-VL models (:mod:`seewhy.vlm`); any other
+    model refuses it in one line. Every gradient, CAM and perturbation
+    method explains it; ``answer-attention`` shows where the language model
+    looked instead (:class:`seewhy.methods.answer_attention.AnswerAttention`).
 
     Parameters
     ----------
@@ -48,7 +50,7 @@ class Answer(Target):
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         raise UnsupportedModel(
             "Answer: this target needs a vision-language model (Hugging Face LLaVA, "
-            "Qwen2-VL); pass one as the model, with processor= when its folder has none"
+            "PaliGemma, Qwen2-VL); pass one as the model, with processor= when its folder has none"
         )
 
     def pass_key(self) -> Hashable:

@@ -1,4 +1,4 @@
-"""Generative vision-language models (LLaVA, Qwen2-VL): where in the picture an answer came from.
+"""Generative vision-language models (LLaVA, PaliGemma, Qwen2-VL): where an answer came from.
 
 :func:`adapt_generative` claims a Hugging Face LLaVA or Qwen2-VL model. The
 module explained is its vision path (:class:`~.generative_models.VisionPath`:
@@ -28,7 +28,7 @@ import torch
 from .._kit.checks import bad_argument
 from ..targets import Answer
 from ..targets.base import Target
-from .generative_models import Family, VisionPath, describe_family, family_of, grid, patch_rows
+from .generative_models import Family, VisionPath, describe_family, family_of
 from .generative_text import (
     MAX_NEW_TOKENS,
     answer_ids,
@@ -74,6 +74,16 @@ class AnswerScore(Target):
 
     def pass_key(self) -> Any:
         return (self.kind, self.prompt, self.ids, self.token)
+
+    def answer_key(self) -> Any:
+        """The prompt and answer tokens: rows sharing them (and a picture) share a pass."""
+        return (self.prompt, self.ids)
+
+    def answer_attention(self, x: np.ndarray, *, combine: str) -> np.ndarray:
+        """(k, h, w) each answer token's attention to the image tokens (``answer-attention``)."""
+        from .generative_attention import answer_attention
+
+        return answer_attention(self.adapter, x, self.prompt, self.ids, combine)
 
     def to_json(self) -> dict[str, Any]:
         form: dict[str, Any] = {
@@ -147,22 +157,20 @@ class _Generative:
     def _generated(self, x: np.ndarray, prompt: str) -> AnswerScore:
         pixels = self.pixels(x)
         size = (int(x.shape[1]), int(x.shape[2]))
-        tokens = prompt_tokens(self.processor, prompt, size)
+        tokens = prompt_tokens(self.processor, prompt, size, chat=self.path.family.chat)
         ids = greedy_answer(self.vlm, self.processor, tokens, pixels)
         text = str(self.processor.tokenizer.decode(list(ids), skip_special_tokens=True)).strip()
         return AnswerScore(self, prompt, ids, text=text or "?", generated=True)
 
-    def pixels(self, x: np.ndarray) -> dict[str, torch.Tensor]:
-        """The family's pixel inputs to the user's model for prepared (N, H, W, C) inputs."""
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        """Prepared (N, H, W, C) inputs as (N, C, H, W) on the model's device, in its dtype."""
         first = next(self.vlm.parameters())
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        tensor = tensor.to(device=first.device, dtype=first.dtype)
-        if self.path.family.name == "llava":
-            return {"pixel_values": tensor}
-        return {
-            "pixel_values": patch_rows(tensor, self.path.family),
-            "image_grid_thw": grid(tensor, self.path.family),
-        }
+        return tensor.to(device=first.device, dtype=first.dtype)
+
+    def pixels(self, x: np.ndarray) -> dict[str, torch.Tensor]:
+        """The family's pixel inputs to the user's model for prepared (N, H, W, C) inputs."""
+        return dict(self.path.image_kwargs(self.tensor(x)))
 
     # -- the score ---------------------------------------------------------------
 
@@ -170,30 +178,43 @@ class _Generative:
         self, features: torch.Tensor, prompt: str, ids: tuple[int, ...], token: int | None
     ) -> torch.Tensor:
         """(N,) the answer's log-probability given each row's image features (N, T, D)."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
         from ..backends.torch.twin import current_model
 
         net: Any = current_model(self.path)
-        n = features.shape[0]
-        size = tuple(int(v) for v in net.last_size)
-        tokens = prompt_tokens(self.processor, prompt, (size[0], size[1]))
-        device = features.device
-        answer = torch.tensor(ids, device=device)
-        start = tokens.ids.shape[1]
-        full = torch.cat([tokens.ids.to(device)[0], answer]).expand(n, -1)
-        extra = _extended(tokens.extra, len(ids), n, device)
-        encoded = BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]
-        out = net.model(input_ids=full, mm_encoder_outputs={"image": encoded}, **extra)
+        out, full, start = self.teacher_forced(net, features, prompt, ids)
+        answer = full[:, start:]
         hidden = out.last_hidden_state[:, start - 1 : full.shape[1] - 1]
         logits = net.lm_head(hidden).float()
         cap = getattr(self.vlm.config.get_text_config(), "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        picked = torch.log_softmax(logits, dim=-1).gather(2, answer.expand(n, -1)[..., None])[
-            ..., 0
-        ]
+        picked = torch.log_softmax(logits, dim=-1).gather(2, answer[..., None])[..., 0]
         return picked.sum(dim=1) if token is None else picked[:, token]
+
+    def teacher_forced(
+        self, net: Any, features: torch.Tensor, prompt: str, ids: tuple[int, ...]
+    ) -> tuple[Any, torch.Tensor, int]:
+        """The language model on the prompt, the image features and the answer, at once.
+
+        ``net`` is the pass's vision path (its twin); returns the model's output,
+        the (N, L) token ids and where the answer starts in them.
+        """
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        n = features.shape[0]
+        size = tuple(int(v) for v in net.last_size)
+        family = self.path.family
+        tokens = prompt_tokens(self.processor, prompt, (size[0], size[1]), chat=family.chat)
+        device = features.device
+        answer = torch.tensor(ids, device=device)
+        start = tokens.ids.shape[1]
+        full = torch.cat([tokens.ids.to(device)[0], answer]).expand(n, -1)
+        extra = _extended(tokens.extra, len(ids), n, device, family.answer_type)
+        # LLaVA and Qwen2-VL take one tensor per image; PaliGemma the batch's
+        pooled = features if family.name == "paligemma" else tuple(features)
+        encoded = BaseModelOutputWithPooling(pooler_output=pooled)  # type: ignore[arg-type]
+        out = net.model(input_ids=full, mm_encoder_outputs={"image": encoded}, **extra)
+        return out, full, start
 
 
 def replace_token(target: AnswerScore, token: int) -> AnswerScore:
@@ -224,14 +245,15 @@ def _split(target: Any) -> bool:
 
 
 def _extended(
-    extra: dict[str, torch.Tensor], answer: int, n: int, device: torch.device
+    extra: dict[str, torch.Tensor], answer: int, n: int, device: torch.device, kind: int
 ) -> dict[str, torch.Tensor]:
-    """The processor's per-token inputs over the answer too (ones, text type), N rows."""
+    """The processor's per-token inputs over the answer too (ones; the answer's token type
+    ``kind``; text for the multimodal type), N rows."""
     out: dict[str, torch.Tensor] = {}
     for key, value in extra.items():
         value = value.to(device)
         if key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
-            fill = 1 if key == "attention_mask" else 0
+            fill = {"attention_mask": 1, "token_type_ids": kind}.get(key, 0)
             tail = torch.full((1, answer), fill, dtype=value.dtype, device=device)
             out[key] = torch.cat([value, tail], dim=1).expand(n, -1)
         else:  # one row per image (image_grid_thw)
@@ -257,7 +279,7 @@ def _default_layer(path: VisionPath) -> tuple[str, str]:
     if path.family.name == "qwen2-vl":
         return "merged_patches", "the vision tower's merged patch tokens"
     config: Any = path.config
-    feature = config.vision_feature_layer
+    feature = getattr(config, "vision_feature_layer", -1)  # PaliGemma: the last block's
     chosen = max(feature) if isinstance(feature, (list, tuple)) else int(feature)
     for name, module in path.named_modules():
         if name.startswith("model.vision_tower.") and name.endswith("encoder.layers"):
@@ -271,13 +293,14 @@ def _default_layer(path: VisionPath) -> tuple[str, str]:
 def adapt_generative(
     model: Any, *, tokenizer: Any, processor: Any, prompt: str | None
 ) -> dict[str, Any] | None:
-    """The fields of an :class:`~.adapters.Adapted` for a Hugging Face LLaVA or Qwen2-VL
-    model (a dict, so this module needs no import of the seam's); None for other models."""
+    """The fields of an :class:`~.adapters.Adapted` for a Hugging Face LLaVA, PaliGemma or
+    Qwen2-VL model (a dict, so this module needs no import of the seam's); None for other models."""
     name = family_of(model)
     if name is None:
         return None
-    found = find_processor(model, processor, tokenizer)
-    adapter = _Generative(model, describe_family(model, name), found, prompt)
+    family = describe_family(model, name)
+    found = find_processor(model, processor, tokenizer, chat=family.chat)
+    adapter = _Generative(model, family, found, prompt)
     layer, why = _default_layer(adapter.path)
     preprocess, how = _preprocess(adapter.path.family, found)
     said = (
@@ -298,12 +321,13 @@ def adapt_generative(
 
 
 def _preprocess(family: Family, processor: Any) -> tuple[Any, str]:
-    """The pictures as the processor makes them (LLaVA); Qwen2-VL: letterboxed in its budget."""
+    """The pictures as the processor makes them (LLaVA, PaliGemma); Qwen2-VL: letterboxed in
+    its budget."""
     from ..backends.torch.hints_hf import image_processor_preset
     from ..preprocess import Preprocess
 
     images = processor.image_processor
-    if family.name == "llava":
+    if not family.patch_rows:
         return image_processor_preset(images), f"as its processor ({type(images).__name__})"
     fields = images.to_dict()
     limit = (fields.get("size") or {}).get("longest_edge") or fields.get("max_pixels")

@@ -7,7 +7,9 @@ them, to the image features the language model reads: (N, T, D), one row
 per image token, through the model's own ``get_image_features``. Each
 family says how the pixels reach that function (:class:`Family`):
 
-* LLaVA (``LlavaForConditionalGeneration``): the pixels as they are.
+* LLaVA (``LlavaForConditionalGeneration``) and PaliGemma
+  (``PaliGemmaForConditionalGeneration``: a prefix LM, its prompt is the
+  processor's own, no chat template): the pixels as they are.
 * Qwen2-VL / Qwen2.5-VL: the pixels cut into the processor's patch rows
   (each frame repeated ``temporal_patch_size`` times, every merge window's
   patches together) with their grid; the merged tokens come out row by row
@@ -15,9 +17,8 @@ family says how the pixels reach that function (:class:`Family`):
   (an identity), the layer the CAM family reads there, since the tower's own
   blocks hold every image's patches in one unbatched sequence.
 
-Families that tile a picture (LLaVA-NeXT), or whose features need more than
-the pixels (PaliGemma, Idefics3 / SmolVLM), are refused in one line by
-:func:`family_of` rather than explained with a wrong geometry.
+Families that tile a picture (LLaVA-NeXT, Idefics3 / SmolVLM) are refused in
+one line by :func:`family_of` rather than explained with a wrong geometry.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from ..errors import UnsupportedModel
 __all__ = ["SUPPORTED", "Family", "VisionPath", "family_of"]
 
 #: The families served, as messages name them.
-SUPPORTED = "LLaVA (LlavaForConditionalGeneration), Qwen2-VL and Qwen2.5-VL"
+SUPPORTED = "LLaVA (LlavaForConditionalGeneration), PaliGemma, Qwen2-VL and Qwen2.5-VL"
 
 # class name -> family, for the models served
 _FAMILIES = {
     "LlavaForConditionalGeneration": "llava",
+    "PaliGemmaForConditionalGeneration": "paligemma",
     "Qwen2VLForConditionalGeneration": "qwen2-vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen2-vl",
 }
@@ -45,7 +47,6 @@ _FAMILIES = {
 _NOT_YET = {
     "LlavaNextForConditionalGeneration": "its pictures become several tiles",
     "LlavaOnevisionForConditionalGeneration": "its pictures become several tiles",
-    "PaliGemmaForConditionalGeneration": "its prompt needs the image tokens' own prefix rule",
     "Idefics3ForConditionalGeneration": "its pictures are split into sub-images",
     "SmolVLMForConditionalGeneration": "its pictures are split into sub-images",
     "Idefics2ForConditionalGeneration": "its pictures are split into sub-images",
@@ -53,7 +54,8 @@ _NOT_YET = {
 
 
 def family_of(model: Any) -> str | None:
-    """``"llava"`` or ``"qwen2-vl"`` for a served model; None for one that is no generative VLM.
+    """The family of a served model (``"llava"``, ``"paligemma"``, ``"qwen2-vl"``); None for
+    one that is no generative VLM.
 
     A known generative VLM that is not served yet is refused in one line.
     """
@@ -78,6 +80,21 @@ class Family:
     temporal: int  # frames per patch (Qwen2-VL repeats a picture's one frame)
 
     @property
+    def patch_rows(self) -> bool:
+        """The pixels reach the tower as the processor's patch rows with a grid (Qwen2-VL)."""
+        return self.name == "qwen2-vl"
+
+    @property
+    def chat(self) -> bool:
+        """The prompt is laid out by a chat template (PaliGemma's by its processor alone)."""
+        return self.name != "paligemma"
+
+    @property
+    def answer_type(self) -> int:
+        """The token type of answer tokens: PaliGemma's suffix (1: causal), else text (0)."""
+        return 1 if self.name == "paligemma" else 0
+
+    @property
     def step(self) -> int:
         """The side, in pixels, an input's height and width must be a multiple of."""
         return self.patch * self.merge
@@ -86,7 +103,7 @@ class Family:
 def describe_family(model: Any, name: str) -> Family:
     """The family's geometry from the model's vision config."""
     vision = model.config.vision_config
-    if name == "llava":
+    if name in ("llava", "paligemma"):
         return Family(name, int(vision.patch_size), 1, 1)
     return Family(
         name,
@@ -110,12 +127,23 @@ class VisionPath(nn.Module):
             self.add_module(name, child)
         self.family = family
         self.config = model.config
-        if family.name == "qwen2-vl":
+        if family.patch_rows:
             self.merged_patches = nn.Identity()
+
+    @property
+    def image_token(self) -> int:
+        """The id of the placeholder token the image features replace in the prompt."""
+        config: Any = self.config
+        found = getattr(config, "image_token_id", None)
+        return int(found if found is not None else config.image_token_index)
+
+    def token_grid(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) the grid of one picture's image tokens, for an input of ``size`` (H, W)."""
+        return size[0] // self.family.step, size[1] // self.family.step
 
     def image_kwargs(self, pixels: torch.Tensor) -> dict[str, Any]:
         """What the family's ``get_image_features`` takes for ``pixels`` (N, C, H, W)."""
-        if self.family.name == "llava":
+        if not self.family.patch_rows:
             return {"pixel_values": pixels}
         return {
             "pixel_values": patch_rows(pixels, self.family),
@@ -127,7 +155,7 @@ class VisionPath(nn.Module):
         inner: Any = self.model
         found = inner.get_image_features(**self.image_kwargs(pixels), return_dict=True)
         features = torch.stack(list(found.pooler_output))
-        if self.family.name == "qwen2-vl":
+        if self.family.patch_rows:
             features = self.merged_patches(features)
         return features
 

@@ -1,11 +1,13 @@
 """The text side of a generative VLM: its processor, the prompt's tokens, greedy answers.
 
 The prompt's tokens are the processor's own: the chat template applied to
-one user turn (the image, then the prompt) with the generation prompt, then
-the processor run on that text and a blank picture of the explained input's
-size, so the image tokens are expanded exactly as the model expects (LLaVA:
-one per patch; Qwen2-VL: one per merged patch, with its grid and token
-types). Worked out once per prompt and input size, without gradients.
+one user turn (the image, then the prompt) with the generation prompt (a
+model without one, PaliGemma: the image token then the prompt, which its
+processor lays out itself), then the processor run on that text and a
+blank picture of the explained input's size, so the image tokens are
+expanded exactly as the model expects (LLaVA, PaliGemma: one per patch;
+Qwen2-VL: one per merged patch, with its grid and token types). Worked
+out once per prompt and input size, without gradients.
 """
 
 from __future__ import annotations
@@ -25,15 +27,16 @@ __all__ = ["MAX_NEW_TOKENS", "PromptTokens", "answer_ids", "find_processor", "pr
 MAX_NEW_TOKENS = 32
 
 
-def find_processor(model: Any, processor: Any, tokenizer: Any) -> Any:
+def find_processor(model: Any, processor: Any, tokenizer: Any, *, chat: bool = True) -> Any:
     """The model's processor: the one passed, else the one saved in the model's own folder.
 
-    Never downloads. ``tokenizer=`` replaces the processor's tokenizer.
+    Never downloads. ``tokenizer=`` replaces the processor's tokenizer. ``chat``:
+    the model's prompts need the processor's chat template.
     """
     if processor is None:
         folder = getattr(model.config, "_name_or_path", "") or ""
         processor = _local_processor(folder) if folder else None
-    if processor is None or not callable(getattr(processor, "apply_chat_template", None)):
+    if processor is None or getattr(processor, "image_processor", None) is None:
         raise InvalidInput(
             f"processor: {type(model).__name__} needs its processor (chat template, image "
             "processor, tokenizer); pass processor=AutoProcessor.from_pretrained(folder) "
@@ -41,7 +44,7 @@ def find_processor(model: Any, processor: Any, tokenizer: Any) -> Any:
         )
     if tokenizer is not None:
         processor.tokenizer = tokenizer
-    if not getattr(processor, "chat_template", None):
+    if chat and not getattr(processor, "chat_template", None):
         raise InvalidInput(
             "processor: it has no chat template; set processor.chat_template (the model "
             "card gives it) so the prompt is laid out as the model was trained"
@@ -67,21 +70,29 @@ class PromptTokens:
     extra: dict[str, torch.Tensor]  # attention_mask, mm_token_type_ids, image_grid_thw ...
 
 
-def prompt_tokens(processor: Any, prompt: str, size: tuple[int, int]) -> PromptTokens:
-    """The processor's inputs for ``prompt`` and a picture of ``size`` (H, W); pixels dropped."""
-    return _prompt_tokens(processor, prompt, size)
+def prompt_tokens(
+    processor: Any, prompt: str, size: tuple[int, int], *, chat: bool = True
+) -> PromptTokens:
+    """The processor's inputs for ``prompt`` and a picture of ``size`` (H, W); pixels dropped.
+
+    ``chat``: through the chat template; else the image token, then the prompt.
+    """
+    return _prompt_tokens(processor, prompt, size, chat)
 
 
 @functools.lru_cache(maxsize=32)
-def _prompt_tokens(processor: Any, prompt: str, size: tuple[int, int]) -> PromptTokens:
-    turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+def _prompt_tokens(processor: Any, prompt: str, size: tuple[int, int], chat: bool) -> PromptTokens:
+    if chat:
+        turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    else:
+        text = f"{processor.image_token}{prompt}"
     blank = np.zeros((*size, 3), np.uint8)
     made = processor(text=[text], images=[blank], return_tensors="pt")
     extra = {
         key: value
         for key, value in made.items()
-        if key not in ("input_ids", "pixel_values") and isinstance(value, torch.Tensor)
+        if key not in ("input_ids", "pixel_values", "labels") and isinstance(value, torch.Tensor)
     }
     return PromptTokens(made["input_ids"], extra)
 
