@@ -1,18 +1,24 @@
-"""LeGrad on a CLIP ViT-B/16 image tower: seewhy against the Grad-CAM floor and legrad-torch.
+"""LeGrad on a CLIP or SigLIP ViT-B/16: seewhy against the Grad-CAM floor and legrad-torch.
 
-Run: python benchmarks/bench_legrad.py [--batch 1] [--repeats 5] [--start -2]
+Run: python benchmarks/bench_legrad.py [--model ViT-B-16|ViT-B-16-SigLIP] [--batch 1]
+     [--repeats 5] [--start -2]
 
-Everything is timed in this one process on open_clip's ViT-B-16 (random weights,
-``pretrained=None``, 224 px) and the same images, scored by the cosine with one
-text embedding (what LeGrad explains on CLIP):
+Everything is timed in this one process on open_clip's model (random weights,
+``pretrained=None``, 224 px) and the same images, scored against one text:
   forward          the image tower's inference forward (torch.no_grad)
-  gradcam floor    one forward, autograd.grad of the score to the last block's ln_1
-                   output, the map math (patch tokens to a grid, channel weights, ReLU,
-                   upsample, normalise): the least Grad-CAM of the tower can cost
-  seewhy legrad    seewhy.Explainer(model.visual, "legrad", target=Similarity(text))
-  legrad-torch     the authors' ``LeWrapper.compute_legrad`` on its own copy of the model
-                   (it rewrites the forwards of the model it wraps), one image per call
-                   as its CLIP path takes them
+  gradcam floor    one forward, autograd.grad of the cosine with the text to the last
+                   block's tokens (CLIP: its ln_1 output, class token left out), the map
+                   math (tokens to a grid, channel weights, ReLU, upsample, normalise):
+                   the least Grad-CAM of the tower can cost
+  seewhy legrad    CLIP: seewhy.Explainer(model.visual, "legrad") with
+                   target=Similarity(text); SigLIP: the whole model with
+                   target=Prompt("a red car"), so the authors' correction (a generic
+                   text's map, "a photo of a") is applied as their default does
+  legrad-torch     the authors' ``LeWrapper.compute_legrad`` with its defaults on its own
+                   copy of the model (it rewrites the forwards of the model it wraps),
+                   one image per call as its CLIP path takes them
+SigLIP's text tower needs its SentencePiece tokenizer from the Hub; offline, both
+sides get the same stand-in (word ids from a hash), which changes no timing.
 Targets: seewhy legrad <= 1.3x the Grad-CAM floor, and faster than legrad-torch.
 Timings are medians of interleaved rounds; a busy machine makes them noisy.
 """
@@ -23,6 +29,8 @@ import argparse
 import contextlib
 import copy
 import io
+import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -32,9 +40,13 @@ from _timing import timed_all
 
 
 def gradcam_floor(visual: Any, text: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Forward, autograd.grad to the last block's ln_1 (tokens, batch, width), map math."""
+    """Forward, autograd.grad to the last block's tokens, map math (see the module doc)."""
     store: dict[str, torch.Tensor] = {}
-    layer = visual.transformer.resblocks[-1].ln_1
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None:  # timm SigLIP: (batch, tokens, width), no class token
+        layer, sequence_first, prefix = trunk.blocks[-1], False, 0
+    else:  # open_clip ViT: (tokens, batch, width), the class token first
+        layer, sequence_first, prefix = visual.transformer.resblocks[-1].ln_1, True, 1
     handle = layer.register_forward_hook(lambda m, a, o: store.__setitem__("a", o))
     try:
         embedding = visual(x)
@@ -43,10 +55,13 @@ def gradcam_floor(visual: Any, text: torch.Tensor, x: torch.Tensor) -> torch.Ten
     score = (F.normalize(embedding, dim=-1) @ text[0]).sum()
     (grad,) = torch.autograd.grad(score, store["a"])
     with torch.no_grad():
-        t, n, c = store["a"].shape
-        side = round((t - 1) ** 0.5)
-        acts = store["a"][1:].permute(1, 0, 2).reshape(n, side, side, c)
-        grads = grad[1:].permute(1, 0, 2).reshape(n, side, side, c)
+        acts, grads = store["a"], grad
+        if sequence_first:
+            acts, grads = acts.transpose(0, 1), grads.transpose(0, 1)
+        n, t, c = acts.shape
+        side = round((t - prefix) ** 0.5)
+        acts = acts[:, prefix:].reshape(n, side, side, c)
+        grads = grads[:, prefix:].reshape(n, side, side, c)
         cam = torch.relu((grads.mean((1, 2), keepdim=True) * acts).sum(-1))[:, None]
         cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
         flat = cam.flatten(1)
@@ -54,27 +69,53 @@ def gradcam_floor(visual: Any, text: torch.Tensor, x: torch.Tensor) -> torch.Ten
         return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(cam)
 
 
-def run(batch: int, repeats: int, start: int) -> None:
+class HashedWords:
+    """An offline stand-in for a text tower's tokenizer: each word's id from a hash."""
+
+    def __init__(self, vocabulary: int, length: int) -> None:
+        self.vocabulary, self.length = vocabulary, length
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        ids = torch.zeros(len(texts), self.length, dtype=torch.long)
+        for row, text in enumerate(texts):
+            words = [zlib.crc32(w.encode()) % (self.vocabulary - 1) + 1 for w in text.split()]
+            ids[row, : len(words)] = torch.tensor(words[: self.length])
+        return ids
+
+
+def run(name: str, batch: int, repeats: int, start: int) -> None:
     import open_clip
     from legrad import LeWrapper
 
     import seewhy
-    from seewhy.targets import Similarity
+    from seewhy.targets import Prompt, Similarity
 
     torch.manual_seed(0)
-    torch.set_num_threads(torch.get_num_threads())
-    model = open_clip.create_model("ViT-B-16", pretrained=None).eval()
+    model = open_clip.create_model(name, pretrained=None).eval()
     visual = model.visual
+    siglip = getattr(visual, "trunk", None) is not None
+    text_tower: Any = getattr(model, "text", model)
+    tokenizer = HashedWords(int(text_tower.vocab_size), int(model.context_length))
+    with torch.no_grad():
+        texts = F.normalize(model.encode_text(tokenizer(["a red car", "a photo of a"])), dim=-1)
     with contextlib.redirect_stdout(io.StringIO()):
         theirs = LeWrapper(copy.deepcopy(model), layer_index=start)
-    text = F.normalize(torch.randn(1, model.visual.output_dim), dim=-1)
+    theirs.empty_embedding = texts[1:].t()  # what its Hub tokenizer would have given
+    text = texts[:1]
     x = torch.randn(batch, 3, 224, 224)
     x_np = x.permute(0, 2, 3, 1).numpy().copy()
     pre = seewhy.Preprocess(
         size=(224, 224), resize=None, mean=(0.0,) * 3, std=(1.0,) * 3, scale=1.0
     )
-    ours = seewhy.Explainer(visual, "legrad", preprocess=pre, batch_size=batch, start_block=start)
-    target = Similarity(text[0].numpy())
+    settings: dict[str, Any] = {"preprocess": pre, "batch_size": batch, "start_block": start}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the adapted model's one note
+        if siglip:
+            ours = seewhy.Explainer(model, "legrad", tokenizer=tokenizer, **settings)
+            target: Any = Prompt("a red car")
+        else:
+            ours = seewhy.Explainer(visual, "legrad", **settings)
+            target = Similarity(text[0].numpy())
 
     def forward() -> None:
         with torch.no_grad():
@@ -83,10 +124,11 @@ def run(batch: int, repeats: int, start: int) -> None:
     def legrad_torch() -> list[Any]:
         return [theirs.compute_legrad(text, image=x[i : i + 1]) for i in range(batch)]
 
-    mine = ours.explain(x_np, target=target).maps
+    mine = ours.explain(x_np, target=target)
     reference = np.concatenate([m[:, 0].detach().numpy() for m in legrad_torch()])
     r = min(
-        float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(mine, reference, strict=True)
+        float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+        for a, b in zip(mine.maps, reference, strict=True)
     )
     times = timed_all(
         {
@@ -97,9 +139,11 @@ def run(batch: int, repeats: int, start: int) -> None:
         },
         repeats,
     )
+    device = "cpu" if not torch.cuda.is_available() else "cpu (cuda present, unused)"
     print(
-        f"open_clip ViT-B-16 image tower, random weights, batch {batch}, 224 px, "
-        f"start_block {start}, {torch.get_num_threads()} threads"
+        f"open_clip {name} image tower, random weights, batch {batch}, 224 px, "
+        f"start_block {start}, correction {mine.params['correction']}, "
+        f"{torch.get_num_threads()} threads, {device}"
     )
     print(f"  {'':16} {'s/batch':>9} {'x forward':>10} {'x floor':>8} {'page faults':>12}")
     floor, fwd = times["gradcam floor"].seconds, times["forward"].seconds
@@ -117,11 +161,12 @@ def run(batch: int, repeats: int, start: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ViT-B-16", help="ViT-B-16 or ViT-B-16-SigLIP")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--start", type=int, default=-2, help="start block (legrad's layer_index)")
     args = parser.parse_args()
-    run(args.batch, args.repeats, args.start)
+    run(args.model, args.batch, args.repeats, args.start)
 
 
 if __name__ == "__main__":

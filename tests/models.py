@@ -1168,8 +1168,11 @@ def sharpen_language_attention(built: Any, factor: float = 8.0) -> Any:
     import torch
 
     model = built[0]
+    inner = model.model
+    # Idefics3 names its language model text_model
+    language = inner.text_model if hasattr(inner, "text_model") else inner.language_model
     with torch.no_grad():
-        for layer in model.model.language_model.layers:
+        for layer in language.layers:
             layer.self_attn.q_proj.weight.mul_(factor)
     return built
 
@@ -1286,3 +1289,125 @@ def captioned_clip(data: Any, *, epochs: int = 6, batch_size: int = 64, seed: in
     fit_torch(PairImages(), pairs, answers, contrastive, optimizer, schedule)
     model.token_embedding.requires_grad_(True)
     return model.eval()
+
+
+# -- generative VLMs that cut a picture into tiles (issue 26: LLaVA-NeXT, Idefics3) -----
+# Tiny, random, offline: the same word-level tokenizer and chat template as above.
+
+
+def tiny_llava_next(seed: int = 0) -> Any:
+    """(LlavaNextForConditionalGeneration, its LlavaNextProcessor): 32 px tiles (a CLIP tower
+    of 3 blocks, 8 px patches: a 4x4 grid per tile, feature layer -2), pinpoints 32x64,
+    64x32 and 64x64 (anyres: a base image plus 2 or 4 tiles), a 2-block Llama, eval mode."""
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    text = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(_VLM_WORDS),
+        max_position_embeddings=256,
+        bos_token_id=None,
+        eos_token_id=vocab["</s>"],
+        pad_token_id=vocab["<pad>"],
+    )
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    config = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=vocab["<image>"],
+        image_grid_pinpoints=pinpoints,
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    images = LlavaNextImageProcessor(
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=images,
+        tokenizer=_vlm_tokenizer(["<image>"], "</s>"),
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_turns("<image>", "", "")
+        .replace("{{ m['role'] }}", "USER:")
+        .replace("assistant {% endif %}", "ASSISTANT: {% endif %}"),
+    )
+    return model, processor
+
+
+def tiny_idefics3(seed: int = 0) -> Any:
+    """(Idefics3ForConditionalGeneration, its Idefics3Processor): 32 px tiles (a 2-block
+    SigLIP-like tower, 8 px patches: 4x4 per tile), a pixel shuffle of 2 (4 tokens per tile),
+    pictures split at a 64 px longest edge (2x2 tiles and a global image), a 2-block Llama."""
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    tags = [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
+    tokenizer = _vlm_tokenizer(
+        ["<image>", "<fake_token_around_image>", "<end_of_utterance>", "<global-img>", *tags],
+        "<end_of_utterance>",
+    )
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": 256,
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    config = Idefics3Config(
+        vision_config=vision,
+        text_config=text,
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    processor = Idefics3Processor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        image_seq_len=4,
+        chat_template=_turns("<image>", "<|im_start|> ", "<|im_end|> "),
+    )
+    return model, processor

@@ -214,3 +214,13 @@ def test_answers_round_trip_through_json_and_refuse_other_models() -> None:
             warnings.simplefilter("ignore")
             seewhy.explain(tiny_cnn(), np.zeros((16, 16, 3), np.uint8), target=answer)
     assert "\n" not in str(caught.value)
+
+
+def test_a_qwen2_vl_tower_block_is_refused_for_its_unbatched_rows(qwen: Any) -> None:
+    """Qwen2-VL's vision blocks hold every picture's patches in one row without a batch
+    dimension: a map there would be quietly wrong, so only ``merged_patches`` is taken."""
+    model, processor = qwen
+    block = next(name for name, _ in model.named_modules() if name.endswith("blocks.0"))
+    with pytest.raises(SeewhyError, match="without a batch dimension") as refused:
+        _explain(model, processor, layer=block, target=Answer(ANSWER, prompt=PROMPT))
+    assert "\n" not in str(refused.value) and "use layer merged_patches" in str(refused.value)

@@ -18,7 +18,8 @@ from .errors import LayerNotFound, SkippedInputWarning
 from .explainer import Explainer, explainer_keywords, top_predictions, warn_not_finite
 from .explanation import Explanation, Prediction
 from .preprocess import ModelSpec, Preprocess
-from .spec import resolve_spec, warn_guessed
+from .spec import warn_guessed
+from .vlm.adapters import AdaptedModelNote, seen
 
 if TYPE_CHECKING:
     from .inputs import Failure
@@ -29,9 +30,17 @@ Target = _target_plan.TargetArg  # a class, a seewhy.targets target, a callable;
 
 
 def model_spec(
-    model: Any, *, preprocess: Preprocess | None = None, labels: Sequence[str] | None = None
+    model: Any,
+    *,
+    preprocess: Preprocess | None = None,
+    labels: Sequence[str] | None = None,
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> ModelSpec:
     """What ``model`` takes (size, channels, value range, labels): see :mod:`seewhy.spec`.
+
+    A vision-language model's is its image-seeing part's, with the
+    preprocessing its processor or config declares (as :func:`explain` uses it).
 
     Parameters
     ----------
@@ -41,13 +50,17 @@ def model_spec(
         The caller's own preprocessing, which wins over what the model says.
     labels : sequence of str, optional
         Class names, by index.
+    tokenizer, processor : object, optional
+        A vision-language model's own, as for :func:`explain`.
 
     Returns
     -------
     ModelSpec
         With ``source`` and ``guessed`` saying where each part came from.
     """
-    return resolve_spec(model, preprocess=preprocess, labels=labels)
+    return seen(model, tokenizer=tokenizer, processor=processor).spec(
+        preprocess=preprocess, labels=labels
+    )
 
 
 def explain(
@@ -160,9 +173,17 @@ def explain(
 
 
 def layers(
-    model: Any, *, preprocess: Preprocess | None = None
+    model: Any,
+    *,
+    preprocess: Preprocess | None = None,
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> tuple[list[LayerInfo], str | None]:
     """Layers a CAM can use, in forward order, and the one chosen by default.
+
+    A vision-language model lists the layers of the part that sees the
+    pixels (a CLIP image tower, a LLaVA vision path), under the user's own
+    names, and marks the layer chosen for that tower.
 
     Parameters
     ----------
@@ -170,20 +191,25 @@ def layers(
         Any model seewhy can explain (a model that only predicts has none).
     preprocess : Preprocess, optional
         The input the layers are traced with (default: the model's own).
+    tokenizer, processor : object, optional
+        A vision-language model's own, as for :func:`explain` (a generative
+        model's processor says how its pictures are prepared).
 
     Returns
     -------
     tuple of (list of LayerInfo, str or None)
         Each layer's name, type and output shape; the default layer's name.
     """
-    backend = backend_for(model)
-    spec = resolve_spec(model, backend, preprocess=preprocess)
+    view = seen(model, tokenizer=tokenizer, processor=processor)
+    backend = backend_for(view.model)
+    spec = view.spec(backend, preprocess=preprocess)
     height, width = spec.preprocess.size
     probe = np.zeros((1, height, width, spec.preprocess.channels), dtype=np.float32)
     inside = need_layers(backend, "model: seewhy.layers()")
     infos = inside.layers(probe)
+    chosen = None if view.adapted is None else view.adapted.layer  # chosen for the tower
     try:  # the backend's own choice, the one explain makes (a detector's: its backbone's)
-        default: str | None = inside.resolve_layer(None, probe)
+        default: str | None = inside.resolve_layer(chosen, probe)
     except LayerNotFound:
         default = None
     return infos, default
@@ -197,11 +223,15 @@ def predict(
     preprocess: Preprocess | None = None,
     labels: Sequence[str] | None = None,
     batch_size: int = 32,
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> tuple[tuple[Prediction, ...], ...]:
     """Top-k predictions per image, without explaining.
 
     Inputs are prepared ``batch_size`` at a time; unusable ones are skipped
-    with a warning, as in :func:`explain`.
+    with a warning, as in :func:`explain`. A dual encoder (CLIP, SigLIP)
+    classifies among the texts given as ``labels`` (zero-shot: the softmax of
+    its image-text logits, each text encoded once).
 
     Parameters
     ----------
@@ -214,9 +244,11 @@ def predict(
     preprocess : Preprocess, optional
         How pictures become inputs (default: the model's own).
     labels : sequence of str, optional
-        Class names, by index.
+        Class names, by index; for a dual encoder, the texts to classify among.
     batch_size : int
         Inputs per forward pass.
+    tokenizer, processor : object, optional
+        A vision-language model's own, as for :func:`explain`.
 
     Returns
     -------
@@ -228,8 +260,12 @@ def predict(
 
     top_k = positive_int(top_k, "top_k")
     batch_size = positive_int(batch_size, "batch_size")
-    backend = backend_for(model)
-    spec = resolve_spec(model, backend, preprocess=preprocess, labels=labels, try_sizes=True)
+    view = seen(model, tokenizer=tokenizer, processor=processor)
+    texts = view.zero_shot(labels, who="predict")  # a dual encoder's labels: texts as classes
+    if view.adapted is not None:
+        warn_user(view.adapted.said, AdaptedModelNote)
+    backend = backend_for(view.model)
+    spec = view.spec(backend, preprocess=preprocess, labels=labels, try_sizes=True)
     stream = BatchStream(
         images,
         spec.preprocess,
@@ -246,9 +282,10 @@ def predict(
     for batch, failed in stream:
         failures.extend(failed)
         if batch is not None:
-            if not logits:
+            if not logits and texts is None:
                 sigmoid = _target_plan.sigmoid_output(backend, batch.inputs)
-            logits.append(backend.predict(batch.inputs, batch_size=batch_size))
+            found = backend.predict(batch.inputs, batch_size=batch_size)
+            logits.append(found if texts is None else texts.readout(found))
             sources.extend(batch.sources)
     if not logits:
         raise no_usable_image(failures)

@@ -21,14 +21,15 @@ from ._kit.scores import check_score, probabilities
 from ._kit.warn import warn_user
 from .backends import Backend, backend_for
 from .backends.base import Score, check_precision
+from .backends.readout import LayerReadout
 from .backends.requirements import need_layers, reduced_precision_methods, require, use_layout
 from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult
 from .preprocess import ModelSpec, Preprocess
-from .spec import resolve_spec, spec_record, warn_guessed
-from .vlm.adapters import AdaptedModelNote, adapt, readout
+from .spec import spec_record, warn_guessed
+from .vlm.adapters import AdaptedModelNote, readout, seen
 
 if TYPE_CHECKING:
     from .inputs import Batch, Failure, Photo
@@ -184,25 +185,29 @@ class Explainer:
         self.method: Method = method_class(**params)
         self.model = model
         # a vision-language model: the part that sees the pixels, the rest in the targets' scores
-        self.adapted = adapt(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
-        seen = model if self.adapted is None else self.adapted.model
-        self.backend: Backend = backend_for(seen)
+        view = seen(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
+        self.adapted = view.adapted
+        self.backend: Backend = backend_for(view.model)
         require(self.backend, self.method)  # a capability the method needs and the model lacks
         if self.adapted is not None:
             warn_user(self.adapted.said, AdaptedModelNote)
-            preprocess = preprocess or self.adapted.preprocess
-            labels = labels or self.adapted.labels
-        self.spec = resolve_spec(
-            seen, self.backend, preprocess=preprocess, labels=labels, try_sizes=True
-        )
+        self.spec = view.spec(self.backend, preprocess=preprocess, labels=labels, try_sizes=True)
         if self.precision != "float32" and not self.method.forward_only:
             raise InvalidInput(
                 f"precision: {self.precision} is for the methods that only predict "
                 f"({', '.join(reduced_precision_methods())}); {self.method.name} needs gradients"
             )
         self.layer = _check_layer(layer)
-        if self.layer is None and self.adapted is not None:
-            self.layer = self.adapted.layer  # chosen for this tower, and said
+        if self.adapted is not None:
+            self.layer = self.layer or self.adapted.layer  # chosen for this tower, and said
+            self.adapted.check_layer(self.layer, self.method.name)
+            towers_attention = self.method.reads_attention or LayerReadout in self.method.requires
+            if self.adapted.layers is not None and towers_attention:
+                raise InvalidInput(
+                    f"method: {self.method.name} reads the vision tower's attention, which "
+                    f"{self.adapted.layers_why}; use a CAM (at layer "
+                    f"{' or '.join(self.adapted.layers)}) or answer-attention"
+                )
         # a view reading the layer in the user's layout, if any; what params record
         self.backend, self.layout = use_layout(self.backend, layout)
         self.score: Score = score

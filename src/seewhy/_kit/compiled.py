@@ -8,7 +8,10 @@ disk, so only the first use after an install compiles (a few seconds). Callers c
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,11 +23,26 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+@contextlib.contextmanager
+def _keeping_torch_threads() -> Iterator[None]:
+    """PyTorch's thread count as it was: numba's OpenMP layer, started on first use, sets
+    the OpenMP count PyTorch shares to every core (1 thread became 2, and each small op of
+    a loaded 2-core machine's next passes then waited ~15 ms for the second thread)."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def threads() -> int:
     """numba's thread count (``NUMBA_NUM_THREADS``; the number of cores by default)."""
     import numba
 
-    return int(numba.get_num_threads())
+    with _keeping_torch_threads():
+        return int(numba.get_num_threads())
 
 
 def quickshift_density(image: np.ndarray, kernel_size: float, chunks: int) -> np.ndarray:
@@ -36,7 +54,8 @@ def quickshift_density(image: np.ndarray, kernel_size: float, chunks: int) -> np
     """
     from . import _numba_loops
 
-    return np.asarray(_numba_loops.density(image, kernel_size, chunks))
+    with _keeping_torch_threads():
+        return np.asarray(_numba_loops.density(image, kernel_size, chunks))
 
 
 def quickshift_parents(
@@ -50,7 +69,8 @@ def quickshift_parents(
     """
     from . import _numba_loops
 
-    parent, distance = _numba_loops.parents(image, density, offsets)
+    with _keeping_torch_threads():
+        parent, distance = _numba_loops.parents(image, density, offsets)
     return np.asarray(parent), np.asarray(distance)
 
 
@@ -70,4 +90,5 @@ def compose(
     from . import _numba_loops
 
     starts, stops, run_labels = runs
-    _numba_loops.compose(on, starts, stops, run_labels, x, fill, out)
+    with _keeping_torch_threads():
+        _numba_loops.compose(on, starts, stops, run_labels, x, fill, out)

@@ -31,7 +31,7 @@ from .lock import hold
 from .settings import Settings, audit_settings
 from .store import Store
 from .summary import summarize
-from .targets import check_audit_target
+from .targets import check_audit_target, target_classes
 from .worker import BatchWorker, Decoded
 
 __all__ = ["AuditResult", "Engine", "Progress", "audit", "run_local"]
@@ -119,8 +119,8 @@ def _check_out_apart(data: Any, out: str | os.PathLike[str]) -> None:
 
 
 def _renamed(
-    settings: dict[str, Any], target_from: str, object_boxes: Any, object_masks: Any
-) -> tuple[str, Any, Any]:
+    settings: dict[str, Any], target_from: Any, object_boxes: Any, object_masks: Any
+) -> tuple[Any, Any, Any]:
     """``target_from``, ``object_boxes``, ``object_masks``, or their old names.
 
     ``target`` and ``boxes`` are keywords of neither :class:`~seewhy.Explainer`
@@ -155,7 +155,7 @@ def audit(
     object_masks: str | os.PathLike[str] | None = None,
     object_threshold: float = 0.5,
     border_threshold: float = 0.5,
-    target_from: str = "predicted",
+    target_from: Any = "predicted",
     engine: Engine = "local",
     workers: int | None = None,
     overwrite: bool = False,
@@ -217,9 +217,11 @@ def audit(
         ``"true"`` (its true class), ``"region"`` (a segmenter: the true class
         over the ground-truth mask) or ``"box"`` (a detector: the detection
         best overlapping the first ground-truth box); each record's ``target``
-        column names it. Formerly ``target=``, still accepted for one release
-        with a :class:`DeprecationWarning` (``explain``'s ``target`` is no
-        audit setting, so the old name cannot be mistaken for one).
+        column names it. A vision-language model: a Prompt or an Answer for
+        every image, or ``prompt=`` with ``"predicted"`` (see
+        :mod:`seewhy.audit.targets`). Formerly ``target=``, still accepted for
+        one release with a :class:`DeprecationWarning` (``explain``'s
+        ``target`` is no audit setting, so the old name cannot be mistaken for one).
     engine
         ``"local"``, or ``"ray"``: the batches go to a Ray actor pool of
         ``workers`` actors (default 2, or as many as the cluster's GPUs
@@ -353,9 +355,9 @@ def _model_spec(
     The guess, if any, is said here once: the workers decode at it, and
     every picture is resized to it.
     """
-    spec = model_spec(
-        model_obj, preprocess=plan.explainer.get("preprocess"), labels=plan.explainer.get("labels")
-    )
+    given = {k: plan.explainer.get(k) for k in ("preprocess", "tokenizer", "processor")}
+    labels = plan.explainer.get("labels") or target_classes(plan.target)  # texts as classes
+    spec = model_spec(model_obj, labels=labels, **given)
     if size is not None:
         spec = spec.at_size(size)
         plan = replace(plan, explainer={**plan.explainer, "preprocess": spec.preprocess})

@@ -25,7 +25,7 @@ from seewhy.errors import InvalidInput
 from seewhy.explainer import Explainer, explainer_keywords
 from seewhy.explanation import json_safe
 
-from .targets import check_audit_target
+from .targets import AuditTarget, check_audit_target
 
 __all__ = ["Settings", "audit_settings"]
 
@@ -48,7 +48,7 @@ class Settings:
     border_threshold: float = 0.5
     cmap: str = "viridis"
     alpha: float = 0.5
-    target: str = "predicted"  # what each image is explained for: see .targets
+    target: AuditTarget = "predicted"  # what each image is explained for: see .targets
     explainer: Mapping[str, Any] = field(default_factory=dict)
     method_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -114,7 +114,7 @@ def audit_settings(
     methods: Sequence[str] | str,
     batch_size: int,
     thresholds: tuple[float, float],
-    target: str,
+    target: Any,
     given: Mapping[str, Any],
     *,
     own: Sequence[str],

@@ -5,6 +5,14 @@ true class (from the folders or the list file); ``region`` the true class's
 scores summed over the ground-truth mask (a segmenter:
 :class:`seewhy.targets.Region`); ``box`` the detection of the true class that
 best overlaps the first ground-truth box (a detector: :class:`seewhy.targets.Box`).
+
+A vision-language model's target is one for every image: a
+:class:`seewhy.targets.Prompt` (CLIP, SigLIP; with several texts the
+predictions and the accuracy are zero-shot among them, class folders matched
+to the texts by name) or an :class:`seewhy.targets.Answer`; a generative
+model given ``prompt=`` and ``predicted`` explains each image's own answer.
+The settings keep such a target as its JSON form (plain data, recorded in
+the resume fingerprint).
 """
 
 from __future__ import annotations
@@ -13,30 +21,104 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
-from ..targets import Box, Region
+from ..targets import Answer, Box, Prompt, Region, Target, from_json
 from .objects import input_boxes
 
 if TYPE_CHECKING:
     from ..preprocess import Preprocess
+    from ..vlm.adapters import Adapted
     from .worker import Decoded
 
-__all__ = ["AUDIT_TARGETS", "check_audit_target", "image_targets"]
+__all__ = [
+    "AUDIT_TARGETS",
+    "AuditTarget",
+    "check_audit_target",
+    "check_model_target",
+    "image_targets",
+    "target_classes",
+]
 
 AUDIT_TARGETS = ("predicted", "true", "region", "box")
+#: The targets given for every image (their JSON ``kind``): a vision-language model's.
+_EVERY_IMAGE = (Prompt.kind, Answer.kind)
+
+#: A word of :data:`AUDIT_TARGETS`, or the JSON form of a target explained in every image.
+AuditTarget = str | dict[str, Any]
 
 
-def check_audit_target(kind: Any, name: str = "target_from") -> str:
-    """``target_from=`` of the audit (``name``: as the caller spelt it), or a one-line error."""
-    if kind not in AUDIT_TARGETS:
-        raise InvalidInput(f"{name}: expected one of {', '.join(AUDIT_TARGETS)}, got {kind!r}")
-    return str(kind)
+def check_audit_target(kind: Any, name: str = "target_from") -> AuditTarget:
+    """``target_from=`` of the audit (``name``: as the caller spelt it), or a one-line error.
+
+    A Prompt or an Answer (or its JSON form) is kept as its JSON form.
+    """
+    if isinstance(kind, dict) and kind.get("kind") in _EVERY_IMAGE:
+        kind = from_json(kind)  # its own one-line refusal of a bad form
+    if isinstance(kind, Answer) and kind.per_token:
+        raise InvalidInput(
+            f"{name}: Answer(per_token=True) makes a map per answer token, and the audit keeps "
+            "one map per image; explain the whole answer (per_token=False)"
+        )
+    if isinstance(kind, Target) and kind.kind in _EVERY_IMAGE:
+        return kind.to_json()
+    if not isinstance(kind, str) or kind not in AUDIT_TARGETS:
+        raise InvalidInput(
+            f"{name}: expected one of {', '.join(AUDIT_TARGETS)}, or a seewhy.targets.Prompt "
+            f"or Answer for every image, got {kind!r}"
+        )
+    return kind
 
 
-def image_targets(kind: str, decoded: Sequence[Decoded], pre: Preprocess) -> list[Any] | None:
-    """One target per decoded image for ``kind`` (None: each image's top-1).
+def check_model_target(kind: AuditTarget, adapted: Adapted | None, prompt: Any) -> None:
+    """Refuse, before any image is read, a target the model cannot score in every image.
+
+    ``adapted``: the vision-language model seen by the Explainer (None: any
+    other model); ``prompt``: the Explainer's ``prompt=``.
+    """
+    given = kind["kind"] if isinstance(kind, dict) else None
+    if adapted is None:
+        if given is not None:
+            raise InvalidInput(
+                f"target_from: a {given} target needs a vision-language model (a Prompt: CLIP, "
+                "SigLIP; an Answer: LLaVA, Qwen2-VL); this model has classes to explain"
+            )
+        return
+    answers = adapted.rows is not None  # a generative model: it answers, it has no classes
+    if answers and given is None and not (kind == "predicted" and prompt is not None):
+        raise InvalidInput(
+            f"target_from: this {adapted.family} model answers prompts and has no classes; "
+            "pass prompt='What is in the picture?' (--prompt) to explain its own answer to "
+            "each image, or target_from=seewhy.targets.Answer(text, prompt=...)"
+        )
+    if answers and given == Prompt.kind:
+        raise InvalidInput(
+            f"target_from: this {adapted.family} model answers prompts; explain an "
+            "Answer(text, prompt=...), a Prompt is for dual encoders (CLIP, SigLIP)"
+        )
+    if not answers and given != Prompt.kind:
+        raise InvalidInput(
+            f"target_from: this {adapted.family} model compares pictures with texts and has no "
+            "classes; pass target_from=seewhy.targets.Prompt('a cat', against=['a dog']) "
+            "(--target-from 'prompt:a cat|a dog'): that text in every image, zero-shot among all"
+        )
+
+
+def target_classes(kind: AuditTarget) -> tuple[str, ...] | None:
+    """The texts a Prompt target classifies among (the audit's labels), else None."""
+    if isinstance(kind, dict) and kind.get("kind") == Prompt.kind:
+        prompt = from_json(kind)
+        if isinstance(prompt, Prompt) and len(prompt.texts) > 1:
+            return prompt.texts
+    return None
+
+
+def image_targets(kind: AuditTarget, decoded: Sequence[Decoded], pre: Preprocess) -> Any:
+    """The target of each decoded image for ``kind`` (None: each image's top-1; one
+    Prompt or Answer: the same in every image).
 
     An image without the truth the kind needs is refused in one line naming it.
     """
+    if isinstance(kind, dict):
+        return from_json(kind)
     if kind == "predicted":
         return None
     out: list[Any] = []

@@ -33,7 +33,7 @@ from .flags import (
 )
 from .objects import objects_record
 from .settings import Settings
-from .targets import image_targets
+from .targets import check_model_target, image_targets
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
@@ -95,6 +95,7 @@ class BatchWorker:
     def __init__(self, model: Any, settings: Settings) -> None:
         self.settings = settings
         self.explainers = [Explainer(model, m, **settings.keywords(m)) for m in settings.methods]
+        check_model_target(settings.target, self.explainers[0].adapted, settings.option("prompt"))
         self.spec = self.explainers[0].spec
         self.preprocess: Preprocess = self.spec.preprocess
 

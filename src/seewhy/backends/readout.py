@@ -11,12 +11,16 @@ that can re-route a forward (PyTorch) offers it, so
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._kit.scores import Score
+
+if TYPE_CHECKING:
+    from ..targets import Target
 
 __all__ = ["READOUTS", "LayerReadout", "ReadoutCapture"]
 
@@ -34,6 +38,7 @@ class ReadoutCapture:
     gradient of that block's readout score with respect to the attention the
     signal is read from (the block's own, or the pooling head's), averaged over
     heads and query tokens, at the patch tokens in row-major grid order.
+    ``contrast`` is the same for the contrast targets, when they were asked for.
     """
 
     logits: np.ndarray  # (N, K) float32
@@ -42,6 +47,7 @@ class ReadoutCapture:
     relevance: np.ndarray  # (blocks, N, h * w) float32
     grid: tuple[int, int]  # (h, w) patch grid
     readout: str  # one of READOUTS: what was done
+    contrast: np.ndarray | None = None  # (blocks, N, h * w): the contrast targets' relevance
 
 
 @runtime_checkable
@@ -56,6 +62,7 @@ class LayerReadout(Protocol):
         start_block: int,
         readout: str | None,
         score: Score = "logit",
+        contrast: Sequence[Target] | None = None,
     ) -> ReadoutCapture:
         """One forward and one backward: each block's readout score and its attention signal.
 
@@ -71,10 +78,13 @@ class LayerReadout(Protocol):
             One of :data:`READOUTS`; None: the LeGrad authors' choice for the model.
         score : str
             ``"logit"`` or ``"probability"``: what the gradients are of.
+        contrast : sequence of Target, optional
+            One target per image scoring the same output (LeGrad's SigLIP correction:
+            a generic text); its relevance comes back too, from the same forward.
 
         Returns
         -------
         ReadoutCapture
-            The logits, targets and each block's (N, h * w) relevance.
+            The logits, targets and each block's (N, h * w) relevance (and the contrast's).
         """
         ...

@@ -59,10 +59,14 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "--target-from",
         "--target",
         dest="target_from",
-        choices=("predicted", "true", "region", "box"),
+        type=_target_from,
         default="predicted",
+        metavar="{predicted,true,region,box,prompt:TEXT}",
         help="what each image is explained for: its top-1 class, its true class, the true "
-        "class over the ground-truth mask (segmenters) or box (detectors) [default: predicted]",
+        "class over the ground-truth mask (segmenters) or box (detectors); a dual encoder "
+        "(CLIP, SigLIP): prompt:TEXT in every image, or prompt:A|B|C (A, zero-shot among "
+        "the texts, class folders matched to them by name); a generative vision-language "
+        "model: predicted with --prompt explains its own answer [default: predicted]",
     )
     add_explainer_options(e, batch_size="images per pass [default: 32]")
     d = p.add_argument_group("data")
@@ -152,6 +156,21 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
         "[default: 1 if the cluster has GPUs, else 0]",
     )
     o.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+
+
+def _target_from(text: str) -> Any:
+    """``--target-from``: a word of the audit's, or ``prompt:TEXT[|TEXT...]`` (a Prompt)."""
+    from seewhy.audit.targets import AUDIT_TARGETS
+
+    from .target_text import parse_target
+
+    if text in AUDIT_TARGETS:
+        return text
+    if text.partition(":")[0].strip().lower() == "prompt":
+        return parse_target(text)
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(AUDIT_TARGETS)} or prompt:TEXT, got {text!r}"
+    )
 
 
 class _Bar(Progress):

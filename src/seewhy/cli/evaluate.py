@@ -118,8 +118,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     target = chosen_target(args, model)
     results: dict[str, Any] = {}
     explained: list[str] = []
+    given = explainer_keywords(args)
+    text = {k: given[k] for k in ("tokenizer", "processor") if k in given}  # scored again
     for m in methods:
-        chosen = {**explainer_keywords(args), "batch_size": args.batch_size or _EXPLAIN_BATCH}
+        chosen = {**given, "batch_size": args.batch_size or _EXPLAIN_BATCH}
         ex = seewhy.explain(model, found, m, target=target, **chosen, **settings[m])
         if len(ex.sources) != len(found) and boxes is not None:
             keep = [found.index(s) for s in ex.sources]
@@ -143,6 +145,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 tolerance=args.tolerance,
                 threshold=args.threshold,
                 precision=args.metric_precision,
+                **text,
             ),
         }
     payload = {"model": args.model, "images": explained, "methods": results}

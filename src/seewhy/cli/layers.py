@@ -6,7 +6,7 @@ import argparse
 
 from ..terminal import printable
 from ._common import EXIT_OK
-from .options import add_model_options, load_model
+from .options import add_model_options, explainer_keywords, load_model
 
 __all__ = ["HELP", "add_layers_arguments", "layers_command"]
 
@@ -19,10 +19,16 @@ def add_layers_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def layers_command(args: argparse.Namespace) -> int:
-    """Print one line per layer: name, kind, output shape; ``*`` marks the default."""
+    """Print one line per layer: name, kind, output shape; ``*`` marks the default.
+
+    A vision-language model lists its image-seeing part's layers (the
+    processor or tokenizer beside its folder says how it sees pictures).
+    """
     import seewhy
 
-    infos, default = seewhy.layers(load_model(args))
+    given = explainer_keywords(args)  # only the model's own text side: layers has no others
+    text = {k: given[k] for k in ("tokenizer", "processor") if k in given}
+    infos, default = seewhy.layers(load_model(args), **text)
     names = [printable(i.name) for i in infos]  # a model file chooses its layers' names
     types = [printable(i.kind) for i in infos]
     width = max((len(n) for n in names), default=4)

@@ -13,16 +13,38 @@ One forward and one backward serve every block (see
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
+
 import numpy as np
 
 from .._kit.checks import bad_argument, one_of
 from ..backends.capabilities import Gradients, Predicts
 from ..backends.readout import READOUTS, LayerReadout
-from ..errors import UnsupportedModel
+from ..errors import InvalidInput, UnsupportedModel
 from ..registry import register
+from ..targets import Target
 from .base import Context, Method, RawResult
 
-__all__ = ["LeGrad"]
+__all__ = ["LeGrad", "ScoresTexts"]
+
+
+@runtime_checkable
+class ScoresTexts(Protocol):
+    """A bound target that scores texts through a dual encoder (a bound ``Prompt``).
+
+    LeGrad's SigLIP correction needs the map of a generic text on the same
+    picture; such a target hands over that text's target, scored the same
+    way by the same model (the text tower runs once per text, cached).
+    """
+
+    @property
+    def sigmoid_loss(self) -> bool:
+        """True for a model trained with SigLIP's sigmoid loss (it has a logit bias)."""
+        ...
+
+    def with_text(self, text: str) -> Target:
+        """``text`` scored as this target scores its own."""
+        ...
 
 
 @register("legrad")
@@ -52,15 +74,29 @@ class LeGrad(Method):
     norm and projection (``"mean"``: what ``legrad-torch`` does for CLIP); every
     other model reads the block's tokens as it reads its last block's
     (``"head"``: the class token through the final norm and classifier).
-    ``legrad-torch``'s SigLIP correction (zeroing where an empty prompt's map
-    is high) is not applied.
+    On SigLIP the authors correct the map (``legrad-torch``'s default): the
+    map of a generic text (``correction_text``, "a photo of a") shows where
+    SigLIP's attention pooler gathers whatever the prompt, so the prompt's
+    map is zeroed wherever that min-max scaled map exceeds
+    ``correction_threshold``, before the final min-max. seewhy does the same
+    for a :class:`~seewhy.targets.Prompt` on a model trained with the sigmoid
+    loss (open_clip SigLIP, Hugging Face ``SiglipModel``), from the same
+    forward pass; ``params["correction"]`` says whether it was applied.
 
     Parameters
     ----------
     start_block : int
-        First block read, negative from the last (-2, the authors' default: the last two).
+        First block read, negative from the last (-2, the authors' default: the last two;
+        a model with fewer blocks has all of them read).
     readout : str or None
         How blocks reach the head: head, mean or pooler (above); None: the authors' way.
+    correction : bool or None
+        The SigLIP correction: None applies it where the authors do (a Prompt on a
+        SigLIP model); True asks for it on any Prompt; False never.
+    correction_threshold : float
+        Where the generic text's min-max map exceeds this (0 to 1), the map is zeroed.
+    correction_text : str
+        The generic text of the correction (the authors': "a photo of a").
 
     Examples
     --------
@@ -69,7 +105,15 @@ class LeGrad(Method):
 
     requires = frozenset({Predicts, LayerReadout, Gradients})
 
-    def __init__(self, *, start_block: int = -2, readout: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        start_block: int = -2,
+        readout: str | None = None,
+        correction: bool | None = None,
+        correction_threshold: float = 0.8,
+        correction_text: str = "a photo of a",
+    ) -> None:
         if isinstance(start_block, bool) or not isinstance(start_block, (int, np.integer)):
             raise bad_argument(
                 "start_block",
@@ -81,6 +125,27 @@ class LeGrad(Method):
         self.readout = (
             None if readout is None else one_of(readout, READOUTS, "readout", where=self.name)
         )
+        if correction is not None and not isinstance(correction, (bool, np.bool_)):
+            raise bad_argument(
+                "correction", "True, False or None (where the authors apply it)", correction,
+                where=self.name,
+            )
+        self.correction = None if correction is None else bool(correction)
+        threshold = correction_threshold
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float, np.integer, np.floating))
+            or not 0 < threshold <= 1
+        ):
+            raise bad_argument(
+                "correction_threshold", "a number in (0, 1]", threshold, where=self.name
+            )
+        self.correction_threshold = float(threshold)
+        if not isinstance(correction_text, str) or not correction_text.strip():
+            raise bad_argument(
+                "correction_text", "a non-empty text", correction_text, where=self.name
+            )
+        self.correction_text = correction_text
 
     def run(self, ctx: Context) -> RawResult:
         backend = ctx.backend
@@ -88,23 +153,46 @@ class LeGrad(Method):
             raise UnsupportedModel(
                 f"{self.name}: the {backend.framework} backend cannot; use gradcam"
             )
+        contrast = self._contrast(ctx.target_objects)
         cap = backend.layer_readout(
             ctx.inputs,
             targets=ctx.targets,
             start_block=self.start_block,
             readout=self.readout,
             score=ctx.score,
+            contrast=contrast,
         )
         h, w = cap.grid
-        summed = cap.relevance.sum(axis=0, dtype=np.float64).reshape(len(ctx.inputs), h, w)
+        shape = (len(ctx.inputs), h, w)
+        summed = cap.relevance.sum(axis=0, dtype=np.float64).reshape(shape)
+        if cap.contrast is not None:
+            generic = _min_max(cap.contrast.sum(axis=0, dtype=np.float64).reshape(shape))
+            summed[generic > self.correction_threshold] = 0.0
         if ctx.progress is not None:
             ctx.progress(len(ctx.inputs))
         return RawResult(
             maps=_min_max(summed),
             logits=cap.logits,
             targets=cap.targets,
-            settings={"readout": cap.readout},
+            settings={"readout": cap.readout, "correction": contrast is not None},
         )
+
+    def _contrast(self, objects: tuple[Any, ...] | None) -> list[Target] | None:
+        """Each image's generic-text target when the correction applies, else None."""
+        if self.correction is False:
+            return None
+        texts = [t for t in objects or () if isinstance(t, ScoresTexts)]
+        if not objects or len(texts) != len(objects):
+            if self.correction:
+                raise InvalidInput(
+                    f"{self.name}: correction=True needs a text prompt on a dual encoder "
+                    "(target=seewhy.targets.Prompt(...) on CLIP or SigLIP); leave correction "
+                    "unset for this target"
+                )
+            return None
+        if self.correction is None and not all(t.sigmoid_loss for t in texts):
+            return None  # the authors correct SigLIP only
+        return [t.with_text(self.correction_text) for t in texts]
 
 
 def _min_max(maps: np.ndarray) -> np.ndarray:

@@ -117,6 +117,8 @@ def evaluate(
     tolerance: float | None = None,
     threshold: float = 0.5,
     precision: str = "float32",
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> dict[str, Any]:
     """Several metrics at once, as one JSON-ready dict keyed by metric name.
 
@@ -157,6 +159,10 @@ def evaluate(
         Where IoU cuts the map.
     precision : str
         ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the forward passes.
+    tokenizer, processor : object, optional
+        A vision-language model's own, as :func:`seewhy.explain` took them:
+        the metrics run the model as explain did (its image-seeing part) and
+        score the Prompt or Answer the explanation recorded.
 
     Returns
     -------
@@ -184,6 +190,8 @@ def evaluate(
             "tolerance": tolerance,
             "threshold": threshold,
             "precision": precision,
+            "tokenizer": tokenizer,
+            "processor": processor,
         }
         done: dict[Callable[..., Any], dict[str, Any]] = {}
         out: dict[str, Any] = {}

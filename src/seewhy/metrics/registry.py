@@ -60,6 +60,10 @@ NEED_KEYWORDS: Mapping[Need, tuple[str, ...]] = {
     Need.OBJECTS: ("masks", "boxes"),
 }
 
+#: ``evaluate``'s keywords for a vision-language model's text side: a metric that runs the
+#: model lists them in its ``settings`` to score a recorded Prompt or Answer again.
+TEXT_SIDE: tuple[str, ...] = ("tokenizer", "processor")
+
 
 class Result(Protocol):
     """What a metric returns: anything that turns into JSON-ready numbers.

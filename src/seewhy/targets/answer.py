@@ -23,10 +23,13 @@ class Answer(Target):
     with the image, then the answer's tokens, and the score is the sum of
     the answer tokens' log-probabilities. So a map says which part of the
     picture made the model say *this* answer. Served for Hugging Face LLaVA,
-    PaliGemma and Qwen2-VL / Qwen2.5-VL models (:mod:`seewhy.vlm`); any other
-    model refuses it in one line. Every gradient, CAM and perturbation
-    method explains it; ``answer-attention`` shows where the language model
-    looked instead (:class:`seewhy.methods.answer_attention.AnswerAttention`).
+    LLaVA-NeXT, PaliGemma, Qwen2-VL / Qwen2.5-VL and Idefics3 / SmolVLM models
+    (:mod:`seewhy.vlm`); any other model refuses it in one line. Models that
+    cut a picture into tiles (LLaVA-NeXT, Idefics3) are read at layer
+    ``tiles``: one map per picture, each tile's part where the tile lies.
+    Every gradient, CAM and perturbation method explains it;
+    ``answer-attention`` shows where the language model looked instead
+    (:class:`seewhy.methods.answer_attention.AnswerAttention`).
 
     Parameters
     ----------
@@ -49,8 +52,9 @@ class Answer(Target):
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
         raise UnsupportedModel(
-            "Answer: this target needs a vision-language model (Hugging Face LLaVA, "
-            "PaliGemma, Qwen2-VL); pass one as the model, with processor= when its folder has none"
+            "Answer: this target needs a vision-language model (Hugging Face LLaVA, LLaVA-NeXT, "
+            "PaliGemma, Qwen2-VL, Idefics3); pass one as the model, with processor= when its "
+            "folder has none"
         )
 
     def pass_key(self) -> Hashable:

@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 if TYPE_CHECKING:
-    from ..preprocess import Preprocess
+    from ..backends import Backend
+    from ..preprocess import ModelSpec, Preprocess
     from ..targets import Target
 
 __all__ = [
@@ -32,8 +35,10 @@ __all__ = [
     "AdaptedModelNote",
     "ReadsOut",
     "Recogniser",
+    "Seen",
     "adapt",
     "readout",
+    "seen",
 ]
 
 
@@ -70,6 +75,12 @@ class Adapted:
         ``rows(batch, targets)`` -> (the batch, one bound target per row), or
         None to keep them: a generative model answers each picture here, or
         splits an answer into one row per token.
+    layers : tuple of str, optional
+        The only layers whose maps are one per picture, when the tower's own
+        layers are not (tiles, or patches without a batch dimension): a map
+        read elsewhere would be quietly wrong, so it is refused. None: any.
+    layers_why : str
+        Why only ``layers`` (said in the refusal).
     """
 
     model: Any
@@ -80,6 +91,17 @@ class Adapted:
     labels: tuple[str, ...] | None = None
     layer: str | None = None
     rows: Callable[[Any, Any], Any] | None = None
+    layers: tuple[str, ...] | None = None
+    layers_why: str = ""
+
+    def check_layer(self, layer: str | None, method: str) -> None:
+        """Refuse, in one line, a layer whose maps are not one per picture (see ``layers``)."""
+        if layer is None or self.layers is None or layer in self.layers:
+            return
+        raise InvalidInput(
+            f"layer: {layer!r} of this {self.family} model {self.layers_why}, so {method} "
+            f"there would not map onto the picture; use layer {' or '.join(self.layers)}"
+        )
 
 
 class Recogniser(Protocol):
@@ -197,3 +219,149 @@ def readout(
     if any(t.classes != first.classes for t in objects):  # type: ignore[attr-defined]
         return None
     return first.readout(outputs), first.classes
+
+
+#: The families whose texts can act as classes (dual encoders: a text per class, zero-shot).
+_DUAL_ENCODERS = ("open_clip", "hf-clip", "hf-siglip")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A model as every entry point sees it: explain, the metrics, the sanity check, the
+    audit, :func:`seewhy.layers`, :func:`seewhy.model_spec` and :func:`seewhy.predict`.
+
+    One place decides what a vision-language model is to them (the module that
+    sees the pixels, its preprocessing, its targets bound to the rest of the
+    model), so no entry point adapts a model its own way.
+
+    Parameters
+    ----------
+    model : object
+        What the backend runs: the user's model, or the adapted module.
+    adapted : Adapted or None
+        The adaptation, or None for any other model.
+    """
+
+    model: Any
+    adapted: Adapted | None
+
+    def spec(
+        self,
+        backend: Backend | None = None,
+        *,
+        preprocess: Preprocess | None = None,
+        labels: Sequence[str] | None = None,
+        try_sizes: bool = False,
+    ) -> ModelSpec:
+        """The spec of :attr:`model`: the caller's, then the adaptation's, then the usual order."""
+        from ..spec import resolve_spec
+
+        if self.adapted is not None:
+            preprocess = preprocess or self.adapted.preprocess
+            labels = labels or self.adapted.labels
+        return resolve_spec(
+            self.model, backend, preprocess=preprocess, labels=labels, try_sizes=try_sizes
+        )
+
+    def targets(self, target: Any, family: str | None = None, *, who: str = "target") -> Any:
+        """``target`` as the backend of :attr:`model` scores it.
+
+        ``target`` is the user's (a Prompt, an Answer, one per image...) or what
+        an Explanation recorded (``params["target"]``: JSON forms, exact answer
+        tokens included) with its ``params["model_family"]`` as ``family``; the
+        metrics and the sanity check score those again. Any other model's
+        targets pass unchanged.
+        """
+        if self.adapted is None:
+            if family is not None:
+                raise _other_model(who, family, "no vision-language model")
+            return target
+        if family is not None and family != self.adapted.family:
+            raise _other_model(who, family, self.adapted.family)
+        if target is None:
+            raise InvalidInput(
+                f"{who}: {self.adapted.family} models have no classes to default to; pass the "
+                "Prompt or Answer explained (or the Explanation, which records it)"
+            )
+        items = target if isinstance(target, list) else [target]
+        done: dict[str, Any] = {}  # one bound target per distinct form: one column each
+        bound = [_bound_again(self.adapted, item, done) for item in items]
+        return bound if isinstance(target, list) else bound[0]
+
+    def zero_shot(self, labels: Sequence[str] | None, *, who: str) -> ReadsOut | None:
+        """A dual encoder's ``labels`` as the texts it classifies among (None: no adaptation).
+
+        Anything else adapted has no classes to list: one line says what to use.
+        """
+        if self.adapted is None:
+            return None
+        if self.adapted.family not in _DUAL_ENCODERS:
+            raise InvalidInput(
+                f"{who}: this {self.adapted.family} model answers in words, not classes; "
+                "seewhy.explain(model, images, prompt=...) records its answer"
+            )
+        if not labels:
+            raise InvalidInput(
+                f"{who}: this {self.adapted.family} model compares pictures with texts and has no "
+                "classes; pass labels=['a cat', 'a dog', ...] to classify among those texts "
+                "(zero-shot)"
+            )
+        from ..targets import Prompt
+
+        found: ReadsOut = self.adapted.bind(Prompt(list(labels)))
+        return found
+
+
+def seen(
+    model: Any, *, tokenizer: Any = None, processor: Any = None, prompt: str | None = None
+) -> Seen:
+    """``model`` as every entry point sees it (see :class:`Seen`); :func:`adapt`'s keywords.
+
+    Parameters
+    ----------
+    model : object
+        The user's model, left as it is.
+    tokenizer, processor, prompt : object, optional
+        As for :func:`adapt`.
+
+    Returns
+    -------
+    Seen
+    """
+    adapted = adapt(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
+    return Seen(model if adapted is None else adapted.model, adapted)
+
+
+def _other_model(who: str, family: str, given: str) -> Exception:
+    return InvalidInput(
+        f"{who}: the explanation was made with a {family} vision-language model, but the model "
+        f"given is {given}; pass the model that was explained (the whole model, with the "
+        "tokenizer= or processor= explain took)"
+    )
+
+
+def _bound_again(adapted: Adapted, item: Any, done: dict[str, Any]) -> Any:
+    """One target bound to ``adapted``; a recorded JSON form with its exact answer tokens."""
+    import json
+
+    if not isinstance(item, dict):
+        return adapted.bind(item)
+    key = json.dumps(item, sort_keys=True)
+    if key not in done:
+        from ..targets import from_json
+
+        done[key] = adapted.bind(from_json(item))
+        if item.get("kind") == "answer" and "tokens" in item:  # as generated, not re-tokenised
+            from .answers import AnswerScore
+
+            first = done[key]
+            done[key] = AnswerScore(
+                first.adapter,
+                str(item["prompt"]),
+                tuple(int(t) for t in item["tokens"]),
+                text=str(item["text"]),
+                per_token=bool(item.get("per_token")),
+                token=item.get("token"),
+                generated=bool(item.get("generated")),
+            )
+    return done[key]

@@ -1,6 +1,7 @@
-"""Generative vision-language models (LLaVA, PaliGemma, Qwen2-VL): where an answer came from.
+"""Generative vision-language models (LLaVA, LLaVA-NeXT, PaliGemma, Qwen2-VL, Idefics3 /
+SmolVLM): where an answer came from.
 
-:func:`adapt_generative` claims a Hugging Face LLaVA or Qwen2-VL model. The
+:func:`adapt_generative` claims a Hugging Face generative VLM of those families. The
 module explained is its vision path (:class:`~.generative_models.VisionPath`:
 pixels -> image features); the :class:`seewhy.targets.Answer` a user passes
 is bound to an :class:`AnswerScore`, whose score runs the rest of the model,
@@ -210,7 +211,7 @@ class _Generative:
         start = tokens.ids.shape[1]
         full = torch.cat([tokens.ids.to(device)[0], answer]).expand(n, -1)
         extra = _extended(tokens.extra, len(ids), n, device, family.answer_type)
-        # LLaVA and Qwen2-VL take one tensor per image; PaliGemma the batch's
+        # LLaVA, Qwen2-VL, LLaVA-NeXT and Idefics3 take one tensor per image; PaliGemma the batch's
         pooled = features if family.name == "paligemma" else tuple(features)
         encoded = BaseModelOutputWithPooling(pooler_output=pooled)  # type: ignore[arg-type]
         out = net.model(input_ids=full, mm_encoder_outputs={"image": encoded}, **extra)
@@ -278,6 +279,13 @@ def _default_layer(path: VisionPath) -> tuple[str, str]:
     """The layer the CAM family reads by default, and why."""
     if path.family.name == "qwen2-vl":
         return "merged_patches", "the vision tower's merged patch tokens"
+    if path.family.tiled:
+        from .generative_tiles import whole_view
+
+        return "tiles", (
+            "the tiles' patch features the projector reads, each tile where it lies on the "
+            f"picture; the whole picture's own view is layer {whole_view(path.family.name)}"
+        )
     config: Any = path.config
     feature = getattr(config, "vision_feature_layer", -1)  # PaliGemma: the last block's
     chosen = max(feature) if isinstance(feature, (list, tuple)) else int(feature)
@@ -302,7 +310,7 @@ def adapt_generative(
     found = find_processor(model, processor, tokenizer, chat=family.chat)
     adapter = _Generative(model, family, found, prompt)
     layer, why = _default_layer(adapter.path)
-    preprocess, how = _preprocess(adapter.path.family, found)
+    preprocess, how = _preprocess(adapter.path, found)
     said = (
         f"{type(model).__name__}: seewhy explains its vision path (pixels -> image features); "
         f"the answer is scored by its language model, teacher-forced (no Answer: its greedy "
@@ -317,16 +325,37 @@ def adapt_generative(
         "bind": adapter.bind,
         "layer": layer,
         "rows": adapter.rows,
+        **_picture_layers(adapter.path),
     }
 
 
-def _preprocess(family: Family, processor: Any) -> tuple[Any, str]:
+def _picture_layers(path: VisionPath) -> dict[str, Any]:
+    """The ``layers``/``layers_why`` of a model whose tower's own layers are not one map per
+    picture: Qwen2-VL's blocks hold every picture's patches in one unbatched row; a tiled
+    model's hold one row per tile."""
+    if path.family.name == "qwen2-vl":
+        why = "holds every picture's patches in one row, without a batch dimension"
+        return {"layers": ("merged_patches",), "layers_why": why}
+    if path.family.tiled:
+        from .generative_tiles import whole_view
+
+        why = "sees one tile (or the whole picture shrunk) per row, not one picture per row"
+        return {"layers": ("tiles", whole_view(path.family.name)), "layers_why": why}
+    return {}
+
+
+def _preprocess(path: VisionPath, processor: Any) -> tuple[Any, str]:
     """The pictures as the processor makes them (LLaVA, PaliGemma); Qwen2-VL: letterboxed in
-    its budget."""
+    its budget; LLaVA-NeXT, Idefics3: letterboxed in a canvas of whole tiles."""
     from ..backends.torch.hints_hf import image_processor_preset
     from ..preprocess import Preprocess
 
+    family = path.family
     images = processor.image_processor
+    if family.tiled:
+        from .generative_tiles import tiles_preprocess
+
+        return tiles_preprocess(path, processor)
     if not family.patch_rows:
         return image_processor_preset(images), f"as its processor ({type(images).__name__})"
     fields = images.to_dict()

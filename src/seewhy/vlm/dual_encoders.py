@@ -95,12 +95,38 @@ class PromptScore(Target):
 
     kind = "prompt"
 
-    def __init__(self, prompt: Prompt, texts: np.ndarray, scale: float, bias: float | None):
+    def __init__(
+        self,
+        prompt: Prompt,
+        texts: np.ndarray,
+        scale: float,
+        bias: float | None,
+        *,
+        text: TextSide | None = None,
+    ):
         self.prompt = prompt
         self.embeddings = texts  # (K, D) unit rows, the explained text first
         self.scale = scale
         self.bias = bias
+        self._text = text  # the dual encoder's text side, for other texts (with_text)
+        self._others: dict[str, PromptScore] = {}
         self._placed: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def sigmoid_loss(self) -> bool:
+        """True for SigLIP (trained with the sigmoid loss: it has a logit bias)."""
+        return self.bias is not None
+
+    def with_text(self, text: str) -> PromptScore:
+        """``text`` scored by the same model with this prompt's tokenizer (LeGrad's
+        correction asks for a generic text); encoded once, as every text is."""
+        if self._text is None:
+            raise UnsupportedModel(f"Prompt({self.prompt.text!r}) was bound without its model")
+        if text not in self._others:
+            other = Prompt(text, tokenizer=self.prompt.tokenizer)
+            found = self._text.embeddings(other.texts, other.tokenizer)
+            self._others[text] = PromptScore(other, found, self.scale, self.bias, text=self._text)
+        return self._others[text]
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -171,7 +197,10 @@ class Binder:
         if isinstance(item, Prompt):
             if id(item) not in done:
                 done[id(item)] = PromptScore(
-                    item, self.text.embeddings(item.texts, item.tokenizer), *self.text.scale_bias()
+                    item,
+                    self.text.embeddings(item.texts, item.tokenizer),
+                    *self.text.scale_bias(),
+                    text=self.text,
                 )
             return done[id(item)]
         if isinstance(item, (Class, int, np.integer)) and not isinstance(item, bool):

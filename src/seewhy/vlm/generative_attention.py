@@ -48,10 +48,9 @@ def answer_attention(
     image = torch.nonzero(full[0] == adapter.path.image_token).flatten().cpu()
     rows = torch.arange(start - 1, full.shape[1] - 1)
     found = combine_layers([a[0] for a in layers], rows, combine)[:, image]
-    h, w = adapter.path.token_grid((int(pixels.shape[-2]), int(pixels.shape[-1])))
-    if found.shape[1] == h * w + 1:  # the class token kept among the image features
-        found = found[:, 1:]
-    return found.reshape(len(rows), h, w).numpy()
+    size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+    cells, (h, w) = adapter.path.image_cells(size, int(found.shape[1]))
+    return found[:, torch.from_numpy(cells)].reshape(len(rows), h, w).numpy()
 
 
 def combine_layers(layers: list[torch.Tensor], rows: torch.Tensor, combine: str) -> torch.Tensor:
@@ -79,7 +78,8 @@ def _eager_attention(multimodal: Any, kept: list[torch.Tensor]) -> Iterator[None
     swap and the hooks are undone on the way out, also when the pass raises
     (a model explained in place has no twin).
     """
-    language = multimodal.language_model
+    # Idefics3 / SmolVLM name their language model text_model
+    language = getattr(multimodal, "language_model", None) or multimodal.text_model
     config = language.config
     eager = copy.copy(config)
     eager._attn_implementation_internal = "eager"  # this copy only; no sub-config is shared

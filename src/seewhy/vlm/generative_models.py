@@ -17,8 +17,14 @@ family says how the pixels reach that function (:class:`Family`):
   (an identity), the layer the CAM family reads there, since the tower's own
   blocks hold every image's patches in one unbatched sequence.
 
-Families that tile a picture (LLaVA-NeXT, Idefics3 / SmolVLM) are refused in
-one line by :func:`family_of` rather than explained with a wrong geometry.
+* LLaVA-NeXT and Idefics3 / SmolVLM, which cut a picture into tiles: the
+  pixels are a canvas of whole tiles, cut as the processor cuts them, and the
+  tiles' features pass through ``tiles`` (one grid per picture, each tile
+  where it lies) and the whole picture's view through ``base_image`` /
+  ``global_image`` (:mod:`.generative_tiles`).
+
+Families not served yet (LLaVA-OneVision, Idefics2) are refused in one line
+by :func:`family_of` rather than explained with a wrong geometry.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +41,10 @@ from ..errors import UnsupportedModel
 __all__ = ["SUPPORTED", "Family", "VisionPath", "family_of"]
 
 #: The families served, as messages name them.
-SUPPORTED = "LLaVA (LlavaForConditionalGeneration), PaliGemma, Qwen2-VL and Qwen2.5-VL"
+SUPPORTED = (
+    "LLaVA (LlavaForConditionalGeneration), LLaVA-NeXT, PaliGemma, Qwen2-VL, Qwen2.5-VL, "
+    "Idefics3 and SmolVLM"
+)
 
 # class name -> family, for the models served
 _FAMILIES = {
@@ -42,13 +52,13 @@ _FAMILIES = {
     "PaliGemmaForConditionalGeneration": "paligemma",
     "Qwen2VLForConditionalGeneration": "qwen2-vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen2-vl",
+    "LlavaNextForConditionalGeneration": "llava-next",
+    "Idefics3ForConditionalGeneration": "idefics3",
+    "SmolVLMForConditionalGeneration": "idefics3",
 }
 # generative VLMs recognised but not served yet: why, in a few words
 _NOT_YET = {
-    "LlavaNextForConditionalGeneration": "its pictures become several tiles",
     "LlavaOnevisionForConditionalGeneration": "its pictures become several tiles",
-    "Idefics3ForConditionalGeneration": "its pictures are split into sub-images",
-    "SmolVLMForConditionalGeneration": "its pictures are split into sub-images",
     "Idefics2ForConditionalGeneration": "its pictures are split into sub-images",
 }
 
@@ -78,11 +88,17 @@ class Family:
     patch: int  # pixels per patch side
     merge: int  # patches per merged token side (Qwen2-VL: 2; LLaVA: 1)
     temporal: int  # frames per patch (Qwen2-VL repeats a picture's one frame)
+    tile: int = 0  # pixels per tile side (LLaVA-NeXT, Idefics3); 0: one view per picture
 
     @property
     def patch_rows(self) -> bool:
         """The pixels reach the tower as the processor's patch rows with a grid (Qwen2-VL)."""
         return self.name == "qwen2-vl"
+
+    @property
+    def tiled(self) -> bool:
+        """The pictures reach the tower as tiles plus a view of the whole (LLaVA-NeXT, Idefics3)."""
+        return self.tile > 0
 
     @property
     def chat(self) -> bool:
@@ -97,7 +113,7 @@ class Family:
     @property
     def step(self) -> int:
         """The side, in pixels, an input's height and width must be a multiple of."""
-        return self.patch * self.merge
+        return self.tile or self.patch * self.merge
 
 
 def describe_family(model: Any, name: str) -> Family:
@@ -105,6 +121,11 @@ def describe_family(model: Any, name: str) -> Family:
     vision = model.config.vision_config
     if name in ("llava", "paligemma"):
         return Family(name, int(vision.patch_size), 1, 1)
+    if name == "llava-next":
+        return Family(name, int(vision.patch_size), 1, 1, tile=int(vision.image_size))
+    if name == "idefics3":
+        scale = int(model.config.scale_factor)  # the connector's pixel shuffle
+        return Family(name, int(vision.patch_size), scale, 1, tile=int(vision.image_size))
     return Family(
         name,
         int(vision.patch_size),
@@ -129,6 +150,11 @@ class VisionPath(nn.Module):
         self.config = model.config
         if family.patch_rows:
             self.merged_patches = nn.Identity()
+        if family.tiled:
+            from .generative_tiles import whole_view
+
+            self.tiles = nn.Identity()
+            self.add_module(whole_view(family.name), nn.Identity())
 
     @property
     def image_token(self) -> int:
@@ -141,8 +167,23 @@ class VisionPath(nn.Module):
         """(h, w) the grid of one picture's image tokens, for an input of ``size`` (H, W)."""
         return size[0] // self.family.step, size[1] // self.family.step
 
+    def image_cells(self, size: tuple[int, int], count: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Which of a picture's ``count`` image tokens lie on an (h, w) grid over the input,
+        in row-major order, and that grid (a class token or a tiled model's whole view and
+        row-end tokens lie nowhere and are left out)."""
+        if self.family.tiled:
+            from .generative_tiles import attention_cells
+
+            return attention_cells(self, size)
+        h, w = self.token_grid(size)
+        return np.arange(count - h * w, count), (h, w)
+
     def image_kwargs(self, pixels: torch.Tensor) -> dict[str, Any]:
         """What the family's ``get_image_features`` takes for ``pixels`` (N, C, H, W)."""
+        if self.family.tiled:
+            from .generative_tiles import tiled_inputs
+
+            return tiled_inputs(self, pixels)
         if not self.family.patch_rows:
             return {"pixel_values": pixels}
         return {
@@ -152,6 +193,10 @@ class VisionPath(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         self.last_size = tuple(pixels.shape[-2:])  # on the pass's twin: what the score reads
+        if self.family.tiled:
+            from .generative_tiles import tiled_features
+
+            return tiled_features(self, pixels)
         inner: Any = self.model
         found = inner.get_image_features(**self.image_kwargs(pixels), return_dict=True)
         features = torch.stack(list(found.pooler_output))

@@ -2,11 +2,14 @@
 
 Text embeddings do not depend on the image, so each text is tokenised and
 encoded once (no gradient, the text tower in eval mode for the call, every
-module's flag put back), and kept for every later pass and call.
+module's flag put back), and kept for every later pass and call while the
+model's parameters keep their versions (a training step between two calls of
+one Explainer encodes the texts again).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -44,6 +47,8 @@ class TextSide:
         self.tokenizer = getattr(given, "tokenizer", given)  # a processor's own tokenizer
         self._found: Any = None
         self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._weights: int | None = None  # the parameters' versions the cache was made with
+        self._parameters = tuple(model.parameters())  # walking the modules each call costs more
         self.encoded = 0  # text-tower calls so far (one per batch of new texts)
 
     def scale_bias(self) -> tuple[float, float | None]:
@@ -57,6 +62,10 @@ class TextSide:
         """(K, D) unit-length embeddings of ``texts``, encoding only those not seen before."""
         chosen = tokenizer if tokenizer is not None else self._tokenizer()
         chosen = getattr(chosen, "tokenizer", chosen)
+        weights = _versions(self._parameters)
+        if weights != self._weights:
+            self._cache.clear()
+            self._weights = weights
         new = [t for t in dict.fromkeys(texts) if (t, id(chosen)) not in self._cache]
         if new:
             for text, row in zip(new, self._encode(new, chosen), strict=True):
@@ -105,9 +114,7 @@ class TextSide:
             built_in = text is None or type(text).__name__ == "TextTransformer"
             vocabulary = getattr(text if text is not None else self.model, "vocab_size", None)
             if built_in and vocabulary == _OPEN_CLIP_VOCABULARY:
-                from open_clip.tokenizer import SimpleTokenizer
-
-                return SimpleTokenizer(context_length=getattr(self.model, "context_length", 77))
+                return _open_clip_tokenizer(getattr(self.model, "context_length", 77))
             raise InvalidInput(
                 f"Prompt: {self.model_name}'s text tower does not use open_clip's own "
                 "vocabulary; pass tokenizer=open_clip.get_tokenizer(MODEL_NAME)"
@@ -127,3 +134,24 @@ class TextSide:
             f"Prompt: {self.model_name} does not say where its tokenizer is; pass "
             "tokenizer=AutoTokenizer.from_pretrained(...) or processor=AutoProcessor..."
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _open_clip_tokenizer(context_length: int) -> Any:
+    """open_clip's own BPE tokenizer, built once per context length: reading its
+    vocabulary costs ~0.15 s, more than a small model's whole explanation."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
+def _versions(parameters: tuple[torch.Tensor, ...]) -> int:
+    """The parameters' in-place versions, summed: an optimizer step or a load_state_dict
+    (which copies into the same tensors) raises it."""
+    total = 0
+    for p in parameters:
+        try:
+            total += p._version
+        except RuntimeError:  # an inference tensor keeps no version (and cannot change in place)
+            total -= 1
+    return total

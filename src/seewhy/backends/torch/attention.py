@@ -13,7 +13,8 @@ Supported layers (found by what they hold, not by class):
 
 * timm ``Attention``/``EvaAttention`` style: ``qkv`` or ``q_proj/k_proj/v_proj``,
   ``q_norm``/``k_norm``, ``num_heads``, ``scale``; O is the input of ``norm``/``proj``;
-* Hugging Face style: ``q_proj/k_proj/v_proj/o_proj``, ``scaling``; O is ``o_proj``'s input;
+* Hugging Face style: ``q_proj/k_proj/v_proj`` and ``o_proj`` (CLIP, SigLIP: ``out_proj``),
+  ``scale`` or ``scaling``; O is the output projection's input;
 * ``nn.MultiheadAttention`` (torchvision's ViT): q, k, v from its input and
   ``in_proj_weight``; dS/dO from the gradient at its output times ``out_proj``.
 
@@ -45,7 +46,17 @@ from .structure import (
 )
 from .twin import current_model, on_twin
 
-__all__ = ["AttentionTap", "TorchAttention", "attention_layers", "head_readout", "tap_attention"]
+__all__ = [
+    "AttentionTap",
+    "TorchAttention",
+    "attention_layers",
+    "head_readout",
+    "split_heads",
+    "tap_attention",
+    "tap_multihead",
+    "tap_projections",
+    "token_layout",
+]
 
 _Handles = list[torch.utils.hooks.RemovableHandle]
 
@@ -132,7 +143,7 @@ class AttentionTap:
         return t
 
 
-def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, T, heads * d) -> (B, heads, T, d); a (B, heads, T, d) tensor is left as it is."""
     if t.ndim == 4:
         return t
@@ -168,7 +179,7 @@ def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def _tap_projections(name: str, module: nn.Module, handles: _Handles, values: bool) -> AttentionTap:
+def tap_projections(name: str, module: nn.Module, handles: _Handles, values: bool) -> AttentionTap:
     """Hooks on a timm- or Hugging-Face-style layer: q/k (after any norm), and with
     ``values`` v and O (what the gradient needs)."""
     heads = int(getattr(module, "num_heads", 0) or getattr(module, "num_attention_heads", 0))
@@ -189,7 +200,7 @@ def _tap_projections(name: str, module: nn.Module, handles: _Handles, values: bo
             if index is not None:  # a fused qkv projection: (B, T, 3 * heads * d)
                 b, n, _ = t.shape
                 t = t.reshape(b, n, 3, heads, -1)[:, :, index].transpose(1, 2)
-            setattr(tap, slot, _heads(t, heads))
+            setattr(tap, slot, split_heads(t, heads))
             tap.took()
 
         return hook
@@ -226,17 +237,17 @@ def _tap_projections(name: str, module: nn.Module, handles: _Handles, values: bo
                 "scores, which attention methods cannot recover; use gradcam on this model"
             )
 
-    sink = _module(module, "norm", "o_proj", "proj")
+    sink = _module(module, "norm", "o_proj", "proj", "out_proj")  # out_proj: HF CLIP, SigLIP
     if sink is not None and values:
         handles.append(sink.register_forward_pre_hook(this_thread_only_any(take_out)))
     handles.append(
         module.register_forward_pre_hook(this_thread_only_any(extra_inputs), with_kwargs=True)
     )
-    tap.to_heads = lambda g: _heads(g, heads)
+    tap.to_heads = lambda g: split_heads(g, heads)
     return tap
 
 
-def _tap_multihead(
+def tap_multihead(
     name: str, module: nn.MultiheadAttention, handles: _Handles, values: bool
 ) -> AttentionTap:
     """Hooks on ``nn.MultiheadAttention``: q, k (and with ``values`` v and the output)
@@ -258,8 +269,8 @@ def _tap_multihead(
         rows = module.embed_dim * parts
         bias = None if module.in_proj_bias is None else module.in_proj_bias[:rows]
         q, k, *v = F.linear(x, module.in_proj_weight[:rows], bias).chunk(parts, dim=-1)
-        tap.q, tap.k = _heads(q, heads), _heads(k, heads)
-        tap.v = _heads(v[0], heads) if v else None
+        tap.q, tap.k = split_heads(q, heads), split_heads(k, heads)
+        tap.v = split_heads(v[0], heads) if v else None
         tap.fused = None  # a second call replaces the first
         tap.took()
 
@@ -270,7 +281,7 @@ def _tap_multihead(
 
     def to_heads(grad: torch.Tensor) -> torch.Tensor:
         g = grad if module.batch_first else grad.transpose(0, 1)
-        return _heads(g @ weight.detach(), heads)  # out = O W^T + b, so dS/dO = dS/dout W
+        return split_heads(g @ weight.detach(), heads)  # out = O W^T + b, so dS/dO = dS/dout W
 
     tap.to_heads = to_heads
     handles.append(
@@ -293,9 +304,9 @@ class _Taps:
         try:
             for name, module in attention_layers(self.model):
                 if isinstance(module, nn.MultiheadAttention):
-                    self.taps.append(_tap_multihead(name, module, self.handles, self.values))
+                    self.taps.append(tap_multihead(name, module, self.handles, self.values))
                 else:
-                    self.taps.append(_tap_projections(name, module, self.handles, self.values))
+                    self.taps.append(tap_projections(name, module, self.handles, self.values))
             if not self.values:
                 for tap in self.taps:
                     tap.fuse = self.fuse
@@ -359,7 +370,7 @@ class TorchAttention:
                 if gradients:
                     grads = _output_gradients(passes._target_scores(logits, t, score), taps)
             fused = [_fused(tap, fuse, g) for tap, g in zip(taps, grads, strict=True)]
-        layout = _token_layout(infos, fused[0].shape[-1], taps[0].name, (x.shape[1], x.shape[2]))
+        layout = token_layout(infos, fused[0].shape[-1], taps[0].name, (x.shape[1], x.shape[2]))
         tokens, patches = head_readout(self.model)
         return AttentionCapture(
             logits=logits.detach().float().cpu().numpy(),
@@ -427,7 +438,7 @@ def _output_gradients(score: torch.Tensor, taps: list[AttentionTap]) -> list[tor
     return [torch.zeros_like(out) if g is None else g for out, g in zip(outs, grads, strict=True)]
 
 
-def _token_layout(infos: list[Any], tokens: int, layer: str, size: tuple[int, int]) -> Layout:
+def token_layout(infos: list[Any], tokens: int, layer: str, size: tuple[int, int]) -> Layout:
     """Which tokens are the class token and the patch grid, from the traced token layers."""
     for info in infos:
         lay = info.layout

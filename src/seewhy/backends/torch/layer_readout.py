@@ -16,15 +16,21 @@ L backwards. Instead, one forward on the model's twin:
   only reaches the head through its own copy, block l's attention receives
   exactly d score(head(z_l)) / d A_l.
 
-The attention matrices are recovered by the taps of :mod:`.attention` (fused
-kernels included); an attention-pooling head (timm's ``AttentionPoolLatent``, a
-``nn.MultiheadAttention`` with a learned query: Hugging Face SigLIP's head) gets a
-tap of its own here. The user's model is never touched: hooks live on the twin.
+The signal needs no attention matrix: dS/dA = dS/dO . V^T, from the values and
+the gradient at the attention output, which the taps read (fused kernels
+included): those of :mod:`.attention` on timm and Hugging Face layers, a
+values-only tap here on ``nn.MultiheadAttention`` (open_clip, torchvision) and on
+an attention-pooling head (timm's ``AttentionPoolLatent``; a learned query over an
+``nn.MultiheadAttention``: Hugging Face SigLIP's head, open_clip CoCa's). A second
+contrast target (LeGrad's SigLIP correction) reuses the forward: one more
+``autograd.grad`` back to the taps. The user's model is never touched: hooks live
+on the twin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,17 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InvalidInput, UnsupportedModel
+from ...targets import Target
 from ..base import Score
+from ..heads import Head
 from ..readout import READOUTS, ReadoutCapture
 from .attention import (
     AttentionTap,
-    _heads,
-    _tap_multihead,
-    _tap_projections,
-    _token_layout,
     attention_layers,
+    split_heads,
+    tap_projections,
+    token_layout,
 )
 from .structure import named_layers, scored_call, this_thread_only_any
+from .targets import head_scores
 from .twin import current_model, on_twin
 
 __all__ = ["TorchLayerReadout", "readout_blocks"]
@@ -79,12 +87,13 @@ def _pooler(model: nn.Module) -> tuple[str, nn.Module] | None:
     """The attention-pooling head: learned queries attending over the tokens, if any."""
     found = []
     for name, module in named_layers(model).items():
-        holds_query = any(
-            isinstance(getattr(module, p, None), nn.Parameter) for p in _QUERY_PARAMETERS
-        )
+        # its own parameters read directly: getattr on every module of a ViT-B cost 7 ms
+        holds_query = any(module._parameters.get(p) is not None for p in _QUERY_PARAMETERS)
+        if not holds_query:
+            continue
         timm_style = hasattr(module, "kv") and hasattr(module, "q") and hasattr(module, "latent")
         mha = any(isinstance(c, nn.MultiheadAttention) for c in module.children())
-        if holds_query and (timm_style or mha):
+        if timm_style or mha:
             found.append((name, module))
     if len(found) > 1:
         raise UnsupportedModel(
@@ -96,33 +105,31 @@ def _pooler(model: nn.Module) -> tuple[str, nn.Module] | None:
 
 
 def _tap_pooler(name: str, module: nn.Module, handles: _Handles) -> AttentionTap:
-    """q, k, v and the attention output of a pooling head, for dS/dP = dS/dO . V^T."""
-    if hasattr(module, "kv"):  # timm AttentionPoolLatent: q, kv, q_norm, k_norm, proj
-        held: Any = module  # its parts, read by name
-        heads = int(held.num_heads)
-        tap = AttentionTap(name, heads, float(held.scale))
+    """The values and attention output of a pooling head, for dS/dP = dS/dO . V^T."""
+    if not hasattr(module, "kv"):  # Hugging Face SigLIP's, open_clip CoCa's: an MHA inside
+        mha = next(c for c in module.children() if isinstance(c, nn.MultiheadAttention))
+        return _tap_values(name, mha, handles)
+    held: Any = module  # timm AttentionPoolLatent: q, kv, q_norm, k_norm, proj, by name
+    heads = int(held.num_heads)
+    tap = AttentionTap(name, heads, float(held.scale))
 
-        def put(slot: str, index: int | None = None) -> Callable[..., None]:
-            def hook(mod: nn.Module, args: Any, output: Any) -> None:
-                t = output
-                if index is not None:  # the fused kv projection: (B, N, 2 * D)
-                    b, n, _ = t.shape
-                    t = t.reshape(b, n, 2, heads, -1)[:, :, index].transpose(1, 2)
-                setattr(tap, slot, _heads(t, heads))
+    def take_values(mod: nn.Module, args: Any, output: Any) -> None:
+        b, n, _ = output.shape  # the fused kv projection: (B, N, 2 * D), v second
+        tap.v = output.detach().reshape(b, n, 2, heads, -1)[:, :, 1].transpose(1, 2)
 
-            return hook
+    def take_out(mod: nn.Module, args: Any) -> None:
+        tap.out = args[0]
 
-        for source, slot in ((held.q_norm, "q"), (held.k_norm, "k")):
-            handles.append(source.register_forward_hook(this_thread_only_any(put(slot))))
-        handles.append(held.kv.register_forward_hook(this_thread_only_any(put("v", 1))))
+    handles.append(held.kv.register_forward_hook(this_thread_only_any(take_values)))
+    handles.append(held.proj.register_forward_pre_hook(this_thread_only_any(take_out)))
+    tap.to_heads = lambda g: split_heads(g, heads)
+    return tap
 
-        def take_out(mod: nn.Module, args: Any) -> None:
-            tap.out = args[0]
 
-        handles.append(held.proj.register_forward_pre_hook(this_thread_only_any(take_out)))
-        tap.to_heads = lambda g: _heads(g, heads)
-        return tap
-    mha = next(c for c in module.children() if isinstance(c, nn.MultiheadAttention))
+def _tap_values(name: str, mha: nn.MultiheadAttention, handles: _Handles) -> AttentionTap:
+    """An ``nn.MultiheadAttention``'s values and output: all LeGrad's signal needs
+    (dS/dA = dS/dO . V^T), so its queries and keys are not computed a second time (on
+    a ViT-B's last two blocks that alone was 4% of a forward)."""
     heads, e = mha.num_heads, mha.embed_dim
     tap = AttentionTap(name, heads, float(mha.head_dim) ** -0.5)
     if not mha._qkv_same_embed_dim or mha.in_proj_weight is None:
@@ -130,14 +137,12 @@ def _tap_pooler(name: str, module: nn.Module, handles: _Handles) -> AttentionTap
         return tap
 
     def take_input(mod: nn.Module, args: Any, kwargs: Any) -> None:
-        query, key, value = (list(args) + [kwargs.get(k) for k in ("query", "key", "value")])[:3]
-        w, b = mha.in_proj_weight, mha.in_proj_bias
-        parts = []
-        for i, x in enumerate((query, key, value)):
-            x = x if mha.batch_first else x.transpose(0, 1)
-            rows = slice(i * e, (i + 1) * e)
-            parts.append(_heads(F.linear(x, w[rows], None if b is None else b[rows]), heads))
-        tap.q, tap.k, tap.v = parts
+        named = ("query", "key", "value")
+        given = {**dict(zip(named, args, strict=False)), **kwargs}
+        x = given["value"] if mha.batch_first else given["value"].transpose(0, 1)
+        w, b = mha.in_proj_weight[2 * e :], mha.in_proj_bias
+        with torch.no_grad():
+            tap.v = split_heads(F.linear(x, w, None if b is None else b[2 * e :]), heads)
 
     def take_output(mod: nn.Module, args: Any, output: Any) -> None:
         tap.out = output[0] if isinstance(output, tuple) else output
@@ -146,7 +151,7 @@ def _tap_pooler(name: str, module: nn.Module, handles: _Handles) -> AttentionTap
 
     def to_heads(grad: torch.Tensor) -> torch.Tensor:
         g = grad if mha.batch_first else grad.transpose(0, 1)
-        return _heads(g @ weight.detach(), heads)
+        return split_heads(g @ weight.detach(), heads)  # out = O W^T + b: dS/dO = dS/dout W
 
     tap.to_heads = to_heads
     handles.append(
@@ -159,16 +164,16 @@ def _tap_pooler(name: str, module: nn.Module, handles: _Handles) -> AttentionTap
 def _tap_blocks(
     net: nn.Module, chosen: list[tuple[str, nn.Module, str]], handles: _Handles
 ) -> list[AttentionTap]:
-    """The attention taps of :mod:`.attention` on the chosen blocks only: a tap recomputes
-    q and k, which on every block of a ViT-B costs a quarter of a forward more."""
+    """Taps on the chosen blocks only: an ``nn.MultiheadAttention``'s values recomputed
+    (:func:`_tap_values`), other layers' q/k/v read from their projections (:mod:`.attention`)."""
     modules = named_layers(net)
     taps = []
     for _, _, name in chosen:
         module = modules[name]
         if isinstance(module, nn.MultiheadAttention):
-            taps.append(_tap_multihead(name, module, handles, True))
+            taps.append(_tap_values(name, module, handles))
         else:
-            taps.append(_tap_projections(name, module, handles, True))
+            taps.append(tap_projections(name, module, handles, True))
     return taps
 
 
@@ -315,11 +320,14 @@ def _resolve(readout: str | None, blocks: list[tuple[str, nn.Module, str]], pool
 
 
 def _start(start_block: int, count: int) -> int:
-    start = start_block + count if start_block < 0 else start_block
-    if not 0 <= start < count:
+    """The first block read: a negative ``start_block`` counts from the last, and asking for
+    more blocks than the model has reads them all (the default -2 on a one-block model, as
+    legrad-torch does)."""
+    start = max(0, start_block + count) if start_block < 0 else start_block
+    if start >= count:
         raise InvalidInput(
-            f"legrad: start_block must be in [{-count}, {count - 1}] for this model's "
-            f"{count} blocks, got {start_block}; set e.g. start_block=-2"
+            f"legrad: start_block {start_block} is past this model's {count} blocks; use a "
+            f"block from 0 to {count - 1}, or a negative one to count from the last"
         )
     return start
 
@@ -345,6 +353,7 @@ class TorchLayerReadout:
         start_block: int,
         readout: str | None,
         score: Score = "logit",
+        contrast: Sequence[Target] | None = None,
     ) -> ReadoutCapture:
         passes: Any = self
         infos = passes.layers(x[:1])
@@ -369,24 +378,29 @@ class TorchLayerReadout:
                 pool_tap, block_taps = _tap_pooler(*pooler, handles), []
             torch.set_grad_enabled(False)  # until the first block read (see _cut_graph)
             with _Rerouted(net, chosen, how, None if pooler is None else pooler[1], n):
-                scores = passes._scores(scored_call(net, inputs))
+                output = scored_call(net, inputs)
+                scores = passes._scores(output)
                 if scores.shape[0] != n * (len(chosen) + 1):
                     raise UnsupportedModel(
                         "legrad: the model's head did not score every block's output "
                         "separately; use gradcam"
                     )
                 t = passes._targets(targets, scores[-n:])
-                total = sum(
-                    passes._target_scores(scores[k * n : (k + 1) * n], t, score).sum()
-                    for k in range(len(chosen))
-                )
-                relevance = _relevance(total, pool_tap, block_taps, n, len(chosen))
+                totals = [
+                    sum(
+                        passes._target_scores(scores[k * n : (k + 1) * n], t, score).sum()
+                        for k in range(len(chosen))
+                    )
+                ]
+                if contrast is not None:
+                    totals.append(_contrast_total(passes._head, output, contrast, len(chosen)))
+                relevance, *contrasted = _relevance(totals, pool_tap, block_taps, n, len(chosen))
         finally:
             for handle in handles:
                 handle.remove()
             torch.set_grad_enabled(grad_mode)
         size = (x.shape[1], x.shape[2])
-        layout = _token_layout(infos, relevance.shape[-1], chosen[-1][0], size)
+        layout = token_layout(infos, relevance.shape[-1], chosen[-1][0], size)
         grid = layout.grid or (0, 0)
         return ReadoutCapture(
             logits=scores[-n:].detach().float().cpu().numpy(),
@@ -395,17 +409,38 @@ class TorchLayerReadout:
             relevance=relevance[..., layout.prefix :].cpu().numpy(),
             grid=grid,
             readout=how,
+            contrast=contrasted[0][..., layout.prefix :].cpu().numpy() if contrasted else None,
         )
 
 
+def _contrast_total(head: Head, output: Any, contrast: Sequence[Target], blocks: int) -> Any:
+    """The sum over blocks and images of each image's contrast target, read at every block
+    (the same stacked output the targets were scored on: blocks, then the live rows)."""
+    distinct: list[Target] = []
+    for item in contrast:
+        if not any(item is d for d in distinct):
+            distinct.append(item)
+    columns = head_scores(replace(head, columns=tuple(distinct), probability=False), output)
+    n = len(contrast)
+    if columns.shape[0] != n * (blocks + 1):
+        raise InvalidInput(
+            f"legrad: {n} contrast targets for {columns.shape[0] // (blocks + 1)} images; "
+            "pass one per image"
+        )
+    picks = [next(j for j, d in enumerate(distinct) if d is item) for item in contrast]
+    index = torch.tensor(picks, device=columns.device).expand(blocks, n)[..., None]
+    return columns[: n * blocks, : len(distinct)].reshape(blocks, n, -1).gather(2, index).sum()
+
+
 def _relevance(
-    total: torch.Tensor,
+    totals: list[Any],
     pool_tap: AttentionTap | None,
     block_taps: list[AttentionTap],
     n: int,
     blocks: int,
-) -> torch.Tensor:
-    """(blocks, N, keys) float32: each block's signal, from one ``autograd.grad``."""
+) -> list[torch.Tensor]:
+    """Per total, (blocks, N, keys) float32: each block's signal, from one ``autograd.grad``
+    (a second total, the contrast, reuses the forward's graph)."""
     taps = [pool_tap] if pool_tap is not None else block_taps
     for tap in taps:
         if tap.refused:
@@ -416,19 +451,23 @@ def _relevance(
                 "use gradcam on this model"
             )
     outs = [tap.out for tap in taps if tap.out is not None]
-    if not total.requires_grad:
+    if not all(isinstance(t, torch.Tensor) and t.requires_grad for t in totals):
         raise UnsupportedModel(
             "legrad: the target's score does not depend on the image; use gradcam"
         )
-    grads = torch.autograd.grad(total, outs, allow_unused=True)
-    parts = []
-    for k in range(blocks):
-        if pool_tap is not None:
-            tap, grad, rows = pool_tap, grads[0], slice(k * n, (k + 1) * n)
-        else:
-            tap, grad, rows = block_taps[k], grads[k], slice(None)
-        if grad is None:
-            grad = torch.zeros_like(outs[0 if pool_tap is not None else k])
-        d_o = tap.output_gradient(grad)
-        parts.append(_signal(tap, d_o, rows, pool_tap is not None).float())
-    return torch.stack(parts)
+    found = []
+    for i, total in enumerate(totals):
+        last = i == len(totals) - 1
+        grads = torch.autograd.grad(total, outs, allow_unused=True, retain_graph=not last)
+        parts = []
+        for k in range(blocks):
+            if pool_tap is not None:
+                tap, grad, rows = pool_tap, grads[0], slice(k * n, (k + 1) * n)
+            else:
+                tap, grad, rows = block_taps[k], grads[k], slice(None)
+            if grad is None:
+                grad = torch.zeros_like(outs[0 if pool_tap is not None else k])
+            d_o = tap.output_gradient(grad)
+            parts.append(_signal(tap, d_o, rows, pool_tap is not None).float())
+        found.append(torch.stack(parts))
+    return found

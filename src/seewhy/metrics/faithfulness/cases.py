@@ -25,7 +25,7 @@ from ...explanation import Explanation
 from ...inputs import prepare
 from ...maps import upsample
 from ...preprocess import Preprocess
-from ...spec import resolve_spec
+from ...vlm.adapters import seen
 from .._maps import as_maps
 
 __all__ = ["Baseline", "Case", "baseline_label", "resolve_case"]
@@ -118,6 +118,9 @@ def resolve_case(
     precision: str = "float32",
     batch_size: int | None = None,
     score: str = "probability",
+    *,
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> Case:
     """Model, maps, inputs and targets from the forms the public functions accept.
 
@@ -130,18 +133,23 @@ def resolve_case(
     for pictures; pass ``images`` when you explained preprocessed tensors).
     ``batch_size`` None lets the backend choose (``preferred_batch_size``).
     An Explanation's own target (``params["target"]``: a region, a box, ...),
-    output and head are scored again, as the metric's ``score`` asks.
+    output and head are scored again, as the metric's ``score`` asks. A
+    vision-language model is run as explain runs it (its image-seeing part),
+    its recorded Prompt or Answer bound again with ``tokenizer``/``processor``.
     """
     precision_ = check_precision(precision)
-    backend = backend_for(model)
-    spec = resolve_spec(model, preprocess=preprocess)
+    view = seen(model, tokenizer=tokenizer, processor=processor)
+    backend = backend_for(view.model)
+    spec = view.spec(backend, preprocess=preprocess)
     expected = None
     scored: dict[str, Any] = {}
+    family = None  # the vision-language model the explanation was made with, if any
     if isinstance(explanation, Explanation):
         maps = np.asarray(explanation.maps, dtype=np.float32)
         scored = {k: explanation.params[k] for k in ("output", "head") if k in explanation.params}
         if targets is None:
             targets = explanation.params.get("target", explanation.targets)
+            family = explanation.params.get("model_family")
         if images is None:
             inputs = np.asarray(spec.preprocess.normalise(explanation.images), dtype=np.float32)
             expected = np.asarray(explanation.logits, dtype=np.float32)
@@ -164,6 +172,7 @@ def resolve_case(
     if maps.shape[1:] != size:
         maps = upsample(maps, size)
     maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    targets = view.targets(targets, family, who=f"{name}: targets")
     chosen = resolve_targets(targets, len(inputs), spec.labels)
     plan = plan_targets(
         backend,

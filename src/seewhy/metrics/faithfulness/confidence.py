@@ -15,7 +15,7 @@ import numpy as np
 from ..._kit.blas import one_blas_thread
 from ...explanation import Explanation
 from ...preprocess import Preprocess
-from ..registry import Direction, Need, metric
+from ..registry import TEXT_SIDE, Direction, Need, metric
 from .cases import Baseline, baseline_label, resolve_case
 
 __all__ = ["ConfidenceChange", "average_drop", "increase_in_confidence"]
@@ -80,12 +80,14 @@ class ConfidenceChange:
     "increase_in_confidence",
     direction=Direction.HIGHER,
     needs=frozenset({Need.PREDICTIONS}),
+    settings=TEXT_SIDE,
     headline="increase_in_confidence",
 )
 @metric(
     "average_drop",
     direction=Direction.LOWER,
     needs=frozenset({Need.PREDICTIONS}),
+    settings=TEXT_SIDE,
     headline="average_drop",
 )
 def average_drop(
@@ -99,6 +101,8 @@ def average_drop(
     batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> ConfidenceChange:
     """Average Drop and Increase in Confidence of the image shown through its map.
 
@@ -110,6 +114,8 @@ def average_drop(
     Parameters
     ----------
     model, explanation, images, targets, blur_sigma, batch_size, preprocess, precision
+        As in :func:`~seewhy.metrics.deletion`.
+    tokenizer, processor : object, optional
         As in :func:`~seewhy.metrics.deletion`.
     baseline : str, float, tuple or numpy.ndarray
         What the map's zeros show (``"black"``, as in the paper; any fill
@@ -123,7 +129,16 @@ def average_drop(
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         case = resolve_case(
-            "average_drop", model, explanation, images, targets, preprocess, precision, batch_size
+            "average_drop",
+            model,
+            explanation,
+            images,
+            targets,
+            preprocess,
+            precision,
+            batch_size,
+            tokenizer=tokenizer,
+            processor=processor,
         )
         x = case.inputs
         fill = case.fill(baseline, blur_sigma)

@@ -21,7 +21,7 @@ from ..._kit.fills import default_blur_sigma
 from ..._kit.scores import check_score
 from ...explanation import Explanation
 from ...preprocess import Preprocess
-from ..registry import Direction, Need, metric
+from ..registry import TEXT_SIDE, Direction, Need, metric
 from ..registry import get as get_metric
 from .cases import Baseline, Case, baseline_label, resolve_case
 
@@ -183,14 +183,16 @@ def _curve(
     baseline: Baseline,
     blur_sigma: float | None,
     score: str,
+    text: Mapping[str, Any],
 ) -> Curve:
     """Deletion or insertion, from the public arguments: run every step, record the settings.
 
     ``inputs`` are the public functions' ``images, targets, preprocess,
-    precision, batch_size``; both curves resolve and run them here alone.
+    precision, batch_size``, ``text`` their ``tokenizer`` and ``processor``;
+    both curves resolve and run them here alone.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
-        case = resolve_case(kind, model, explanation, *inputs, score)
+        case = resolve_case(kind, model, explanation, *inputs, score, **text)
         return _run_curve(kind, case, steps, baseline, blur_sigma, score)
 
 
@@ -225,7 +227,7 @@ def _run_curve(
     "deletion",
     direction=Direction.LOWER,
     needs=frozenset({Need.PREDICTIONS}),
-    settings=("steps", "baseline"),
+    settings=("steps", "baseline", *TEXT_SIDE),
     headline="mean_auc",
 )
 def deletion(
@@ -241,6 +243,8 @@ def deletion(
     batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> Curve:
     """Deletion curve (RISE): remove the most important pixels first.
 
@@ -287,6 +291,9 @@ def deletion(
         The model's input preparation, when seewhy cannot read it from the model.
     precision : str
         ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the forward passes.
+    tokenizer, processor : object, optional
+        A vision-language model's own, as :func:`seewhy.explain` took them: its
+        recorded Prompt or Answer is scored again with them.
 
     Returns
     -------
@@ -300,14 +307,15 @@ def deletion(
         maps without ``images``.
     """
     inputs = (images, targets, preprocess, precision, batch_size)
-    return _curve("deletion", model, explanation, inputs, steps, baseline, blur_sigma, score)
+    text = {"tokenizer": tokenizer, "processor": processor}
+    return _curve("deletion", model, explanation, inputs, steps, baseline, blur_sigma, score, text)
 
 
 @metric(
     "insertion",
     direction=Direction.HIGHER,
     needs=frozenset({Need.PREDICTIONS}),
-    settings=("steps",),  # starts from the blur whatever evaluate's baseline
+    settings=("steps", *TEXT_SIDE),  # starts from the blur whatever evaluate's baseline
     headline="mean_auc",
 )
 def insertion(
@@ -323,6 +331,8 @@ def insertion(
     batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> Curve:
     """Insertion curve (RISE): reveal the most important pixels first.
 
@@ -337,6 +347,8 @@ def insertion(
     ----------
     model, explanation, images, targets, score, batch_size, preprocess, precision
         As in :func:`deletion`.
+    tokenizer, processor : object, optional
+        As in :func:`deletion`.
     steps : int
         How many equal steps reveal the pixels.
     baseline : str, float, tuple or numpy.ndarray
@@ -350,4 +362,5 @@ def insertion(
         Each image's curve; ``mean_auc`` sums it up (higher is better).
     """
     inputs = (images, targets, preprocess, precision, batch_size)
-    return _curve("insertion", model, explanation, inputs, steps, baseline, blur_sigma, score)
+    text = {"tokenizer": tokenizer, "processor": processor}
+    return _curve("insertion", model, explanation, inputs, steps, baseline, blur_sigma, score, text)

@@ -20,7 +20,7 @@ from ..._kit.prefetch import Ahead
 from ...errors import InvalidInput
 from ...explanation import Explanation
 from ...preprocess import Preprocess
-from ..registry import Direction, Need, metric
+from ..registry import TEXT_SIDE, Direction, Need, metric
 from .cases import Case, resolve_case
 from .curves import pixel_ranks
 
@@ -245,7 +245,13 @@ class RoadResult:
         }
 
 
-@metric("road", direction=Direction.HIGHER, needs=frozenset({Need.PREDICTIONS}), headline="gap")
+@metric(
+    "road",
+    direction=Direction.HIGHER,
+    needs=frozenset({Need.PREDICTIONS}),
+    settings=TEXT_SIDE,
+    headline="gap",
+)
 def road(
     model: Any,
     explanation: Explanation | np.ndarray,
@@ -258,6 +264,8 @@ def road(
     batch_size: int | None = None,
     preprocess: Preprocess | None = None,
     precision: str = "float32",
+    tokenizer: Any = None,
+    processor: Any = None,
 ) -> RoadResult:
     """ROAD, remove and debias (Rong et al., 2022), without retraining.
 
@@ -272,6 +280,8 @@ def road(
     Parameters
     ----------
     model, explanation, images, targets, batch_size, preprocess, precision
+        As in :func:`~seewhy.metrics.deletion`.
+    tokenizer, processor : object, optional
         As in :func:`~seewhy.metrics.deletion`.
     fractions : sequence of float
         The shares of pixels removed, each strictly between 0 and 1.
@@ -299,7 +309,16 @@ def road(
             )
         noise = finite_float(noise, "noise", where="road", minimum=0.0)
         case = resolve_case(
-            "road", model, explanation, images, targets, preprocess, precision, batch_size
+            "road",
+            model,
+            explanation,
+            images,
+            targets,
+            preprocess,
+            precision,
+            batch_size,
+            tokenizer=tokenizer,
+            processor=processor,
         )
         n = len(case.maps)
         probs = np.empty((n, 2, len(fr)), dtype=np.float64)

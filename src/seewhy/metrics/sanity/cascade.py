@@ -20,6 +20,7 @@ import numpy as np
 
 from ..._kit.blas import one_blas_thread
 from ..._kit.checks import bad_argument, positive_int
+from ..._kit.warn import warn_user
 from ...api import Explainer  # a sanity check explains again, with each randomised copy
 from ...backends import Backend, backend_for
 from ...backends.capabilities import Weights
@@ -28,7 +29,7 @@ from ...errors import BackendError, InvalidInput
 from ...explanation import Explanation
 from ...inputs import prepare
 from ...preprocess import Preprocess
-from ...spec import resolve_spec
+from ...vlm.adapters import AdaptedModelNote, Seen, seen
 from .result import SanityResult
 from .similarity import SANITY_MEASURES, compare, paper_maps
 
@@ -83,7 +84,8 @@ def randomization_steps(model: Any, images: Any = None) -> list[list[str]]:
         The model's weights cannot be read (ONNX, ``BlackBox``).
     """
     x = None if images is None else np.asarray(images, dtype=np.float32)
-    return _cascade_groups(need_weights(backend_for(model), _WHO).parameter_layers(x))
+    tower = seen(model).model  # a vision-language model: the part that sees the pixels
+    return _cascade_groups(need_weights(backend_for(tower), _WHO).parameter_layers(x))
 
 
 def _cascade_groups(layers: Sequence[tuple[str, str]]) -> list[list[str]]:
@@ -168,19 +170,42 @@ class _Reference:
     setup: _Setup
     base: Explanation
     follow: bool  # each other model explains its own top-1, not the original's targets
+    # a vision-language model's targets, bound once to its text side (each copy of its
+    # image tower is scored against the same texts or answer); None for other models
+    bound: Any = None
 
     def compare_with(
-        self, model: Any, base_paper: tuple[np.ndarray, np.ndarray] | None = None
+        self, model: Any, base_paper: tuple[np.ndarray, np.ndarray] | None = None, bound: Any = None
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """(each measure (N,), maps (N, H, W)) of ``model`` against the original."""
+        """(each measure (N,), maps (N, H, W)) of ``model`` against the original
+        (``bound``: its own binding of the targets, for another vision-language model)."""
         given = self.base.params.get("target")  # a seewhy.targets target: always the same
         target = given if given is not None else None if self.follow else self.base.targets
+        target = next((b for b in (bound, self.bound) if b is not None), target)
         other = self.setup.explain(model, layer=self.base.layer, target=target)
         return compare(self.base, other, base_paper), other.maps
 
 
+def _seen(model: Any, params: dict[str, Any]) -> Seen:
+    """``model`` as the check sees it; ``params`` lose the text-side keywords it took.
+
+    A generative model is refused in one line: its answer is scored by its
+    language model through the running pass over its own vision path, which a
+    re-drawn copy of that path does not have.
+    """
+    text = {k: params.pop(k) for k in ("tokenizer", "processor", "prompt") if k in params}
+    view = seen(model, **text)
+    if view.adapted is not None and view.adapted.rows is not None:
+        raise InvalidInput(
+            f"model: the sanity check does not serve {view.adapted.family} models yet (their "
+            "answer is scored through the vision path explained, which a randomised copy "
+            "lacks); it serves dual encoders (CLIP, SigLIP) and image models"
+        )
+    return view
+
+
 def _reference(
-    model: Any,
+    view: Seen,
     images: Any,
     method: str,
     target: Any,
@@ -190,15 +215,24 @@ def _reference(
     batch_size: int,
     params: Mapping[str, Any],
 ) -> _Reference:
-    """Prepare the inputs once and explain them with the untouched model."""
+    """Prepare the inputs once and explain them with the untouched model.
+
+    A vision-language model is explained through its image tower, its
+    targets bound once: every randomised copy of the tower is scored alike.
+    """
     if randomized_target not in ("original", "predicted"):
         raise bad_argument("randomized_target", "'original' or 'predicted'", randomized_target)
-    spec = resolve_spec(model, preprocess=preprocess)
-    channels_first = backend_for(model).channels_first
+    spec = view.spec(preprocess=preprocess)
+    channels_first = backend_for(view.model).channels_first
     batch, _ = prepare(images, spec.preprocess, channels_first=channels_first, strict=True)
     setup = _Setup(batch.inputs, method, spec.preprocess, batch_size, params)
-    base = setup.explain(model, layer=layer, target=target)
-    return _Reference(setup, base, follow=randomized_target == "predicted")
+    bound = None
+    if view.adapted is not None:
+        warn_user(view.adapted.said, AdaptedModelNote)
+        bound = target = view.targets(target, who="target")
+        layer = layer or view.adapted.layer
+    base = setup.explain(view.model, layer=layer, target=target)
+    return _Reference(setup, base, follow=randomized_target == "predicted", bound=bound)
 
 
 def _result(
@@ -309,10 +343,12 @@ def sanity_check(
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
         if steps is not None:
             steps = positive_int(steps, "steps", where="sanity_check")
-        backend = backend_for(model)
+        params = dict(params)
+        view = _seen(model, params)  # a vision-language model: its image tower's weights
+        backend = backend_for(view.model)
         weights = need_weights(backend, _WHO)  # before any image is explained
         ref = _reference(
-            model, images, method, target, layer, randomized_target, preprocess, batch_size, params
+            view, images, method, target, layer, randomized_target, preprocess, batch_size, params
         )
         groups = (
             [[g] if isinstance(g, str) else list(g) for g in layers]
@@ -389,11 +425,16 @@ def data_randomization_check(
         One step, ``"shuffled labels"``: the similarity of its maps to the original's.
     """
     with one_blas_thread():  # numpy's BLAS on one thread (see _kit/blas.py)
+        params = dict(params)
+        text = {k: params[k] for k in ("tokenizer", "processor", "prompt") if k in params}
+        view = _seen(model, params)
         ref = _reference(
-            model, images, method, target, layer, randomized_target, preprocess, batch_size, params
+            view, images, method, target, layer, randomized_target, preprocess, batch_size, params
         )
         other = retrain() if callable(retrain) and not _is_model(retrain) else retrain
-        row, other_maps = ref.compare_with(other)
+        other_view = seen(other, **text)  # another dual encoder: the same texts, its own tower
+        bound = None if other_view.adapted is None else other_view.targets(target, who="target")
+        row, other_maps = ref.compare_with(other_view.model, bound=bound)
         recorded = {"layer": ref.base.layer, "randomized_target": randomized_target}
         return _result(ref, "data", ["shuffled labels"], [row], [other_maps], recorded)
 
