@@ -26,6 +26,7 @@ from models import (
 )
 from seewhy import registry
 from seewhy import targets as T
+from seewhy.backends.capabilities import Attention, LayerReadout
 from seewhy.errors import InvalidInput, SeewhyError, UnsupportedModel
 
 torch = pytest.importorskip("torch")
@@ -116,7 +117,8 @@ def test_every_method_explains_a_region_and_a_multilabel_or_refuses(
 ) -> None:
     segmenter, classifier = tiny_segmenter(), tiny_cnn(classes=4, seed=3)
     before = _snapshot(segmenter)
-    if registry.get(method).uses_layer is False and "attention" in method:  # needs a ViT
+    needs = registry.get(method).requires
+    if {Attention, LayerReadout} & needs or method == "answer-attention":  # a ViT, a VLM
         with pytest.raises(UnsupportedModel) as refused:
             _explain(classifier, x, method, target=T.MultiLabel([1, 3]))
         assert "\n" not in str(refused.value)

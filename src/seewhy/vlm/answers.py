@@ -38,6 +38,7 @@ from .generative_text import (
     prompt_tokens,
     token_text,
 )
+from .preprocessing import letterboxed
 
 __all__ = ["AnswerScore", "adapt_generative", "replace_token"]
 
@@ -348,7 +349,6 @@ def _preprocess(path: VisionPath, processor: Any) -> tuple[Any, str]:
     """The pictures as the processor makes them (LLaVA, PaliGemma); Qwen2-VL: letterboxed in
     its budget; LLaVA-NeXT, Idefics3: letterboxed in a canvas of whole tiles."""
     from ..backends.torch.hints_hf import image_processor_preset
-    from ..preprocess import Preprocess
 
     family = path.family
     images = processor.image_processor
@@ -362,16 +362,7 @@ def _preprocess(path: VisionPath, processor: Any) -> tuple[Any, str]:
     limit = (fields.get("size") or {}).get("longest_edge") or fields.get("max_pixels")
     budget = min(int(limit or 448 * 448), 448 * 448)
     side = max(family.step, int(np.sqrt(budget)) // family.step * family.step)
-    pre = Preprocess(
-        size=(side, side),
-        resize=(side, side),
-        fit="contain",
-        mean=tuple(float(v) for v in fields["image_mean"]),
-        std=tuple(float(v) for v in fields["image_std"]),
-        scale=float(fields.get("rescale_factor", 1 / 255)),
-        interpolation="bicubic",
-        fill=(0,),
-    )
+    pre = letterboxed(fields, side, side)
     how = (
         f"fitted into {side}x{side} with their aspect kept and padded (its processor would "
         "resize each picture to its own size; pass preprocess= to choose another)"

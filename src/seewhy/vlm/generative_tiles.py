@@ -218,7 +218,7 @@ def tiles_preprocess(path: VisionPath, processor: Any) -> tuple[Preprocess, str]
     and drop the padding's features; one canvas serves every picture of a
     batch, and ``preprocess=`` with another pinpoint's size chooses another.
     """
-    from ..preprocess import Preprocess
+    from .preprocessing import letterboxed
 
     fields = processor.image_processor.to_dict()
     tile = path.family.tile
@@ -234,16 +234,7 @@ def tiles_preprocess(path: VisionPath, processor: Any) -> tuple[Preprocess, str]
         longest = int((fields.get("size") or {}).get("longest_edge") or 4 * tile)
         height = width = max(tile, longest // tile * tile)
         choice = "its processor's longest edge, whole tiles"
-    pre = Preprocess(
-        size=(height, width),
-        resize=(height, width),
-        fit="contain",
-        mean=tuple(float(v) for v in fields["image_mean"]),
-        std=tuple(float(v) for v in fields["image_std"]),
-        scale=float(fields.get("rescale_factor") or 1 / 255),
-        interpolation="bicubic",
-        fill=(0,),
-    )
+    pre = letterboxed(fields, height, width)
     rows, cols = height // tile, width // tile
     how = (
         f"fitted into a {height}x{width} canvas ({choice}: {rows}x{cols} tiles of {tile} px) "

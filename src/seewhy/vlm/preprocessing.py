@@ -8,11 +8,12 @@ either, the family's usual processor is assumed and said to be.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..preprocess import Preprocess
 
-__all__ = ["dual_encoder_preprocess"]
+__all__ = ["dual_encoder_preprocess", "letterboxed"]
 
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -92,3 +93,19 @@ def _hugging_face(model: Any, family: str, processor: Any) -> tuple[Preprocess |
         resampler="torchvision",
     )
     return pre, f"assumed: CLIPImageProcessor's defaults at {side}x{side} (pass processor=)"
+
+
+def letterboxed(fields: Mapping[str, Any], height: int, width: int) -> Preprocess:
+    """The picture fitted into ``height`` x ``width`` with its aspect kept and padded black,
+    then scaled and normalised as the image processor's ``fields`` (its ``to_dict()``) say:
+    one size for every picture of a call, where the processor would size each its own."""
+    return Preprocess(
+        size=(height, width),
+        resize=(height, width),
+        fit="contain",
+        mean=tuple(float(v) for v in fields["image_mean"]),
+        std=tuple(float(v) for v in fields["image_std"]),
+        scale=float(fields.get("rescale_factor") or 1 / 255),
+        interpolation="bicubic",
+        fill=(0,),
+    )
