@@ -55,6 +55,7 @@ DOCUMENTED_MODULES = (
     "seewhy.spec",
     "seewhy.backends.capabilities",
     "seewhy.backends.requirements",
+    "seewhy.vlm",
 )
 
 
