@@ -11,9 +11,10 @@ interleaved; each ratio is taken round by round (median and quartiles, of
 the wall clock and of the CPU seconds; target <= 1.3x). The LLaVA is built
 from a config with random weights (no download): a CLIP tower at 336 px,
 patch 14 (576 image tokens), and a Llama; ``--small`` for a quick run, where
-seewhy's constant cost per call (two passes' twins of the module tree, about
-1 ms each, and its bookkeeping, 3-4 ms in all on this small model) is a
-visible part of a ~10 ms floor.
+seewhy's constant cost per call is a visible part of a ~9 ms floor: the pass's
+twin of the module tree (~0.9 ms for 94 modules, kept for thread safety), the
+sigmoid watch on the scored forward, the map's bookkeeping, and on the photo
+its preparation (~1.5 ms, which the floor is spared).
 
     python benchmarks/bench_answer.py [--small] [--repeats 10] [--threads N]
 """

@@ -1411,3 +1411,130 @@ def tiny_idefics3(seed: int = 0) -> Any:
         chat_template=_turns("<image>", "<|im_start|> ", "<|im_end|> "),
     )
     return model, processor
+
+
+# -- the generative VLM families served through another family's geometry (issue 26) ----
+# Qwen2.5-VL (Qwen2-VL's patch rows, with window attention in its tower) and SmolVLM
+# (Idefics3's tiles) with their own model classes and processors: tiny, random, offline.
+
+
+def tiny_qwen2_5_vl(seed: int = 0) -> Any:
+    """(Qwen2_5_VLForConditionalGeneration, its Qwen2_5_VLProcessor): patch 8, merge 2, a
+    2-block tower whose first block attends within 32 px windows (2x2 merged tokens) and whose
+    second attends to all, a 2-block language model with multimodal rope, eval mode."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "vocab_size": len(_VLM_WORDS),
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+            "max_position_embeddings": 256,
+            "bos_token_id": None,
+            "eos_token_id": vocab["<|im_end|>"],
+            "pad_token_id": vocab["<pad>"],
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 32,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 32,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=vocab["<|image_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"],
+        vision_end_token_id=vocab["<|vision_end|>"],
+        bos_token_id=None,
+        eos_token_id=vocab["<|im_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    geometry = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            **geometry, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+        ),
+        video_processor=Qwen2VLVideoProcessor(**geometry),
+        tokenizer=_vlm_tokenizer(
+            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"], "<|im_end|>"
+        ),
+        chat_template=_turns(
+            "<|vision_start|> <|image_pad|> <|vision_end|>", "<|im_start|> ", "<|im_end|> "
+        ),
+    )
+    return model, processor
+
+
+def tiny_smolvlm(seed: int = 0) -> Any:
+    """(SmolVLMForConditionalGeneration, its SmolVLMProcessor): as :func:`tiny_idefics3`
+    (32 px tiles, 8 px patches, a pixel shuffle of 2, a 64 px longest edge, a 2-block Llama)
+    through SmolVLM's own classes. Its processor needs the ``num2words`` package."""
+    import torch
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    tags = [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
+    tokenizer = _vlm_tokenizer(
+        ["<image>", "<fake_token_around_image>", "<end_of_utterance>", "<global-img>", *tags],
+        "<end_of_utterance>",
+    )
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": 256,
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    config = SmolVLMConfig(
+        vision_config=vision,
+        text_config=text,
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    images = SmolVLMImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    processor = SmolVLMProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        video_processor=SmolVLMVideoProcessor(),
+        image_seq_len=4,
+        chat_template=_turns("<image>", "<|im_start|> ", "<|im_end|> "),
+    )
+    return model, processor

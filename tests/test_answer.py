@@ -224,3 +224,28 @@ def test_a_qwen2_vl_tower_block_is_refused_for_its_unbatched_rows(qwen: Any) -> 
     with pytest.raises(SeewhyError, match="without a batch dimension") as refused:
         _explain(model, processor, layer=block, target=Answer(ANSWER, prompt=PROMPT))
     assert "\n" not in str(refused.value) and "use layer merged_patches" in str(refused.value)
+
+
+def test_the_vision_paths_scored_forward_skips_the_sigmoid_watch(
+    llava: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vision path's output is image features for the Answer to score, never a sigmoid's:
+    its forwards skip the watch for a final sigmoid (every torch call watched, 0.6 ms a call
+    on the tiny model), and the map is the same."""
+    from seewhy.backends.torch import structure
+
+    model, processor = llava
+    watched = _explain(model, processor, target=Answer(ANSWER, prompt=PROMPT)).maps
+    calls: list[int] = []
+    original = structure.sigmoid_calls
+
+    def counted() -> Any:
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(structure, "sigmoid_calls", counted)
+    again = _explain(model, processor, target=Answer(ANSWER, prompt=PROMPT)).maps
+    assert calls == []
+    np.testing.assert_allclose(again, watched, rtol=1e-6, atol=1e-9)
+    seewhy.explain(tiny_cnn(), np.zeros((1, 16, 16, 3), np.float32), "gradcam")
+    assert calls  # a plain classifier is still watched

@@ -114,6 +114,9 @@ SUBJECTS: dict[str, dict[str, str]] = {
         ),
     },
     "test_torch_backend.py": {
+        "test_a_layer_swapped_after_the_first_explanation_is_traced_anew": (
+            "the block a user swaps in after a first explanation"
+        ),
         "test_model_with_tuple_output_and_inplace_layer_target": (
             "a tuple output around an in-place ReLU"
         ),

@@ -29,7 +29,7 @@ import torch
 from .._kit.checks import bad_argument
 from ..targets import Answer
 from ..targets.base import Target
-from .generative_models import Family, VisionPath, describe_family, family_of
+from .generative_models import Family, VisionPath, describe_family, family_of, own_family
 from .generative_text import (
     MAX_NEW_TOKENS,
     answer_ids,
@@ -112,8 +112,10 @@ class _Generative:
     """One claimed model: its vision path, processor and default prompt."""
 
     def __init__(self, vlm: Any, family: Family, processor: Any, prompt: str | None) -> None:
+        from .generative_tiles import shrink_of
+
         self.vlm = vlm
-        self.path = VisionPath(vlm, family)
+        self.path = VisionPath(vlm, family, shrink_of(processor) if family.tiled else None)
         self.processor = processor
         self.prompt = prompt
 
@@ -312,15 +314,18 @@ def adapt_generative(
     adapter = _Generative(model, family, found, prompt)
     layer, why = _default_layer(adapter.path)
     preprocess, how = _preprocess(adapter.path, found)
+    own = own_family(model, name)
+    laid = own if own == name else f"{own}, laid out as {name}"
     said = (
-        f"{type(model).__name__}: seewhy explains its vision path (pixels -> image features); "
+        f"{type(model).__name__} ({laid}): seewhy explains its vision path (pixels -> image "
+        "features); "
         f"the answer is scored by its language model, teacher-forced (no Answer: its greedy "
         f"answer, at most {MAX_NEW_TOKENS} tokens); default layer {layer} ({why}); pictures "
         f"{how}"
     )
     return {
         "model": adapter.path,
-        "family": name,
+        "family": own,
         "said": said,
         "preprocess": preprocess,
         "bind": adapter.bind,

@@ -30,7 +30,7 @@ by :func:`family_of` rather than explained with a wrong geometry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,7 +38,10 @@ from torch import nn
 
 from ..errors import UnsupportedModel
 
-__all__ = ["SUPPORTED", "Family", "VisionPath", "family_of"]
+if TYPE_CHECKING:
+    from .generative_tiles import Shrink
+
+__all__ = ["SUPPORTED", "Family", "VisionPath", "family_of", "own_family"]
 
 #: The families served, as messages name them.
 SUPPORTED = (
@@ -55,6 +58,12 @@ _FAMILIES = {
     "LlavaNextForConditionalGeneration": "llava-next",
     "Idefics3ForConditionalGeneration": "idefics3",
     "SmolVLMForConditionalGeneration": "idefics3",
+}
+# served through another family's geometry, but named as themselves in params and messages
+# (so an explanation of one is never scored again on the other)
+_OWN_NAMES = {
+    "Qwen2_5_VLForConditionalGeneration": "qwen2.5-vl",
+    "SmolVLMForConditionalGeneration": "smolvlm",
 }
 # generative VLMs recognised but not served yet: why, in a few words
 _NOT_YET = {
@@ -78,6 +87,12 @@ def family_of(model: Any) -> str | None:
             f"served: {SUPPORTED}"
         )
     return _FAMILIES.get(name)
+
+
+def own_family(model: Any, geometry: str) -> str:
+    """The family a served model is named as (``"qwen2.5-vl"``, ``"smolvlm"``): its own,
+    which may differ from ``geometry``, the family whose layout it is served through."""
+    return _OWN_NAMES.get(type(model).__name__, geometry)
 
 
 @dataclass(frozen=True)
@@ -142,8 +157,11 @@ class VisionPath(nn.Module):
     pass of seewhy's ever runs its ``forward``.
     """
 
-    def __init__(self, model: nn.Module, family: Family) -> None:
+    seewhy_features_only: ClassVar[bool] = True  # image features, never a sigmoid's output
+
+    def __init__(self, model: nn.Module, family: Family, shrink: Shrink | None = None) -> None:
         super().__init__()
+        self.shrink = shrink  # a tiled model's: how its processor shrinks the whole picture
         for name, child in model.named_children():
             self.add_module(name, child)
         self.family = family

@@ -98,8 +98,17 @@ def _prompt_tokens(processor: Any, prompt: str, size: tuple[int, int], chat: boo
 
 
 def answer_ids(processor: Any, text: str) -> tuple[int, ...]:
-    """The answer's tokens as they follow the prompt (no special tokens added)."""
-    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    """The answer's tokens as they follow the prompt (no special tokens added).
+
+    Kept per tokenizer and text: tokenising took ~0.3 ms of every explained
+    answer, and ``tokenizer=`` may swap the processor's tokenizer (hence the key).
+    """
+    return _answer_ids(processor.tokenizer, text)
+
+
+@functools.lru_cache(maxsize=64)
+def _answer_ids(tokenizer: Any, text: str) -> tuple[int, ...]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise InvalidInput(f"Answer: the tokenizer makes no token of {text!r}")
     return tuple(int(i) for i in ids)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +38,8 @@ class Tower:
 
 class _Tower(nn.Module):
     """Pixels to the image embedding, over the user's own modules (named as theirs)."""
+
+    seewhy_features_only: ClassVar[bool] = True  # an embedding, never a sigmoid's output
 
     def __init__(self, name: str, **parts: nn.Module) -> None:
         super().__init__()

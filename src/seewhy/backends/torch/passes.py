@@ -206,11 +206,13 @@ class TorchPasses(Views):
                 return logits
         return self._scores(scored_call(net, self._to_tensor(x)))
 
-    @on_twin
     def detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]] | None:
-        """A detector's boxes, labels and scores per image; None (no pass) for other models."""
-        if not is_detector(self.model):
-            return None
+        """A detector's boxes, labels and scores per image; None (no pass, no twin) for
+        other models: every explanation asks, and a twin costs ~1 ms on a VLM."""
+        return self._detections(x) if is_detector(self.model) else None
+
+    @on_twin
+    def _detections(self, x: np.ndarray) -> list[dict[str, np.ndarray]]:
         with torch.no_grad():
             return detections_as_numpy(call_model(self._net, self._to_tensor(x)))
 
