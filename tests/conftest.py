@@ -35,6 +35,25 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_left_as_they_were(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test whose code changed torch's thread count fails (and the count is put back).
+
+    seewhy must leave the process's settings as it found them: numba's first use once
+    set torch's threads to every core, which slowed every later test and changed users'
+    own settings. This catches the next library that does the same.
+    """
+    if not _HAS_TORCH:
+        yield
+        return
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"{request.node.nodeid} left torch on {after} threads, not {before}")
+
+
 def _torch_or_skip() -> None:
     if not _HAS_TORCH:
         pytest.skip("the PyTorch tests need torch (pip install seewhy[torch])")
