@@ -1357,17 +1357,11 @@ def tiny_llava_next(seed: int = 0) -> Any:
     return model, processor
 
 
-def tiny_idefics3(seed: int = 0) -> Any:
-    """(Idefics3ForConditionalGeneration, its Idefics3Processor): 32 px tiles (a 2-block
-    SigLIP-like tower, 8 px patches: 4x4 per tile), a pixel shuffle of 2 (4 tokens per tile),
-    pictures split at a 64 px longest edge (2x2 tiles and a global image), a 2-block Llama."""
+def _idefics_like(seed: int, config_class: Any, model_class: Any, images_class: Any) -> Any:
+    """(model, tokenizer, image processor) of Idefics3's tiny shape in the given classes:
+    32 px tiles (a 2-block SigLIP-like tower, 8 px patches: 4x4 per tile), a pixel shuffle
+    of 2 (4 tokens per tile), pictures split at a 64 px longest edge, a 2-block Llama."""
     import torch
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
-    )
 
     tags = [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
     tokenizer = _vlm_tokenizer(
@@ -1394,7 +1388,7 @@ def tiny_idefics3(seed: int = 0) -> Any:
         "image_size": 32,
         "patch_size": 8,
     }
-    config = Idefics3Config(
+    config = config_class(
         vision_config=vision,
         text_config=text,
         scale_factor=2,
@@ -1402,8 +1396,25 @@ def tiny_idefics3(seed: int = 0) -> Any:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
-    images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    model = model_class(config).eval()
+    images = images_class(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    return model, tokenizer, images
+
+
+def tiny_idefics3(seed: int = 0) -> Any:
+    """(Idefics3ForConditionalGeneration, its Idefics3Processor): 32 px tiles (a 2-block
+    SigLIP-like tower, 8 px patches: 4x4 per tile), a pixel shuffle of 2 (4 tokens per tile),
+    pictures split at a 64 px longest edge (2x2 tiles and a global image), a 2-block Llama."""
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    model, tokenizer, images = _idefics_like(
+        seed, Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
+    )
     processor = Idefics3Processor(
         image_processor=images,
         tokenizer=tokenizer,
@@ -1486,7 +1497,6 @@ def tiny_smolvlm(seed: int = 0) -> Any:
     """(SmolVLMForConditionalGeneration, its SmolVLMProcessor): as :func:`tiny_idefics3`
     (32 px tiles, 8 px patches, a pixel shuffle of 2, a 64 px longest edge, a 2-block Llama)
     through SmolVLM's own classes. Its processor needs the ``num2words`` package."""
-    import torch
     from transformers import (
         SmolVLMConfig,
         SmolVLMForConditionalGeneration,
@@ -1495,41 +1505,9 @@ def tiny_smolvlm(seed: int = 0) -> Any:
         SmolVLMVideoProcessor,
     )
 
-    tags = [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
-    tokenizer = _vlm_tokenizer(
-        ["<image>", "<fake_token_around_image>", "<end_of_utterance>", "<global-img>", *tags],
-        "<end_of_utterance>",
+    model, tokenizer, images = _idefics_like(
+        seed, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor
     )
-    text = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 2,
-        "vocab_size": len(tokenizer),
-        "max_position_embeddings": 256,
-        "bos_token_id": None,
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
-    config = SmolVLMConfig(
-        vision_config=vision,
-        text_config=text,
-        scale_factor=2,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = SmolVLMForConditionalGeneration(config).eval()
-    images = SmolVLMImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
     processor = SmolVLMProcessor(
         image_processor=images,
         tokenizer=tokenizer,
