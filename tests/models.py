@@ -1047,6 +1047,24 @@ def tiny_llava(seed: int = 0, *, size: int = 32, layers: int = 3, dtype: Any = N
     return model, processor
 
 
+def _tiny_language_model(vocab_size: int, eos: int, pad: int, **extra: Any) -> dict[str, Any]:
+    """The text config of every tiny generative VLM here: a 2-block, width-32 Llama-like
+    language model (no BOS), ``extra`` for a family's own fields."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 256,
+        "bos_token_id": None,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        **extra,
+    }
+
+
 def tiny_qwen2_vl(seed: int = 0) -> Any:
     """(Qwen2VLForConditionalGeneration, its Qwen2VLProcessor): patch 8, merge 2, a 2-block
     vision tower and a 2-block language model with multimodal rope, eval mode."""
@@ -1061,19 +1079,12 @@ def tiny_qwen2_vl(seed: int = 0) -> Any:
 
     vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
     config = Qwen2VLConfig(
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "vocab_size": len(_VLM_WORDS),
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "max_position_embeddings": 256,
-            "bos_token_id": None,
-            "eos_token_id": vocab["<|im_end|>"],
-            "pad_token_id": vocab["<pad>"],
-        },
+        text_config=_tiny_language_model(
+            len(_VLM_WORDS),
+            vocab["<|im_end|>"],
+            vocab["<pad>"],
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+        ),
         vision_config={
             "depth": 2,
             "embed_dim": 32,
@@ -1368,18 +1379,8 @@ def _idefics_like(seed: int, config_class: Any, model_class: Any, images_class: 
         ["<image>", "<fake_token_around_image>", "<end_of_utterance>", "<global-img>", *tags],
         "<end_of_utterance>",
     )
-    text = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 2,
-        "vocab_size": len(tokenizer),
-        "max_position_embeddings": 256,
-        "bos_token_id": None,
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    end = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    text = _tiny_language_model(len(tokenizer), end, tokenizer.pad_token_id)
     vision = {
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -1444,19 +1445,12 @@ def tiny_qwen2_5_vl(seed: int = 0) -> Any:
 
     vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
     config = Qwen2_5_VLConfig(
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "vocab_size": len(_VLM_WORDS),
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "max_position_embeddings": 256,
-            "bos_token_id": None,
-            "eos_token_id": vocab["<|im_end|>"],
-            "pad_token_id": vocab["<pad>"],
-        },
+        text_config=_tiny_language_model(
+            len(_VLM_WORDS),
+            vocab["<|im_end|>"],
+            vocab["<pad>"],
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+        ),
         vision_config={
             "depth": 2,
             "hidden_size": 32,
