@@ -60,6 +60,25 @@ def _log_probability(model: Any, inputs: dict[str, Any], answer: list[int], **kw
     return torch.log_softmax(logits, -1)[torch.arange(len(answer)), answer].sum(), out
 
 
+def _answer_attention_by_hand(model: Any, processor: Any) -> tuple[Any, Any, Any]:
+    """seewhy's answer-attention, and from the model's own eager forward on its processor's
+    inputs: the answer rows of the attention (heads, then layers, averaged) and where the
+    image tokens are."""
+    found = _explain(model, processor, "answer-attention")
+    inputs, answer = _own_inputs(processor, found.images[0])
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            _, out = _log_probability(model, inputs, answer, output_attentions=True)
+    finally:
+        model.set_attn_implementation("sdpa")
+    layers = torch.stack([a[0].mean(dim=0) for a in out.attentions]).mean(dim=0)
+    ids = inputs["input_ids"][0]
+    rows = list(range(len(ids) - len(answer) - 1, len(ids) - 1))
+    image = torch.nonzero(ids == model.config.image_token_id).flatten()
+    return found, layers[rows], image
+
+
 def _wide(model: Any, processor: Any) -> Any:
     """The preprocessing of a 1x2 layout of tiles (the 32x64 pinpoint)."""
     preset = adapt(model, processor=processor).preprocess  # type: ignore[union-attr]
@@ -153,22 +172,10 @@ def test_llava_next_a_change_one_tile_sees_stays_in_its_part_of_the_map_and_phot
 def test_llava_next_answer_attention_reads_the_tiles_tokens_not_newlines_or_base(
     llava_next: Any,
 ) -> None:
-    model, processor = llava_next
-    found = _explain(model, processor, "answer-attention")
-    inputs, answer = _own_inputs(processor, found.images[0])
-    model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            _, out = _log_probability(model, inputs, answer, output_attentions=True)
-    finally:
-        model.set_attn_implementation("sdpa")
-    layers = torch.stack([a[0].mean(dim=0) for a in out.attentions]).mean(dim=0)
-    ids = inputs["input_ids"][0]
-    rows = list(range(len(ids) - len(answer) - 1, len(ids) - 1))
-    image = torch.nonzero(ids == model.config.image_token_id).flatten()
+    found, answer_rows, image = _answer_attention_by_hand(*llava_next)
     assert len(image) == 16 + 8 * 9  # base 4x4, then 8 rows of 8 tile cells and a newline
     cells = image[16:].reshape(8, 9)[:, :8].flatten()
-    expected = layers[rows][:, cells].mean(dim=0).reshape(8, 8).numpy()
+    expected = answer_rows[:, cells].mean(dim=0).reshape(8, 8).numpy()
     np.testing.assert_allclose(found.layer_maps[0], expected, rtol=0, atol=1e-5)
     assert np.ptp(expected) > 0.05 * expected.max()
 
@@ -253,21 +260,9 @@ def test_idefics3_a_change_one_tile_sees_stays_in_its_part_of_the_map(idefics3: 
 def test_idefics3_answer_attention_reads_the_tiles_tokens_not_the_global_image(
     idefics3: Any,
 ) -> None:
-    model, processor = idefics3
-    found = _explain(model, processor, "answer-attention")
-    inputs, answer = _own_inputs(processor, found.images[0])
-    model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            _, out = _log_probability(model, inputs, answer, output_attentions=True)
-    finally:
-        model.set_attn_implementation("sdpa")
-    layers = torch.stack([a[0].mean(dim=0) for a in out.attentions]).mean(dim=0)
-    ids = inputs["input_ids"][0]
-    rows = list(range(len(ids) - len(answer) - 1, len(ids) - 1))
-    image = torch.nonzero(ids == model.config.image_token_id).flatten()
+    found, answer_rows, image = _answer_attention_by_hand(*idefics3)
     assert len(image) == 5 * 4  # 2x2 tokens (after the pixel shuffle) per tile and global
-    read = layers[rows][:, image].mean(dim=0)
+    read = answer_rows[:, image].mean(dim=0)
     expected = np.zeros((4, 4), np.float32)
     for tile in range(4):  # row-major tiles, each its 2x2 tokens row-major
         r, c = divmod(tile, 2)
