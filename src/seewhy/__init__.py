@@ -84,6 +84,7 @@ __all__ = [
     "synthetic",
     "targets",
     "viz",
+    "vlm",
     "zoo",
 ]
 
@@ -98,6 +99,7 @@ _LAZY_SUBMODULES = (
     "samples",
     "synthetic",
     "viz",
+    "vlm",
     "zoo",
 )
 

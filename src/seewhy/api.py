@@ -11,6 +11,7 @@ from . import _target_plan, registry
 from ._keywords import check_keywords, own_keywords
 from ._kit.checks import positive_int
 from ._kit.warn import warn_user
+from .adapters import AdaptedModelNote, seen
 from .backends import LayerInfo, backend_for
 from .backends.base import Score
 from .backends.requirements import need_layers
@@ -19,7 +20,6 @@ from .explainer import Explainer, explainer_keywords, top_predictions, warn_not_
 from .explanation import Explanation, Prediction
 from .preprocess import ModelSpec, Preprocess
 from .spec import warn_guessed
-from .vlm.adapters import AdaptedModelNote, seen
 
 if TYPE_CHECKING:
     from .inputs import Failure

@@ -19,6 +19,7 @@ from ._kit.blas import one_blas_thread
 from ._kit.checks import bad_argument, flag, positive_int
 from ._kit.scores import check_score, probabilities
 from ._kit.warn import warn_user
+from .adapters import AdaptedModelNote, readout, seen
 from .backends import Backend, backend_for
 from .backends.base import Score, check_precision
 from .backends.readout import LayerReadout
@@ -29,7 +30,6 @@ from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult
 from .preprocess import ModelSpec, Preprocess
 from .spec import spec_record, warn_guessed
-from .vlm.adapters import AdaptedModelNote, readout, seen
 
 if TYPE_CHECKING:
     from .inputs import Batch, Failure, Photo

@@ -25,8 +25,8 @@ from ..targets import Answer, Box, Prompt, Region, Target, from_json
 from .objects import input_boxes
 
 if TYPE_CHECKING:
+    from ..adapters import Adapted
     from ..preprocess import Preprocess
-    from ..vlm.adapters import Adapted
     from .worker import Decoded
 
 __all__ = [

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .. import __version__
+from ..adapters import AdaptedModelNote
 from ..errors import (
     ConstantMapWarning,
     FewSuperpixelsWarning,
@@ -26,7 +27,6 @@ from ..errors import (
     SkippedInputWarning,
 )
 from ..terminal import one_line
-from ..vlm import AdaptedModelNote
 from . import audit, demo, evaluate, explain, layers, methods, sanity
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 

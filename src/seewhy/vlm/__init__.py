@@ -10,6 +10,6 @@ no framework.
 
 from __future__ import annotations
 
-from .adapters import RECOGNISERS, Adapted, AdaptedModelNote, adapt
+from ..adapters import RECOGNISERS, Adapted, AdaptedModelNote, adapt
 
 __all__ = ["RECOGNISERS", "Adapted", "AdaptedModelNote", "adapt"]

@@ -18,6 +18,7 @@ from ..._kit.fills import fill_values
 from ..._kit.scores import check_score, check_targets, target_scores
 from ..._kit.warn import warn_user
 from ..._target_plan import plan_targets, record, resolve_targets, sigmoid_output
+from ...adapters import seen
 from ...backends import Backend, backend_for
 from ...backends.base import Precision, check_precision
 from ...errors import InvalidInput
@@ -25,7 +26,6 @@ from ...explanation import Explanation
 from ...inputs import prepare
 from ...maps import upsample
 from ...preprocess import Preprocess
-from ...vlm.adapters import seen
 from .._maps import as_maps
 
 __all__ = ["Baseline", "Case", "baseline_label", "resolve_case"]

@@ -21,6 +21,7 @@ import numpy as np
 from ..._kit.blas import one_blas_thread
 from ..._kit.checks import bad_argument, positive_int
 from ..._kit.warn import warn_user
+from ...adapters import AdaptedModelNote, Seen, seen
 from ...api import Explainer  # a sanity check explains again, with each randomised copy
 from ...backends import Backend, backend_for
 from ...backends.capabilities import Weights
@@ -29,7 +30,6 @@ from ...errors import BackendError, InvalidInput
 from ...explanation import Explanation
 from ...inputs import prepare
 from ...preprocess import Preprocess
-from ...vlm.adapters import AdaptedModelNote, Seen, seen
 from .result import SanityResult
 from .similarity import SANITY_MEASURES, compare, paper_maps
 

@@ -1,7 +1,9 @@
-"""The seam through which a vision-language model reaches every method.
+"""The seam through which a model that is not a plain image classifier reaches every method.
 
-A VLM is explained through the part that sees the pixels; the rest of it
-(a text tower, a language model) runs inside the *target's score*. So
+A vision-language model (and any other kind a recogniser claims) is
+explained through the part that sees the pixels; the rest of it (a text
+tower, a language model, a detector's decoding) runs inside the *target's
+score*. So
 :func:`adapt` turns the user's model into an :class:`Adapted`: the module
 the usual backend explains (pixels in, an output the bound targets score),
 what seewhy says about it, the preprocessing the model declares, and
@@ -22,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import InvalidInput
+from .errors import InvalidInput
 
 if TYPE_CHECKING:
-    from ..backends import Backend
-    from ..preprocess import ModelSpec, Preprocess
-    from ..targets import Target
+    from .backends import Backend
+    from .preprocess import ModelSpec, Preprocess
+    from .targets import Target
 
 __all__ = [
     "RECOGNISERS",
@@ -130,27 +132,32 @@ class ReadsOut(Protocol):
         ...
 
 
-def _dual_encoder(
-    model: Any, *, tokenizer: Any, processor: Any, prompt: str | None
-) -> Adapted | None:
-    from .dual_encoders import adapt_dual_encoder
+def _found_by(module: str, function: str) -> Recogniser:
+    """A recogniser living in ``seewhy.<module>``, imported only when a model is tried.
 
-    found = adapt_dual_encoder(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
-    return None if found is None else Adapted(**found)
+    ``function(model, tokenizer=, processor=, prompt=)`` returns the keywords
+    of an :class:`Adapted`, or None when the model is not its kind.
+    """
+
+    def recognise(
+        model: Any, *, tokenizer: Any, processor: Any, prompt: str | None
+    ) -> Adapted | None:
+        from importlib import import_module
+
+        claim = getattr(import_module(f"seewhy.{module}"), function)
+        found = claim(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
+        return None if found is None else Adapted(**found)
+
+    recognise.__name__ = recognise.__qualname__ = f"{module}.{function}"
+    return recognise
 
 
-def _generative(
-    model: Any, *, tokenizer: Any, processor: Any, prompt: str | None
-) -> Adapted | None:
-    from .answers import adapt_generative
-
-    found = adapt_generative(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
-    return None if found is None else Adapted(**found)
-
-
-#: Tried in order by :func:`adapt`; the first to claim a model adapts it.
-RECOGNISERS: list[Recogniser] = [_dual_encoder]
-RECOGNISERS.append(_generative)  # generative VLMs: LLaVA, Qwen2-VL (answers.py)
+#: Tried in order by :func:`adapt`; the first to claim a model adapts it. A new
+#: kind of model is one line here and one module (see ARCHITECTURE.md).
+RECOGNISERS: list[Recogniser] = [
+    _found_by("vlm.dual_encoders", "adapt_dual_encoder"),  # CLIP, SigLIP
+    _found_by("vlm.answers", "adapt_generative"),  # LLaVA, Qwen2-VL, PaliGemma, Idefics3
+]
 
 
 def adapt(
@@ -173,7 +180,7 @@ def adapt(
     """
     if not _may_be_torch(model):
         if tokenizer is not None or processor is not None or prompt is not None:
-            from .._kit.checks import bad_argument
+            from ._kit.checks import bad_argument
 
             raise bad_argument(
                 "tokenizer/processor/prompt",
@@ -187,7 +194,7 @@ def adapt(
         if found is not None:
             return found
     if tokenizer is not None or processor is not None or prompt is not None:
-        from ..errors import UnsupportedModel
+        from .errors import UnsupportedModel
 
         raise UnsupportedModel(
             f"tokenizer/processor/prompt: {type(model).__name__} is not a vision-language "
@@ -254,7 +261,7 @@ class Seen:
         try_sizes: bool = False,
     ) -> ModelSpec:
         """The spec of :attr:`model`: the caller's, then the adaptation's, then the usual order."""
-        from ..spec import resolve_spec
+        from .spec import resolve_spec
 
         if self.adapted is not None:
             preprocess = preprocess or self.adapted.preprocess
@@ -306,7 +313,7 @@ class Seen:
                 "classes; pass labels=['a cat', 'a dog', ...] to classify among those texts "
                 "(zero-shot)"
             )
-        from ..targets import Prompt
+        from .targets import Prompt
 
         found: ReadsOut = self.adapted.bind(Prompt(list(labels)))
         return found
@@ -348,11 +355,11 @@ def _bound_again(adapted: Adapted, item: Any, done: dict[str, Any]) -> Any:
         return adapted.bind(item)
     key = json.dumps(item, sort_keys=True)
     if key not in done:
-        from ..targets import from_json
+        from .targets import from_json
 
         done[key] = adapted.bind(from_json(item))
         if item.get("kind") == "answer" and "tokens" in item:  # as generated, not re-tokenised
-            from .answers import AnswerScore
+            from .vlm.answers import AnswerScore
 
             first = done[key]
             done[key] = AnswerScore(
