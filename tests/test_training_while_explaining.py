@@ -417,3 +417,36 @@ def test_a_model_explained_under_inference_mode_still_gives_gradients_afterwards
         seewhy.explain(model, x, "occlusion")
     got = seewhy.explain(model, x, "saliency")
     assert np.isfinite(got.maps).all() and got.maps.max() > 0
+
+
+@pytest.mark.parametrize("method", ["ablation-cam", "score-cam"])
+def test_a_locked_step_never_lands_between_the_passes_of_one_explanation(method: str) -> None:
+    """Ablation-CAM compares edited passes with a base pass: a step between them once
+    gave a map of all zeros. Every pass of one explanation sees one set of weights."""
+    model = training_cnn(seed=9)
+    explaining = threading.current_thread()
+    seen: list[float] = []
+
+    def note_weights(module: Any, args: Any) -> None:
+        if threading.current_thread() is explaining:
+            seen.append(float(sum(p.detach().sum() for p in model.parameters())))
+
+    trainer = Trainer(model, lock=True)
+    handle = model.register_forward_pre_hook(note_weights)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            steps = pool.submit(trainer.run, 5)
+            try:
+                explainer = seewhy.Explainer(model, method)  # its size found by trying, once
+                versions = []
+                for _ in range(3):
+                    seen.clear()
+                    explainer.explain(images())
+                    versions.append(set(seen))
+            finally:
+                trainer.stop.set()
+            steps.result(timeout=300)
+    finally:
+        handle.remove()
+    assert trainer.steps >= 5
+    assert all(len(v) == 1 for v in versions), [len(v) for v in versions]

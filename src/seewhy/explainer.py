@@ -22,6 +22,7 @@ from ._kit.warn import warn_user
 from .adapters import AdaptedModelNote, readout, seen
 from .backends import Backend, backend_for
 from .backends.base import Score, check_precision
+from .backends.model_lock import model_lock
 from .backends.readout import LayerReadout
 from .backends.requirements import need_layers, reduced_precision_methods, require, use_layout
 from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
@@ -266,8 +267,11 @@ class Explainer:
             run = _Collected()
             for batch, failed in groups:  # a batch is prepared, explained, and only results kept
                 run.failures.extend(failed)
-                if batch is not None:
-                    self._explain_batch(run, batch, targets, given, progress)
+                if batch is not None:  # all of a batch's passes see one set of weights: a
+                    # training thread holding the model's lock around its step (as the README
+                    # advises) waits instead of stepping between Ablation-CAM's base and edits
+                    with model_lock(self.backend.model):
+                        self._explain_batch(run, batch, targets, given, progress)
             return self._assemble(run)
 
     def _groups(
