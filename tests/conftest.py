@@ -46,12 +46,18 @@ def _torch_threads_left_as_they_were(request: pytest.FixtureRequest) -> Iterator
     if not _HAS_TORCH:
         yield
         return
+    from PIL import Image
+
     before = torch.get_num_threads()
+    functions = (torch.save, Image.open)  # ultralytics replaces both when it is imported
     yield
     after = torch.get_num_threads()
     if after != before:
         torch.set_num_threads(before)
         pytest.fail(f"{request.node.nodeid} left torch on {after} threads, not {before}")
+    if (torch.save, Image.open) != functions:
+        torch.save, Image.open = functions
+        pytest.fail(f"{request.node.nodeid} left torch.save or PIL.Image.open replaced")
 
 
 def _torch_or_skip() -> None:

@@ -38,24 +38,33 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "ablationcam": {"channels": 2},
     "answer-attention": {},
     "attention-rollout": {"discard_ratio": 0.1},
+    "attnlrp": {},
     "generic-attention": {},
     "cam": {},
     "eigencam": {},
+    "eigengradcam": {},
+    "finercam": {},
+    "fullgrad": {},
     "gradcam": {},
     "gradcam++": {},
+    "gradcam-elementwise": {},
     "gradient-x-input": {},
     "guided-backprop": {},
     "guided-gradcam": {},
     "hirescam": {},
     "integrated-gradients": {"steps": 4},
+    "kpcacam": {},
     "kernelshap": {"samples": 12, "segmentation": quadrants},
     "layercam": {},
     "legrad": {},
     "lime": {"samples": 12, "segmentation": quadrants},
+    "lrp": {},
     "occlusion": {"window": 6, "stride": 6},
+    "query-attention": {},
     "rise": {"masks": 6},
     "saliency": {},
     "scorecam": {"channels": 2},
+    "shapleycam": {},
     "smoothgrad": {"samples": 3},
     "xgradcam": {},
 }
@@ -63,11 +72,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
 # Methods that explain only a generative VLM's Answer (refused in one line for any other
 # model): tests/test_answer_attention.py holds their contract, on a tiny LLaVA.
 VLM_METHODS = frozenset({"answer-attention"})
-METHODS = sorted(set(SETTINGS) - VLM_METHODS)
+# Methods that explain only a DETR-style detector's decoder queries (refused in one line for
+# any other model): tests/test_hf_detectors.py holds their contract, on tiny DETRs.
+DETECTOR_METHODS = frozenset({"query-attention"})
+METHODS = sorted(set(SETTINGS) - VLM_METHODS - DETECTOR_METHODS)
 # Methods that read attention matrices: the contract runs them on a tiny ViT, not the CNN.
-TRANSFORMER_METHODS = frozenset({"attention-rollout", "generic-attention", "legrad"})
+TRANSFORMER_METHODS = frozenset({"attention-rollout", "attnlrp", "generic-attention", "legrad"})
 # Methods only the torch backend serves (Keras refuses them in one line: contract_keras.py).
-TORCH_ONLY_METHODS = frozenset({"legrad"})
+TORCH_ONLY_METHODS = frozenset({"attnlrp", "fullgrad", "lrp", "legrad", "shapleycam"})
 BAD_CLASS = 99  # every contract model has 5 classes
 
 def declared_settings(method: str) -> dict[str, Any]:

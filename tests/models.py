@@ -1510,3 +1510,619 @@ def tiny_smolvlm(seed: int = 0) -> Any:
         chat_template=_turns("<image>", "<|im_start|> ", "<|im_end|> "),
     )
     return model, processor
+
+
+# -- Hugging Face segmenters and depth models beyond SegFormer (issue 27, point 4) -------
+
+
+def hf_upernet(classes: int = 3, seed: int = 0) -> Any:
+    """UperNet over a 4-stage ConvNeXt (widths 16-32), with its auxiliary head: a segmenter
+    whose last-listed layers (the auxiliary head) never reach the scored logits."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    backbone = transformers.ConvNextConfig(
+        hidden_sizes=[16, 16, 32, 32],
+        depths=[1, 1, 1, 1],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = transformers.UperNetConfig(
+        backbone_config=backbone,
+        hidden_size=16,
+        auxiliary_in_channels=32,
+        auxiliary_channels=16,
+        num_labels=classes,
+        use_auxiliary_head=True,
+    )
+    return transformers.UperNetForSemanticSegmentation(config).eval()
+
+
+def hf_mask2former(classes: int = 3, queries: int = 6, seed: int = 0) -> Any:
+    """Mask2Former over a 4-stage Swin (width 16), 6 queries: per query a class (the null
+    class last) and a mask logit map at a quarter of the input."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    swin = transformers.SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=2,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = transformers.Mask2FormerConfig(
+        backbone_config=swin,
+        num_labels=classes,
+        num_queries=queries,
+        hidden_dim=32,
+        mask_feature_size=32,
+        feature_size=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=64,
+        encoder_feedforward_dim=64,
+        common_stride=4,
+    )
+    return transformers.Mask2FormerForUniversalSegmentation(config).eval()
+
+
+def hf_dpt_depth(seed: int = 0) -> Any:
+    """DPT (a 4-block ViT, 8 px patches, 32 px pictures) predicting one depth value per
+    pixel at twice the fused neck's size: ``predicted_depth`` (N, H, W)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.DPTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        reassemble_factors=[4, 2, 1, 0.5],
+    )
+    return transformers.DPTForDepthEstimation(config).eval()
+
+
+def hf_depth_anything(kind: str = "relative", seed: int = 0) -> Any:
+    """Depth Anything over a 4-block DINOv2 (14 px patches); ``kind`` is its
+    ``depth_estimation_type``: "relative" (inverse depth) or "metric"."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    backbone = transformers.Dinov2Config(
+        image_size=28,
+        patch_size=14,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+        apply_layernorm=True,
+    )
+    config = transformers.DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        patch_size=14,
+        depth_estimation_type=kind,
+    )
+    return transformers.DepthAnythingForDepthEstimation(config).eval()
+
+
+def hf_maskformer(classes: int = 3, queries: int = 6, seed: int = 0) -> Any:
+    """MaskFormer over a 4-stage Swin (width 16) with a one-layer DETR decoder of
+    ``queries`` queries (its config has no ``num_queries`` of its own: the decoder's)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    swin = transformers.SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=2,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    decoder = {
+        "model_type": "detr",
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 32,
+        "decoder_ffn_dim": 32,
+        "num_queries": queries,
+    }
+    config = transformers.MaskFormerConfig(
+        backbone_config=swin,
+        num_labels=classes,
+        mask_feature_size=32,
+        fpn_feature_size=32,
+        decoder_config=decoder,
+    )
+    return transformers.MaskFormerForInstanceSegmentation(config).eval()
+
+
+def keras_hub_deeplab(keras: Any, keras_hub: Any, size: int = 32, classes: int = 3) -> Any:
+    """keras-hub's DeepLabV3 over a 2-stage basic-block ResNet, with its image converter
+    (a ``size`` px resize, pixels scaled to [0, 1]): per-pixel logits (N, H, W, classes)."""
+    keras.utils.set_random_seed(0)
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    backbone = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder,
+        low_level_feature_key="P2",
+        spatial_pyramid_pooling_key="P3",
+        dilation_rates=[2],
+        upsampling_size=2,
+        projection_filters=8,
+    )
+    converter = keras_hub.layers.DeepLabV3ImageConverter(image_size=(size, size), scale=1 / 255)
+    preprocessor = keras_hub.models.DeepLabV3ImageSegmenterPreprocessor(image_converter=converter)
+    return keras_hub.models.DeepLabV3ImageSegmenter(
+        backbone=backbone, num_classes=classes, preprocessor=preprocessor
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# ultralytics YOLO (tests/test_yolo.py, tests/test_cli_yolo.py): built from ultralytics' own
+# YAML files, random weights re-drawn so activations do not vanish and a few detections pass.
+
+
+def ultralytics_offline() -> None:
+    """Point ultralytics' settings at a private temporary folder and keep it off the network
+    (before its first import: it reads both then), and import it as seewhy does: its
+    changes to the process undone, so the tests after these see torch and PIL as they were."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="seewhy-yolo-")
+    from seewhy.backends.torch.ultralytics_import import import_ultralytics
+
+    import_ultralytics()  # its changes to torch.save, PIL.Image.open, the environment undone
+
+
+def tiny_yolo(
+    yaml: str = "yolov8n.yaml", *, classes: int = 3, imgsz: int = 64, seed: int = 0
+) -> Any:
+    """An ultralytics ``YOLO`` object (detect, segment or classify from ``yaml``) with
+    ``classes`` classes and ``imgsz`` in its overrides, left in training mode as ultralytics
+    builds it. Every conv re-drawn He-normal (ultralytics' init makes activations vanish
+    over 20 layers); a detector's box bins favour short distances and its class logits are
+    scaled to spread about -3 on one noise picture, so some anchors pass conf 0.25."""
+    ultralytics_offline()
+    import torch
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    task = "classify" if "-cls" in yaml else "segment" if "-seg" in yaml else "detect"
+    yolo = YOLO(yaml, task=task)
+    if task == "classify":
+        from ultralytics.nn.tasks import ClassificationModel
+
+        yolo.model = ClassificationModel(yaml, nc=classes, verbose=False)
+    else:
+        from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+
+        kind = SegmentationModel if task == "segment" else DetectionModel
+        yolo.model = kind(yaml, nc=classes, verbose=False)
+    net = yolo.model
+    net.names = {i: f"class{i}" for i in range(classes)}
+    net.args = {"task": task, "imgsz": imgsz}  # what a checkpoint keeps of its training args
+    yolo.overrides["imgsz"] = imgsz
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad:  # not DFL's bins
+                m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
+    if task != "classify":
+        _spread_yolo_head(net, imgsz, seed)
+    net.train()
+    return yolo
+
+
+def yolo_photo(height: int = 40, width: int = 72, seed: int = 3) -> np.ndarray:
+    """A photo for the tiny YOLOs: a bright block on dark noise, uint8 (H, W, 3)."""
+    rgb = (np.random.default_rng(seed).random((height, width, 3)) * 120).astype(np.uint8)
+    rgb[height // 4 : 3 * height // 4, width // 4 : 5 * width // 8] = 230
+    return rgb
+
+
+def _spread_yolo_head(net: Any, imgsz: int, seed: int) -> None:
+    import torch
+
+    head = net.model[-1]
+    rgb = yolo_photo(imgsz, imgsz, seed + 1)
+    picture = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    seen: list[Any] = []
+    hooks = [
+        seq[-1].register_forward_hook(lambda m, i, o: seen.append(o - m.bias[:, None, None]))
+        for seq in head.cv3
+    ]
+    net.eval()
+    with torch.no_grad():
+        net(picture)
+        best = []
+        for seq, out in zip(head.cv3, seen, strict=True):
+            seq[-1].weight.mul_(2.0 / float(out.std()))
+            best.append((out * 2.0 / out.std()).amax(1).flatten())
+        # ~5 % of the anchors above conf 0.3 on such a photo: a few detections survive NMS
+        shift = float(torch.quantile(torch.cat(best), 0.95)) + 0.85
+        for seq in head.cv3:
+            seq[-1].bias[:] = -shift
+        for seq in head.cv2:
+            seq[-1].bias.view(4, -1)[:] = -0.35 * torch.arange(seq[-1].bias.numel() // 4.0)
+    for hook in hooks:
+        hook.remove()
+
+
+# -- SAM (issue 27, point 3): tiny segment_anything Sam and Hugging Face SamModel --------------
+
+
+def tiny_sam(seed: int = 0, *, side: int = 64) -> Any:
+    """segment_anything's ``Sam`` at toy size: a 2-block ViT-style encoder (patch 8, width
+    32, one windowed and one global block), 32-d prompt side; random weights, eval mode."""
+    import torch
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    torch.manual_seed(seed)
+    grid = side // 8
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=side, patch_size=8, embed_dim=32, depth=2, num_heads=2, out_chans=32,
+            use_rel_pos=True, window_size=4, global_attn_indexes=(1,),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=32, image_embedding_size=(grid, grid), input_image_size=(side, side),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
+            transformer_dim=32, iou_head_depth=2, iou_head_hidden_dim=32,
+        ),
+    )
+    return sam.eval()
+
+
+def tiny_hf_sam(seed: int = 0, *, side: int = 64) -> Any:
+    """Hugging Face ``SamModel`` at toy size (2 vision layers, width 32, patch 8), random."""
+    import torch
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
+
+    torch.manual_seed(seed)
+    vision = SamVisionConfig(
+        hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2,
+        image_size=side, patch_size=8, mlp_dim=64, window_size=4, global_attn_indexes=[1],
+        num_pos_feats=16,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=32, image_size=side, patch_size=8, mask_input_channels=4
+    )
+    decoder = SamMaskDecoderConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+        iou_head_hidden_dim=32,
+    )
+    config = SamConfig(
+        vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(),
+        mask_decoder_config=decoder.to_dict(),
+    )
+    return SamModel(config).eval()
+
+
+def tiny_hf_sam2(seed: int = 0, *, side: int = 64) -> Any:
+    """Hugging Face ``Sam2Model`` at toy size: a 5-block Hiera (widths 16-128, one global
+    block), FPN width 32, levels at strides 4, 8 and 16; random weights, eval mode."""
+    import torch
+    import transformers as hf
+
+    torch.manual_seed(seed)
+    hiera = hf.Sam2HieraDetConfig(
+        hidden_size=16,
+        num_attention_heads=1,
+        image_size=[side, side],
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[16, 32, 64, 128],
+        num_attention_heads_per_stage=[1, 1, 2, 2],
+        window_size_per_stage=[4, 4, 2, 2],
+        global_attention_blocks=[3],
+        window_positional_embedding_background_size=[2, 2],
+    )
+    strides = [side // 4, side // 8, side // 16]
+    vision = hf.Sam2VisionConfig(
+        backbone_config=hiera.to_dict(),
+        backbone_channel_list=[128, 64, 32, 16],
+        backbone_feature_sizes=[[s, s] for s in strides],
+        fpn_hidden_size=32,
+    )
+    prompt = hf.Sam2PromptEncoderConfig(
+        hidden_size=32, image_size=side, patch_size=16, mask_input_channels=4
+    )
+    decoder = hf.Sam2MaskDecoderConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+        iou_head_hidden_dim=32,
+    )
+    config = hf.Sam2Config(
+        vision_config=vision.to_dict(),
+        prompt_encoder_config=prompt.to_dict(),
+        mask_decoder_config=decoder.to_dict(),
+    )
+    return hf.Sam2Model(config).eval()
+
+
+# -- LRP (issue 29, point 1): CNNs for the relevance rules ------------------------------------
+
+
+def lrp_plain_net(classes: int = 5, seed: int = 0, *, bias: bool = True, side: int = 8) -> Any:
+    """conv-relu-conv-relu-avgpool-flatten-linear, each step a module of one Sequential, so
+    the paper's layer-by-layer LRP loop can walk it; ``bias=False`` for the conservation
+    check (no bias absorbs relevance). Float64: the loop is compared to 1e-6."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1, bias=bias),
+            nn.ReLU(),
+            nn.Conv2d(6, 8, 3, padding=1, bias=bias),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * (side // 2) ** 2, classes, bias=bias),
+        )
+        .double()
+        .eval()
+    )
+
+
+def lrp_gated_net(classes: int = 3, seed: int = 0) -> Any:
+    """Bias-free convolutions joined the ways CNN code writes them without a module: an
+    in-place residual sum (``b.add_(a)``, result unused), a squeeze-excite gate multiplied in
+    place, an out-of-place sum and timm's ``x.mean((2, 3))`` pooling."""
+    import torch
+    from torch import nn
+
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+            self.c2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.c3 = nn.Conv2d(4, 4, 1, bias=False)
+            self.fc = nn.Linear(4, classes, bias=False)
+
+        def forward(self, x: Any) -> Any:
+            a = self.c1(x).relu()
+            b = self.c2(a).relu()
+            b.add_(a)
+            gate = self.c3(b).mean((2, 3), keepdim=True).sigmoid()
+            b = b * 1.0
+            b.mul_(gate)
+            return self.fc((b + a).mean((2, 3)))
+
+    torch.manual_seed(seed)
+    return Gated().eval()
+
+
+def lrp_padded_net(classes: int = 3, seed: int = 0) -> Any:
+    """Convolutions of every other geometry a rule must recompute: ``padding="same"``,
+    reflect padding, stride with dilation and groups."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding="same"),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1, padding_mode="reflect"),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, dilation=2, groups=2, padding=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, classes),
+    ).eval()
+
+
+def randomise_batchnorm(model: Any, seed: int = 0) -> Any:
+    """Every BatchNorm's statistics and affine re-drawn (a fresh one is the identity, so
+    merging it into the convolution before it would go untested); returns ``model``."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model
+
+
+def timm_test_efficientnet(classes: int = 5, seed: int = 0, *, statistics: bool = True) -> Any:
+    """timm's ``test_efficientnet`` (about 100k parameters): BatchNormAct layers (BatchNorm,
+    then SiLU, in one module), squeeze-excite gates, residual sums; BatchNorm statistics
+    re-drawn, or (``statistics=False``) left as a fresh BatchNorm's, which shift nothing."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm.create_model("test_efficientnet", num_classes=classes)
+    return randomise_batchnorm(model, seed) if statistics else model.eval()
+
+
+def lrp_group_norm_net(classes: int = 3, seed: int = 0) -> Any:
+    """conv-GroupNorm-ReLU-pool-linear: a normalisation LRP has no rule for."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.GroupNorm(2, 4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, classes),
+    ).eval()
+
+
+def lrp_vgg11_bn(classes: int = 10, seed: int = 0) -> Any:
+    """torchvision's VGG-11 with BatchNorm as its builder makes it (features, 7x7 adaptive
+    pool), the 4096-wide classifier narrowed to 64 (the same Linear-ReLU-Dropout steps):
+    built on the meta device and drawn as VGG draws its weights, since 100M parameters
+    would cost seconds. BatchNorm statistics re-drawn."""
+    import torch
+    from torch import nn
+
+    model = torchvision_model("vgg11_bn", classes=classes, seed=seed, meta=True)
+    torch.manual_seed(seed)
+    model.features.to_empty(device="cpu")
+    for module in model.features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()
+    model.classifier = nn.Sequential(
+        nn.Linear(512 * 7 * 7, 64), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(64, 64), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(64, classes),
+    )
+    return randomise_batchnorm(model.eval(), seed)
+
+
+# -- Hugging Face DETR-style and open-vocabulary detectors (issue 27, point 2) -------------
+# Random tiny DETR / Conditional / Deformable DETR / RT-DETR over a 4-stage basic-block HF
+# ResNet (no timm, no pretrained weights), and OWL-ViT / OWLv2 with a word-level tokenizer.
+
+
+def tiny_hf_detector(family: str = "detr", seed: int = 0, *, eager: bool = True) -> Any:
+    """A random tiny ``*ForObjectDetection`` of ``family`` (3 classes, 8 queries, 2 decoder
+    layers). DETR's classifier is sharpened so some queries pass its 0.5 threshold; ``eager``
+    attention where the family has a choice (its ``output_attentions`` need it)."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    stages = {"embedding_size": 8, "hidden_sizes": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
+              "out_features": ["stage2", "stage3", "stage4"], "layer_type": "basic"}
+    common = {"encoder_layers": 1, "decoder_layers": 2, "encoder_attention_heads": 2,
+              "decoder_attention_heads": 2, "encoder_ffn_dim": 16, "decoder_ffn_dim": 16,
+              "num_queries": 8, "num_labels": 3, "use_pretrained_backbone": False}
+    attention = {"attn_implementation": "eager"} if eager else {}
+    if family in ("rt-detr", "rt-detr-v2"):
+        v2 = family == "rt-detr-v2"
+        config = (tf.RTDetrV2Config if v2 else tf.RTDetrConfig)(
+            backbone_config=tf.RTDetrResNetConfig(**stages), d_model=32, encoder_hidden_dim=16,
+            encoder_in_channels=[16, 16, 16], feat_strides=[8, 16, 32], decoder_n_points=2,
+            decoder_in_channels=[16, 16, 16], num_denoising=0, **common,
+        )
+        made = tf.RTDetrV2ForObjectDetection if v2 else tf.RTDetrForObjectDetection
+        return made(config).eval()
+    made = {"use_timm_backbone": False, "backbone_config": tf.ResNetConfig(**stages), **common}
+    if family == "deformable-detr":
+        config = tf.DeformableDetrConfig(
+            d_model=32, num_feature_levels=3, encoder_n_points=2, decoder_n_points=2, **made
+        )
+        return tf.DeformableDetrForObjectDetection(config).eval()
+    if family == "conditional-detr":
+        config = tf.ConditionalDetrConfig(d_model=16, **made, **attention)
+        model = tf.ConditionalDetrForObjectDetection(config).eval()
+    else:
+        model = tf.DetrForObjectDetection(tf.DetrConfig(d_model=16, **made, **attention)).eval()
+    with torch.no_grad():  # confident classes, a last cross-attention far from uniform
+        if family == "detr":
+            model.class_labels_classifier.weight.mul_(80.0)
+            model.bbox_predictor.layers[-1].weight.mul_(30.0)  # queries' boxes apart
+            model.model.query_position_embeddings.weight.mul_(10.0)  # queries unlike
+        last = model.model.decoder.layers[-1].encoder_attn
+        for name in ("q_proj", "q_content_proj", "k_proj", "k_content_proj"):
+            if hasattr(last, name):
+                getattr(last, name).weight.mul_(25.0)
+    return model
+
+
+def tiny_owl(family: str = "owlvit", seed: int = 0) -> tuple[Any, Any]:
+    """A random tiny OWL-ViT or OWLv2 (32 px, patch 8) and a word-level tokenizer. The box
+    head is scaled down so its boxes do not collapse to points (a random head saturates)."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": 0,
+            "eos_token_id": 2, "pad_token_id": 0}
+    kinds = {"owlvit": (tf.OwlViTConfig, tf.OwlViTForObjectDetection),
+             "owlv2": (tf.Owlv2Config, tf.Owlv2ForObjectDetection)}
+    config_class, model_class = kinds[family]
+    model = model_class(config_class(text_config=text, vision_config=vision, projection_dim=32))
+    with torch.no_grad():
+        for p in model.box_head.parameters():
+            p.mul_(0.05)
+    return model.eval(), word_tokenizer(["a", "cat", "dog", "red", "car"])
+
+
+def tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
+    """A random tiny Grounding DINO (HF ResNet backbone, a 1-layer BERT, 8 queries, 16 text
+    tokens) and a word-level tokenizer without [CLS]/[SEP] (its prompt is the texts alone)."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    stages = {"embedding_size": 8, "hidden_sizes": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
+              "out_features": ["stage2", "stage3", "stage4"], "layer_type": "basic"}
+    text = tf.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=32)
+    config = tf.GroundingDinoConfig(
+        backbone_config=tf.ResNetConfig(**stages), text_config=text, use_timm_backbone=False,
+        use_pretrained_backbone=False, d_model=32, encoder_layers=1, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
+        decoder_ffn_dim=16, num_queries=8, num_feature_levels=3, encoder_n_points=2,
+        decoder_n_points=2, max_text_len=16,
+    )
+    model = tf.GroundingDinoForObjectDetection(config).eval()
+    return model, word_tokenizer(["a", "cat", "dog", "red", "car", "."])

@@ -85,14 +85,14 @@ def test_llava_score_is_the_models_own_teacher_forced_log_probability(
 def test_qwen2_vl_score_is_the_models_own_teacher_forced_log_probability(qwen: Any) -> None:
     model, processor = qwen
     found = _explain(model, processor, target=Answer(ANSWER, prompt=PROMPT))
-    picture = found.images[0]  # what the model saw: the photo fitted into its pixel budget
-    assert picture.shape[0] % 16 == 0 and picture.shape[1] % 16 == 0
-    inputs = dict(processor(text=[_chat(processor)], images=[picture], return_tensors="pt"))
+    assert found.images[0].shape == (32, 64, 3)  # the size its own processor gives the photo
+    inputs = dict(processor(text=[_chat(processor)], images=[PHOTO], return_tensors="pt"))
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 8]]
     answer = processor.tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         expected = _teacher_forced(model, inputs, answer).sum()
     assert found.extras["target_score"][0] == pytest.approx(float(expected), abs=1e-3)
-    assert found.layer == "merged_patches" and found.layer_maps.shape[1:] == (4, 4)
+    assert found.layer == "merged_patches" and found.layer_maps.shape[1:] == (2, 4)
 
 
 def test_llava_gradcam_equals_a_hand_written_gradcam(llava: Any, llava_cam: Any) -> None:

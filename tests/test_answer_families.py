@@ -83,9 +83,9 @@ def qwen() -> Any:
 
 def test_qwen2_5_vl_score_is_the_models_own_teacher_forced_log_probability(qwen: Any) -> None:
     model, processor, found, said = qwen
-    assert found.images[0].shape == (64, 64, 3)  # the photo fitted into its pixel budget
-    inputs, answer = _own_inputs(processor, found.images[0])
-    assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]]  # the processor kept that size
+    assert found.images[0].shape == (32, 64, 3)  # the size its processor gives the photo
+    inputs, answer = _own_inputs(processor, PHOTO)  # the model's own pipeline on the photo
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 8]]
     with torch.no_grad():
         expected = _log_probability(model, inputs, answer)
     assert found.extras["target_score"][0] == pytest.approx(float(expected), abs=1e-3)
@@ -99,7 +99,7 @@ def test_qwen2_5_vl_gradcam_equals_a_hand_written_one_at_the_merged_tokens(qwen:
     row-major order after attending within windows (a map read before that would be shuffled)."""
     model, processor, found, _ = qwen
     assert found.layer == "merged_patches"
-    inputs, answer = _own_inputs(processor, found.images[0])
+    inputs, answer = _own_inputs(processor, PHOTO)
     kept: list[Any] = []
     handle = model.model.visual.register_forward_hook(
         lambda m, a, out: kept.append(out.pooler_output)
@@ -109,7 +109,7 @@ def test_qwen2_5_vl_gradcam_equals_a_hand_written_one_at_the_merged_tokens(qwen:
     finally:
         handle.remove()
     (gradient,) = torch.autograd.grad(score, kept[0])
-    cam = _gradcam(kept[0], gradient).reshape(4, 4).numpy()  # 8x8 patches, merged 2x2
+    cam = _gradcam(kept[0], gradient).reshape(2, 4).numpy()  # 4x8 patches, merged 2x2
     np.testing.assert_allclose(found.layer_maps[0], cam, rtol=0, atol=2e-3 * np.abs(cam).max())
     assert cam.max() > 0 > cam.min()  # a map with signs, so the comparison means something
 

@@ -29,13 +29,17 @@ from seewhy.backends.capabilities import (
     Predicts,
     Weights,
 )
+from seewhy.backends.extra_gradients import BiasGradients, LayerCurvature
 from seewhy.backends.hints import ModelHints
+from seewhy.backends.relevance import Relevance
 from seewhy.backends.requirements import capabilities_of, methods_for, require
 from seewhy.errors import UnsupportedModel
 from seewhy.targets import Region
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "seewhy"
 EVERY = (Predicts, Hints, Layers, Gradients, Attention, LayerReadout, Heads, Weights, Devices)
+EVERY += (BiasGradients, LayerCurvature)  # FullGrad's and ShapleyCAM's (torch only)
+EVERY += (Relevance,)  # LRP's and AttnLRP's (torch only)
 PREDICT_ONLY = (Predicts, Hints, Devices)
 SIZE = (16, 16)
 PRE = seewhy.Preprocess(size=SIZE)

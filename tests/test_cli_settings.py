@@ -203,7 +203,9 @@ def test_methods_name_lists_each_setting_with_its_default(
     assert "Predicts:" in needs and "Gradients:" not in needs, "LIME only predicts"
     assert main(["methods", "gradcam++"]) == 0
     out = capsys.readouterr().out
-    assert "settings: none" in out and "Gradients:" in out and "Layers:" in out
+    assert "eigen_smooth" in out and "Gradients:" in out and "Layers:" in out
+    assert main(["methods", "fullgrad"]) == 0  # every CAM takes aug_smooth; FullGrad nothing
+    assert "settings: none" in capsys.readouterr().out
 
 
 def test_every_setting_of_every_method_has_its_line() -> None:

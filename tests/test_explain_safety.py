@@ -271,7 +271,9 @@ def test_good_targets_still_work() -> None:
         assert seewhy.explain(_model(), x, "gradcam", target=target).targets.tolist() == [2, 2]
 
 
-@pytest.mark.parametrize("layer", [3, 3.0, b"features", ["features"]], ids=repr)
+@pytest.mark.parametrize(
+    "layer", [3, 3.0, b"features", [3], [], ["features", "features"]], ids=repr
+)
 def test_a_layer_that_is_not_a_name_is_one_line(layer: Any) -> None:
     with pytest.raises(InvalidInput) as exc:
         seewhy.Explainer(_model(), "gradcam", layer=layer)

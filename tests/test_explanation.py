@@ -57,7 +57,11 @@ def test_params_record_every_setting_defaults_included() -> None:
         "seed": 0,
     }
     assert seewhy.explain(one_conv(4, 3), _pictures(1), "smoothgrad").params["samples"] == 25
-    assert seewhy.explain(one_conv(4, 3), _pictures(1), "gradcam").params == {"guided": False}
+    assert seewhy.explain(one_conv(4, 3), _pictures(1), "gradcam").params == {
+        "guided": False,
+        "aug_smooth": False,
+        "eigen_smooth": False,
+    }
     shap = seewhy.explain(one_conv(4, 3), _pictures(1), "kernelshap", samples=8)
     assert shap.params["explainer"] == "shap"
 

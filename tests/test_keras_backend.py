@@ -114,17 +114,21 @@ def test_cam_methods_equal_the_paper_formula(name: str) -> None:
     )
 
 
-def test_keras_backend_has_every_capability_but_layer_readouts() -> None:
+def test_keras_backend_has_every_capability_but_the_torch_only_ones() -> None:
     from seewhy import registry
     from seewhy.backends.capabilities import LayerReadout
+    from seewhy.backends.extra_gradients import BiasGradients, LayerCurvature
+    from seewhy.backends.relevance import Relevance
     from seewhy.backends.requirements import capabilities_of, methods_for
 
     backend = backend_for(gap_model(keras))
     assert len(capabilities_of(backend)) == 8  # Predicts ... Devices: every one there is
-    assert not isinstance(backend, LayerReadout)  # LeGrad's per-block head scores: torch only
+    # LeGrad's per-block head scores, LRP's rules, FullGrad's biases, ShapleyCAM's curvature
+    torch_capabilities = (LayerReadout, Relevance, BiasGradients, LayerCurvature)
+    assert not any(isinstance(backend, c) for c in torch_capabilities)
     assert backend.detections(np.zeros((1, 8, 8, 3), np.float32)) is None  # not a detector
-    torch_only = [m for m in seewhy.methods() if LayerReadout in registry.get(m).requires]
-    assert torch_only == ["legrad"]
+    torch_only = [m for m in seewhy.methods() if set(torch_capabilities) & registry.get(m).requires]
+    assert sorted(torch_only) == ["attnlrp", "fullgrad", "legrad", "lrp", "shapleycam"]
     assert methods_for(backend) == [m for m in seewhy.methods() if m not in torch_only]
 
 

@@ -91,7 +91,9 @@ CNN_METHODS = [
     for m in seewhy.methods()
     if not getattr(seewhy.registry.get(m), "reads_attention", False)
     and m != "answer-attention"  # a generative VLM's answers only: tests/test_answer_attention.py
+    and m != "query-attention"  # a DETR's decoder queries only: tests/test_hf_detectors.py
     and m != "legrad"  # transformers, on torch only: Keras refuses it (tests/contract_keras.py)
+    and m not in ("fullgrad", "shapleycam", "lrp", "attnlrp")  # torch only (contract_keras)
 ]
 
 

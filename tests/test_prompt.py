@@ -201,7 +201,12 @@ def test_a_training_step_between_two_calls_encodes_the_texts_again(clip: Any) ->
 
 
 #: Methods a dual encoder's tower cannot serve, and the fix their one-line refusal names.
-REFUSED = {"cam": "use gradcam", "answer-attention": "generative vision-language model"}
+REFUSED = {
+    "cam": "use gradcam",
+    "answer-attention": "generative vision-language model",
+    "query-attention": "decoder queries",
+    "finercam": "compares class logits",
+}
 
 
 @pytest.mark.parametrize("method", registry.names())

@@ -29,7 +29,16 @@ FRAMEWORKS = {
     "onnxruntime",
 }
 # modules that are framework code by their nature: model definitions, callbacks, training
-FRAMEWORK_HOMES = ("backends/", "zoo/", "synthetic/", "keras.py", "lightning.py", "demo/", "vlm/")
+FRAMEWORK_HOMES = (
+    "backends/",
+    "zoo/",
+    "synthetic/",
+    "keras.py",
+    "lightning.py",
+    "demo/",
+    "vlm/",
+    "detection/",
+)
 
 
 def _sources() -> list[Path]:

@@ -70,8 +70,9 @@ class Adapted:
         (targets scoring ``model``'s output, class indices, None).
     labels : tuple of str, optional
         Class names, when the model has fixed ones.
-    layer : str, optional
-        The default layer chosen for this model (said in ``said``); None:
+    layer : str or tuple of str, optional
+        The default layer chosen for this model (said in ``said``); a tuple
+        names several layers whose maps are fused (``fuse="mean"``); None:
         the backend's usual choice.
     rows : callable, optional
         ``rows(batch, targets)`` -> (the batch, one bound target per row), or
@@ -83,6 +84,12 @@ class Adapted:
         read elsewhere would be quietly wrong, so it is refused. None: any.
     layers_why : str
         Why only ``layers`` (said in the refusal).
+    sizes : callable, optional
+        ``sizes(height, width)`` -> the :class:`~seewhy.preprocess.Preprocess`
+        the model's own processor amounts to for a photo of that size, when
+        it sizes each photo its own (Qwen2-VL's dynamic resolution); the
+        input stream feeds each photo so unless the caller passes
+        ``preprocess=``. None: every photo by ``preprocess``.
     """
 
     model: Any
@@ -91,15 +98,18 @@ class Adapted:
     preprocess: Preprocess | None
     bind: Callable[[Any], Any]
     labels: tuple[str, ...] | None = None
-    layer: str | None = None
+    layer: str | tuple[str, ...] | None = None  # a tuple: several layers, maps fused
     rows: Callable[[Any, Any], Any] | None = None
     layers: tuple[str, ...] | None = None
     layers_why: str = ""
+    sizes: Callable[[int, int], Preprocess] | None = None
 
-    def check_layer(self, layer: str | None, method: str) -> None:
+    def check_layer(self, layer: str | tuple[str, ...] | None, method: str) -> None:
         """Refuse, in one line, a layer whose maps are not one per picture (see ``layers``)."""
-        if layer is None or self.layers is None or layer in self.layers:
+        names = layer if isinstance(layer, tuple) else (layer,)
+        if self.layers is None or all(n is None or n in self.layers for n in names):
             return
+        layer = next(n for n in names if n not in self.layers)
         raise InvalidInput(
             f"layer: {layer!r} of this {self.family} model {self.layers_why}, so {method} "
             f"there would not map onto the picture; use layer {' or '.join(self.layers)}"
@@ -157,6 +167,11 @@ def _found_by(module: str, function: str) -> Recogniser:
 RECOGNISERS: list[Recogniser] = [
     _found_by("vlm.dual_encoders", "adapt_dual_encoder"),  # CLIP, SigLIP
     _found_by("vlm.answers", "adapt_generative"),  # LLaVA, Qwen2-VL, PaliGemma, Idefics3
+    _found_by("detection.yolo", "adapt_yolo"),  # ultralytics YOLO: detect, segment, classify
+    _found_by("detection.segmenters", "adapt_segmenter"),  # HF segmenters, depth models
+    _found_by("detection.hf_detectors", "adapt_hf_detector"),  # DETR, Deformable, RT-DETR
+    _found_by("detection.open_vocabulary", "adapt_open_vocabulary"),  # OWL-ViT, OWLv2, G-DINO
+    _found_by("detection.sam", "adapt_sam"),  # SAM: segment_anything, Hugging Face SamModel
 ]
 
 
@@ -205,11 +220,15 @@ def adapt(
 
 
 def _may_be_torch(model: Any) -> bool:
-    """A torch module, told without importing torch (it is loaded if the model is one)."""
+    """A torch module, or a predictor around one (segment_anything's ``SamPredictor``: its
+    ``.model``), told without importing torch (it is loaded if the model is one)."""
     import sys
 
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(model, torch.nn.Module)
+    return torch is not None and (
+        isinstance(model, torch.nn.Module)
+        or isinstance(getattr(model, "model", None), torch.nn.Module)
+    )
 
 
 def readout(

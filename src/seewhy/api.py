@@ -69,7 +69,8 @@ def explain(
     method: str = "gradcam",
     *,
     target: Target = None,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
+    fuse: str = "mean",
     layout: Any = None,
     preprocess: Preprocess | None = None,
     labels: Sequence[str] | None = None,
@@ -106,7 +107,12 @@ def explain(
         class (a detector: each detection).
     layer
         The layer a CAM reads (default: the last one with a spatial map;
-        :func:`layers` lists them).
+        :func:`layers` lists them). Several (``["layer3", "layer4"]`` or
+        ``"layer3,layer4"``): each layer's map is upsampled to the input,
+        normalised, and the maps fused (see ``fuse``).
+    fuse
+        How several layers' maps combine: ``"mean"`` or ``"max"``
+        (recorded in ``params`` with ``layers``).
     layout
         How that layer's tensor is laid out (NCHW, NHWC, tokens), when the
         guess is wrong.
@@ -208,6 +214,8 @@ def layers(
     inside = need_layers(backend, "model: seewhy.layers()")
     infos = inside.layers(probe)
     chosen = None if view.adapted is None else view.adapted.layer  # chosen for the tower
+    if isinstance(chosen, tuple):  # several layers fused: the last (deepest) one is marked
+        chosen = chosen[-1]
     try:  # the backend's own choice, the one explain makes (a detector's: its backbone's)
         default: str | None = inside.resolve_layer(chosen, probe)
     except LayerNotFound:

@@ -16,7 +16,7 @@ import numpy as np
 from . import _target_plan, registry
 from . import targets as targets_module
 from ._kit.blas import one_blas_thread
-from ._kit.checks import bad_argument, flag, positive_int
+from ._kit.checks import flag, positive_int
 from ._kit.scores import check_score, probabilities
 from ._kit.warn import warn_user
 from .adapters import AdaptedModelNote, readout, seen
@@ -29,6 +29,7 @@ from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult
+from .methods.cam_layers import check_fuse, fuse_results, layer_names
 from .preprocess import ModelSpec, Preprocess
 from .spec import spec_record, warn_guessed
 
@@ -92,12 +93,6 @@ def warn_not_finite(logits: np.ndarray, sources: Sequence[str]) -> None:
         )
 
 
-def _check_layer(layer: object) -> str | None:
-    if layer is not None and not isinstance(layer, str):
-        raise bad_argument("layer", "a layer name (str) or None", layer)
-    return layer
-
-
 @dataclass
 class _Collected:
     """What one ``explain`` call keeps of each batch until the Explanation is assembled.
@@ -114,7 +109,10 @@ class _Collected:
     objects: list[targets_module.Target] = field(default_factory=list)  # when not plain classes
     failures: list[Failure] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)  # the model input's (H, W)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # each result's (H, W)
+    fed: list[Preprocess] = field(default_factory=list)  # each photo's own, if sized its own
     layer: str | None = None
+    layers: tuple[str, ...] = ()  # several layers fused (``layer=[...]``), resolved
     sigmoid: bool | None = None
 
     def keep(self, batch: Batch) -> None:
@@ -123,6 +121,7 @@ class _Collected:
         self.photos.extend(batch.photos or (None,) * len(batch))
         self.sources.extend(batch.sources)
         self.size = (batch.inputs.shape[1], batch.inputs.shape[2])
+        self.fed.extend([batch.fed] * len(batch) if batch.fed is not None else ())
 
 
 class Explainer:
@@ -138,7 +137,9 @@ class Explainer:
         Any model :func:`explain` takes.
     method
         A registered method's name.
-    layer, layout, preprocess, labels, score, output, head, top_k, batch_size, precision, photos
+    layer, fuse, layout, preprocess, labels, score, output, head, top_k, batch_size, precision
+        As for :func:`explain`.
+    photos
         As for :func:`explain`.
     tokenizer, processor, prompt
         As for :func:`explain`: a vision-language model's own (see :mod:`seewhy.vlm`).
@@ -159,7 +160,8 @@ class Explainer:
         model: Any,
         method: str = "gradcam",
         *,
-        layer: str | None = None,
+        layer: str | Sequence[str] | None = None,
+        fuse: str = "mean",
         layout: Any = None,
         preprocess: Preprocess | None = None,
         labels: Sequence[str] | None = None,
@@ -188,6 +190,9 @@ class Explainer:
         # a vision-language model: the part that sees the pixels, the rest in the targets' scores
         view = seen(model, tokenizer=tokenizer, processor=processor, prompt=prompt)
         self.adapted = view.adapted
+        # each photo at the size the model's own processor gives it, unless the caller chose one
+        sizes = view.adapted.sizes if view.adapted is not None else None
+        self.per_photo = None if preprocess is not None else sizes
         self.backend: Backend = backend_for(view.model)
         require(self.backend, self.method)  # a capability the method needs and the model lacks
         if self.adapted is not None:
@@ -198,9 +203,13 @@ class Explainer:
                 f"precision: {self.precision} is for the methods that only predict "
                 f"({', '.join(reduced_precision_methods())}); {self.method.name} needs gradients"
             )
-        self.layer = _check_layer(layer)
+        self.layer = layer_names(layer)  # a name, several names (fused), or None
+        self.fuse = check_fuse(fuse)
         if self.adapted is not None:
-            self.layer = self.layer or self.adapted.layer  # chosen for this tower, and said
+            chosen = self.adapted.layer  # several (fused) only for a method reading a layer
+            if isinstance(chosen, tuple) and not self.method.uses_layer:
+                chosen = None
+            self.layer = self.layer or chosen  # chosen for this tower, and said
             self.adapted.check_layer(self.layer, self.method.name)
             towers_attention = self.method.reads_attention or LayerReadout in self.method.requires
             if self.adapted.layers is not None and towers_attention:
@@ -209,6 +218,11 @@ class Explainer:
                     f"{self.adapted.layers_why}; use a CAM (at layer "
                     f"{' or '.join(self.adapted.layers)}) or answer-attention"
                 )
+        if isinstance(self.layer, tuple) and not self.method.uses_layer:
+            raise InvalidInput(
+                f"layer: {self.method.name} reads no layer, so it cannot fuse several; "
+                "use a CAM (gradcam, layercam, ...) or give no layer"
+            )
         # a view reading the layer in the user's layout, if any; what params record
         self.backend, self.layout = use_layout(self.backend, layout)
         self.score: Score = score
@@ -293,6 +307,7 @@ class Explainer:
             size=self.batch_size,
             photos=self.photos,
             own_size="size" in self.spec.guessed,
+            per_photo=self.per_photo,
         )
         warn_guessed(self.spec, stream.pictures)
         return stream, len(stream), False
@@ -312,9 +327,12 @@ class Explainer:
         inputs (failures included): ``batch.indices`` says which are this batch's.
         """
         if self.method.uses_layer and run.layer is None:
-            run.layer = need_layers(self.backend, f"method: {self.method.name}").resolve_layer(
-                self.layer, batch.inputs
-            )
+            inside = need_layers(self.backend, f"method: {self.method.name}")
+            if isinstance(self.layer, tuple):  # several layers: each resolved, maps fused
+                run.layers = tuple(inside.resolve_layer(name, batch.inputs) for name in self.layer)
+                run.layer = ",".join(run.layers)
+            else:
+                run.layer = inside.resolve_layer(self.layer, batch.inputs)
         if run.sigmoid is None:
             run.sigmoid = self.head == "sigmoid" or bool(
                 _target_plan.sigmoid_output(self.backend, batch.inputs, self.output)
@@ -329,6 +347,15 @@ class Explainer:
         for start in range(0, len(batch), self.batch_size):
             picked = _target_plan.pick(targets, positions[start : start + self.batch_size])
             run.objects.extend(picked if isinstance(picked, tuple) else ())
+            run.sizes.append((batch.inputs.shape[1], batch.inputs.shape[2]))  # this result's
+            if run.layers:  # one run per layer, their maps fused at the input's size
+                runs = [self._run(batch, start, picked, n, None, run.sigmoid) for n in run.layers]
+                size = (batch.inputs.shape[1], batch.inputs.shape[2])
+                rectify = self.method.rectify
+                run.results.append(fuse_results(runs, size, rectify=rectify, fuse=self.fuse))
+                if progress is not None:
+                    progress(len(runs[0].maps))
+                continue
             run.results.append(self._run(batch, start, picked, run.layer, progress, run.sigmoid))
         run.keep(batch)
 
@@ -340,19 +367,30 @@ class Explainer:
             raise no_usable_image(run.failures)
         for failure in run.failures:
             warn_user(f"skipped: {failure.reason}", SkippedInputWarning)
-        raw = _concat(run.results)
-        spec, found = self.spec, readout(run.objects, raw.logits)
+        spec, photos = self.spec, tuple(run.photos)
+        if len(set(run.sizes)) > 1:  # photos fed at their own sizes: laid onto one canvas
+            from ._own_sizes import on_canvas
+
+            raw, maps, images, photos = on_canvas(
+                run.results, run.sizes, [p for g in run.pictures for p in g], photos,
+                spec.preprocess, rectify=self.method.rectify,
+            )  # fmt: skip
+        else:
+            raw = _concat(run.results)
+            maps = postprocess(raw.maps, run.size, rectify=self.method.rectify)
+            images = run.pictures[0] if len(run.pictures) == 1 else np.concatenate(run.pictures)
+            spec = replace(spec, preprocess=run.fed[0]) if run.fed else spec  # as fed
+        found = readout(run.objects, raw.logits)
         if found is not None:  # texts acting as classes (prompts): the predictions list them
             raw, spec = replace(raw, logits=found[0]), replace(spec, labels=found[1])
         warn_not_finite(raw.logits, run.sources)
         chosen = raw.targets.astype(np.int64)
-        maps = postprocess(raw.maps, run.size, rectify=self.method.rectify)
         warn_constant_maps(maps, run.sources, self.method.name, raw.maps)
         sigmoid = bool(run.sigmoid)
         return Explanation(
             maps=maps,
             layer_maps=raw.maps.astype(np.float32, copy=False),
-            images=run.pictures[0] if len(run.pictures) == 1 else np.concatenate(run.pictures),
+            images=images,
             sources=tuple(run.sources),
             targets=chosen,
             target_labels=_target_plan.captions(chosen, run.objects, spec.label),
@@ -368,8 +406,8 @@ class Explainer:
             model_name=self.spec.name,
             failures=tuple(run.failures),
             extras=dict(raw.extras),
-            photos=tuple(run.photos),
-            input_spec=spec_record(self.spec, run.size),
+            photos=photos,
+            input_spec=spec_record(spec, maps.shape[1:], [p.size for p in run.fed]),
         )
 
     def _run(
@@ -418,6 +456,8 @@ class Explainer:
         The precision is added when it is not the usual float32.
         """
         params = {**self.method.params, **chosen}
+        if isinstance(self.layer, tuple):
+            params.update(layers=self.layer, fuse=self.fuse)
         if self.layout is not None:
             params["layout"] = self.layout
         if self.precision != "float32":

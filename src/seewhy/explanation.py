@@ -79,6 +79,11 @@ class Explanation:
     ``input_spec`` records what the model was fed (size, channels, value
     range, crop, where that was read and what was guessed);
     ``seewhy.spec.preprocess_from_record`` turns it back into a Preprocess.
+    A model that sizes each photo its own (Qwen2-VL, LLaVA-NeXT's tiles) is
+    fed each at that size; photos fed at several sizes in one call are laid,
+    maps and pictures, onto one canvas (the photo fitted, aspect kept, its
+    ``photos`` box moved to match), each one's fed size in
+    ``input_spec["fed_sizes"]``.
 
     Attributes
     ----------

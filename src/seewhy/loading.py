@@ -103,6 +103,11 @@ def load_model(
         from .backends.keras.loading import load_keras_model
 
         return load_keras_model(spec, weights=weights, trust=trust)
+    if spec.startswith("yolo:"):  # ultralytics: a checkpoint is a pickle (trusted only)
+        require_module("torch", "torch")
+        from .backends.torch.loading_ultralytics import load_ultralytics
+
+        return load_ultralytics(spec[len("yolo:") :], weights=weights, trust=trust)
     if spec.startswith(("torchvision:", "timm:", "open_clip:")) or path.suffix or path.exists():
         require_module("torch", "torch")
         from .backends.torch.loading import load_torch_model

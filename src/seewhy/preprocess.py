@@ -45,8 +45,13 @@ FITS = ("short", "stretch", "cover", "contain")
 CROP_ROUNDINGS = ("round", "floor")
 
 #: Whose resampling makes the pictures: Pillow's (torchvision and timm on PIL images),
-#: or torchvision's on uint8 tensors (Hugging Face's default image processors).
-RESAMPLERS = ("pillow", "torchvision")
+#: torchvision's on uint8 tensors (Hugging Face's default image processors), or OpenCV's
+#: ``cv2.resize`` without antialiasing (ultralytics' LetterBox).
+RESAMPLERS = ("pillow", "torchvision", "opencv")
+
+#: Where a picture smaller than the input sits: centred (most libraries), or in the top-left
+#: corner, padded after (SAM: its bottom-right padding).
+ALIGNS = ("centre", "top-left")
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,15 @@ class Preprocess:
         Padding (one value or one per channel, 0-255) for a picture smaller
         than ``size`` after the resize, centred. Without it a short-side
         resize is raised until the crop fits, and ``"contain"`` pads with black.
-    resampler : {"pillow", "torchvision"}
+    resampler : {"pillow", "torchvision", "opencv"}
         ``"torchvision"`` resizes as torchvision does on uint8 tensors (Hugging
         Face's default image processors), which differs from Pillow by one
-        grey level on some pixels.
+        grey level on some pixels; ``"opencv"`` as ``cv2.resize`` (not
+        antialiased: ultralytics' letterbox), ``interpolation`` "nearest",
+        "bilinear" or "bicubic".
+    align : {"centre", "top-left"}
+        Where a picture smaller than ``size`` sits: centred, or in the
+        top-left corner with the padding after it (SAM pads bottom-right).
 
     Raises
     ------
@@ -114,6 +124,7 @@ class Preprocess:
     crop_rounding: str = "round"
     fill: tuple[int, ...] | None = None
     resampler: str = "pillow"
+    align: str = "centre"
 
     def __post_init__(self) -> None:
         if len(self.mean) not in (1, 3) or len(self.std) != len(self.mean):
@@ -144,6 +155,7 @@ class Preprocess:
             ("fit", self.fit, FITS),
             ("crop_rounding", self.crop_rounding, CROP_ROUNDINGS),
             ("resampler", self.resampler, RESAMPLERS),
+            ("align", self.align, ALIGNS),
         ):
             if value not in allowed:
                 raise bad_argument(f"Preprocess.{name}", f"one of {allowed}", value)
@@ -189,7 +201,8 @@ class Preprocess:
     def _offset(self, have: int, want: int) -> int:
         """Where a centre crop of ``want`` starts in ``have``; negative: the padding before."""
         if have < want:
-            return -((want - have) // 2)  # every library pads the odd pixel after
+            # every library pads the odd pixel after; top-left: all of it after
+            return 0 if self.align == "top-left" else -((want - have) // 2)
         if self.crop_rounding == "floor":
             return (have - want) // 2
         return round((have - want) / 2.0)

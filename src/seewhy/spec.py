@@ -252,10 +252,16 @@ def _numbers(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[str, Any]:
+def spec_record(
+    spec: ModelSpec,
+    size: tuple[int, ...] | None = None,
+    fed_sizes: Sequence[tuple[int, int]] = (),
+) -> dict[str, Any]:
     """The spec as JSON-ready values, for ``Explanation.input_spec`` and ``to_dict()``.
 
-    ``size`` is the (H, W) the inputs had, when pictures kept their own size.
+    ``size`` is the (H, W) the inputs had, when pictures kept their own size;
+    ``fed_sizes`` each photo's own (H, W) where the model sizes each photo its
+    own (Qwen2-VL), recorded as ``"fed_sizes"``.
 
     Parameters
     ----------
@@ -263,6 +269,8 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
         What the model is explained with (:func:`resolve_spec`).
     size : tuple of (int, int), optional
         The inputs' (H, W), when it differs from the spec's.
+    fed_sizes : sequence of (int, int)
+        Each photo's fed (H, W), when each photo was sized its own.
 
     Returns
     -------
@@ -271,7 +279,9 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
         read and what was guessed.
     """
     pre = spec.preprocess
+    own = {"fed_sizes": [list(s) for s in fed_sizes]} if fed_sizes else {}
     return {
+        **own,
         "size": list(size or pre.size),
         "channels": pre.channels,
         "resize": pre.resize,
@@ -284,6 +294,7 @@ def spec_record(spec: ModelSpec, size: tuple[int, int] | None = None) -> dict[st
         "crop_rounding": pre.crop_rounding,
         "fill": None if pre.fill is None else list(pre.fill),
         "resampler": pre.resampler,
+        "align": pre.align,
         "source": spec.source,
         "guessed": list(spec.guessed),
         "assumed": spec.assumed,
@@ -322,6 +333,7 @@ def preprocess_from_record(record: Mapping[str, Any]) -> Preprocess:
             crop_rounding=str(record.get("crop_rounding", "round")),
             fill=None if record.get("fill") is None else tuple(int(v) for v in record["fill"]),
             resampler=str(record.get("resampler", "pillow")),
+            align=str(record.get("align", "centre")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise bad_argument("record", "an Explanation's input record", exc) from None

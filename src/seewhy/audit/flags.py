@@ -24,7 +24,9 @@ from .dataset import Box
 __all__ = [
     "BORDER_FRACTION",
     "border_energy",
+    "box_energy",
     "box_notes",
+    "detection_box",
     "image_notes",
     "object_energy",
     "object_mask",
@@ -69,6 +71,34 @@ def border_energy(map_: np.ndarray, fraction: float = BORDER_FRACTION) -> float:
     band = np.ones((h, w), dtype=bool)
     band[bh : h - bh, bw : w - bw] = False
     return _energy_inside(map_, band)
+
+
+def box_energy(map_: np.ndarray, xyxy: Sequence[float]) -> float:
+    """Share of the map's energy inside a box in the map's own pixels (a detection's, as
+    explained); NaN for an all-zero map or a box outside the map.
+
+    Why the audit flags it below its object threshold (0.5 by default): a map
+    putting most of its mass outside the box it explains says the detector
+    decided from elsewhere (context, a neighbour, the picture's border).
+    """
+    h, w = map_.shape
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    c0, c1 = min(w, max(0, math.floor(x0))), min(w, max(0, math.ceil(x1)))
+    r0, r1 = min(h, max(0, math.floor(y0))), min(h, max(0, math.ceil(y1)))
+    if c1 <= c0 or r1 <= r0:
+        return math.nan
+    mask = np.zeros((h, w), dtype=bool)
+    mask[r0:r1, c0:c1] = True
+    return _energy_inside(map_, mask)
+
+
+def detection_box(recorded: object, row: int) -> tuple[float, ...] | None:
+    """The box row ``row`` explained, from ``Explanation.params["target"]`` (a Box's JSON
+    form, one or one per row); None when that row's target is not a Box."""
+    form = recorded[row] if isinstance(recorded, list) and row < len(recorded) else recorded
+    if isinstance(form, dict) and form.get("kind") == "box" and len(form.get("xyxy", ())) == 4:
+        return tuple(float(v) for v in form["xyxy"])
+    return None
 
 
 def object_mask(

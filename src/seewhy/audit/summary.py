@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["summarize"]
 
-FLAG_NAMES = ("wrong", "off-object", "border", "odd", "unreadable", "non-finite")
+FLAG_NAMES = ("wrong", "off-object", "off-box", "border", "odd", "unreadable", "non-finite")
 
 
 def _finite(value: Any) -> float:
@@ -61,6 +61,6 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suspicious: int = 24) -> 
         "most_suspicious": [
             int(r["index"])
             for r in ranked
-            if set(r.get("flags") or ()) & {"wrong", "off-object", "border"}
+            if set(r.get("flags") or ()) & {"wrong", "off-object", "off-box", "border"}
         ][:suspicious],
     }

@@ -35,7 +35,9 @@ __all__ = [
     "check_audit_target",
     "check_model_target",
     "image_targets",
+    "is_detector",
     "target_classes",
+    "top_detections",
 ]
 
 AUDIT_TARGETS = ("predicted", "true", "region", "box")
@@ -75,6 +77,15 @@ def check_model_target(kind: AuditTarget, adapted: Adapted | None, prompt: Any) 
     other model); ``prompt``: the Explainer's ``prompt=``.
     """
     given = kind["kind"] if isinstance(kind, dict) else None
+    if adapted is not None and is_detector(adapted):  # classes and boxes, like torchvision's
+        if given is not None or kind not in ("predicted", "box"):
+            raise InvalidInput(
+                f"target_from: this {adapted.family} model detects boxes; use predicted (its "
+                "most confident detection in each image) or box (the ground-truth box)"
+            )
+        return
+    if adapted is not None and is_segmenter(adapted):  # per-pixel scores, like torchvision's
+        adapted = None
     if adapted is None:
         if given is not None:
             raise InvalidInput(
@@ -100,6 +111,36 @@ def check_model_target(kind: AuditTarget, adapted: Adapted | None, prompt: Any) 
             "classes; pass target_from=seewhy.targets.Prompt('a cat', against=['a dog']) "
             "(--target-from 'prompt:a cat|a dog'): that text in every image, zero-shot among all"
         )
+
+
+def is_segmenter(adapted: Adapted) -> bool:
+    """An adapted segmenter or depth model (Hugging Face): Region targets, like torchvision's."""
+    from ..detection.segmenters import claimed
+
+    return claimed(adapted)
+
+
+def is_detector(adapted: Adapted) -> bool:
+    """An adapted detector (YOLO): classes, and a batch expanded to one row per detection."""
+    return adapted.rows is not None and adapted.labels is not None
+
+
+def top_detections(adapted: Adapted, batch: Any) -> tuple[Target, ...]:
+    """Each image's most confident detection, as the Box the audit explains (one map each).
+
+    The detector's own rows come most confident first; an image with none
+    is refused in one line (the audit then fails that image alone).
+    """
+    found = adapted.rows(batch, None)  # type: ignore[misc]
+    expanded, boxes = found
+    first: dict[int, Target] = {}
+    for index, box in zip(expanded.indices or range(len(boxes)), boxes, strict=True):
+        first.setdefault(int(index), box)
+    wanted = batch.indices or tuple(range(len(batch)))
+    missing = [batch.sources[i] for i, index in enumerate(wanted) if int(index) not in first]
+    if missing:
+        raise InvalidInput(f"target_from: predicted: nothing detected in {', '.join(missing[:3])}")
+    return tuple(first[int(index)] for index in wanted)
 
 
 def target_classes(kind: AuditTarget) -> tuple[str, ...] | None:

@@ -25,7 +25,9 @@ from seewhy.preprocess import Preprocess
 from .dataset import Item
 from .flags import (
     border_energy,
+    box_energy,
     box_notes,
+    detection_box,
     image_notes,
     object_energy,
     object_mask,
@@ -33,7 +35,7 @@ from .flags import (
 )
 from .objects import objects_record
 from .settings import Settings
-from .targets import check_model_target, image_targets
+from .targets import check_model_target, image_targets, is_detector, top_detections
 
 __all__ = ["BatchResult", "BatchWorker", "Decoded", "Settings", "method_key"]
 
@@ -190,6 +192,9 @@ class BatchWorker:
             sources=tuple(d.item.name for d in good),
         )
         chosen = image_targets(self.settings.target, good, self.preprocess)
+        adapted = self.explainers[0].adapted
+        if chosen is None and adapted is not None and is_detector(adapted):
+            chosen = top_detections(adapted, batch)  # one map per image: its top detection
         return [explainer.explain(batch, target=chosen) for explainer in self.explainers]
 
     def _record(
@@ -206,17 +211,24 @@ class BatchWorker:
         energies: dict[str, dict[str, float | None]] = {}
         obj: list[float] = []
         bord: list[float] = []
+        inside: list[float] = []
         for ex in explanations:
             o = object_energy(ex.maps[row], d.mask) if d.mask is not None else math.nan
             b = border_energy(ex.maps[row])
             obj.append(o)
             bord.append(b)
             energies[ex.method] = {"object": _num(o), "border": _num(b)}
+            box = detection_box(ex.params.get("target"), row)  # a Box explained: its own box
+            if box is not None:
+                inside.append(box_energy(ex.maps[row], box))
+                energies[ex.method]["box"] = _num(inside[-1])
         flags: list[str] = []
         if wrong:
             flags.append("wrong")
         if any(not math.isnan(e) and e < self.settings.object_threshold for e in obj):
             flags.append("off-object")
+        if any(not math.isnan(e) and e < self.settings.object_threshold for e in inside):
+            flags.append("off-box")  # the map explains the detection from outside its box
         if any(not math.isnan(e) and e > self.settings.border_threshold for e in bord):
             flags.append("border")
         if d.notes:
@@ -248,7 +260,7 @@ class BatchWorker:
             "suspicion": suspicion(
                 wrong=wrong,
                 confidence=0.0 if top is None else top.probability,
-                object_energies=obj,
+                object_energies=obj + inside,
                 border_energies=bord,
             ),
             "shard": batch,

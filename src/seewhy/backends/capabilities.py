@@ -19,6 +19,7 @@ Each capability, and what needs it:
 - ``Gradients``: Grad-CAM and its variants, the pixel-gradient methods,
   generic attention
 - ``Attention``: attention rollout, generic attention
+- ``Relevance``: layer-wise relevance propagation (LRP; :mod:`.relevance`)
 - ``Heads``: ``output=``, ``head=``, targets other than classes, detectors
 - ``Weights``: the model-randomisation sanity check
 - ``Devices``: the audit (a device of its own, Ray workers)
@@ -44,6 +45,7 @@ from .heads import Head
 from .hints import ModelHints
 from .layouts import LayoutChoice
 from .readout import LayerReadout  # LeGrad's capability, in its own module (re-exported)
+from .relevance import Relevance  # LRP's capability, in its own module (re-exported)
 
 if TYPE_CHECKING:
     pass
@@ -58,6 +60,7 @@ __all__ = [
     "LayerReadout",
     "Layers",
     "Predicts",
+    "Relevance",
     "Weights",
 ]
 

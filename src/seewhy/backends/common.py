@@ -197,12 +197,13 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
-def require_module(module: str, extra: str) -> Any:
-    """``module`` imported, or a one-line error naming the pip extra that installs it."""
+def require_module(module: str, extra: str, *, importer: Callable[[], Any] | None = None) -> Any:
+    """``module`` imported (by ``importer`` when given), or a one-line error naming the pip
+    extra that installs it."""
     import importlib
 
     try:
-        return importlib.import_module(module)
+        return importer() if importer is not None else importlib.import_module(module)
     except ImportError as exc:
         raise BackendError(
             f"{module} is not installed; install it with: pip install 'seewhy[{extra}]'"

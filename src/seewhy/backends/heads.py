@@ -9,7 +9,9 @@ planning code that uses it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..targets import Target
 
-__all__ = ["DEFAULT_HEAD", "Head", "output_position"]
+__all__ = ["DEFAULT_HEAD", "Head", "output_position", "rows_scoring", "scoring_rows"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +79,38 @@ class Head:
 
 
 DEFAULT_HEAD = Head()
+
+#: The running gradient pass's target columns and which column each row reads.
+_ROWS: ContextVar[tuple[tuple[Target, ...], np.ndarray] | None] = ContextVar(
+    "seewhy_scoring_rows", default=None
+)
+
+
+@contextmanager
+def scoring_rows(columns: tuple[Target, ...] | None, rows: Any) -> Iterator[None]:
+    """Within: which column of ``columns`` each row of the pass reads (``rows``), for
+    :func:`rows_scoring`; a backend's gradient pass sets it around its scored forward."""
+    given = columns is not None and rows is not None
+    token = _ROWS.set((columns, np.asarray(rows)) if given else None)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
+def rows_scoring(target: Target) -> np.ndarray | None:
+    """The rows of the running pass that read ``target``'s column, or None (unknown: all).
+
+    A target whose score costs a model pass per row (SAM's mask decoder) scores only
+    these: the pass reads no other row of its column, so k prompts on k rows cost k
+    decoder passes and one backward through them, not k * k.
+    """
+    found = _ROWS.get()
+    if found is None:
+        return None
+    columns, rows = found
+    hits = [j for j, t in enumerate(columns) if t is target]
+    return np.flatnonzero(rows == hits[0]) if len(hits) == 1 else None
 
 
 def output_position(labels: Sequence[str], choice: int | str | None) -> int:

@@ -23,8 +23,10 @@ from .capabilities import (
     LayerReadout,
     Layers,
     Predicts,
+    Relevance,
     Weights,
 )
+from .extra_gradients import BiasGradients, LayerCurvature
 from .layouts import Layout, parse_layout
 
 if TYPE_CHECKING:
@@ -58,6 +60,9 @@ _WORDS: dict[type, str] = {
     Gradients: "gradients of its scores",
     Attention: "a transformer's attention",
     LayerReadout: "a transformer's score read at every block (LeGrad)",
+    BiasGradients: "the gradient at every bias (FullGrad)",
+    LayerCurvature: "second derivatives at a layer (ShapleyCAM)",
+    Relevance: "relevance propagated layer by layer (LRP)",
     Heads: "scores of other outputs and targets than classes",
     Weights: "the model's weights",
     Devices: "to move the model to a device or another process",

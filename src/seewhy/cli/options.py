@@ -38,8 +38,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "open_clip:NAME:PRETRAINED (downloaded by open_clip when online; open_clip:NAME with "
         "--weights FILE offline; open_clip:NAME:random for random weights on purpose), a "
         "Hugging Face model folder (save_pretrained's: CLIP, SigLIP, LLaVA, Qwen2-VL, image "
-        "classifiers; safetensors weights), or a model file (.pt TorchScript, .pt2 "
-        "torch.export, .keras, .onnx) [default: efficientnet_lite0]",
+        "classifiers; safetensors weights), yolo:FILE.pt (an ultralytics checkpoint: a "
+        "pickle, only with --trust-model) or yolo:NAME.yaml (random weights), or a model file "
+        "(.pt TorchScript, .pt2 torch.export, .keras, .onnx) [default: efficientnet_lite0]",
     )
     g.add_argument(
         "--framework",
@@ -168,7 +169,17 @@ def add_explaining_options(
 #: Each Explainer keyword the command line sets: (flag, argparse settings). A new
 #: ``Explainer`` option is one row here, and every explaining command has it.
 _EXPLAINER_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "layer": ("--layer", {"help": "layer for CAM methods (see `seewhy layers`)"}),
+    "layer": (
+        "--layer",
+        {
+            "help": "layer for CAM methods (see `seewhy layers`); several, comma-separated "
+            "(layer3,layer4): their maps are fused"
+        },
+    ),
+    "fuse": (
+        "--fuse",
+        {"choices": ("mean", "max"), "help": "how several layers' maps combine"},
+    ),
     "layout": (
         "--layer-layout",
         {

@@ -1,5 +1,6 @@
 """``--target``'s text forms: ``labels:A,B``, ``output:N``, ``box:...``, ``region:...``,
-``prompt:TEXT`` and ``prompt:A|B|C`` (dual encoders: CLIP, SigLIP).
+``prompt:TEXT`` and ``prompt:A|B|C`` (dual encoders: CLIP, SigLIP), ``point:x,y`` and
+``mask-box:x0,y0,x1,y1`` (SAM).
 
 The notation is the command line's; a Python caller builds the target
 itself (:mod:`seewhy.targets`). Anything else (a class index or name) is
@@ -15,7 +16,7 @@ import numpy as np
 
 from seewhy._target_plan import class_index
 from seewhy.errors import InvalidInput
-from seewhy.targets import Box, MultiLabel, Output, Prompt, Region, Target
+from seewhy.targets import Box, Mask, MultiLabel, Output, Prompt, Region, Target
 
 __all__ = ["PROMPT_SEPARATOR", "TEXT_FORMS", "parse_target", "read_mask"]
 
@@ -26,6 +27,8 @@ _FORMS = {
     "box": "box:x0,y0,x1,y1[:label]",
     "region": "region:CLASS:mask.png",
     "prompt": "prompt:TEXT or prompt:A|B|C",
+    "point": "point:x,y[;x,y...] (a - before x,y: background)",
+    "mask-box": "mask-box:x0,y0,x1,y1",
 }
 
 #: Forms whose text is the model's to read (a prompt), never a class name to look up.
@@ -39,9 +42,11 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str
     """A target from ``--target``'s text, or ``text`` itself when it names a class.
 
     Class names are looked up in ``labels`` (the model's); box corners are in
-    the model input's pixels; a mask file's pixels above half its brightest
-    are True. ``prompt:A|B|C`` is :class:`~seewhy.targets.Prompt` ``(A,
-    against=[B, C])``: the first text's softmax share among them, as
+    the model input's pixels, and a box's text on a model without labels is
+    what an open-vocabulary detector looks for (``box:0,0,50,50:a cat``); a
+    mask file's pixels above half its brightest are True. ``prompt:A|B|C`` is
+    :class:`~seewhy.targets.Prompt` ``(A, against=[B, C])``: the first text's
+    softmax share among them, as
     zero-shot classification scores it (the predictions rank all of them).
     """
     kind, _, rest = text.partition(":")
@@ -54,6 +59,8 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str
 
     if kind == "prompt":
         return _prompt(rest, text)
+    if kind in ("point", "mask-box"):
+        return _mask(kind, rest)
     if kind == "output":
         return Output(_int_text(rest, _FORMS[kind]))
     if kind == "labels":
@@ -61,6 +68,8 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> Target | str
     if kind == "box":
         corners, _, label = rest.partition(":")
         numbers = [_float_text(v, _FORMS[kind]) for v in corners.split(",")]
+        if label.strip() and labels is None and not label.strip().lstrip("-").isdigit():
+            return Box(numbers, text=label.strip())  # an open-vocabulary detector's text
         return Box(numbers, index(label) if label.strip() else None)
     name, _, path = rest.partition(":")
     if not name or not path:
@@ -82,6 +91,22 @@ def _prompt(rest: str, text: str) -> Prompt:
             f"--target: {repeated[0]!r} is given twice in {text!r}; name each text once"
         )
     return Prompt(texts[0], against=texts[1:] or None)
+
+
+def _mask(kind: str, rest: str) -> Mask:
+    """``point:x,y;x,y`` -> Mask(points=...) (``-x,y``: a background point); ``mask-box:...``
+    -> Mask(boxes=...); photo pixels, as SAM's own predictor takes them."""
+    if kind == "mask-box":
+        return Mask(boxes=[_float_text(v, _FORMS[kind]) for v in rest.split(",")])
+    points, labels = [], []
+    for part in rest.split(";"):
+        background = part.strip().startswith("-")
+        numbers = [_float_text(v, _FORMS[kind]) for v in part.strip().lstrip("-").split(",")]
+        if len(numbers) != 2:
+            raise InvalidInput(f"--target: expected {_FORMS[kind]}, got {rest!r}")
+        points.append((numbers[0], numbers[1]))
+        labels.append(0 if background else 1)
+    return Mask(points=points, labels=labels)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

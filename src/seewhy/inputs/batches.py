@@ -15,7 +15,7 @@ A bad item does not stop the batch: it becomes a :class:`Failure`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +35,9 @@ from .decoding import load_named
 from .photos import Photo, keep_photo
 
 __all__ = ["Batch", "BatchStream", "Failure", "no_usable_image", "prepare", "resize_for_model"]
+
+#: A model's preprocessing per photo, from the photo's (height, width); None: one for all.
+Sizes = Callable[[int, int], Preprocess] | None
 
 # Denormalised model inputs within this many grey levels of [0, 255] are trusted.
 _DENORM_TOLERANCE = 4.0
@@ -107,6 +110,10 @@ def _resample(rgb: np.ndarray, size: tuple[int, int], pre: Preprocess) -> np.nda
                 "install them or use resampler='pillow'"
             ) from None
         return torchvision_resize(rgb, size, pre.interpolation)
+    if pre.resampler == "opencv":
+        from ..detection.letterbox import opencv_resize
+
+        return opencv_resize(rgb, size, pre.interpolation)
     im = Image.fromarray(np.ascontiguousarray(rgb))
     resample = Image.Resampling[pre.interpolation.upper()]
     return np.asarray(im.resize((size[1], size[0]), resample), dtype=np.uint8)
@@ -151,6 +158,8 @@ class Batch:
         Each item's position among all inputs, failures included.
     photos : tuple of Photo or None
         Each raw picture and the box of it the model saw.
+    fed : Preprocess or None
+        These photos' own preprocessing, when each is sized its own (else None).
     """
 
     inputs: np.ndarray
@@ -158,6 +167,7 @@ class Batch:
     sources: tuple[str, ...]
     indices: tuple[int, ...] = ()
     photos: tuple[Photo | None, ...] = ()
+    fed: Preprocess | None = None
 
     def __post_init__(self) -> None:
         if not self.indices:
@@ -265,12 +275,13 @@ def _display_from_input(x: np.ndarray, pre: Preprocess) -> np.ndarray:
 
 
 def _prepare_item(
-    item: _Item, pre: Preprocess, keep: bool = True, own_size: bool = False
-) -> tuple[np.ndarray, np.ndarray, Photo | None]:
-    """One item -> (model input HWC float32, display picture HWC uint8, its Photo or None).
+    item: _Item, pre: Preprocess, keep: bool = True, own_size: bool = False, per_photo: Sizes = None
+) -> tuple[np.ndarray, np.ndarray, Photo | None, Preprocess | None]:
+    """One item -> (model input HWC float32, display HWC uint8, Photo or None, own Preprocess).
 
     ``own_size``: the model's size is only a guess, so a picture no larger
     than ``pre.size`` is fed as it is (a 32 x 32 CIFAR image stays 32 x 32).
+    ``per_photo``: the photo's own preprocessing from its whole (unshrunk) size.
     """
     if isinstance(item.value, InvalidInput):
         raise item.value
@@ -280,13 +291,15 @@ def _prepare_item(
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise InvalidInput(f"{item.source}: preprocessed input is empty (shape {x.shape})")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return x, _display_from_input(x, pre), None
-    rgb = load_named(item.value, item.source, pre)  # shrunk first where far too large
-    if own_size and rgb.shape[0] <= pre.size[0] and rgb.shape[1] <= pre.size[1]:
+        return x, _display_from_input(x, pre), None, None
+    rgb = load_named(item.value, item.source, None if per_photo else pre)  # shrunk if far large
+    if per_photo is not None:
+        pre = per_photo(rgb.shape[0], rgb.shape[1])
+    elif own_size and rgb.shape[0] <= pre.size[0] and rgb.shape[1] <= pre.size[1]:
         pre = replace(pre, size=(rgb.shape[0], rgb.shape[1]), resize=None)
     picture = resize_for_model(rgb, pre)
     model_input = np.asarray(pre.normalise(picture), dtype=np.float32)
-    return model_input, picture, keep_photo(rgb, pre) if keep else None
+    return model_input, picture, keep_photo(rgb, pre) if keep else None, pre if per_photo else None
 
 
 def _with_source(exc: InvalidInput, source: str) -> str:
@@ -303,22 +316,25 @@ def _assemble(
     strict: bool = False,
     photos: bool = True,
     own_size: bool = False,
-) -> tuple[Batch | None, list[Failure]]:
-    """Prepare numbered items into one :class:`Batch` (None when none is usable).
+    per_photo: Sizes = None,
+) -> tuple[list[Batch], list[Failure]]:
+    """Prepare numbered items into one :class:`Batch` (none when none is usable).
 
     ``shape`` is the model input shape earlier batches had: every batch of one
-    call must match it, so their results can be joined.
+    call must match it, so their results can be joined. ``per_photo``: each
+    photo at its own size, one batch per run of neighbours of one size.
     """
     inputs: list[np.ndarray] = []
     pictures: list[np.ndarray] = []
     sources: list[str] = []
     positions: list[int] = []
     kept: list[Photo | None] = []
+    fed: list[Preprocess | None] = []
     failures: list[Failure] = []
     for position, item in items:
         try:
-            x, picture, photo = _prepare_item(item, pre, photos, own_size)
-            expected = inputs[0].shape if inputs else shape
+            x, picture, photo, own = _prepare_item(item, pre, photos, own_size, per_photo)
+            expected = None if per_photo else inputs[0].shape if inputs else shape
             if expected is not None and x.shape != expected:
                 raise InvalidInput(
                     f"{item.source}: model input shape {x.shape} differs from the batch's "
@@ -334,16 +350,22 @@ def _assemble(
         sources.append(item.source)
         positions.append(position)
         kept.append(photo)
-    if not inputs:
-        return None, failures
-    batch = Batch(
-        inputs=np.ascontiguousarray(np.stack(inputs), dtype=np.float32),
-        images=np.ascontiguousarray(np.stack(pictures), dtype=np.uint8),
-        sources=tuple(sources),
-        indices=tuple(positions),
-        photos=tuple(kept),
-    )
-    return batch, failures
+        fed.append(own)
+    runs = [(x.shape, own) for x, own in zip(inputs, fed, strict=True)]
+    cuts = [i for i in range(1, len(runs)) if runs[i] != runs[i - 1]]
+    batches = [
+        Batch(
+            inputs=np.ascontiguousarray(np.stack(inputs[a:b]), dtype=np.float32),
+            images=np.ascontiguousarray(np.stack(pictures[a:b]), dtype=np.uint8),
+            sources=tuple(sources[a:b]),
+            indices=tuple(positions[a:b]),
+            photos=tuple(kept[a:b]),
+            fed=fed[a],
+        )
+        for a, b in zip([0, *cuts], [*cuts, len(inputs)], strict=True)
+        if b > a
+    ]
+    return batches, failures
 
 
 def no_usable_image(failures: list[Failure]) -> InvalidInput:
@@ -396,10 +418,10 @@ def prepare(
     items = list(enumerate(_expand(images, channels_first)))
     if not items:
         raise no_usable_image([])
-    batch, failures = _assemble(items, pre, strict=strict)
-    if batch is None:
+    batches, failures = _assemble(items, pre, strict=strict)
+    if not batches:
         raise no_usable_image(failures)
-    return batch, failures
+    return batches[0], failures
 
 
 class BatchStream:
@@ -430,6 +452,8 @@ class BatchStream:
         Keep each raw picture for drawing on.
     own_size : bool
         Feed pictures no larger than ``pre.size`` at their own size.
+    per_photo : callable, optional
+        Each photo's own Preprocess from its (height, width); one batch per run of one size.
     """
 
     def __init__(
@@ -441,6 +465,7 @@ class BatchStream:
         size: int = 32,
         photos: bool = True,
         own_size: bool = False,
+        per_photo: Sizes = None,
     ) -> None:
         self.items = list(enumerate(_expand(images, channels_first)))
         if not self.items:
@@ -449,6 +474,7 @@ class BatchStream:
         self.size = max(1, size)
         self.photos = photos
         self.own_size = own_size
+        self.per_photo = per_photo
 
     def __len__(self) -> int:
         return len(self.items)
@@ -462,9 +488,12 @@ class BatchStream:
         shape: tuple[int, ...] | None = None
         for start in range(0, len(self.items), self.size):
             group = self.items[start : start + self.size]
-            batch, failures = _assemble(
-                group, self.pre, shape=shape, photos=self.photos, own_size=self.own_size
-            )
-            if batch is not None:
+            batches, failures = _assemble(
+                group, self.pre, shape=shape, photos=self.photos, own_size=self.own_size,
+                per_photo=self.per_photo,
+            )  # fmt: skip
+            if not batches:
+                yield None, failures
+            for i, batch in enumerate(batches):
                 shape = batch.inputs.shape[1:]
-            yield batch, failures
+                yield batch, failures if i == 0 else []

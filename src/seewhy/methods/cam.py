@@ -11,6 +11,8 @@ Every one is used the same way::
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._kit.checks import flag
@@ -41,30 +43,73 @@ _HEAD_RTOL = 1e-3
 
 
 class CAM(Method):
-    """Base of the family: capture the layer, then combine its channels."""
+    """Base of the family: capture the layer, then combine its channels.
+
+    Every CAM takes pytorch-grad-cam's two smoothings: ``aug_smooth``
+    (:mod:`.cam_smoothing`: the mean map over horizontal flips and input
+    scalings, each mapped back) and ``eigen_smooth`` (the first principal
+    component of the weighted activations instead of their channel sum).
+
+    Parameters
+    ----------
+    aug_smooth : bool
+        Average the maps of the flipped and scaled inputs (six passes).
+    eigen_smooth : bool
+        The weighted activations' first principal component as the map.
+    """
 
     requires = frozenset({Predicts, Layers, Gradients})
+    # False where the map already is a principal component: eigen_smooth changes nothing
+    smoothable: ClassVar[bool] = True
+
+    def __init__(self, *, aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
+        self.aug_smooth = flag(aug_smooth, "aug_smooth", where=self.name)
+        self.eigen_smooth = flag(eigen_smooth, "eigen_smooth", where=self.name)
 
     def run(self, ctx: Context) -> RawResult:
         if ctx.layer is None:
             raise UnsupportedModel(f"{self.name}: needs a layer with a spatial feature map")
-        cap = need_layers(ctx.backend, f"method: {self.name}").capture(
-            ctx.inputs,
-            layer=ctx.layer,
-            targets=ctx.targets,
+        if self.aug_smooth:
+            from .cam_smoothing import augmented
+
+            raw = augmented(self, ctx)
+        else:
+            cap = self.capture(ctx, ctx.inputs, ctx.targets)
+            raw = RawResult(maps=self.map_of(cap, ctx), logits=cap.logits, targets=cap.targets)
+        if ctx.progress is not None:
+            ctx.progress(len(ctx.inputs))
+        return raw
+
+    def capture(self, ctx: Context, inputs: np.ndarray, targets: np.ndarray | None) -> Capture:
+        """The layer's activations (and gradients) for ``inputs``: one pass of the backend."""
+        return need_layers(ctx.backend, f"method: {self.name}").capture(
+            inputs,
+            layer=str(ctx.layer),
+            targets=targets,
             gradients=self.needs_gradients,
             score=ctx.score,
         )
-        maps = self.layer_map(cap, ctx)
-        if ctx.progress is not None:
-            ctx.progress(len(ctx.inputs))
-        return RawResult(maps=maps, logits=cap.logits, targets=cap.targets)
+
+    def map_of(self, cap: Capture, ctx: Context) -> np.ndarray:
+        """(N, h, w): :meth:`layer_map`, or with ``eigen_smooth`` its principal component."""
+        if self.eigen_smooth and self.smoothable:
+            from .cam_smoothing import first_component
+
+            weighted = self.weighted_activations(cap, ctx)
+            return first_component(weighted, weighted.sum(axis=1))
+        return self.layer_map(cap, ctx)
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         """(N, h, w) map: sum over channels of weight x activation."""
         acts = _acts(cap)
         weights = self.channel_weights(acts, _need(cap.gradients, self.name))
         return np.einsum("nc,nchw->nhw", weights, acts, optimize=True)
+
+    def weighted_activations(self, cap: Capture, ctx: Context) -> np.ndarray:
+        """(N, C, h, w) what :meth:`layer_map` sums over channels (``eigen_smooth`` reads it)."""
+        acts = _acts(cap)
+        weights = self.channel_weights(acts, _need(cap.gradients, self.name))
+        return weights[:, :, None, None] * acts
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
         """(N, C) weight of each feature map."""
@@ -101,7 +146,10 @@ class GradCAM(CAM):
     >>> seewhy.explain(model, images, "gradcam", guided=True)
     """
 
-    def __init__(self, *, guided: bool = False) -> None:
+    def __init__(
+        self, *, guided: bool = False, aug_smooth: bool = False, eigen_smooth: bool = False
+    ) -> None:
+        super().__init__(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.guided = flag(guided, "guided", where=self.name)
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
@@ -161,6 +209,9 @@ class HiResCAM(CAM):
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         return np.einsum("nchw,nchw->nhw", _need(cap.gradients, self.name), _acts(cap))
 
+    def weighted_activations(self, cap: Capture, ctx: Context) -> np.ndarray:
+        return _need(cap.gradients, self.name) * _acts(cap)
+
 
 @register("layercam", "layer-cam")
 class LayerCAM(CAM):
@@ -177,6 +228,9 @@ class LayerCAM(CAM):
         positive = np.maximum(_need(cap.gradients, self.name), 0.0)
         return np.einsum("nchw,nchw->nhw", positive, _acts(cap))
 
+    def weighted_activations(self, cap: Capture, ctx: Context) -> np.ndarray:
+        return np.maximum(_need(cap.gradients, self.name), 0.0) * _acts(cap)
+
 
 @register("eigencam", "eigen-cam")
 class EigenCAM(CAM):
@@ -192,6 +246,7 @@ class EigenCAM(CAM):
     """
 
     requires = frozenset({Predicts, Layers})
+    smoothable = False  # already the first principal component
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
         activations = _acts(cap)
@@ -224,6 +279,13 @@ class ClassCAM(CAM):
     requires = frozenset({Predicts, Layers})
 
     def layer_map(self, cap: Capture, ctx: Context) -> np.ndarray:
+        return np.einsum("nc,nchw->nhw", self.head_weights(cap, ctx), _acts(cap))
+
+    def weighted_activations(self, cap: Capture, ctx: Context) -> np.ndarray:
+        return self.head_weights(cap, ctx)[:, :, None, None] * _acts(cap)
+
+    def head_weights(self, cap: Capture, ctx: Context) -> np.ndarray:
+        """(N, C) the classifier's weights of each image's class, the head checked first."""
         activations = _acts(cap)
         head = need_layers(ctx.backend, f"method: {self.name}").final_linear()
         hint = "use gradcam, which equals CAM on such heads and works on any model"
@@ -241,7 +303,7 @@ class ClassCAM(CAM):
                 f"cam: the logits are not global-average-pooling of layer {ctx.layer!r} followed "
                 f"by the final linear layer; {hint}"
             )
-        return np.einsum("nc,nchw->nhw", self.class_weights(weight, cap, ctx), activations)
+        return self.class_weights(weight, cap, ctx)
 
     @staticmethod
     def class_weights(weight: np.ndarray, cap: Capture, ctx: Context) -> np.ndarray:

@@ -101,6 +101,8 @@ def _summary_html(
                 str(flags["off-object"]), "maps mostly off the object", bad=flags["off-object"] > 0
             )
         )
+    if flags.get("off-box"):  # detections explained from outside their own boxes
+        parts.append(_tile(str(flags["off-box"]), "maps mostly outside the box", bad=True))
     parts.append(_tile(str(flags["border"]), "maps mostly on the border", bad=flags["border"] > 0))
     parts.append(_tile(str(flags["odd"]), "odd images"))
     parts.append("</div>")

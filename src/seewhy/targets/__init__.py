@@ -31,6 +31,7 @@ from .._kit.mask_codes import from_run_lengths
 from ..errors import InvalidInput
 from .answer import Answer
 from .base import Target
+from .mask import Mask, mask_from_json
 from .outputs import Class, Custom, MultiLabel, Output, Similarity
 from .prompt import Prompt
 from .spatial import Box, Region
@@ -40,6 +41,7 @@ __all__ = [
     "Box",
     "Class",
     "Custom",
+    "Mask",
     "MultiLabel",
     "Output",
     "Prompt",
@@ -97,7 +99,10 @@ _FROM_JSON: dict[str, Callable[[Mapping[str, Any]], Target]] = {
     Answer.kind: lambda d: Answer(
         d["text"], prompt=d["prompt"], per_token=bool(d.get("per_token"))
     ),
-    Box.kind: lambda d: Box(d["xyxy"], d.get("label"), add_iou=bool(d.get("add_iou", False))),
+    Box.kind: lambda d: Box(
+        d["xyxy"], d.get("label"), add_iou=bool(d.get("add_iou", False)), text=d.get("text")
+    ),
+    Mask.kind: mask_from_json,
 }
 
 

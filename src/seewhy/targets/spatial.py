@@ -103,6 +103,10 @@ class Box(Target):
     of the label overlapping: the score is 0 (nothing to explain there).
     ``add_iou=True`` adds that box's IoU to its score, as pytorch-grad-cam's
     ``FasterRCNNBoxScoreTarget`` does. ``label=None`` takes any label.
+    Hugging Face DETR-style detectors score the query whose box overlaps most
+    among those of ``label``, by its class logit; open-vocabulary detectors
+    (OWL-ViT, OWLv2, Grounding DINO) take ``text=`` instead of a label: the
+    best-overlapping query's logit for that text.
 
     Parameters
     ----------
@@ -112,13 +116,20 @@ class Box(Target):
         The detected class to match; None matches any.
     add_iou : bool
         Add the matched box's IoU to its score.
+    text : str, optional
+        What an open-vocabulary detector looks for in the box ("a cat").
     """
 
     kind = "box"
     needs_detections = True
 
     def __init__(
-        self, xyxy: Sequence[float], label: int | None = None, *, add_iou: bool = False
+        self,
+        xyxy: Sequence[float],
+        label: int | None = None,
+        *,
+        add_iou: bool = False,
+        text: str | None = None,
     ) -> None:
         if isinstance(xyxy, (str, bytes)) or len(list(np.asarray(xyxy).reshape(-1))) != 4:
             raise bad_argument("xyxy", "4 numbers x0, y0, x1, y1", xyxy, where="Box")
@@ -128,8 +139,20 @@ class Box(Target):
         self.xyxy = box
         self.label = None if label is None else _index(label, "label", "Box")
         self.add_iou = bool(add_iou)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise bad_argument(
+                "text", "a non-empty text (what to find in the box)", text, where="Box"
+            )
+        if text is not None and self.label is not None:
+            raise bad_argument("text", "a label or a text, not both", text, where="Box")
+        self.text = text
 
     def score(self, output: Any, ops: Any, *, probability: bool, sigmoid: bool) -> Any:
+        if self.text is not None:
+            raise InvalidInput(
+                f"Box(text={self.text!r}): a text needs an open-vocabulary detector (Hugging "
+                "Face OWL-ViT, OWLv2, Grounding DINO) passed as the model; use label= for others"
+            )
         if not isinstance(output, (list, tuple)) or not all(isinstance(o, dict) for o in output):
             raise InvalidInput(
                 "Box: the model's output is not a detector's (one dict of boxes, labels and "
@@ -158,10 +181,14 @@ class Box(Target):
         out: dict[str, Any] = {"kind": self.kind, "xyxy": list(self.xyxy), "label": self.label}
         if self.add_iou:
             out["add_iou"] = True
+        if self.text is not None:
+            out["text"] = self.text
         return out
 
     def describe(self, label: Callable[[int], str]) -> str:
         corners = ",".join(f"{v:g}" for v in self.xyxy)
+        if self.text is not None:
+            return f"{self.text} [{corners}]"
         return f"box {corners}" if self.label is None else f"{label(self.label)} [{corners}]"
 
     def class_index(self) -> int:

@@ -38,6 +38,7 @@ from .generative_text import (
     prompt_tokens,
     token_text,
 )
+from .photo_sizes import photo_sizes, pixel_budget
 from .preprocessing import letterboxed
 
 __all__ = ["AnswerScore", "adapt_generative", "replace_token"]
@@ -275,6 +276,7 @@ def _expanded(batch: Any, picks: list[int]) -> Any:
         sources=tuple(batch.sources[i] for i in picks),
         indices=tuple(batch.indices[i] for i in picks),
         photos=tuple(batch.photos[i] for i in picks) if batch.photos else (),
+        fed=batch.fed,
     )
 
 
@@ -331,6 +333,7 @@ def adapt_generative(
         "bind": adapter.bind,
         "layer": layer,
         "rows": adapter.rows,
+        "sizes": photo_sizes(adapter.path, found),
         **_picture_layers(adapter.path),
     }
 
@@ -351,8 +354,9 @@ def _picture_layers(path: VisionPath) -> dict[str, Any]:
 
 
 def _preprocess(path: VisionPath, processor: Any) -> tuple[Any, str]:
-    """The pictures as the processor makes them (LLaVA, PaliGemma); Qwen2-VL: letterboxed in
-    its budget; LLaVA-NeXT, Idefics3: letterboxed in a canvas of whole tiles."""
+    """The pictures as the processor makes them (LLaVA, PaliGemma); Qwen2-VL: the canvas its
+    photos of several sizes are shown on (each is fed at its own, :mod:`.photo_sizes`);
+    LLaVA-NeXT, Idefics3: letterboxed in a canvas of whole tiles."""
     from ..backends.torch.hints_hf import image_processor_preset
 
     family = path.family
@@ -368,8 +372,10 @@ def _preprocess(path: VisionPath, processor: Any) -> tuple[Any, str]:
     budget = min(int(limit or 448 * 448), 448 * 448)
     side = max(family.step, int(np.sqrt(budget)) // family.step * family.step)
     pre = letterboxed(fields, side, side)
+    low, high = pixel_budget(fields)
     how = (
-        f"fitted into {side}x{side} with their aspect kept and padded (its processor would "
-        "resize each picture to its own size; pass preprocess= to choose another)"
+        f"each fed at the size its processor gives it (sides multiples of {family.step} px, "
+        f"{low} to {high} pixels); photos fed at several sizes in one call are laid onto a "
+        f"{side}x{side} canvas with their aspect kept (pass preprocess= to feed one size)"
     )
     return pre, how

@@ -249,4 +249,3 @@ def patch_rows(pixels: torch.Tensor, family: Family) -> torch.Tensor:
     cut = frames.reshape(n, t, c, h // m, m, p, w // m, m, p)
     ordered = cut.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
     return ordered.reshape(n * h * w, c * t * p * p)
-

@@ -262,9 +262,10 @@ def tiles_preprocess(path: VisionPath, processor: Any) -> tuple[Preprocess, str]
 
     LLaVA-NeXT: the pinpoint its processor picks for a square picture; the
     picture fitted inside with its aspect kept and padded with black, as the
-    processor pads. The processor itself would pick the pinpoint per picture
-    and drop the padding's features; one canvas serves every picture of a
-    batch, and ``preprocess=`` with another pinpoint's size chooses another.
+    processor pads: the canvas photos of several layouts are shown on, each
+    being fed in its own pinpoint (:mod:`.photo_sizes`); ``preprocess=`` with
+    a pinpoint's size feeds every photo in that one. Idefics3: one canvas of
+    its longest edge for every photo.
     """
     from .preprocessing import letterboxed
 
@@ -284,6 +285,14 @@ def tiles_preprocess(path: VisionPath, processor: Any) -> tuple[Preprocess, str]
         choice = "its processor's longest edge, whole tiles"
     pre = letterboxed(fields, height, width)
     rows, cols = height // tile, width // tile
+    if allowed is not None:  # each photo is fed in its own pinpoint (.photo_sizes)
+        how = (
+            f"each fed in the pinpoint its processor picks for it, cut into its {tile} px tiles "
+            f"as the processor cuts them ({others}); photos of several layouts in one call are "
+            f"laid onto a {height}x{width} canvas with their aspect kept (pass preprocess= "
+            "with one pinpoint's size to feed one layout)"
+        )
+        return pre, how
     how = (
         f"fitted into a {height}x{width} canvas ({choice}: {rows}x{cols} tiles of {tile} px) "
         "with their aspect kept and padded (its processor would choose the layout per picture; "

@@ -51,6 +51,8 @@ __all__ = [
     "TorchAttention",
     "attention_layers",
     "head_readout",
+    "output_sink",
+    "qkv_sources",
     "split_heads",
     "tap_attention",
     "tap_multihead",
@@ -179,6 +181,33 @@ def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
+def qkv_sources(
+    module: nn.Module, values: bool = True
+) -> list[tuple[nn.Module | None, str, int | None]]:
+    """Where a timm- or Hugging-Face-style layer hands out q and k (after any q/k norm)
+    and, with ``values``, v: (module, "q"/"k"/"v", its third of a fused qkv or None).
+
+    The attention taps read them here, and AttnLRP rescales their gradients here.
+    """
+    q_norm, k_norm = _module(module, "q_norm"), _module(module, "k_norm")
+    qkv = _module(module, "qkv")
+    q_proj, k_proj = _module(module, "q_proj", "query"), _module(module, "k_proj", "key")
+    v_proj = _module(module, "v_proj", "value")
+    sources: list[tuple[nn.Module | None, str, int | None]] = [
+        (q_norm, "q", None) if q_norm else (q_proj or qkv, "q", None if q_proj else 0),
+        (k_norm, "k", None) if k_norm else (k_proj or qkv, "k", None if k_proj else 1),
+    ]
+    if values:
+        sources.append((v_proj or qkv, "v", None if v_proj else 2))
+    return sources
+
+
+def output_sink(module: nn.Module) -> nn.Module | None:
+    """The layer whose input is the attention output O = A V, before the output projection
+    (timm's ``norm``, else the projection: ``o_proj``, ``proj``, HF CLIP/SigLIP ``out_proj``)."""
+    return _module(module, "norm", "o_proj", "proj", "out_proj")
+
+
 def tap_projections(name: str, module: nn.Module, handles: _Handles, values: bool) -> AttentionTap:
     """Hooks on a timm- or Hugging-Face-style layer: q/k (after any norm), and with
     ``values`` v and O (what the gradient needs)."""
@@ -205,17 +234,7 @@ def tap_projections(name: str, module: nn.Module, handles: _Handles, values: boo
 
         return hook
 
-    q_norm, k_norm = _module(module, "q_norm"), _module(module, "k_norm")
-    qkv = _module(module, "qkv")
-    q_proj, k_proj = _module(module, "q_proj", "query"), _module(module, "k_proj", "key")
-    v_proj = _module(module, "v_proj", "value")
-    sources: list[tuple[nn.Module | None, str, int | None]] = [
-        (q_norm, "q", None) if q_norm else (q_proj or qkv, "q", None if q_proj else 0),
-        (k_norm, "k", None) if k_norm else (k_proj or qkv, "k", None if k_proj else 1),
-    ]
-    if values:
-        sources.append((v_proj or qkv, "v", None if v_proj else 2))
-    for source, slot, index in sources:
+    for source, slot, index in qkv_sources(module, values):
         if source is not None:
             handles.append(source.register_forward_hook(this_thread_only_any(setter(slot, index))))
 
@@ -237,7 +256,7 @@ def tap_projections(name: str, module: nn.Module, handles: _Handles, values: boo
                 "scores, which attention methods cannot recover; use gradcam on this model"
             )
 
-    sink = _module(module, "norm", "o_proj", "proj", "out_proj")  # out_proj: HF CLIP, SigLIP
+    sink = output_sink(module)
     if sink is not None and values:
         handles.append(sink.register_forward_pre_hook(this_thread_only_any(take_out)))
     handles.append(

@@ -23,16 +23,20 @@ from ..capabilities import (
     LayerReadout,
     Layers,
     Predicts,
+    Relevance,
     Weights,
 )
 from ..common import PackedModel, WeightsThroughModule, default_layer, missing_layer, no_feature_map
+from ..extra_gradients import BiasGradients, LayerCurvature
 from ..hints import ModelHints
 from ..model_lock import one_pass_at_a_time
 from . import weights
 from .attention import TorchAttention
 from .device import pack
+from .extra_gradients import TorchExtraGradients
 from .hints import model_hints
 from .layer_readout import TorchLayerReadout
+from .lrp import TorchRelevance
 from .passes import TorchPasses
 from .structure import before_logits, cached_trace, named_layers, opaque_error
 from .targets import SigmoidHead, detector_layers
@@ -46,6 +50,8 @@ class TorchBackend(
     SigmoidHead,
     TorchAttention,
     TorchLayerReadout,
+    TorchRelevance,
+    TorchExtraGradients,
     TorchPasses,
     Predicts,
     Hints,
@@ -53,9 +59,12 @@ class TorchBackend(
     Gradients,
     Attention,
     LayerReadout,
+    Relevance,
     Heads,
     Weights,
     Devices,
+    BiasGradients,
+    LayerCurvature,
 ):
     """Explains a ``torch.nn.Module`` that maps (N, C, H, W) images to class scores.
 

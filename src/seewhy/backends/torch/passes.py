@@ -27,7 +27,7 @@ from ..._kit.scores import check_score, check_targets
 from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedModel
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
 from ..common import Views, edit_each_image, edit_scales, shared_prefix_logits
-from ..heads import DEFAULT_HEAD
+from ..heads import DEFAULT_HEAD, scoring_rows
 from ..layouts import LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
@@ -240,6 +240,7 @@ class TorchPasses(Views):
     ) -> Capture:
         module, wanted, layout = self._layer_and_call(layer, x)
         state: dict[str, Any] = {"calls": 0, "leaf": None}
+        kept, repeats = _repeated_rows(self.model, x)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:
             call = state["calls"]
@@ -250,22 +251,26 @@ class TorchPasses(Views):
                 raise LayerNotFound(
                     f"layer: {layer!r} returns {type(output).__name__}, not a tensor"
                 )
+            if repeats is not None:  # each row its own copy of its picture's output
+                output = output.index_select(0, torch.as_tensor(repeats, device=output.device))
             leaf = output.detach()
             state["leaf"] = leaf
-            if not gradients:
-                return None
+            if not gradients:  # a copy: a later in-place op (ReLU(inplace=True)) would change it
+                state["leaf"] = leaf.clone()
+                return None if repeats is None else output
             leaf.requires_grad_(True)
             torch.set_grad_enabled(True)  # graph only from here to the output
             return leaf.clone()  # later in-place ops (ReLU(inplace=True)) must not touch the leaf
 
-        inputs = self._to_tensor(x)
+        inputs = self._to_tensor(x if kept is None else x[kept])
         grad_mode = torch.is_grad_enabled()
         # first among the layer's hooks, so the ones after it (the user's, transformers' own
         # capture of hidden states, which a VLM's features are read from) see the leaf
         handle = module.register_forward_hook(this_thread_only(hook), prepend=True)
         try:
             torch.set_grad_enabled(False)
-            logits = self._scores(scored_call(self._net, inputs))
+            with scoring_rows(self._head.columns, targets):
+                logits = self._scores(scored_call(self._net, inputs))
             leaf = state["leaf"]
             if leaf is None:
                 raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
@@ -379,6 +384,23 @@ class TorchPasses(Views):
         finally:
             handle.remove()
         return np.zeros((len(x), scales.shape[1], 0), np.float32) if out is None else out
+
+
+def _repeated_rows(model: nn.Module, x: np.ndarray) -> tuple[Any, Any]:
+    """(the distinct rows, which of them each row is) when a model that declares
+    ``seewhy_shared_rows`` (its layers before any explained one treat rows alone: SAM's
+    image side) gets the same picture in consecutive rows; else (None, None).
+
+    Those rows then run up to the layer once (k prompts on one picture: one encoder pass).
+    """
+    if not getattr(model, "seewhy_shared_rows", False) or len(x) < 2:
+        return None, None
+    kept, repeats = [0], np.zeros(len(x), np.int64)
+    for i in range(1, len(x)):
+        if not np.array_equal(x[i], x[kept[-1]]):
+            kept.append(i)
+        repeats[i] = len(kept) - 1
+    return (None, None) if len(kept) == len(x) else (np.asarray(kept), repeats)
 
 
 def _grad_to(score: torch.Tensor, leaf: torch.Tensor, layer: str) -> torch.Tensor:

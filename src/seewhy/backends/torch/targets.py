@@ -99,8 +99,8 @@ class TorchOps:
         return torch.zeros_like(x)
 
     @staticmethod
-    def max(x: torch.Tensor) -> torch.Tensor:
-        return x.max()
+    def max(x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        return x.max() if axis is None else x.amax(dim=axis)
 
     @staticmethod
     def argmax(x: torch.Tensor) -> torch.Tensor:

@@ -230,7 +230,8 @@ def _reference(
     if view.adapted is not None:
         warn_user(view.adapted.said, AdaptedModelNote)
         bound = target = view.targets(target, who="target")
-        layer = layer or view.adapted.layer
+        chosen = view.adapted.layer  # several layers (fused) as "a,b", as explain takes them
+        layer = layer or (",".join(chosen) if isinstance(chosen, tuple) else chosen)
     base = setup.explain(view.model, layer=layer, target=target)
     return _Reference(setup, base, follow=randomized_target == "predicted", bound=bound)
 
