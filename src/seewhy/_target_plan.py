@@ -276,7 +276,7 @@ def detection_rows(
     if found is None:
         return None
 
-    from .inputs import Batch
+    from .inputs.rows import batch_rows
     from .targets import Box
 
     rows: list[int] = []
@@ -298,15 +298,7 @@ def detection_rows(
             f"no detection scoring >= {DETECTION_THRESHOLD} in {', '.join(empty[:10])}; "
             "those images are not explained"
         )
-    picks = np.asarray(rows)
-    expanded = Batch(
-        inputs=batch.inputs[picks],
-        images=batch.images[picks],
-        sources=tuple(batch.sources[i] for i in rows),
-        indices=tuple(batch.indices[i] for i in rows),
-        photos=tuple(batch.photos[i] for i in rows) if batch.photos else (),
-    )
-    return expanded, tuple(boxes)
+    return batch_rows(batch, rows), tuple(boxes)
 
 
 def recorded(

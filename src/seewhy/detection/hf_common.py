@@ -11,7 +11,6 @@ those of its label by that logit. The user's model is never changed.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -172,14 +171,6 @@ def rows_of(
         raise InvalidInput(f"target: {what} in {', '.join(empty[:3])}; {how}")
     if empty:
         warn_user(f"{what} in {', '.join(empty[:10])}; those images are not explained")
-    picks = np.asarray(rows)
-    indices = batch.indices or tuple(range(len(batch)))
-    expanded = dataclasses.replace(
-        batch,
-        inputs=batch.inputs[picks],
-        images=batch.images[picks],
-        sources=tuple(batch.sources[i] for i in rows),
-        indices=tuple(indices[i] for i in rows),
-        photos=tuple(batch.photos[i] for i in rows) if batch.photos else (),
-    )
-    return expanded, picked
+    from ..inputs.rows import batch_rows
+
+    return batch_rows(batch, rows), picked

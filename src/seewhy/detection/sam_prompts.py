@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ..backends.heads import rows_scoring
@@ -236,13 +235,6 @@ def _onto_input(batch: Any, i: int) -> tuple[tuple[float, float], tuple[float, f
 
 def _expanded(batch: Any, picks: list[int]) -> Any:
     """``batch`` with its pictures at ``picks`` (a picture once per prompt)."""
-    from ..inputs import Batch
+    from ..inputs.rows import batch_rows
 
-    rows = np.asarray(picks, np.int64)
-    return Batch(
-        inputs=batch.inputs[rows],
-        images=batch.images[rows],
-        sources=tuple(batch.sources[i] for i in picks),
-        indices=tuple(batch.indices[i] for i in picks),
-        photos=tuple(batch.photos[i] for i in picks) if batch.photos else (),
-    )
+    return batch_rows(batch, picks)

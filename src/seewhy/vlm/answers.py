@@ -267,17 +267,9 @@ def _extended(
 
 
 def _expanded(batch: Any, picks: list[int]) -> Any:
-    from ..inputs import Batch
+    from ..inputs.rows import batch_rows
 
-    rows = np.asarray(picks, np.int64)
-    return Batch(
-        inputs=batch.inputs[rows],
-        images=batch.images[rows],
-        sources=tuple(batch.sources[i] for i in picks),
-        indices=tuple(batch.indices[i] for i in picks),
-        photos=tuple(batch.photos[i] for i in picks) if batch.photos else (),
-        fed=batch.fed,
-    )
+    return batch_rows(batch, picks)
 
 
 def _default_layer(path: VisionPath) -> tuple[str, str]:
