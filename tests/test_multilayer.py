@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 
 import numpy as np
 import pytest
@@ -120,3 +121,51 @@ def test_an_adapters_default_layer_may_be_several() -> None:
     adapted.check_layer(("a", "b"), "gradcam")
     with pytest.raises(InvalidInput, match="'c' of this detector model"):
         adapted.check_layer(("a", "c"), "gradcam")
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_three_layers_share_one_forward_and_one_backward(x, monkeypatch, inplace: bool) -> None:
+    model, layers = tiny_cnn(classes=6, inplace=inplace), ["0", "2", "3"]
+    rows: list[int] = []  # rows through the first layer
+    grad, grads = torch.autograd.grad, []
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: grads.append(1) or grad(*a, **k))
+
+    def counted(layer: str | list[str]) -> tuple[seewhy.Explanation, tuple[int, int]]:
+        rows.clear()
+        grads.clear()
+        handle = model[0].register_forward_hook(lambda m, a, out: rows.append(len(out)))
+        try:
+            return seewhy.explain(model, x, "gradcam", layer=layer), (sum(rows), len(grads))
+        finally:
+            handle.remove()
+
+    expected = [counted(n)[0].layer_maps for n in layers]
+    one, fused = counted("3")[1], counted(layers)
+    assert fused[1] == one and one[1] == 1, f"one layer: {one}; three: {fused[1]}"
+    each = np.stack([upsample(normalise(np.maximum(m, 0)), (16, 16)) for m in expected])
+    np.testing.assert_allclose(fused[0].maps, normalise(each.mean(axis=0)), atol=1e-5)
+
+
+def test_a_yolos_detections_share_one_forward_each_row_its_own_backward(monkeypatch) -> None:
+    """k detections of one picture, P3-P5 fused: the picture runs once (after NMS's own
+    forward) and each row is one backward; every row's map is that Box's alone."""
+    if importlib.util.find_spec("ultralytics") is None:  # imported only through tiny_yolo
+        pytest.skip("ultralytics is not installed (pip install 'seewhy[detect]')")
+    from models import tiny_yolo, yolo_photo
+    from seewhy.targets import Box
+
+    yolo, photo = tiny_yolo("yolov8n.yaml", imgsz=64), yolo_photo(40, 72)
+    seewhy.explain(yolo, photo, target=Box([0, 0, 9, 9], 0))  # the layers traced once
+    rows: list[int] = []
+    grad, grads = torch.autograd.grad, []
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: grads.append(1) or grad(*a, **k))
+    handle = yolo.model.model[0].register_forward_hook(lambda m, a, out: rows.append(len(out)))
+    try:
+        every = seewhy.explain(yolo, photo)
+    finally:
+        handle.remove()
+    forms = every.params["target"]
+    assert len(every) == len(forms) >= 2 and (sum(rows), len(grads)) == (2, len(every))
+    for i, form in enumerate(forms):
+        alone = seewhy.explain(yolo, photo, target=Box(form["xyxy"], form["label"]))
+        np.testing.assert_allclose(every.maps[i], alone.maps[0], atol=1e-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from .errors import InvalidInput, NonFiniteScoresWarning, SkippedInputWarning
 from .explanation import Explanation, Prediction
 from .maps import postprocess, warn_constant_maps
 from .methods.base import Context, Method, RawResult
-from .methods.cam_layers import check_fuse, fuse_results, layer_names
+from .methods.cam_layers import check_fuse, fused_layers, layer_names
 from .preprocess import ModelSpec, Preprocess
 from .spec import spec_record, warn_guessed
 
@@ -348,13 +349,13 @@ class Explainer:
             picked = _target_plan.pick(targets, positions[start : start + self.batch_size])
             run.objects.extend(picked if isinstance(picked, tuple) else ())
             run.sizes.append((batch.inputs.shape[1], batch.inputs.shape[2]))  # this result's
-            if run.layers:  # one run per layer, their maps fused at the input's size
-                runs = [self._run(batch, start, picked, n, None, run.sigmoid) for n in run.layers]
-                size = (batch.inputs.shape[1], batch.inputs.shape[2])
-                rectify = self.method.rectify
-                run.results.append(fuse_results(runs, size, rectify=rectify, fuse=self.fuse))
+            if run.layers:  # one run per layer (sharing one pass where it can), maps fused
+                each = partial(self._run, batch, start, picked, progress=None, sigmoid=run.sigmoid)
+                size, model = run.sizes[-1], self.backend.model
+                fused = fused_layers(model, run.layers, each, size, self.method, self.fuse)
+                run.results.append(fused)
                 if progress is not None:
-                    progress(len(runs[0].maps))
+                    progress(len(fused.maps))
                 continue
             run.results.append(self._run(batch, start, picked, run.layer, progress, run.sigmoid))
         run.keep(batch)

@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 from .letterbox import classify_preprocess, imgsz_of, letterbox
-from .yolo_outputs import NmsSettings, YoloPixels, bind_regions, nms_rows
+from .yolo_outputs import NmsSettings, YoloPixels, bind_boxes, bind_regions, nms_rows
 
 __all__ = ["adapted_fields", "scale_layers"]
 
@@ -68,7 +68,7 @@ def adapted_fields(owner: Any, net: Any, kind: str, name: str) -> dict[str, Any]
         "family": f"ultralytics-{kind}",
         "said": said,
         "preprocess": letterbox(size),
-        "bind": bind_regions if kind == "segment" else _as_given,
+        "bind": bind_regions if kind == "segment" else bind_boxes,
         "labels": labels,
         "layer": layers,
         "rows": functools.partial(nms_rows, pixels, settings),

@@ -8,24 +8,26 @@ to the input (bilinear); the maps are then combined by their mean
 (``fuse="mean"``, what pytorch-grad-cam's ``target_layers=[...]`` does) or
 their pixel-wise maximum (``fuse="max"``) and normalised again.
 
-Where seewhy differs from pytorch-grad-cam: each layer runs its own pass
-(pytorch-grad-cam hooks every layer in one), and every layer explains the
-same target.
+Each layer's map is the method's own run at that layer; where the backend can
+(torch), those runs share one forward and one backward that capture every
+layer (:mod:`~seewhy.backends.layer_sharing`), as pytorch-grad-cam hooks every
+layer in one pass. Every layer explains the same target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .._kit.checks import bad_argument
+from ..backends.layer_sharing import fusing
 from ..errors import InvalidInput
 from ..maps import normalise, upsample
-from .base import RawResult
+from .base import Method, RawResult
 
-__all__ = ["FUSIONS", "check_fuse", "fuse_results", "layer_names"]
+__all__ = ["FUSIONS", "check_fuse", "fuse_results", "fused_layers", "layer_names"]
 
 FUSIONS = ("mean", "max")
 
@@ -79,6 +81,22 @@ def fuse_results(
         extras=first.extras,
         settings=settings,
     )
+
+
+def fused_layers(
+    model: Any,
+    layers: Sequence[str],
+    run: Callable[[str], RawResult],
+    size: tuple[int, int],
+    method: Method,
+    fuse: str,
+) -> RawResult:
+    """``run`` (the method on one batch) at each layer, fused; the runs over ``model`` share
+    one pass capturing every layer where the backend can (torch: P3-P5 of a YOLO cost one
+    forward and one backward, not three of each)."""
+    with fusing(model, layers):
+        results = [run(layer) for layer in layers]
+    return fuse_results(results, size, rectify=method.rectify, fuse=fuse)
 
 
 def _rectified(maps: np.ndarray, rectify: bool) -> np.ndarray:

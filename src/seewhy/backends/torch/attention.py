@@ -167,7 +167,20 @@ def _refusal(name: str, module: nn.Module) -> str:
             f"attention: {name!r} adds a relative position bias to its scores (Swin-style "
             "window attention), which attention methods do not model; use gradcam"
         )
+    if getattr(module, "use_rel_pos", False):  # SAM's encoder: rel_pos_h, rel_pos_w
+        return (
+            f"attention: {name!r} adds a decomposed relative position bias to its scores "
+            "(SAM-style), which attention methods do not model; use gradcam"
+        )
     return ""
+
+
+def _grid_refusal(name: str) -> str:
+    """A fused qkv fed an (N, H, W, C) grid (SAM's windows), not (N, T, C) tokens."""
+    return (
+        f"attention: {name!r} attends over an (N, H, W, C) grid of windows, not a sequence of "
+        "tokens, which attention methods do not model; use gradcam"
+    )
 
 
 def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -227,6 +240,9 @@ def tap_projections(name: str, module: nn.Module, handles: _Handles, values: boo
                 return
             t = output
             if index is not None:  # a fused qkv projection: (B, T, 3 * heads * d)
+                if t.ndim != 3:
+                    tap.refused = _grid_refusal(name)
+                    return
                 b, n, _ = t.shape
                 t = t.reshape(b, n, 3, heads, -1)[:, :, index].transpose(1, 2)
             setattr(tap, slot, split_heads(t, heads))

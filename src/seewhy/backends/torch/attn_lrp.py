@@ -308,6 +308,11 @@ def _hook_elementwise(
 
         handles.append(module.register_forward_hook(this_thread_only(stabilised)))
         done.rules[name] = f"epsilon ({epsilon:g})"
+    elif isinstance(module, nn.LayerNorm) and _channels_first(module):
+        raise UnsupportedModel(
+            f"attnlrp: {name!r} normalises channels first (a SAM-style neck), which AttnLRP's "
+            "norm rule does not follow; use gradcam or gradient-x-input on this model"
+        )
     elif isinstance(module, nn.LayerNorm):
 
         def norm(mod: nn.Module, args: Any, out: Any) -> Any:
@@ -401,3 +406,8 @@ def attn_lrp_relevance(
         start=chosen.detach().double().cpu().numpy(),
         rules={name: rule for name, rule in done.rules.items() if name in done.seen},
     )
+
+
+def _channels_first(norm: nn.Module) -> bool:
+    """A layer norm over the channels of (N, C, H, W) maps (Hugging Face SAM's neck)."""
+    return getattr(norm, "data_format", "") == "channels_first"

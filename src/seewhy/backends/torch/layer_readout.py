@@ -235,6 +235,12 @@ class _Rerouted:
     def _hook(self, hint: int, last: bool) -> Callable[..., Any]:
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:
             z = output[0] if isinstance(output, tuple) else output
+            if self.kept and z.shape != self.kept[0].shape:  # stages of a hierarchy, a decoder
+                raise UnsupportedModel(
+                    f"legrad: the model's transformer blocks output {tuple(self.kept[0].shape)} "
+                    f"and then {tuple(z.shape)}, so one head cannot read them all (a "
+                    "hierarchical encoder or a decoder: SegFormer, Swin, Mask2Former); use gradcam"
+                )
             axis = _axis_of(z, self.n, hint)
             kept = z.mean(dim=1 - axis, keepdim=True).expand_as(z) if self.mean else z
             self.kept.append(kept)

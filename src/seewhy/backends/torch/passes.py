@@ -11,6 +11,9 @@ taken with ``torch.autograd.grad`` to the layer alone, so no parameter's
 Speed and memory: the forward pass runs without autograd up to the target
 layer. The layer's forward hook swaps its output for a detached leaf and turns
 autograd on, so only the part of the network after the layer keeps a graph.
+Several fused layers (``layer=[...]``) are captured in that one forward and one
+backward (:mod:`..layer_sharing`); k rows of one picture of a model declaring
+``seewhy_rows_by_backward`` (YOLO's detections) are one forward and k backwards.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ...errors import BackendError, InvalidInput, LayerNotFound, UnsupportedMode
 from ..base import Capture, LayerInfo, Precision, Score, check_precision
 from ..common import Views, edit_each_image, edit_scales, shared_prefix_logits
 from ..heads import DEFAULT_HEAD, scoring_rows
+from ..layer_sharing import serve
 from ..layouts import LayoutChoice, edit_factors, to_maps
 from ..model_lock import one_pass_at_a_time
 from .guided import guided_relu
@@ -228,7 +232,7 @@ class TorchPasses(Views):
 
     # -- with gradients --------------------------------------------------------
 
-    @on_twin
+    @one_pass_at_a_time  # the lock only: a capture kept from a fused layer's pass needs no twin
     def capture(
         self,
         x: np.ndarray,
@@ -238,56 +242,98 @@ class TorchPasses(Views):
         gradients: bool,
         score: Score = "logit",
     ) -> Capture:
-        module, wanted, layout = self._layer_and_call(layer, x)
-        state: dict[str, Any] = {"calls": 0, "leaf": None}
-        kept, repeats = _repeated_rows(self.model, x)
+        head, layout = self._head, self.layout_choice
+        ask = (x, targets, head.output, head.sigmoid, head.probability, head.columns, layout)
+        return serve(
+            self.model,
+            layer,
+            (*ask, gradients, score),
+            lambda names: self._capture(x, names, targets, gradients, score),
+        )
 
-        def hook(mod: nn.Module, args: Any, output: Any) -> Any:
-            call = state["calls"]
-            state["calls"] = call + 1
-            if call != wanted:
-                return None
-            if not isinstance(output, torch.Tensor):
-                raise LayerNotFound(
-                    f"layer: {layer!r} returns {type(output).__name__}, not a tensor"
-                )
-            if repeats is not None:  # each row its own copy of its picture's output
-                output = output.index_select(0, torch.as_tensor(repeats, device=output.device))
-            leaf = output.detach()
-            state["leaf"] = leaf
-            if not gradients:  # a copy: a later in-place op (ReLU(inplace=True)) would change it
-                state["leaf"] = leaf.clone()
-                return None if repeats is None else output
-            leaf.requires_grad_(True)
-            torch.set_grad_enabled(True)  # graph only from here to the output
-            return leaf.clone()  # later in-place ops (ReLU(inplace=True)) must not touch the leaf
+    @on_twin
+    def _capture(
+        self,
+        x: np.ndarray,
+        layers: tuple[str, ...],
+        targets: np.ndarray | None,
+        gradients: bool,
+        score: Score,
+    ) -> list[Capture]:
+        """Every layer of ``layers`` captured in one forward and (``gradients``) one backward.
+
+        The first captured layer to run becomes a detached leaf, so no graph is kept
+        before it; a later one already in that graph stays in it (its gradient is taken
+        to its own output), so the earlier layers' gradients still flow through it.
+        """
+        where = {name: self._layer_and_call(name, x) for name in layers}
+        seen: dict[str, torch.Tensor] = {}  # each layer's activation (a leaf or in the graph)
+        kept, repeats, at_layer = _repeated_rows(self.model, x)
+
+        def hook_for(layer: str, wanted: int) -> Any:
+            calls = [0]
+
+            def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+                calls[0] += 1
+                if calls[0] - 1 != wanted:
+                    return None
+                if not isinstance(output, torch.Tensor):
+                    raise LayerNotFound(
+                        f"layer: {layer!r} returns {type(output).__name__}, not a tensor"
+                    )
+                expand = at_layer and output.shape[0] != len(repeats)
+                if expand:  # each row its own copy of its picture's output
+                    output = output.index_select(0, torch.as_tensor(repeats, device=output.device))
+                if gradients and output.requires_grad:  # after an earlier captured layer
+                    seen[layer] = output
+                    return output.clone()  # later in-place ops must not touch it
+                leaf = output.detach()
+                if not gradients:  # a copy: a later in-place op (ReLU(inplace=True)) changes it
+                    seen[layer] = leaf.clone()
+                    return output if expand else None
+                seen[layer] = leaf.requires_grad_(True)
+                torch.set_grad_enabled(True)  # graph only from here to the output
+                return leaf.clone()  # later in-place ops (ReLU(inplace=True)) must not touch it
+
+            return this_thread_only(hook)
 
         inputs = self._to_tensor(x if kept is None else x[kept])
         grad_mode = torch.is_grad_enabled()
         # first among the layer's hooks, so the ones after it (the user's, transformers' own
         # capture of hidden states, which a VLM's features are read from) see the leaf
-        handle = module.register_forward_hook(this_thread_only(hook), prepend=True)
+        handles = [
+            module.register_forward_hook(hook_for(name, wanted), prepend=True)
+            for name, (module, wanted, _) in where.items()
+        ]
         try:
             torch.set_grad_enabled(False)
-            with scoring_rows(self._head.columns, targets):
+            rows = None if at_layer or repeats is None else torch.as_tensor(repeats)
+            with scoring_rows(self._head.columns, targets if rows is None else None):
                 logits = self._scores(scored_call(self._net, inputs))
-            leaf = state["leaf"]
-            if leaf is None:
-                raise LayerNotFound(f"layer: {layer!r} did not run in the forward pass")
+            if rows is not None:  # each picture's scores (and activations) for each of its rows
+                logits = logits.index_select(0, rows.to(logits.device))
+            for name in layers:
+                if name not in seen:
+                    raise LayerNotFound(f"layer: {name!r} did not run in the forward pass")
             t = self._targets(targets, logits)
-            grads = None
+            grads: list[Any] = [None] * len(layers)
             if gradients:
-                grads = _grad_to(_select(logits, t, score, self._head.sigmoid), leaf, layer)
+                chosen = _select(logits, t, score, self._head.sigmoid)
+                grads = _grads_to(chosen, [seen[name] for name in layers], layers, rows)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
             torch.set_grad_enabled(grad_mode)
         size = (x.shape[1], x.shape[2])
-        return Capture(
-            logits=_numpy(logits),
-            targets=t.cpu().numpy(),
-            activations=to_maps(_numpy(leaf), layout, layer, size),
-            gradients=None if grads is None else to_maps(_numpy(grads), layout, layer, size),
-        )
+        return [
+            Capture(
+                logits=_numpy(logits),
+                targets=t.cpu().numpy(),
+                activations=to_maps(_rows(seen[name], rows), where[name][2], name, size),
+                gradients=None if g is None else to_maps(_numpy(g), where[name][2], name, size),
+            )
+            for name, g in zip(layers, grads, strict=True)
+        ]
 
     @on_twin
     def input_gradients(
@@ -386,31 +432,63 @@ class TorchPasses(Views):
         return np.zeros((len(x), scales.shape[1], 0), np.float32) if out is None else out
 
 
-def _repeated_rows(model: nn.Module, x: np.ndarray) -> tuple[Any, Any]:
-    """(the distinct rows, which of them each row is) when a model that declares
-    ``seewhy_shared_rows`` (its layers before any explained one treat rows alone: SAM's
-    image side) gets the same picture in consecutive rows; else (None, None).
-
-    Those rows then run up to the layer once (k prompts on one picture: one encoder pass).
+def _repeated_rows(model: nn.Module, x: np.ndarray) -> tuple[Any, Any, bool]:
+    """(the distinct rows, which of them each row is, whether rows split at the layer) when
+    ``model`` gets the same picture in consecutive rows and declares either
+    ``seewhy_shared_rows`` (its layers before any explained one treat rows alone: SAM's image
+    side; the rows run up to the layer once, then each its own copy) or
+    ``seewhy_rows_by_backward`` (each picture runs once, each row is its own backward from its
+    own score: a YOLO neck mixes the layer's output with earlier ones, so rows cannot split
+    there; only for rows of one picture, as each backward runs over every picture of the
+    pass); else (None, None, False). k prompts or detections on one picture: one forward.
     """
-    if not getattr(model, "seewhy_shared_rows", False) or len(x) < 2:
-        return None, None
+    at_layer = bool(getattr(model, "seewhy_shared_rows", False))
+    if not (at_layer or getattr(model, "seewhy_rows_by_backward", False)) or len(x) < 2:
+        return None, None, False
     kept, repeats = [0], np.zeros(len(x), np.int64)
     for i in range(1, len(x)):
         if not np.array_equal(x[i], x[kept[-1]]):
             kept.append(i)
         repeats[i] = len(kept) - 1
-    return (None, None) if len(kept) == len(x) else (np.asarray(kept), repeats)
+    if len(kept) == len(x) or (not at_layer and len(kept) > 1):
+        return None, None, False
+    return np.asarray(kept), repeats, at_layer
 
 
-def _grad_to(score: torch.Tensor, leaf: torch.Tensor, layer: str) -> torch.Tensor:
-    """d(score)/d(leaf), or the error that says why the layer is not on the score's path."""
+def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> np.ndarray:
+    return _numpy(t if rows is None else t.index_select(0, rows.to(t.device)))
+
+
+def _grads_to(
+    score: torch.Tensor,
+    outputs: list[torch.Tensor],
+    layers: tuple[str, ...],
+    rows: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """d(score)/d(each output), in one backward (``rows``: the picture of each score, whose
+    outputs hold each picture once: one backward per score, each row its picture's), or the
+    error that says why a layer is not on the score's path."""
     if not score.requires_grad:
+        named = " or ".join(repr(name) for name in layers)
         raise BackendError(
-            f"layer: the output does not depend on {layer!r} through autograd "
+            f"layer: the output does not depend on {named} through autograd "
             "(is the rest of the forward pass run under torch.no_grad?)"
         )
-    (grad,) = torch.autograd.grad(score.sum(), leaf, allow_unused=True)
-    if grad is None:
-        raise LayerNotFound(f"layer: the model output does not depend on {layer!r}")
-    return grad
+    if rows is None:
+        return _backward(score.sum(), outputs, layers, keep=False)
+    last, picked = len(rows) - 1, rows.tolist()
+    each = [_backward(score[i], outputs, layers, keep=i < last) for i in range(len(rows))]
+    return [
+        torch.stack([g[j][r] for g, r in zip(each, picked, strict=True)])
+        for j in range(len(layers))
+    ]
+
+
+def _backward(
+    score: torch.Tensor, outputs: list[torch.Tensor], layers: tuple[str, ...], *, keep: bool
+) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(score, outputs, allow_unused=True, retain_graph=keep)
+    for name, grad in zip(layers, grads, strict=True):
+        if grad is None:
+            raise LayerNotFound(f"layer: the model output does not depend on {name!r}")
+    return list(grads)

@@ -28,7 +28,9 @@ _MODES = {
 
 def torchvision_resize(rgb: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
     """uint8 (H, W, 3) -> uint8 (size[0], size[1], 3), antialiased, as torchvision does it."""
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+    # a read-only photo (np.asarray of a PIL image, a memory map) copied: torch warns otherwise
+    image = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).permute(2, 0, 1)
+    image = image.contiguous()
     with torch.no_grad():
         out = tvf.resize(image, list(size), interpolation=_MODES[interpolation], antialias=True)
     return out.permute(1, 2, 0).contiguous().numpy()
