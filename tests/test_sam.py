@@ -450,3 +450,17 @@ def test_cli_point_target_on_a_hugging_face_folder(tmp_path, hf_sam: torch.nn.Mo
     assert parse_target("mask-box:1,2,30,40").boxes == ((1.0, 2.0, 30.0, 40.0),)  # type: ignore[union-attr]
     with pytest.raises(InvalidInput, match="point:x,y"):
         parse_target("point:1,2,3")
+
+
+def test_legrad_reads_no_decoder_block_as_if_it_held_the_pictures_tokens(
+    sam: torch.nn.Module,
+) -> None:
+    """LeGrad once read SAM's mask-decoder layers (its last two 'blocks': a few prompt
+    tokens) and drew them as a 2x2 map: finite, and meaningless. Blocks after the first
+    stack belong to a decoder, so LeGrad is refused in one line."""
+    from seewhy.backends.torch.layer_readout import readout_blocks
+    from seewhy.errors import UnsupportedModel
+
+    with pytest.raises(UnsupportedModel, match=r"decoder.*use gradcam") as refused:
+        readout_blocks(sam)
+    assert "mask_decoder" in str(refused.value) and "\n" not in str(refused.value)

@@ -67,7 +67,9 @@ def readout_blocks(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     self-attention layer: timm's ``blocks.3``, Hugging Face's
     ``encoder.layer.3``, open_clip's ``transformer.resblocks.3``, torchvision's
     ``encoder.layers.encoder_layer_3``. Attention outside such a list (a
-    pooling head's) is not a block.
+    pooling head's) is not a block, and only the first list counts: the blocks
+    after it belong to a decoder (SAM's mask decoder, a DETR's), whose tokens
+    are prompts or queries, not the picture's patches.
     """
     modules = named_layers(model)
     found: list[tuple[str, nn.Module, str]] = []
@@ -80,6 +82,14 @@ def readout_blocks(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
                 if not found or found[-1][0] != block:
                     found.append((block, modules[block], name))
                 break
+    stack = found[0][0].rsplit(".", 1)[0] if found else ""
+    later = [block for block, _, _ in found if block.rsplit(".", 1)[0] != stack]
+    if later:
+        raise UnsupportedModel(
+            f"legrad: the model has more transformer blocks after {stack!r} ({later[0]!r}: "
+            "a decoder, as SAM's or a DETR's), so no one head reads the picture's tokens at "
+            "every block; use gradcam"
+        )
     return found
 
 
