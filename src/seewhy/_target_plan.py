@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ._kit.checks import bad_argument, one_of
-from ._kit.warn import warn_user
 from .backends.capabilities import Backend, Heads
 from .backends.heads import DEFAULT_HEAD, Head, output_position
 from .errors import InvalidInput, UnsupportedModel
@@ -276,29 +275,24 @@ def detection_rows(
     if found is None:
         return None
 
-    from .inputs.rows import batch_rows
+    from .inputs.rows import rows_of
     from .targets import Box
 
-    rows: list[int] = []
-    boxes: list[Target] = []
-    for i, item in enumerate(found):
-        for box, label, score in zip(item["boxes"], item["labels"], item["scores"], strict=True):
-            if score >= DETECTION_THRESHOLD and box[2] > box[0] and box[3] > box[1]:
-                rows.append(i)
-                boxes.append(Box(box.tolist(), int(label)))
-    empty = [batch.sources[i] for i in range(len(batch)) if i not in rows]
-    if not rows:
-        raise InvalidInput(
-            f"target: the detector found nothing scoring >= {DETECTION_THRESHOLD} in "
-            f"{', '.join(empty[:3])}; pass target=seewhy.targets.Box(xyxy, label) (--target "
-            "box:x0,y0,x1,y1[:label]) to explain a region"
-        )
-    if empty:
-        warn_user(
-            f"no detection scoring >= {DETECTION_THRESHOLD} in {', '.join(empty[:10])}; "
-            "those images are not explained"
-        )
-    return batch_rows(batch, rows), tuple(boxes)
+    boxes: list[list[Target]] = [
+        [
+            Box(box.tolist(), int(label))
+            for box, label, score in zip(item["boxes"], item["labels"], item["scores"], strict=True)
+            if score >= DETECTION_THRESHOLD and box[2] > box[0] and box[3] > box[1]
+        ]
+        for item in found
+    ]
+    return rows_of(
+        batch,
+        boxes,
+        what=f"the detector found nothing scoring >= {DETECTION_THRESHOLD}",
+        how="pass target=seewhy.targets.Box(xyxy, label) (--target box:x0,y0,x1,y1[:label]) "
+        "to explain a region",
+    )
 
 
 def recorded(

@@ -12,15 +12,14 @@ those of its label by that logit. The user's model is never changed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._kit.warn import warn_user
-from ..errors import InvalidInput
+from ..inputs.rows import rows_of  # one row per detection: shared with YOLO and torchvision
 
 __all__ = [
     "backbone_layer",
@@ -154,23 +153,3 @@ def run_without_gradients(module: nn.Module, x: np.ndarray) -> Any:
 
     with model_lock(module):
         return run_on_twin(module, call)
-
-
-def rows_of(
-    batch: Any, found: Sequence[Sequence[Any]], *, what: str, how: str
-) -> tuple[Any, tuple[Any, ...]]:
-    """The batch with one row per target in ``found`` (one list per picture), and the targets.
-
-    A picture with none gets no row (one warning names them); none at all
-    is a one-line error saying how to choose a target (``how``).
-    """
-    rows = [i for i, targets in enumerate(found) for _ in targets]
-    picked = tuple(t for targets in found for t in targets)
-    empty = [batch.sources[i] for i in range(len(batch)) if not found[i]]
-    if not rows:
-        raise InvalidInput(f"target: {what} in {', '.join(empty[:3])}; {how}")
-    if empty:
-        warn_user(f"{what} in {', '.join(empty[:10])}; those images are not explained")
-    from ..inputs.rows import batch_rows
-
-    return batch_rows(batch, rows), picked

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._kit.warn import warn_user
 from ..errors import InvalidInput
 from ..targets import Region
 
@@ -261,36 +260,22 @@ def nms_rows(
     """
     if targets is not None:
         return None
-    from ..inputs import Batch
+    from ..inputs.rows import rows_of
     from ..targets import Box
 
     found = detections_after_nms(adapted, batch.inputs, settings)
-    rows: list[int] = []
-    boxes: list[Any] = []
-    for i, kept in enumerate(found):
-        for x0, y0, x1, y1, _, label in kept:
-            if x1 > x0 and y1 > y0:
-                rows.append(i)
-                boxes.append(Box([float(x0), float(y0), float(x1), float(y1)], int(label)))
-    empty = [batch.sources[i] for i in range(len(batch)) if i not in rows]
-    if not rows:
-        raise InvalidInput(
-            f"target: the YOLO model detected nothing ({settings.said()}) in "
-            f"{', '.join(empty[:3])}; pass target=seewhy.targets.Box(xyxy, label) (--target "
-            "box:x0,y0,x1,y1[:label]) to explain a region"
-        )
-    if empty:
-        warn_user(
-            f"no YOLO detection ({settings.said()}) in {', '.join(empty[:10])}; those images "
-            "are not explained"
-        )
-    picks = np.asarray(rows)
-    indices = batch.indices or tuple(range(len(batch)))  # empty: 0 .. N-1
-    expanded = Batch(
-        inputs=batch.inputs[picks],
-        images=batch.images[picks],
-        sources=tuple(batch.sources[i] for i in rows),
-        indices=tuple(indices[i] for i in rows),
-        photos=tuple(batch.photos[i] for i in rows) if batch.photos else (),
+    boxes = [
+        [
+            Box([float(x0), float(y0), float(x1), float(y1)], int(label))
+            for x0, y0, x1, y1, _, label in kept
+            if x1 > x0 and y1 > y0
+        ]
+        for kept in found
+    ]
+    return rows_of(
+        batch,
+        boxes,
+        what=f"the YOLO model detected nothing ({settings.said()})",
+        how="pass target=seewhy.targets.Box(xyxy, label) (--target box:x0,y0,x1,y1[:label]) "
+        "to explain a region",
     )
-    return expanded, tuple(boxes)
