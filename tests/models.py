@@ -1065,6 +1065,26 @@ def _tiny_language_model(vocab_size: int, eos: int, pad: int, **extra: Any) -> d
     }
 
 
+def _qwen_processor(kind: Any) -> Any:
+    """The processor of the tiny Qwen2-VL / Qwen2.5-VL models: 8 px patches merged 2 x 2,
+    pictures between 16 and 64 merged patches on a side, the word-level tokenizer."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    geometry = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
+    return kind(
+        image_processor=Qwen2VLImageProcessor(
+            **geometry, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+        ),
+        video_processor=Qwen2VLVideoProcessor(**geometry),
+        tokenizer=_vlm_tokenizer(
+            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"], "<|im_end|>"
+        ),
+        chat_template=_turns(
+            "<|vision_start|> <|image_pad|> <|vision_end|>", "<|im_start|> ", "<|im_end|> "
+        ),
+    )
+
+
 def tiny_qwen2_vl(seed: int = 0) -> Any:
     """(Qwen2VLForConditionalGeneration, its Qwen2VLProcessor): patch 8, merge 2, a 2-block
     vision tower and a 2-block language model with multimodal rope, eval mode."""
@@ -1072,9 +1092,7 @@ def tiny_qwen2_vl(seed: int = 0) -> Any:
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
         Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
     )
 
     vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
@@ -1103,20 +1121,7 @@ def tiny_qwen2_vl(seed: int = 0) -> Any:
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
-    geometry = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(
-            **geometry, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-        ),
-        video_processor=Qwen2VLVideoProcessor(**geometry),
-        tokenizer=_vlm_tokenizer(
-            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"], "<|im_end|>"
-        ),
-        chat_template=_turns(
-            "<|vision_start|> <|image_pad|> <|vision_end|>", "<|im_start|> ", "<|im_end|> "
-        ),
-    )
-    return model, processor
+    return model, _qwen_processor(Qwen2VLProcessor)
 
 
 def tiny_paligemma(seed: int = 0, *, size: int = 32) -> Any:
@@ -1439,8 +1444,6 @@ def tiny_qwen2_5_vl(seed: int = 0) -> Any:
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
     )
 
     vocab = {word: i for i, word in enumerate(_VLM_WORDS)}
@@ -1471,20 +1474,7 @@ def tiny_qwen2_5_vl(seed: int = 0) -> Any:
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    geometry = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(
-            **geometry, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-        ),
-        video_processor=Qwen2VLVideoProcessor(**geometry),
-        tokenizer=_vlm_tokenizer(
-            ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>"], "<|im_end|>"
-        ),
-        chat_template=_turns(
-            "<|vision_start|> <|image_pad|> <|vision_end|>", "<|im_start|> ", "<|im_end|> "
-        ),
-    )
-    return model, processor
+    return model, _qwen_processor(Qwen2_5_VLProcessor)
 
 
 def tiny_smolvlm(seed: int = 0) -> Any:

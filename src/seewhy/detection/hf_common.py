@@ -19,14 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inputs.rows import rows_of  # one row per detection: shared with YOLO and torchvision
-
 __all__ = [
     "backbone_layer",
     "explained",
     "label_names",
     "pixels_of",
-    "rows_of",
     "run_without_gradients",
     "to_xyxy",
 ]

@@ -22,12 +22,12 @@ import torch
 
 from .._kit.checks import bad_argument
 from ..errors import InvalidInput
+from ..inputs.rows import rows_of
 from ..targets import Box, Prompt
 from .hf_common import (
     backbone_layer,
     explained,
     label_names,
-    rows_of,
     run_without_gradients,
     to_xyxy,
 )

@@ -26,8 +26,9 @@ import torch
 
 from .._kit.checks import bad_argument
 from ..errors import InvalidInput
+from ..inputs.rows import rows_of
 from ..targets import Box, Prompt, Target
-from .hf_common import explained, pixels_of, rows_of, to_xyxy
+from .hf_common import explained, pixels_of, to_xyxy
 from .hf_detectors import with_sizes
 from .hf_preprocessing import detector_preprocess
 
